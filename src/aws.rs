@@ -1,0 +1,134 @@
+//! AWS clients for one account and region, and the one place every AWS call goes through.
+//!
+//! Credentials, region and endpoints come from the SDK's standard chain (environment, profiles,
+//! web identity, container and instance metadata, `AWS_ENDPOINT_URL*`); an account may add a role
+//! to assume on top of it. Every call is bounded by the configured timeout, waits for a permit of
+//! its account and region so that no more than `max_concurrent_requests` run at once, and is
+//! counted by operation and error code.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_types::timeout::TimeoutConfig;
+use tokio::sync::Semaphore;
+
+use crate::config::Account;
+use crate::telemetry::Telemetry;
+
+/// Settings the configuration file does not carry: the in-process simulator of the demo and of
+/// the tests replaces the AWS endpoint and the credential chain with these.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub endpoint_url: Option<String>,
+    pub credentials: Option<Credentials>,
+}
+
+/// The clients of one account and region, the permits their calls share, and the telemetry they
+/// report to.
+#[derive(Clone)]
+pub struct Scope {
+    pub account: Arc<str>,
+    pub region: Arc<str>,
+    pub codepipeline: aws_sdk_codepipeline::Client,
+    permits: Arc<Semaphore>,
+    telemetry: Arc<Telemetry>,
+}
+
+/// The AWS region of the environment, for accounts that name no region.
+pub async fn default_region(overrides: &Overrides) -> Option<String> {
+    if overrides.endpoint_url.is_some() {
+        return Some("us-east-1".into());
+    }
+    aws_config::default_provider::region::DefaultRegionChain::builder().build().region().await.map(|r| r.to_string())
+}
+
+/// The SDK configuration shared by every region of one account.
+pub async fn account_config(account: &Account, request_timeout: Duration, overrides: &Overrides) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(TimeoutConfig::builder().operation_timeout(request_timeout).build());
+    if let Some(url) = &overrides.endpoint_url {
+        loader = loader.endpoint_url(url).region(Region::new("us-east-1"));
+    }
+    if let Some(credentials) = &overrides.credentials {
+        loader = loader.credentials_provider(credentials.clone());
+    }
+    let base = loader.load().await;
+    let Some(role_arn) = &account.role_arn else {
+        return base;
+    };
+    let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name("codepipeline-exporter").configure(&base);
+    if let Some(external_id) = &account.external_id {
+        role = role.external_id(external_id);
+    }
+    let provider = role.build().await;
+    base.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
+}
+
+impl Scope {
+    pub fn new(
+        account: &str,
+        region: &str,
+        base: &SdkConfig,
+        max_concurrent_requests: usize,
+        telemetry: Arc<Telemetry>,
+    ) -> Scope {
+        let region_config = base.to_builder().region(Region::new(region.to_string())).build();
+        Scope {
+            account: account.into(),
+            region: region.into(),
+            codepipeline: aws_sdk_codepipeline::Client::new(&region_config),
+            permits: Arc::new(Semaphore::new(max_concurrent_requests)),
+            telemetry,
+        }
+    }
+
+    /// Runs one AWS call under this scope's concurrency limit and records it. Waiting for a permit
+    /// is not part of the recorded duration.
+    pub async fn call<T, E, R>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        request: impl Future<Output = Result<T, SdkError<E, R>>>,
+    ) -> Result<T, SdkError<E, R>>
+    where
+        E: ProvideErrorMetadata,
+    {
+        let _permit = self.permits.acquire().await;
+        let started = Instant::now();
+        let result = request.await;
+        let code = result.as_ref().err().map(error_code);
+        self.telemetry.observe(service, operation, started.elapsed(), code.as_deref());
+        result
+    }
+}
+
+/// A short, bounded name for what went wrong: the AWS error code when AWS answered with one, the
+/// kind of failure otherwise. Never the message, which may quote request data.
+pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
+    match err {
+        SdkError::ServiceError(service) => service.err().code().unwrap_or("Unknown").to_string(),
+        SdkError::TimeoutError(_) => "Timeout".into(),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => "Timeout".into(),
+        SdkError::DispatchFailure(_) => "ConnectionError".into(),
+        SdkError::ResponseError(_) => "ResponseError".into(),
+        SdkError::ConstructionFailure(_) => "ConstructionFailure".into(),
+        _ => "Unknown".into(),
+    }
+}
+
+/// Errors that will not go away by polling again: logged once per target rather than per poll.
+pub fn is_permanent(code: &str) -> bool {
+    matches!(
+        code,
+        "AccessDeniedException"
+            | "AccessDenied"
+            | "UnrecognizedClientException"
+            | "InvalidClientTokenId"
+            | "PipelineNotFoundException"
+    )
+}

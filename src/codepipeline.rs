@@ -1,0 +1,421 @@
+//! The CodePipeline collector: what ListPipelines and GetPipelineState say, as metric series.
+//!
+//! Every `aws_codepipeline_*` family from those two calls is defined here, next to the function
+//! that fills it. A poll turns the API's answer into a [`PipelineState`] snapshot; [`Counters`]
+//! remembers which outcomes were already counted; [`render`] turns both into series.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_codepipeline::operation::get_pipeline_state::{GetPipelineStateError, GetPipelineStateOutput};
+use aws_sdk_codepipeline::operation::list_pipelines::ListPipelinesError;
+use aws_sdk_codepipeline::types::{ActionExecutionStatus, StageExecutionStatus};
+use aws_smithy_types::DateTime;
+
+use crate::aws::Scope;
+use crate::exposition::{Family, Kind};
+use crate::store::Rendered;
+
+pub const SERVICE: &str = "codepipeline";
+
+pub static PIPELINE_INFO: Family = Family {
+    name: "aws_codepipeline_pipeline_info",
+    help: "Information about a pipeline, from ListPipelines; pipeline_type and execution_mode are 'unknown' when discovery is off.",
+    kind: Kind::Gauge,
+};
+pub static PIPELINE_VERSION: Family = Family {
+    name: "aws_codepipeline_pipeline_version",
+    help: "The version number of the pipeline's structure.",
+    kind: Kind::Gauge,
+};
+pub static PIPELINE_CREATED: Family = Family {
+    name: "aws_codepipeline_pipeline_created_timestamp_seconds",
+    help: "When the pipeline was created, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static PIPELINE_UPDATED: Family = Family {
+    name: "aws_codepipeline_pipeline_updated_timestamp_seconds",
+    help: "When the pipeline's structure was last updated, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_STATUS: Family = Family {
+    name: "aws_codepipeline_stage_status",
+    help: "Status of the stage's latest execution: 1 for the current status, 0 for the others, all 0 when the stage never ran.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_INBOUND_STATUS: Family = Family {
+    name: "aws_codepipeline_stage_inbound_status",
+    help: "Status of the execution waiting at the stage's inbound transition: 1 for the current status, all 0 when none waits.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_TRANSITION_ENABLED: Family = Family {
+    name: "aws_codepipeline_stage_transition_enabled",
+    help: "Whether the stage's inbound transition is enabled (1) or disabled (0).",
+    kind: Kind::Gauge,
+};
+pub static STAGE_TRANSITION_LAST_CHANGED: Family = Family {
+    name: "aws_codepipeline_stage_transition_last_changed_timestamp_seconds",
+    help: "When the stage's inbound transition was last enabled or disabled, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static ACTION_STATUS: Family = Family {
+    name: "aws_codepipeline_action_status",
+    help: "Status of the action's latest execution: 1 for the current status, 0 for the others, all 0 when the action never ran.",
+    kind: Kind::Gauge,
+};
+pub static ACTION_COMPLETION_RATIO: Family = Family {
+    name: "aws_codepipeline_action_completion_ratio",
+    help: "Completion of the action's latest execution as reported by the action (percentComplete / 100), while it reports one.",
+    kind: Kind::Gauge,
+};
+pub static ACTION_LAST_STATUS_CHANGE: Family = Family {
+    name: "aws_codepipeline_action_last_status_change_timestamp_seconds",
+    help: "When the status of the action's latest execution last changed, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static ACTION_REVISION_INFO: Family = Family {
+    name: "aws_codepipeline_action_revision_info",
+    help: "The revision the action currently works on (for source actions, the commit).",
+    kind: Kind::Gauge,
+};
+pub static ACTION_REVISION_CREATED: Family = Family {
+    name: "aws_codepipeline_action_revision_created_timestamp_seconds",
+    help: "When the action's current revision was created, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static ACTION_ERROR_INFO: Family = Family {
+    name: "aws_codepipeline_action_error_info",
+    help: "The error code of the action's latest execution, while it has one.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_EXECUTIONS: Family = Family {
+    name: "aws_codepipeline_stage_executions_total",
+    help: "Pipeline executions seen reaching a final status in the stage since the exporter started.",
+    kind: Kind::Counter,
+};
+pub static ACTION_EXECUTIONS: Family = Family {
+    name: "aws_codepipeline_action_executions_total",
+    help: "Action executions seen reaching a final status since the exporter started.",
+    kind: Kind::Counter,
+};
+
+/// Stage statuses after which a stage execution does not change by itself.
+const STAGE_FINAL: [&str; 5] = ["Cancelled", "Failed", "Skipped", "Stopped", "Succeeded"];
+/// Action statuses after which an action execution does not change.
+const ACTION_FINAL: [&str; 3] = ["Abandoned", "Failed", "Succeeded"];
+
+/// What ListPipelines says of a pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub name: String,
+    pub pipeline_type: String,
+    pub execution_mode: String,
+}
+
+/// What GetPipelineState says of a pipeline, reduced to what the metrics need.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PipelineState {
+    pub version: Option<i32>,
+    pub created: Option<f64>,
+    pub updated: Option<f64>,
+    pub stages: Vec<StageState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StageState {
+    pub name: String,
+    /// The latest execution's pipeline execution ID and status.
+    pub latest: Option<(String, String)>,
+    pub inbound_status: Option<String>,
+    /// Enabled, and when that last changed.
+    pub transition: Option<(bool, Option<f64>)>,
+    pub actions: Vec<ActionState>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActionState {
+    pub name: String,
+    /// The latest execution's action execution ID (empty when AWS gives none) and status.
+    pub latest: Option<(String, String)>,
+    pub percent_complete: Option<i32>,
+    pub last_status_change: Option<f64>,
+    pub revision: Option<(String, f64)>,
+    pub error_code: Option<String>,
+}
+
+/// Lists every pipeline of the scope, following all pages.
+pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, aws_sdk_codepipeline::error::SdkError<ListPipelinesError>> {
+    let mut summaries = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let page = scope
+            .call(SERVICE, "ListPipelines", scope.codepipeline.list_pipelines().set_next_token(next_token.take()).send())
+            .await?;
+        for pipeline in page.pipelines() {
+            let Some(name) = pipeline.name() else { continue };
+            summaries.push(Summary {
+                name: name.to_string(),
+                pipeline_type: pipeline.pipeline_type().map(|t| t.as_str().to_string()).unwrap_or_else(|| "V1".into()),
+                execution_mode: pipeline.execution_mode().map(|m| m.as_str().to_string()).unwrap_or_else(|| "SUPERSEDED".into()),
+            });
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+            _ => return Ok(summaries),
+        }
+    }
+}
+
+/// Fetches the current state of one pipeline.
+pub async fn get_state(
+    scope: &Scope,
+    pipeline: &str,
+) -> Result<PipelineState, aws_sdk_codepipeline::error::SdkError<GetPipelineStateError>> {
+    let output = scope.call(SERVICE, "GetPipelineState", scope.codepipeline.get_pipeline_state().name(pipeline).send()).await?;
+    Ok(PipelineState::from(output))
+}
+
+fn seconds(time: &DateTime) -> f64 {
+    time.as_secs_f64()
+}
+
+impl From<GetPipelineStateOutput> for PipelineState {
+    fn from(output: GetPipelineStateOutput) -> Self {
+        let stages = output
+            .stage_states()
+            .iter()
+            .map(|stage| StageState {
+                name: stage.stage_name().unwrap_or_default().to_string(),
+                latest: stage
+                    .latest_execution()
+                    .map(|e| (e.pipeline_execution_id().to_string(), e.status().as_str().to_string())),
+                inbound_status: stage.inbound_execution().map(|e| e.status().as_str().to_string()),
+                transition: stage.inbound_transition_state().map(|t| (t.enabled(), t.last_changed_at().map(seconds))),
+                actions: stage
+                    .action_states()
+                    .iter()
+                    .map(|action| {
+                        let latest = action.latest_execution();
+                        ActionState {
+                            name: action.action_name().unwrap_or_default().to_string(),
+                            latest: latest.and_then(|e| {
+                                e.status()
+                                    .map(|s| (e.action_execution_id().unwrap_or_default().to_string(), s.as_str().to_string()))
+                            }),
+                            percent_complete: latest.and_then(|e| e.percent_complete()),
+                            last_status_change: latest.and_then(|e| e.last_status_change()).map(seconds),
+                            revision: action.current_revision().map(|r| (r.revision_id().to_string(), seconds(r.created()))),
+                            error_code: latest.and_then(|e| e.error_details()).and_then(|d| d.code()).map(str::to_string),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        PipelineState {
+            version: output.pipeline_version(),
+            created: output.created().map(seconds),
+            updated: output.updated().map(seconds),
+            stages,
+        }
+    }
+}
+
+/// Counts each outcome once: a stage's (pipeline execution ID, final status) and an action's
+/// (action execution ID, final status) are counted the first time a poll sees them, except on the
+/// first poll, which only records what is there so that a restart does not replay old outcomes.
+#[derive(Debug, Default)]
+pub struct Counters {
+    primed: bool,
+    stage_seen: HashMap<String, (String, String)>,
+    stage_counts: BTreeMap<(String, String), u64>,
+    action_seen: HashMap<(String, String), (String, String)>,
+    action_counts: BTreeMap<(String, String, String), u64>,
+}
+
+impl Counters {
+    pub fn observe(&mut self, state: &PipelineState) {
+        for stage in &state.stages {
+            if let Some(latest) = &stage.latest
+                && STAGE_FINAL.contains(&latest.1.as_str())
+                && self.stage_seen.get(&stage.name) != Some(latest)
+            {
+                self.stage_seen.insert(stage.name.clone(), latest.clone());
+                if self.primed {
+                    *self.stage_counts.entry((stage.name.clone(), latest.1.clone())).or_default() += 1;
+                }
+            }
+            for action in &stage.actions {
+                let id = (stage.name.clone(), action.name.clone());
+                if let Some(latest) = &action.latest
+                    && ACTION_FINAL.contains(&latest.1.as_str())
+                    && self.action_seen.get(&id) != Some(latest)
+                {
+                    self.action_seen.insert(id.clone(), latest.clone());
+                    if self.primed {
+                        *self.action_counts.entry((id.0, id.1, latest.1.clone())).or_default() += 1;
+                    }
+                }
+            }
+        }
+        self.primed = true;
+    }
+
+    fn stage(&self, stage: &str, status: &str) -> u64 {
+        self.stage_counts.get(&(stage.to_string(), status.to_string())).copied().unwrap_or(0)
+    }
+
+    fn action(&self, stage: &str, action: &str, status: &str) -> u64 {
+        self.action_counts.get(&(stage.to_string(), action.to_string(), status.to_string())).copied().unwrap_or(0)
+    }
+}
+
+/// Renders one state set: a series for each status the SDK knows, plus the current status if AWS
+/// returned one the SDK does not know yet; the current one is 1.
+fn state_set(rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
+    let mut with_status: Vec<(&str, &str)> = labels.to_vec();
+    for status in known {
+        with_status.push(("status", status));
+        rendered.sample(family, &with_status, if current == Some(*status) { 1.0 } else { 0.0 });
+        with_status.pop();
+    }
+    if let Some(current) = current
+        && !known.contains(&current)
+    {
+        with_status.push(("status", current));
+        rendered.sample(family, &with_status, 1.0);
+    }
+}
+
+/// Renders every series of one pipeline.
+pub fn render(
+    rendered: &mut Rendered,
+    account: &str,
+    region: &str,
+    pipeline: &str,
+    summary: Option<&Summary>,
+    state: &PipelineState,
+    counters: &Counters,
+) {
+    let base = [("account", account), ("region", region), ("pipeline", pipeline)];
+    let (pipeline_type, execution_mode) =
+        summary.map(|s| (s.pipeline_type.as_str(), s.execution_mode.as_str())).unwrap_or(("unknown", "unknown"));
+    rendered.sample(
+        &PIPELINE_INFO,
+        &[base[0], base[1], base[2], ("pipeline_type", pipeline_type), ("execution_mode", execution_mode)],
+        1.0,
+    );
+    if let Some(version) = state.version {
+        rendered.sample(&PIPELINE_VERSION, &base, f64::from(version));
+    }
+    if let Some(created) = state.created {
+        rendered.sample(&PIPELINE_CREATED, &base, created);
+    }
+    if let Some(updated) = state.updated {
+        rendered.sample(&PIPELINE_UPDATED, &base, updated);
+    }
+    for stage in &state.stages {
+        let stage_labels = [base[0], base[1], base[2], ("stage", stage.name.as_str())];
+        state_set(
+            rendered,
+            &STAGE_STATUS,
+            &stage_labels,
+            StageExecutionStatus::values(),
+            stage.latest.as_ref().map(|l| l.1.as_str()),
+        );
+        state_set(
+            rendered,
+            &STAGE_INBOUND_STATUS,
+            &stage_labels,
+            StageExecutionStatus::values(),
+            stage.inbound_status.as_deref(),
+        );
+        if let Some((enabled, changed)) = stage.transition {
+            rendered.sample(&STAGE_TRANSITION_ENABLED, &stage_labels, if enabled { 1.0 } else { 0.0 });
+            if let Some(changed) = changed {
+                rendered.sample(&STAGE_TRANSITION_LAST_CHANGED, &stage_labels, changed);
+            }
+        }
+        for status in STAGE_FINAL {
+            let labels = [stage_labels[0], stage_labels[1], stage_labels[2], stage_labels[3], ("status", status)];
+            rendered.sample(&STAGE_EXECUTIONS, &labels, counters.stage(&stage.name, status) as f64);
+        }
+        for action in &stage.actions {
+            let action_labels = [base[0], base[1], base[2], stage_labels[3], ("action", action.name.as_str())];
+            state_set(
+                rendered,
+                &ACTION_STATUS,
+                &action_labels,
+                ActionExecutionStatus::values(),
+                action.latest.as_ref().map(|l| l.1.as_str()),
+            );
+            if let Some(percent) = action.percent_complete {
+                rendered.sample(&ACTION_COMPLETION_RATIO, &action_labels, f64::from(percent.clamp(0, 100)) / 100.0);
+            }
+            if let Some(changed) = action.last_status_change {
+                rendered.sample(&ACTION_LAST_STATUS_CHANGE, &action_labels, changed);
+            }
+            if let Some((revision_id, created)) = &action.revision {
+                let labels = [
+                    action_labels[0],
+                    action_labels[1],
+                    action_labels[2],
+                    action_labels[3],
+                    action_labels[4],
+                    ("revision_id", revision_id.as_str()),
+                ];
+                rendered.sample(&ACTION_REVISION_INFO, &labels, 1.0);
+                rendered.sample(&ACTION_REVISION_CREATED, &action_labels, *created);
+            }
+            if let Some(code) = &action.error_code {
+                let labels = [
+                    action_labels[0],
+                    action_labels[1],
+                    action_labels[2],
+                    action_labels[3],
+                    action_labels[4],
+                    ("code", code.as_str()),
+                ];
+                rendered.sample(&ACTION_ERROR_INFO, &labels, 1.0);
+            }
+            for status in ACTION_FINAL {
+                let labels = [
+                    action_labels[0],
+                    action_labels[1],
+                    action_labels[2],
+                    action_labels[3],
+                    action_labels[4],
+                    ("status", status),
+                ];
+                rendered.sample(&ACTION_EXECUTIONS, &labels, counters.action(&stage.name, &action.name, status) as f64);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(stage_latest: (&str, &str)) -> PipelineState {
+        PipelineState {
+            stages: vec![StageState {
+                name: "Build".into(),
+                latest: Some((stage_latest.0.into(), stage_latest.1.into())),
+                ..StageState::default()
+            }],
+            ..PipelineState::default()
+        }
+    }
+
+    #[test]
+    fn counts_each_outcome_once_and_not_on_the_first_poll() {
+        let mut counters = Counters::default();
+        counters.observe(&state(("e1", "Failed")));
+        assert_eq!(counters.stage("Build", "Failed"), 0);
+        counters.observe(&state(("e2", "InProgress")));
+        counters.observe(&state(("e2", "Failed")));
+        counters.observe(&state(("e2", "Failed")));
+        assert_eq!(counters.stage("Build", "Failed"), 1);
+        counters.observe(&state(("e2", "Succeeded")));
+        assert_eq!(counters.stage("Build", "Succeeded"), 1);
+    }
+}

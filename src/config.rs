@@ -1,0 +1,360 @@
+//! The configuration file: its YAML shape, its validation and its defaults.
+//!
+//! The file is parsed with serde-saphyr, a maintained pure-Rust YAML parser that reports line and
+//! column and enforces budgets against alias and size bombs. Values that parse as YAML but make no
+//! sense (a bad duration, an invalid regex, an empty or duplicate name) are read as `Spanned` so
+//! that their errors point at the offending line and column too.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_saphyr::Spanned;
+
+/// Everything that can be wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration file: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid { path: String, line: u64, column: u64, message: String },
+}
+
+/// The validated configuration the exporter runs with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    #[serde(serialize_with = "serialize_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub discovery_interval: Duration,
+    #[serde(serialize_with = "serialize_duration")]
+    pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
+    pub accounts: Vec<Account>,
+}
+
+/// One AWS account: the `account` label, how to get its credentials and where to look.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_redacted")]
+    pub external_id: Option<String>,
+    /// Empty means the region of the environment (AWS_REGION, the profile, instance metadata).
+    pub regions: Vec<String>,
+    pub codepipeline: CodePipeline,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CodePipeline {
+    pub discover: bool,
+    pub include: Vec<Pattern>,
+    pub exclude: Vec<Pattern>,
+    pub pipelines: Vec<String>,
+}
+
+impl CodePipeline {
+    /// Whether a discovered pipeline is polled: it matches an include pattern (or there are none)
+    /// and no exclude pattern.
+    pub fn selects(&self, pipeline: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| p.0.is_match(pipeline)))
+            && !self.exclude.iter().any(|p| p.0.is_match(pipeline))
+    }
+}
+
+/// A compiled regular expression that prints as its source.
+#[derive(Debug, Clone)]
+pub struct Pattern(pub Regex);
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            interval: Duration::from_secs(60),
+            discovery_interval: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 4,
+            accounts: vec![Account::default_account()],
+        }
+    }
+}
+
+impl Account {
+    fn default_account() -> Account {
+        Account {
+            name: "default".into(),
+            role_arn: None,
+            external_id: None,
+            regions: Vec::new(),
+            codepipeline: CodePipeline { discover: true, include: Vec::new(), exclude: Vec::new(), pipelines: Vec::new() },
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: display(path), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates `text` as the content of `path`; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = match serde_saphyr::from_str(text) {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return Ok(Config::default()),
+            Err(err) => {
+                let location = err.location();
+                return Err(ConfigError::Invalid {
+                    path: display(path),
+                    line: location.map(|l| l.line()).unwrap_or(1),
+                    column: location.map(|l| l.column()).unwrap_or(1),
+                    message: first_line(&err.without_snippet().to_string()),
+                });
+            }
+        };
+        raw.validate().map_err(|(at, message)| ConfigError::Invalid {
+            path: display(path),
+            line: at.line(),
+            column: at.column(),
+            message,
+        })
+    }
+
+    /// The effective configuration as YAML, for `--config.check`.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_else(|err| format!("# cannot print the configuration: {err}\n"))
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// serde-saphyr's messages may repeat the location; the exporter prints its own prefix.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message).trim();
+    match line.find(" at line ") {
+        Some(at) => line[..at].to_string(),
+        None => line.to_string(),
+    }
+}
+
+type Located<T> = Spanned<T>;
+type Invalid = (serde_saphyr::Location, String);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interval: Option<Located<String>>,
+    discovery_interval: Option<Located<String>>,
+    request_timeout: Option<Located<String>>,
+    max_concurrent_requests: Option<Located<usize>>,
+    accounts: Option<Vec<RawAccount>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: Located<String>,
+    role_arn: Option<Located<String>>,
+    external_id: Option<String>,
+    #[serde(default)]
+    regions: Vec<Located<String>>,
+    codepipeline: Option<RawCodePipeline>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCodePipeline {
+    discover: Option<bool>,
+    #[serde(default)]
+    include: Vec<Located<String>>,
+    #[serde(default)]
+    exclude: Vec<Located<String>>,
+    #[serde(default)]
+    pipelines: Vec<Located<String>>,
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, Invalid> {
+        let defaults = Config::default();
+        let duration = |value: Option<Located<String>>, default: Duration| match value {
+            Some(value) => parse_duration(&value.value).map_err(|message| (value.referenced, message)),
+            None => Ok(default),
+        };
+        let interval = duration(self.interval, defaults.interval)?;
+        let discovery_interval = duration(self.discovery_interval, defaults.discovery_interval)?;
+        let request_timeout = duration(self.request_timeout, defaults.request_timeout)?;
+        let max_concurrent_requests = match self.max_concurrent_requests {
+            Some(n) if n.value == 0 => return Err((n.referenced, "max_concurrent_requests must be at least 1".into())),
+            Some(n) => n.value,
+            None => defaults.max_concurrent_requests,
+        };
+        let accounts = match self.accounts {
+            None => defaults.accounts,
+            Some(raw) => {
+                let mut names = BTreeSet::new();
+                let mut accounts = Vec::with_capacity(raw.len());
+                for account in raw {
+                    let at = account.name.referenced;
+                    let account = account.validate()?;
+                    if !names.insert(account.name.clone()) {
+                        return Err((at, format!("duplicate account name {:?}", account.name)));
+                    }
+                    accounts.push(account);
+                }
+                accounts
+            }
+        };
+        Ok(Config { interval, discovery_interval, request_timeout, max_concurrent_requests, accounts })
+    }
+}
+
+impl RawAccount {
+    fn validate(self) -> Result<Account, Invalid> {
+        let name = non_empty(self.name, "account name")?;
+        let role_arn = match self.role_arn {
+            Some(arn) if !arn.value.starts_with("arn:") => {
+                return Err((arn.referenced, format!("role_arn {:?} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", arn.value)));
+            }
+            Some(arn) => Some(arn.value),
+            None => None,
+        };
+        let mut regions = Vec::with_capacity(self.regions.len());
+        for region in self.regions {
+            let at = region.referenced;
+            let region = non_empty(region, "region")?;
+            if !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                return Err((at, format!("region {region:?} is not an AWS region name such as us-east-1")));
+            }
+            if regions.contains(&region) {
+                return Err((at, format!("region {region:?} is listed twice")));
+            }
+            regions.push(region);
+        }
+        let codepipeline = match self.codepipeline {
+            Some(raw) => raw.validate()?,
+            None => Account::default_account().codepipeline,
+        };
+        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline })
+    }
+}
+
+impl RawCodePipeline {
+    fn validate(self) -> Result<CodePipeline, Invalid> {
+        let patterns = |raw: Vec<Located<String>>| {
+            raw.into_iter()
+                .map(|p| {
+                    Regex::new(&p.value)
+                        .map(Pattern)
+                        .map_err(|err| (p.referenced, format!("invalid regex {:?}: {}", p.value, first_line(&err.to_string()))))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut pipelines = Vec::with_capacity(self.pipelines.len());
+        for pipeline in self.pipelines {
+            let name = non_empty(pipeline, "pipeline name")?;
+            if !pipelines.contains(&name) {
+                pipelines.push(name);
+            }
+        }
+        Ok(CodePipeline {
+            discover: self.discover.unwrap_or(true),
+            include: patterns(self.include)?,
+            exclude: patterns(self.exclude)?,
+            pipelines,
+        })
+    }
+}
+
+fn non_empty(value: Located<String>, what: &str) -> Result<String, Invalid> {
+    if value.value.trim().is_empty() { Err((value.referenced, format!("{what} must not be empty"))) } else { Ok(value.value) }
+}
+
+/// Parses a duration in Prometheus's notation: one or more of `<number><unit>` with the units
+/// ms, s, m, h and d, such as `90s`, `5m` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid duration {text:?}: use a number and a unit (ms, s, m, h, d) such as 30s, 5m or 1h30m");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let millis = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit_len..];
+        total += Duration::from_millis(number.checked_mul(millis).ok_or_else(invalid)?);
+    }
+    if total.is_zero() {
+        return Err(format!("invalid duration {text:?}: must be greater than zero"));
+    }
+    Ok(total)
+}
+
+/// Prints a duration the way [`parse_duration`] reads it.
+pub struct PrettyDuration(pub Duration);
+
+impl fmt::Display for PrettyDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut millis = self.0.as_millis();
+        if millis == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if millis >= size {
+                write!(f, "{}{unit}", millis / size)?;
+                millis %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn serialize_duration<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&PrettyDuration(*duration))
+}
+
+/// The external ID is a shared secret of the role's trust policy: never print it.
+fn serialize_redacted<S: Serializer>(_: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("<secret>")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("1x").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(PrettyDuration(Duration::from_secs(5400)).to_string(), "1h30m");
+    }
+}

@@ -1,0 +1,18 @@
+//! A Prometheus exporter for AWS CodePipeline and AWS CodeConnections.
+//!
+//! Data flows one way, and the modules follow it:
+//! [`config`] → [`aws`] clients → [`scheduler`] → snapshots and series from the collectors
+//! ([`codepipeline`]) → [`store`] → [`http`]. The [`simulator`] is a fake AWS endpoint speaking
+//! the SDK's wire protocols, for the demo and the tests.
+
+pub mod aws;
+pub mod codepipeline;
+pub mod config;
+pub mod exporter;
+pub mod exposition;
+pub mod http;
+pub mod logging;
+pub mod scheduler;
+pub mod simulator;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,132 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_credential_types::Credentials;
+use clap::Parser;
+use codepipeline_exporter::aws::Overrides;
+use codepipeline_exporter::config::{Config, ConfigError};
+use codepipeline_exporter::{exporter, logging, simulator};
+
+/// Prometheus exporter for AWS CodePipeline and AWS CodeConnections.
+#[derive(Parser, Debug)]
+#[command(name = "codepipeline-exporter", version, about)]
+struct Cli {
+    /// YAML configuration file; without one, the environment's account and region are discovered.
+    #[arg(long = "config.file", value_name = "PATH")]
+    config_file: Option<PathBuf>,
+    /// Address to listen on for HTTP: `host:port`, or `:port` for every interface.
+    #[arg(long = "web.listen-address", value_name = "ADDRESS", default_value = ":19264")]
+    listen_address: String,
+    /// Path under which to expose metrics.
+    #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
+    telemetry_path: String,
+    /// Only log messages with the given severity or above.
+    #[arg(long = "log.level", value_name = "LEVEL", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
+    log_level: String,
+    /// Output format of log messages.
+    #[arg(long = "log.format", value_name = "FORMAT", default_value = "logfmt", value_parser = ["logfmt", "json"])]
+    log_format: String,
+    /// Poll a simulated AWS account inside the process instead of AWS; needs no credentials.
+    #[arg(long)]
+    demo: bool,
+    /// Validate the configuration, print the effective configuration and exit (0 valid, 1 not).
+    #[arg(long = "config.check")]
+    config_check: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.config_check {
+        print!("{}", config.to_yaml());
+        return ExitCode::SUCCESS;
+    }
+    logging::init(&cli.log_level, cli.log_format == "json");
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "exporter failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configuration file, the built-in defaults, or in demo mode the demo's faster settings.
+fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
+    match &cli.config_file {
+        Some(path) => Config::load(path),
+        None if cli.demo => {
+            let mut config =
+                Config { interval: Duration::from_secs(5), discovery_interval: Duration::from_secs(30), ..Config::default() };
+            config.accounts[0].name = "demo".into();
+            Ok(config)
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let mut overrides = Overrides::default();
+    let _simulator = if cli.demo {
+        let simulator = simulator::demo::start().await.context("cannot start the simulated AWS account")?;
+        overrides.endpoint_url = Some(simulator.endpoint_url());
+        overrides.credentials = Some(Credentials::new("AKIDDEMO", "demo-secret", None, None, "demo"));
+        tracing::info!(endpoint = %simulator.endpoint_url(), "demo mode: polling a simulated AWS account");
+        Some(simulator)
+    } else {
+        None
+    };
+    let addr = listen_address(&cli.listen_address)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let running = exporter::start(&config, &overrides, listener, &cli.telemetry_path).await?;
+    let shown = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], running.addr.port())) } else { running.addr };
+    tracing::info!(address = %running.addr, "listening");
+    println!("codepipeline-exporter {} serving metrics at http://{shown}{}", env!("CARGO_PKG_VERSION"), cli.telemetry_path);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Accepts `host:port` and `:port` (every interface), as Prometheus's exporters do.
+fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
+    full.parse().with_context(|| format!("invalid --web.listen-address {text:?}: use host:port or :port"))
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the exporter");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

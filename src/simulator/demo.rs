@@ -1,0 +1,225 @@
+//! The demo's scenario: a handful of pipelines whose executions start, progress, succeed and fail
+//! on a loop of a few minutes, so that every metric family has something to show.
+//!
+//! The state of each pipeline is computed from the clock alone (which run is current and how far
+//! it got), so the scenario keeps no state of its own and every tick is consistent with the last.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{SimActionExecution, SimPipeline, Simulator, World};
+
+/// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
+type ActionSpec = (&'static str, u64, bool);
+
+struct Scenario {
+    name: &'static str,
+    pipeline_type: &'static str,
+    execution_mode: &'static str,
+    stages: &'static [(&'static str, &'static [ActionSpec])],
+    /// Seconds between the starts of two runs.
+    period: u64,
+    /// Seconds into the loop at which run 0 starts, so that pipelines do not move in lockstep.
+    offset: u64,
+    /// Which (stage, action) fails in run `k`, if any.
+    fails: fn(u64) -> Option<(usize, usize)>,
+    /// A stage whose inbound transition is disabled: runs wait in front of it.
+    disabled_before: Option<usize>,
+}
+
+const SERVICE: &[(&str, &[ActionSpec])] = &[
+    ("Source", &[("Source", 3, false)]),
+    ("Build", &[("Build", 25, true), ("UnitTests", 15, true)]),
+    ("Deploy", &[("DeployStaging", 12, true), ("DeployProduction", 12, true)]),
+];
+
+const BATCH: &[(&str, &[ActionSpec])] = &[
+    ("Source", &[("Source", 3, false)]),
+    ("Build", &[("Build", 20, true)]),
+    ("Approval", &[("ManualApproval", 10, false)]),
+    ("Deploy", &[("Deploy", 15, true)]),
+];
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "checkout-service",
+        pipeline_type: "V2",
+        execution_mode: "QUEUED",
+        stages: SERVICE,
+        period: 90,
+        offset: 0,
+        fails: |_| None,
+        disabled_before: None,
+    },
+    Scenario {
+        name: "payments-api",
+        pipeline_type: "V2",
+        execution_mode: "SUPERSEDED",
+        stages: SERVICE,
+        period: 80,
+        offset: 20,
+        fails: |k| (k % 3 == 1).then_some((1, 1)),
+        disabled_before: None,
+    },
+    Scenario {
+        name: "inventory-worker",
+        pipeline_type: "V1",
+        execution_mode: "SUPERSEDED",
+        stages: BATCH,
+        period: 120,
+        offset: 45,
+        fails: |_| None,
+        disabled_before: None,
+    },
+    Scenario {
+        name: "legacy-batch",
+        pipeline_type: "V1",
+        execution_mode: "SUPERSEDED",
+        stages: BATCH,
+        period: 150,
+        offset: 10,
+        fails: |_| None,
+        disabled_before: Some(3),
+    },
+    Scenario {
+        name: "data-platform-etl",
+        pipeline_type: "V2",
+        execution_mode: "QUEUED",
+        stages: SERVICE,
+        period: 100,
+        offset: 30,
+        fails: |_| Some((2, 0)),
+        disabled_before: None,
+    },
+    Scenario {
+        name: "frontend-web",
+        pipeline_type: "V2",
+        execution_mode: "PARALLEL",
+        stages: SERVICE,
+        period: 70,
+        offset: 5,
+        fails: |k| (k % 4 == 3).then_some((2, 1)),
+        disabled_before: None,
+    },
+];
+
+/// The demo account at `now` (seconds since the epoch).
+pub fn world(now: f64) -> World {
+    let mut world = World { page_size: 4, ..World::default() };
+    for (index, scenario) in SCENARIOS.iter().enumerate() {
+        let names: Vec<(&str, Vec<&str>)> = scenario.stages.iter().map(|(s, a)| (*s, a.iter().map(|a| a.0).collect())).collect();
+        let stages: Vec<(&str, &[&str])> = names.iter().map(|(s, a)| (*s, a.as_slice())).collect();
+        let mut pipeline = SimPipeline::new(scenario.name, &stages);
+        pipeline.pipeline_type = scenario.pipeline_type.into();
+        pipeline.execution_mode = scenario.execution_mode.into();
+        pipeline.created = 1_690_000_000.0 + 86_400.0 * index as f64;
+        pipeline.updated = pipeline.created + 3_600.0;
+        pipeline.version = 3 + index as i32;
+        if let Some(stage) = scenario.disabled_before {
+            pipeline.stages[stage].transition = Some((false, now - 3_600.0));
+        }
+        advance(&mut pipeline, index, scenario, now);
+        world.pipelines.insert(pipeline.name.clone(), pipeline);
+    }
+    world
+}
+
+/// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
+pub async fn run(simulator: Simulator) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let now = unix_now();
+        let mut world = simulator.world();
+        for (index, scenario) in SCENARIOS.iter().enumerate() {
+            if let Some(pipeline) = world.pipelines.get_mut(scenario.name) {
+                advance(pipeline, index, scenario, now);
+            }
+        }
+    }
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// The demo's clock starts at a fixed point of the day so that runs are numbered consistently
+/// across restarts of the demo.
+fn run_at(scenario: &Scenario, now: f64) -> (u64, f64) {
+    let since = (now as u64).saturating_sub(scenario.offset);
+    let k = since / scenario.period;
+    let started = (k * scenario.period + scenario.offset) as f64;
+    (k, started)
+}
+
+/// Sets every stage and action of `pipeline` to what run `k - 1` left and run `k` has done so far.
+fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f64) {
+    let (k, started) = run_at(scenario, now);
+    if k > 0 {
+        apply_run(pipeline, index, scenario, k - 1, started - scenario.period as f64, f64::INFINITY);
+    }
+    apply_run(pipeline, index, scenario, k, started, now - started);
+}
+
+fn execution_id(index: usize, k: u64) -> String {
+    format!("{:08x}-5a1e-4c0d-8e00-{:012x}", 0x1000_0000 + index as u64, k)
+}
+
+fn apply_run(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, k: u64, started: f64, elapsed: f64) {
+    let id = execution_id(index, k);
+    let failure = (scenario.fails)(k);
+    let mut clock = 0.0;
+    for (s, (_, actions)) in scenario.stages.iter().enumerate() {
+        if elapsed < clock {
+            return;
+        }
+        let stage = &mut pipeline.stages[s];
+        if scenario.disabled_before == Some(s) {
+            stage.inbound = Some((id.clone(), "InProgress".into()));
+            return;
+        }
+        stage.inbound = None;
+        stage.latest = Some((id.clone(), "InProgress".into()));
+        for (a, (_, duration, reports_percent)) in actions.iter().enumerate() {
+            if elapsed < clock {
+                return;
+            }
+            let action = &mut stage.actions[a];
+            let action_started = started + clock;
+            let finished = elapsed >= clock + *duration as f64;
+            let failed = failure == Some((s, a));
+            if s == 0 && a == 0 {
+                action.revision = Some((format!("{:040x}", ((index as u128) << 64) | (u128::from(k) * 0x9e37_79b9)), started));
+            }
+            action.latest = Some(SimActionExecution {
+                id: format!("{:08x}-ac7e-4b00-9000-{:012x}", 0x2000_0000 + (index * 100 + s * 10 + a) as u64, k),
+                status: match (finished, failed) {
+                    (false, _) => "InProgress",
+                    (true, false) => "Succeeded",
+                    (true, true) => "Failed",
+                }
+                .into(),
+                summary: Some(format!("Run {k} of {}", scenario.name)),
+                last_status_change: if finished { action_started + *duration as f64 } else { action_started },
+                percent_complete: (*reports_percent && !finished)
+                    .then(|| (((elapsed - clock) / *duration as f64) * 100.0) as i32),
+                error: (finished && failed)
+                    .then(|| ("JobFailed".to_string(), format!("Step \"test\" exited with code 1 in run {k}"))),
+            });
+            if finished && failed {
+                stage.latest = Some((id, "Failed".into()));
+                return;
+            }
+            clock += *duration as f64;
+        }
+        if elapsed >= clock {
+            stage.latest = Some((id.clone(), "Succeeded".into()));
+        }
+    }
+}
+
+/// Serves the demo account, ready for the exporter to poll.
+pub async fn start() -> std::io::Result<Simulator> {
+    let simulator = Simulator::start(world(unix_now())).await?;
+    tokio::spawn(run(simulator.clone()));
+    Ok(simulator)
+}

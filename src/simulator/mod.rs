@@ -1,0 +1,169 @@
+//! A simulated AWS account served over HTTP in the wire protocols of the pinned SDK crates.
+//!
+//! The demo points the real SDK clients at it, and so do the tests: nothing between the SDK and
+//! the exporter's code is replaced. CodePipeline answers in awsJson 1.1 (POST `/` with
+//! `X-Amz-Target`). Its state is a plain [`World`] that the demo's scenario and the tests change
+//! directly; faults can be injected per operation, and every call is counted, so a test can prove
+//! what the exporter asked for and when.
+
+pub mod codepipeline;
+pub mod demo;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+pub use codepipeline::{SimAction, SimActionExecution, SimPipeline, SimStage};
+
+/// Everything the simulated account holds.
+#[derive(Debug, Default)]
+pub struct World {
+    pub pipelines: BTreeMap<String, SimPipeline>,
+    /// Pipelines per ListPipelines page; AWS's own default is 100.
+    pub page_size: usize,
+}
+
+/// A misbehaviour the endpoint shows instead of its normal answer.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// An AWS error: HTTP status, error type and message.
+    Error { status: u16, code: String, message: String },
+    /// Answer normally, but only after this long.
+    Delay(Duration),
+    /// Close the connection without answering.
+    Reset,
+    /// Answer 200 with a body that is not valid for the protocol.
+    Malformed,
+}
+
+impl Fault {
+    pub fn error(status: u16, code: &str) -> Fault {
+        Fault::Error { status, code: code.into(), message: format!("simulated {code}") }
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    world: Mutex<World>,
+    faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    calls: Mutex<BTreeMap<String, u64>>,
+}
+
+/// A running simulated endpoint. It serves until dropped.
+#[derive(Clone)]
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    _server: Arc<AbortOnDrop>,
+}
+
+/// Stops the endpoint's accept loop when the last handle to the simulator goes.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The size limit of request bodies the endpoint reads; the SDK's requests are far smaller.
+const MAX_REQUEST_BODY: usize = 1 << 20;
+
+impl Simulator {
+    /// Starts an endpoint on a free loopback port.
+    pub async fn start(world: World) -> std::io::Result<Simulator> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared { world: Mutex::new(world), ..Shared::default() });
+        let server = AbortOnDrop(tokio::spawn(accept_loop(listener, shared.clone())));
+        Ok(Simulator { shared, addr, _server: Arc::new(server) })
+    }
+
+    /// The URL to pass to the SDK as its endpoint.
+    pub fn endpoint_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The simulated account's state, to read or change.
+    pub fn world(&self) -> MutexGuard<'_, World> {
+        self.shared.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes the next `times` calls of `operation` show `fault`.
+    pub fn inject(&self, operation: &str, fault: Fault, times: usize) {
+        let mut faults = self.shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults.entry(operation.to_string()).or_default().extend(std::iter::repeat_n(fault, times));
+    }
+
+    /// Removes every fault not yet shown.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// How many calls of `operation` arrived, faults included.
+    pub fn calls(&self, operation: &str) -> u64 {
+        self.shared.calls.lock().unwrap_or_else(|e| e.into_inner()).get(operation).copied().unwrap_or(0)
+    }
+
+    /// How many calls arrived in all.
+    pub fn total_calls(&self) -> u64 {
+        self.shared.calls.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| handle(shared.clone(), request));
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// A response, or a dropped connection for [`Fault::Reset`].
+type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
+
+async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
+    let target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = match Limited::new(request.into_body(), MAX_REQUEST_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
+    };
+    let Some(operation) = target.as_deref().and_then(|t| t.strip_prefix("CodePipeline_20150709.")) else {
+        return Ok(plain(StatusCode::NOT_FOUND, "unknown service or protocol"));
+    };
+    *shared.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(operation.to_string()).or_default() += 1;
+    let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(operation).and_then(VecDeque::pop_front);
+    match fault {
+        Some(Fault::Error { status, code, message }) => return Ok(codepipeline::error(status, &code, &message)),
+        Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset")),
+        Some(Fault::Malformed) => {
+            let mut response = Response::new(Full::new(Bytes::from_static(b"{\"pipelines\": [")));
+            response.headers_mut().insert("content-type", codepipeline::CONTENT_TYPE.parse().expect("static header"));
+            return Ok(response);
+        }
+        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
+        None => {}
+    }
+    let world = shared.world.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(codepipeline::handle(&world, operation, &body))
+}
+
+fn plain(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(message.as_bytes())));
+    *response.status_mut() = status;
+    response
+}

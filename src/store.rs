@@ -1,0 +1,254 @@
+//! The store of rendered series, in the manner of kube-state-metrics' metrics store.
+//!
+//! Pollers hand the store the already-rendered sample lines of one target; the store keeps them
+//! per metric family and per target, and a background assembler turns them into complete scrape
+//! bodies whenever something changed. A scrape therefore clones a reference-counted buffer: its
+//! cost does not depend on how many pipelines there are, and it never waits on AWS or on a poll.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::exposition::{self, Family, Format};
+
+/// What a target is, as the `kind` label of the exporter's health series says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TargetKind {
+    Discovery,
+    Pipeline,
+    RepositorySync,
+    ResourceSync,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Discovery => "discovery",
+            TargetKind::Pipeline => "pipeline",
+            TargetKind::RepositorySync => "repository_sync",
+            TargetKind::ResourceSync => "resource_sync",
+        }
+    }
+}
+
+/// The stable identity of one polled object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TargetKey {
+    pub account: Arc<str>,
+    pub region: Arc<str>,
+    pub kind: TargetKind,
+    pub name: String,
+}
+
+impl fmt::Display for TargetKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}/{}", self.account, self.region, self.kind.as_str(), self.name)
+    }
+}
+
+/// The sample lines of one target, grouped by family, ready to be stored.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    families: Vec<(&'static Family, Vec<u8>)>,
+}
+
+impl Rendered {
+    /// Adds a sample whose name is the family's name.
+    pub fn sample(&mut self, family: &'static Family, labels: &[(&str, &str)], value: f64) {
+        self.sample_named(family, family.name, labels, value);
+    }
+
+    /// Adds a sample with its own name, for the `_bucket`, `_sum` and `_count` of a histogram.
+    pub fn sample_named(&mut self, family: &'static Family, name: &str, labels: &[(&str, &str)], value: f64) {
+        let position = match self.families.iter().position(|(f, _)| std::ptr::eq(*f, family)) {
+            Some(position) => position,
+            None => {
+                self.families.push((family, Vec::new()));
+                self.families.len() - 1
+            }
+        };
+        exposition::write_sample(&mut self.families[position].1, name, labels, value);
+    }
+
+    /// Writes every family with its header, for metrics rendered at scrape time.
+    pub fn write(&self, out: &mut Vec<u8>, format: Format) {
+        for (family, lines) in &self.families {
+            family.write_header(out, format);
+            out.extend_from_slice(lines);
+        }
+    }
+}
+
+/// One complete scrape body in each format, without the trailer that the HTTP layer adds after the
+/// exporter's own metrics.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    pub openmetrics: Bytes,
+    pub text: Bytes,
+}
+
+impl Exposition {
+    pub fn body(&self, format: Format) -> Bytes {
+        match format {
+            Format::OpenMetrics => self.openmetrics.clone(),
+            Format::Text => self.text.clone(),
+        }
+    }
+}
+
+struct Slot {
+    family: &'static Family,
+    targets: BTreeMap<TargetKey, Bytes>,
+}
+
+#[derive(Default)]
+pub struct Store {
+    slots: Mutex<BTreeMap<&'static str, Slot>>,
+    published: RwLock<Arc<Exposition>>,
+    changed: Notify,
+}
+
+impl Store {
+    pub fn new() -> Arc<Store> {
+        Arc::new(Store::default())
+    }
+
+    /// Replaces everything stored for `key` with `rendered`. Families the target no longer has
+    /// lose its series. Returns whether anything changed, and wakes the assembler if so.
+    pub fn update(&self, key: &TargetKey, rendered: Rendered) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for (name, slot) in slots.iter_mut() {
+            if !rendered.families.iter().any(|(f, _)| f.name == *name) {
+                changed |= slot.targets.remove(key).is_some();
+            }
+        }
+        for (family, lines) in rendered.families {
+            let slot = slots.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new() });
+            if slot.targets.get(key).map(|old| old[..] != lines[..]).unwrap_or(true) {
+                slot.targets.insert(key.clone(), Bytes::from(lines));
+                changed = true;
+            }
+        }
+        slots.retain(|_, slot| !slot.targets.is_empty());
+        drop(slots);
+        if changed {
+            self.changed.notify_one();
+        }
+        changed
+    }
+
+    /// Removes every series of `key`.
+    pub fn remove(&self, key: &TargetKey) {
+        self.update(key, Rendered::default());
+    }
+
+    /// Removes every series of the targets `keep` rejects.
+    pub fn retain(&self, keep: impl Fn(&TargetKey) -> bool) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut changed = false;
+        for slot in slots.values_mut() {
+            let before = slot.targets.len();
+            slot.targets.retain(|key, _| keep(key));
+            changed |= slot.targets.len() != before;
+        }
+        slots.retain(|_, slot| !slot.targets.is_empty());
+        drop(slots);
+        if changed {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The newest assembled bodies.
+    pub fn exposition(&self) -> Arc<Exposition> {
+        self.published.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Builds both scrape bodies from the stored lines and publishes them. The lock on the lines is
+    /// held only while their reference-counted buffers are collected, never while bytes are copied.
+    pub fn assemble(&self) {
+        let families: Vec<(&'static Family, Vec<Bytes>)> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.values().map(|slot| (slot.family, slot.targets.values().cloned().collect())).collect()
+        };
+        let size: usize =
+            families.iter().flat_map(|(_, chunks)| chunks.iter().map(Bytes::len)).sum::<usize>() + families.len() * 256;
+        let mut openmetrics = Vec::with_capacity(size);
+        let mut text = Vec::with_capacity(size);
+        for (family, chunks) in &families {
+            family.write_header(&mut openmetrics, Format::OpenMetrics);
+            family.write_header(&mut text, Format::Text);
+            for chunk in chunks {
+                openmetrics.extend_from_slice(chunk);
+                text.extend_from_slice(chunk);
+            }
+        }
+        let exposition = Arc::new(Exposition { openmetrics: openmetrics.into(), text: text.into() });
+        *self.published.write().unwrap_or_else(|e| e.into_inner()) = exposition;
+    }
+
+    /// Re-assembles after every change, at most once per `pause`, for the life of the process: a
+    /// burst of poll results costs one assembly, not one per target.
+    pub async fn run_assembler(self: Arc<Self>, pause: Duration) {
+        loop {
+            self.changed.notified().await;
+            self.assemble();
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::Kind;
+
+    static UP: Family = Family { name: "t_up", help: "Up.", kind: Kind::Gauge };
+    static RUNS: Family = Family { name: "t_runs_total", help: "Runs.", kind: Kind::Counter };
+
+    fn key(name: &str) -> TargetKey {
+        TargetKey { account: "a".into(), region: "r".into(), kind: TargetKind::Pipeline, name: name.into() }
+    }
+
+    #[test]
+    fn groups_by_family_and_drops_removed_targets() {
+        let store = Store::default();
+        for name in ["p1", "p2"] {
+            let mut rendered = Rendered::default();
+            rendered.sample(&UP, &[("pipeline", name)], 1.0);
+            rendered.sample(&RUNS, &[("pipeline", name)], 2.0);
+            assert!(store.update(&key(name), rendered));
+        }
+        store.assemble();
+        assert_eq!(
+            String::from_utf8(store.exposition().text.to_vec()).unwrap(),
+            "# HELP t_runs_total Runs.\n# TYPE t_runs_total counter\nt_runs_total{pipeline=\"p1\"} 2\nt_runs_total{pipeline=\"p2\"} 2\n\
+             # HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 1\nt_up{pipeline=\"p2\"} 1\n"
+        );
+        let mut rendered = Rendered::default();
+        rendered.sample(&UP, &[("pipeline", "p1")], 0.0);
+        assert!(store.update(&key("p1"), rendered));
+        store.remove(&key("p2"));
+        store.assemble();
+        assert_eq!(
+            String::from_utf8(store.exposition().openmetrics.to_vec()).unwrap(),
+            "# HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 0\n"
+        );
+    }
+
+    #[test]
+    fn unchanged_updates_do_not_wake_the_assembler() {
+        let store = Store::default();
+        let render = || {
+            let mut rendered = Rendered::default();
+            rendered.sample(&UP, &[], 1.0);
+            rendered
+        };
+        assert!(store.update(&key("p"), render()));
+        assert!(!store.update(&key("p"), render()));
+    }
+}

@@ -1,0 +1,215 @@
+//! The exporter's own metrics: build, process, and every AWS request it makes.
+//!
+//! They are few and bounded (one series per AWS operation and error code, not per target), so they
+//! are rendered at scrape time, where the process figures are fresh.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::exposition::{self, Family, Format, Kind};
+use crate::store::Rendered;
+
+pub static BUILD_INFO: Family = Family {
+    name: "codepipeline_exporter_build_info",
+    help: "A metric with a constant '1' value labeled by the exporter's version.",
+    kind: Kind::Gauge,
+};
+pub static AWS_REQUESTS: Family = Family {
+    name: "codepipeline_exporter_aws_requests_total",
+    help: "AWS API calls made, by service and operation.",
+    kind: Kind::Counter,
+};
+pub static AWS_REQUEST_ERRORS: Family = Family {
+    name: "codepipeline_exporter_aws_request_errors_total",
+    help: "AWS API calls that failed, by service, operation and error code.",
+    kind: Kind::Counter,
+};
+pub static AWS_REQUEST_DURATION: Family = Family {
+    name: "codepipeline_exporter_aws_request_duration_seconds",
+    help: "Duration of AWS API calls, retries included.",
+    kind: Kind::Histogram,
+};
+pub static PROCESS_CPU: Family =
+    Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
+pub static PROCESS_RESIDENT_MEMORY: Family =
+    Family { name: "process_resident_memory_bytes", help: "Resident memory size in bytes.", kind: Kind::Gauge };
+pub static PROCESS_VIRTUAL_MEMORY: Family =
+    Family { name: "process_virtual_memory_bytes", help: "Virtual memory size in bytes.", kind: Kind::Gauge };
+pub static PROCESS_OPEN_FDS: Family =
+    Family { name: "process_open_fds", help: "Number of open file descriptors.", kind: Kind::Gauge };
+pub static PROCESS_MAX_FDS: Family =
+    Family { name: "process_max_fds", help: "Maximum number of open file descriptors.", kind: Kind::Gauge };
+pub static PROCESS_START_TIME: Family = Family {
+    name: "process_start_time_seconds",
+    help: "Start time of the process since unix epoch in seconds.",
+    kind: Kind::Gauge,
+};
+
+/// Upper bounds of the request-duration buckets, in seconds.
+const DURATION_BUCKETS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+#[derive(Default)]
+struct RequestStats {
+    count: u64,
+    errors: BTreeMap<String, u64>,
+    buckets: [u64; DURATION_BUCKETS.len()],
+    sum: f64,
+}
+
+pub struct Telemetry {
+    version: &'static str,
+    start_time: f64,
+    requests: Mutex<BTreeMap<(&'static str, &'static str), RequestStats>>,
+}
+
+impl Telemetry {
+    pub fn new() -> Telemetry {
+        Telemetry { version: env!("CARGO_PKG_VERSION"), start_time: unix_seconds(SystemTime::now()), requests: Mutex::default() }
+    }
+
+    /// Records one AWS call; `error_code` is the AWS error code, or a transport failure's kind.
+    pub fn observe(&self, service: &'static str, operation: &'static str, elapsed: Duration, error_code: Option<&str>) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = requests.entry((service, operation)).or_default();
+        stats.count += 1;
+        let seconds = elapsed.as_secs_f64();
+        stats.sum += seconds;
+        for (bucket, bound) in stats.buckets.iter_mut().zip(DURATION_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        if let Some(code) = error_code {
+            *stats.errors.entry(code.to_string()).or_default() += 1;
+        }
+    }
+
+    /// How many calls of `operation` were made, for tests and benchmarks.
+    pub fn requests(&self, service: &str, operation: &str) -> u64 {
+        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        requests.iter().filter(|((s, o), _)| *s == service && *o == operation).map(|(_, stats)| stats.count).sum()
+    }
+
+    /// Writes every family of the exporter's own metrics in `format`.
+    pub fn render(&self, out: &mut Vec<u8>, format: Format) {
+        let mut rendered = Rendered::default();
+        rendered.sample(&BUILD_INFO, &[("version", self.version)], 1.0);
+        {
+            let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            for ((service, operation), stats) in requests.iter() {
+                let labels = [("service", *service), ("operation", *operation)];
+                rendered.sample(&AWS_REQUESTS, &labels, stats.count as f64);
+                for (code, count) in &stats.errors {
+                    rendered.sample(&AWS_REQUEST_ERRORS, &[labels[0], labels[1], ("code", code)], *count as f64);
+                }
+                write_histogram(
+                    &mut rendered,
+                    &AWS_REQUEST_DURATION,
+                    &labels,
+                    &DURATION_BUCKETS,
+                    &stats.buckets,
+                    stats.count,
+                    stats.sum,
+                );
+            }
+        }
+        let process = ProcessStats::read();
+        if let Some(cpu) = process.cpu_seconds {
+            rendered.sample(&PROCESS_CPU, &[], cpu);
+        }
+        if let Some(rss) = process.resident_bytes {
+            rendered.sample(&PROCESS_RESIDENT_MEMORY, &[], rss);
+        }
+        if let Some(vsize) = process.virtual_bytes {
+            rendered.sample(&PROCESS_VIRTUAL_MEMORY, &[], vsize);
+        }
+        if let Some(fds) = process.open_fds {
+            rendered.sample(&PROCESS_OPEN_FDS, &[], fds);
+        }
+        if let Some(max) = process.max_fds {
+            rendered.sample(&PROCESS_MAX_FDS, &[], max);
+        }
+        rendered.sample(&PROCESS_START_TIME, &[], self.start_time);
+        rendered.write(out, format);
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+/// Writes the `_bucket`, `_sum` and `_count` samples of one histogram series; `counts` holds the
+/// cumulative count of each bound in `bounds`.
+pub fn write_histogram(
+    rendered: &mut Rendered,
+    family: &'static Family,
+    labels: &[(&str, &str)],
+    bounds: &[f64],
+    counts: &[u64],
+    count: u64,
+    sum: f64,
+) {
+    let bucket_name = format!("{}_bucket", family.name);
+    let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+    let bound_labels: Vec<String> = bounds.iter().map(|b| exposition::bound_label(*b)).collect();
+    for (bound, bucket_count) in bound_labels.iter().zip(counts) {
+        with_le.push(("le", bound));
+        rendered.sample_named(family, &bucket_name, &with_le, *bucket_count as f64);
+        with_le.pop();
+    }
+    with_le.push(("le", "+Inf"));
+    rendered.sample_named(family, &bucket_name, &with_le, count as f64);
+    rendered.sample_named(family, &format!("{}_sum", family.name), labels, sum);
+    rendered.sample_named(family, &format!("{}_count", family.name), labels, count as f64);
+}
+
+pub fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// The process figures Prometheus's client libraries expose, read from procfs. On systems without
+/// procfs the series are left out rather than reported as zero.
+#[derive(Default)]
+struct ProcessStats {
+    cpu_seconds: Option<f64>,
+    resident_bytes: Option<f64>,
+    virtual_bytes: Option<f64>,
+    open_fds: Option<f64>,
+    max_fds: Option<f64>,
+}
+
+impl ProcessStats {
+    /// Linux reports CPU time in clock ticks of 100 Hz to user space (USER_HZ) and memory in pages of
+    /// 4 KiB on the platforms this runs on; client_golang makes the same assumptions.
+    fn read() -> ProcessStats {
+        const TICKS_PER_SECOND: f64 = 100.0;
+        const PAGE_SIZE: f64 = 4096.0;
+        let mut stats = ProcessStats::default();
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+            // The command name in parentheses may contain spaces: fields are counted after it.
+            if let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                let fields: Vec<&str> = after.split_whitespace().collect();
+                let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
+                if let (Some(utime), Some(stime)) = (field(14), field(15)) {
+                    stats.cpu_seconds = Some((utime + stime) / TICKS_PER_SECOND);
+                }
+                stats.virtual_bytes = field(23);
+                stats.resident_bytes = field(24).map(|pages| pages * PAGE_SIZE);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+            stats.open_fds = Some(entries.count() as f64);
+        }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            stats.max_fds = limits
+                .lines()
+                .find(|line| line.starts_with("Max open files"))
+                .and_then(|line| line.split_whitespace().nth(3))
+                .and_then(|soft| soft.parse().ok());
+        }
+        stats
+    }
+}
