@@ -149,6 +149,12 @@ fn first_line(message: &str) -> String {
     }
 }
 
+/// The regex crate explains an error over several lines with a caret; its last line says why.
+fn regex_reason(err: &regex::Error) -> String {
+    let text = err.to_string();
+    text.lines().last().unwrap_or(&text).trim().trim_start_matches("error: ").to_string()
+}
+
 type Located<T> = Spanned<T>;
 type Invalid = (serde_saphyr::Location, String);
 
@@ -159,7 +165,7 @@ struct RawConfig {
     discovery_interval: Option<Located<String>>,
     request_timeout: Option<Located<String>>,
     max_concurrent_requests: Option<Located<usize>>,
-    accounts: Option<Vec<RawAccount>>,
+    accounts: Option<Located<Vec<RawAccount>>>,
 }
 
 #[derive(Deserialize)]
@@ -202,7 +208,14 @@ impl RawConfig {
         };
         let accounts = match self.accounts {
             None => defaults.accounts,
+            Some(raw) if raw.value.is_empty() => {
+                return Err((
+                    raw.referenced,
+                    "accounts must list at least one account; leave it out to poll the environment's".into(),
+                ));
+            }
             Some(raw) => {
+                let raw = raw.value;
                 let mut names = BTreeSet::new();
                 let mut accounts = Vec::with_capacity(raw.len());
                 for account in raw {
@@ -257,7 +270,7 @@ impl RawCodePipeline {
                 .map(|p| {
                     Regex::new(&p.value)
                         .map(Pattern)
-                        .map_err(|err| (p.referenced, format!("invalid regex {:?}: {}", p.value, first_line(&err.to_string()))))
+                        .map_err(|err| (p.referenced, format!("invalid regex {:?}: {}", p.value, regex_reason(&err))))
                 })
                 .collect::<Result<Vec<_>, _>>()
         };

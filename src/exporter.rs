@@ -40,7 +40,7 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let store = Store::new();
     let telemetry = Arc::new(Telemetry::new());
-    let readiness = Arc::new(Readiness::default());
+    let readiness = Arc::new(Readiness::new(store.clone()));
     let scheduler = Scheduler::start(config, overrides, store.clone(), telemetry.clone(), readiness.clone()).await?;
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
     let addr = listener.local_addr()?;

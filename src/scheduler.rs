@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -36,19 +36,26 @@ pub static TARGET_LAST_SUCCESS: Family = Family {
 };
 
 /// Counts what must happen before `/-/ready` answers 200: every scope's first discovery and every
-/// target's first poll, whether it succeeded or not.
-#[derive(Debug, Default)]
+/// target's first poll, whether it succeeded or not. Once that is done, the store assembles the
+/// first complete exposition before readiness is reported, so a ready exporter never serves a
+/// partial first scrape. Readiness then stays on.
+#[derive(Default)]
 pub struct Readiness {
     pending: AtomicUsize,
+    ready: AtomicBool,
+    store: Arc<Store>,
 }
 
 /// One piece of the first round; it counts as done when dropped, also when its task is aborted.
-#[derive(Debug)]
 pub struct ReadyToken(Option<Arc<Readiness>>);
 
 impl Readiness {
+    pub fn new(store: Arc<Store>) -> Readiness {
+        Readiness { pending: AtomicUsize::new(0), ready: AtomicBool::new(false), store }
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.pending.load(Ordering::Acquire) == 0
+        self.ready.load(Ordering::Acquire)
     }
 
     fn token(self: &Arc<Self>) -> ReadyToken {
@@ -59,8 +66,12 @@ impl Readiness {
 
 impl ReadyToken {
     fn done(&mut self) {
-        if let Some(readiness) = self.0.take() {
-            readiness.pending.fetch_sub(1, Ordering::AcqRel);
+        if let Some(readiness) = self.0.take()
+            && readiness.pending.fetch_sub(1, Ordering::AcqRel) == 1
+            && !readiness.is_ready()
+        {
+            readiness.store.assemble();
+            readiness.ready.store(true, Ordering::Release);
         }
     }
 }

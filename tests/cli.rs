@@ -1,0 +1,84 @@
+//! The binary: flags, configuration check, HTTP endpoints and shutdown.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::process::Exporter;
+use common::request;
+
+fn exporter() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter"))
+}
+
+#[test]
+fn version_is_printed() {
+    let output = exporter().arg("--version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), format!("codepipeline-exporter {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    std::fs::write(&path, "interval: 90s\naccounts:\n  - name: prod\n    external_id: hush\n    regions: [eu-west-1]\n").unwrap();
+    let output = exporter().args(["--config.check", "--config.file"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "interval: 1m30s\ndiscovery_interval: 5m\nrequest_timeout: 10s\nmax_concurrent_requests: 4\naccounts:\n- name: prod\n  external_id: <secret>\n  regions:\n  - eu-west-1\n  codepipeline:\n    discover: true\n    include: []\n    exclude: []\n    pipelines: []\n"
+    );
+}
+
+#[test]
+fn an_invalid_configuration_stops_start_up_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "accounts:\n  - name: prod\n    codepipeline:\n      include: ['[']\n").unwrap();
+    for extra in [&["--config.check"][..], &[]] {
+        let output = exporter().args(extra).arg("--config.file").arg(&path).output().unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stderr),
+            format!("error: {}:4:17: invalid regex \"[\": unclosed character class\n", path.display())
+        );
+    }
+}
+
+#[test]
+fn endpoints_answer_and_sigterm_exits_cleanly() {
+    let mut exporter = Exporter::start(&["--demo"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let addr = exporter.addr;
+        let landing = request(addr, "GET", "/", &[]).await;
+        assert_eq!(landing.status, 200);
+        assert_eq!(landing.header("content-type"), Some("text/html; charset=utf-8"));
+        assert!(landing.body.contains("<a href=\"/metrics\">Metrics</a>"));
+        assert_eq!(request(addr, "GET", "/-/healthy", &[]).await.status, 200);
+        assert_eq!(request(addr, "GET", "/nope", &[]).await.status, 404);
+        assert_eq!(request(addr, "POST", "/metrics", &[]).await.status, 405);
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while request(addr, "GET", "/-/ready", &[]).await.status != 200 {
+            assert!(Instant::now() < deadline, "not ready after 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        let text = request(addr, "GET", "/metrics", &[]).await;
+        assert_eq!(text.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
+        assert!(text.body.contains("# TYPE aws_codepipeline_stage_executions_total counter\n"));
+        assert!(!text.body.contains("# EOF"));
+
+        let accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        let openmetrics = request(addr, "GET", "/metrics", &[("Accept", accept)]).await;
+        assert_eq!(openmetrics.header("content-type"), Some("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+        assert!(openmetrics.body.contains("# TYPE aws_codepipeline_stage_executions counter\n"));
+        assert!(openmetrics.body.ends_with("# EOF\n"));
+        assert!(openmetrics.body.contains("codepipeline_exporter_build_info{version=\""));
+    });
+    let status = exporter.terminate(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0));
+}

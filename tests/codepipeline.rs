@@ -1,0 +1,404 @@
+//! CodePipeline through the real SDK against the simulated awsJson 1.1 endpoint.
+
+mod common;
+
+use codepipeline_exporter::simulator::{Fault, SimActionExecution, SimPipeline, World};
+use common::{family, samples, scrape, start, value, wait_for};
+
+const FAST: &str =
+    "interval: 150ms\ndiscovery_interval: 300ms\nrequest_timeout: 5s\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
+
+fn world(pipelines: Vec<SimPipeline>) -> World {
+    World { pipelines: pipelines.into_iter().map(|p| (p.name.clone(), p)).collect(), page_size: 100 }
+}
+
+fn simple(name: &str) -> SimPipeline {
+    SimPipeline::new(name, &[("Source", &["Source"]), ("Build", &["Build"])])
+}
+
+fn stage_status(pipeline: &str, stage: &str, status: &str) -> String {
+    format!(
+        "aws_codepipeline_stage_status{{account=\"test\",region=\"us-east-1\",pipeline=\"{pipeline}\",stage=\"{stage}\",status=\"{status}\"}}"
+    )
+}
+
+fn stage_executions(pipeline: &str, stage: &str, status: &str) -> String {
+    format!(
+        "aws_codepipeline_stage_executions_total{{account=\"test\",region=\"us-east-1\",pipeline=\"{pipeline}\",stage=\"{stage}\",status=\"{status}\"}}"
+    )
+}
+
+fn target_up(kind: &str, name: &str) -> String {
+    format!("codepipeline_exporter_target_up{{account=\"test\",region=\"us-east-1\",kind=\"{kind}\",name=\"{name}\"}}")
+}
+
+/// A pipeline in every state the metrics describe: a succeeded source with a revision, a failed
+/// build with an error and an action in progress, a disabled transition with an execution waiting,
+/// and a stage that never ran.
+fn detailed() -> SimPipeline {
+    let mut pipeline =
+        SimPipeline::new("checkout", &[("Source", &["Source"]), ("Build", &["Build", "Lint"]), ("Deploy", &["Deploy"])]);
+    pipeline.version = 7;
+    pipeline.created = 1_700_000_000.0;
+    pipeline.updated = 1_700_000_500.5;
+    pipeline.pipeline_type = "V2".into();
+    pipeline.execution_mode = "PARALLEL".into();
+    let source = &mut pipeline.stages[0];
+    source.latest = Some(("e1".into(), "Succeeded".into()));
+    source.actions[0].latest = Some(SimActionExecution {
+        id: "a1".into(),
+        status: "Succeeded".into(),
+        last_status_change: 1_700_000_100.0,
+        ..SimActionExecution::default()
+    });
+    source.actions[0].revision = Some(("3f2a9c1".into(), 1_700_000_050.0));
+    let build = &mut pipeline.stages[1];
+    build.transition = Some((false, 1_700_000_200.0));
+    build.inbound = Some(("e2".into(), "InProgress".into()));
+    build.latest = Some(("e1".into(), "Failed".into()));
+    build.actions[0].latest = Some(SimActionExecution {
+        id: "a2".into(),
+        status: "Failed".into(),
+        last_status_change: 1_700_000_300.0,
+        error: Some(("JobFailed".into(), "Step \"test\" failed\nsee logs".into())),
+        summary: Some("free text that must not become a label".into()),
+        ..SimActionExecution::default()
+    });
+    build.actions[1].latest = Some(SimActionExecution {
+        id: "a3".into(),
+        status: "InProgress".into(),
+        last_status_change: 1_700_000_400.0,
+        percent_complete: Some(42),
+        ..SimActionExecution::default()
+    });
+    pipeline.stages[2].transition = Some((true, 1_700_000_000.0));
+    pipeline
+}
+
+const DETAILED_SERIES: &str = r#"aws_codepipeline_action_completion_ratio{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint"} 0.42
+aws_codepipeline_action_error_info{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",code="JobFailed"} 1
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",status="Abandoned"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",status="Failed"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",status="Succeeded"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",status="Abandoned"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",status="Failed"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",status="Succeeded"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",status="Abandoned"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",status="Failed"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",status="Succeeded"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Abandoned"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Failed"} 0
+aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Succeeded"} 0
+aws_codepipeline_action_last_status_change_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source"} 1700000100
+aws_codepipeline_action_last_status_change_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build"} 1700000300
+aws_codepipeline_action_last_status_change_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint"} 1700000400
+aws_codepipeline_action_revision_created_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source"} 1700000050
+aws_codepipeline_action_revision_info{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",revision_id="3f2a9c1"} 1
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",status="Abandoned"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",status="Failed"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",status="InProgress"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",status="Succeeded"} 1
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",status="Abandoned"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",status="Failed"} 1
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",status="InProgress"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",status="Succeeded"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",status="Abandoned"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",status="Failed"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",status="InProgress"} 1
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",status="Succeeded"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Abandoned"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Failed"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="InProgress"} 0
+aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Succeeded"} 0
+aws_codepipeline_pipeline_created_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout"} 1700000000
+aws_codepipeline_pipeline_info{account="test",region="us-east-1",pipeline="checkout",pipeline_type="V2",execution_mode="PARALLEL"} 1
+aws_codepipeline_pipeline_updated_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout"} 1700000500.5
+aws_codepipeline_pipeline_version{account="test",region="us-east-1",pipeline="checkout"} 7
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Cancelled"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Failed"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Skipped"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Stopped"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Succeeded"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Cancelled"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Failed"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Skipped"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Stopped"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Succeeded"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Cancelled"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Failed"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Skipped"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Stopped"} 0
+aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Succeeded"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Cancelled"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Failed"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="InProgress"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Skipped"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Stopped"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Stopping"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Succeeded"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Cancelled"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Failed"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="InProgress"} 1
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Skipped"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Stopped"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Stopping"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Succeeded"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Cancelled"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Failed"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="InProgress"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Skipped"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Stopped"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Stopping"} 0
+aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Succeeded"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Cancelled"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Failed"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="InProgress"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Skipped"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Stopped"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Stopping"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Succeeded"} 1
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Cancelled"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Failed"} 1
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="InProgress"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Skipped"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Stopped"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Stopping"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Build",status="Succeeded"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Cancelled"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Failed"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="InProgress"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Skipped"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Stopped"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Stopping"} 0
+aws_codepipeline_stage_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Succeeded"} 0
+aws_codepipeline_stage_transition_enabled{account="test",region="us-east-1",pipeline="checkout",stage="Build"} 0
+aws_codepipeline_stage_transition_enabled{account="test",region="us-east-1",pipeline="checkout",stage="Deploy"} 1
+aws_codepipeline_stage_transition_last_changed_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Build"} 1700000200
+aws_codepipeline_stage_transition_last_changed_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Deploy"} 1700000000
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pipeline_family_has_exact_values() {
+    let bed = start(world(vec![detailed()]), FAST).await;
+    wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "checkout")) == Some(1.0)).await;
+    let text = scrape(&bed.exporter).await;
+    let series: String = text.lines().filter(|l| l.starts_with("aws_codepipeline_")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(series, DETAILED_SERIES);
+    assert!(!text.contains("free text"), "action summaries never become labels");
+    assert!(!text.contains("e1") && !text.contains("a2"), "execution IDs never become labels");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_follows_every_page_and_applies_include_and_exclude() {
+    let names = ["prod-api", "prod-web", "prod-legacy", "dev-api", "prod-batch", "staging-api", "prod-etl"];
+    let mut world = world(names.iter().map(|n| simple(n)).collect());
+    world.page_size = 3;
+    let yaml = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      include: ['^prod-']\n      exclude: ['-legacy$']\n      pipelines: [dev-api]\n";
+    let bed = start(world, yaml).await;
+    let samples = wait_for(&bed.exporter, "the first round", |s| family_len(s, "aws_codepipeline_pipeline_info") == 5).await;
+    let polled: Vec<&str> = samples
+        .keys()
+        .filter(|k| k.starts_with("aws_codepipeline_pipeline_info"))
+        .map(|k| k.split("pipeline=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default())
+        .collect();
+    assert_eq!(polled, ["dev-api", "prod-api", "prod-batch", "prod-etl", "prod-web"]);
+    assert_eq!(bed.simulator.calls("ListPipelines"), 3, "seven pipelines in pages of three");
+    assert!(bed.exporter.readiness.is_ready());
+    assert_eq!(value(&samples, &target_up("discovery", "codepipeline")), Some(1.0));
+    assert_eq!(
+        value(&samples, "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"ListPipelines\"}"),
+        Some(3.0)
+    );
+}
+
+fn family_len(samples: &std::collections::BTreeMap<String, f64>, name: &str) -> usize {
+    samples.keys().filter(|k| k.split('{').next() == Some(name)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_transitions_and_counters_count_each_outcome_once() {
+    let mut pipeline = simple("app");
+    pipeline.stages[1].latest = Some(("old".into(), "Failed".into()));
+    let bed = start(world(vec![pipeline]), FAST).await;
+    let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Failed")) == Some(1.0)).await;
+    assert_eq!(
+        value(&s, &stage_executions("app", "Build", "Failed")),
+        Some(0.0),
+        "a failure from before start-up is not counted"
+    );
+
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "InProgress".into()));
+    let s = wait_for(&bed.exporter, "InProgress", |s| value(s, &stage_status("app", "Build", "InProgress")) == Some(1.0)).await;
+    assert_eq!(value(&s, &stage_status("app", "Build", "Failed")), Some(0.0));
+
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    wait_for(&bed.exporter, "the failure counted", |s| value(s, &stage_executions("app", "Build", "Failed")) == Some(1.0)).await;
+    let polls = bed.simulator.calls("GetPipelineState");
+    while bed.simulator.calls("GetPipelineState") < polls + 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(
+        value(&s, &stage_executions("app", "Build", "Failed")),
+        Some(1.0),
+        "the same failure seen again is not counted again"
+    );
+
+    // A retry of the failed stage finishes the same pipeline execution with another outcome.
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Succeeded".into()));
+    let s =
+        wait_for(&bed.exporter, "the retry counted", |s| value(s, &stage_executions("app", "Build", "Succeeded")) == Some(1.0))
+            .await;
+    assert_eq!(value(&s, &stage_executions("app", "Build", "Failed")), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_executions_are_counted_by_execution_id() {
+    let bed = start(world(vec![simple("app")]), FAST).await;
+    let series = |status: &str| {
+        format!(
+            "aws_codepipeline_action_executions_total{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",stage=\"Build\",action=\"Build\",status=\"{status}\"}}"
+        )
+    };
+    wait_for(&bed.exporter, "the first poll", |s| value(s, &series("Failed")) == Some(0.0)).await;
+    for (id, status) in [("x1", "InProgress"), ("x1", "Failed"), ("x2", "Failed"), ("x3", "Succeeded")] {
+        bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].actions[0].latest =
+            Some(SimActionExecution { id: id.into(), status: status.into(), ..SimActionExecution::default() });
+        let polls = bed.simulator.calls("GetPipelineState");
+        while bed.simulator.calls("GetPipelineState") < polls + 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let s = wait_for(&bed.exporter, "three outcomes", |s| value(s, &series("Succeeded")) == Some(1.0)).await;
+    assert_eq!(value(&s, &series("Failed")), Some(2.0));
+    assert_eq!(value(&s, &series("Abandoned")), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_stages_and_deleted_pipelines_disappear() {
+    let bed = start(world(vec![simple("keep"), simple("gone"), simple("deleted")]), FAST).await;
+    wait_for(&bed.exporter, "three pipelines", |s| family_len(s, "aws_codepipeline_pipeline_info") == 3).await;
+
+    bed.simulator.world().pipelines.get_mut("keep").unwrap().stages.pop();
+    bed.simulator.world().pipelines.remove("gone");
+    let s = wait_for(&bed.exporter, "gone removed", |s| family_len(s, "aws_codepipeline_pipeline_info") == 2).await;
+    assert!(
+        s.keys().all(|k| !k.contains("pipeline=\"gone\"") && !k.contains("name=\"gone\"")),
+        "no series of a removed pipeline is left"
+    );
+    let s = wait_for(&bed.exporter, "stage removed", |s| value(s, &stage_status("keep", "Build", "Succeeded")).is_none()).await;
+    assert_eq!(value(&s, &stage_status("keep", "Source", "Succeeded")), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_deleted_between_discovery_and_poll_loses_its_series_at_once() {
+    let yaml = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
+    let bed = start(world(vec![simple("a"), simple("b")]), yaml).await;
+    wait_for(&bed.exporter, "two pipelines", |s| family_len(s, "aws_codepipeline_pipeline_info") == 2).await;
+    bed.simulator.world().pipelines.remove("b");
+    let s = wait_for(&bed.exporter, "b removed", |s| family_len(s, "aws_codepipeline_pipeline_info") == 1).await;
+    assert!(s.keys().all(|k| !k.contains("\"b\"")));
+    assert_eq!(
+        value(
+            &s,
+            "codepipeline_exporter_aws_request_errors_total{service=\"codepipeline\",operation=\"GetPipelineState\",code=\"PipelineNotFoundException\"}"
+        ),
+        Some(1.0),
+        "the task of a deleted pipeline stops polling"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_keeps_the_last_values_and_marks_the_target_down() {
+    let mut pipeline = simple("app");
+    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    let bed = start(world(vec![pipeline]), FAST).await;
+    wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
+    bed.simulator.inject("GetPipelineState", Fault::error(400, "AccessDeniedException"), 3);
+    let s = wait_for(&bed.exporter, "target down", |s| value(s, &target_up("pipeline", "app")) == Some(0.0)).await;
+    assert_eq!(value(&s, &stage_status("app", "Build", "Succeeded")), Some(1.0), "last known values are kept");
+    assert!(
+        value(&s, "codepipeline_exporter_aws_request_errors_total{service=\"codepipeline\",operation=\"GetPipelineState\",code=\"AccessDeniedException\"}")
+            .is_some_and(|n| n >= 1.0)
+    );
+    let s = wait_for(&bed.exporter, "recovery", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
+    assert_eq!(
+        value(
+            &s,
+            "codepipeline_exporter_aws_request_errors_total{service=\"codepipeline\",operation=\"GetPipelineState\",code=\"AccessDeniedException\"}"
+        ),
+        Some(3.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_by_the_sdk_and_counted() {
+    let bed = start(world(vec![simple("app")]), FAST).await;
+    wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
+    let before = bed.simulator.calls("GetPipelineState");
+    bed.simulator.inject("GetPipelineState", Fault::error(400, "ThrottlingException"), 1);
+    while bed.simulator.calls("GetPipelineState") < before + 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &target_up("pipeline", "app")), Some(1.0), "one throttled attempt is retried within the same poll");
+    assert_eq!(
+        value(
+            &s,
+            "codepipeline_exporter_aws_request_errors_total{service=\"codepipeline\",operation=\"GetPipelineState\",code=\"ThrottlingException\"}"
+        ),
+        None,
+        "a call that succeeded after a retry is not an error"
+    );
+
+    bed.simulator.inject("GetPipelineState", Fault::error(400, "ThrottlingException"), 3);
+    let s = wait_for(&bed.exporter, "throttling error", |s| {
+        value(s, "codepipeline_exporter_aws_request_errors_total{service=\"codepipeline\",operation=\"GetPipelineState\",code=\"ThrottlingException\"}") == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&s, &stage_status("app", "Source", "Succeeded")), Some(0.0), "values are kept through throttling");
+    wait_for(&bed.exporter, "recovery", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_never_call_aws() {
+    let yaml = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1, eu-west-1]\n";
+    let bed = start(world(vec![simple("a"), simple("b")]), yaml).await;
+    let s = wait_for(&bed.exporter, "both regions", |s| family_len(s, "aws_codepipeline_pipeline_info") == 4).await;
+    assert_eq!(
+        value(&s, "codepipeline_exporter_target_up{account=\"test\",region=\"eu-west-1\",kind=\"pipeline\",name=\"b\"}"),
+        Some(1.0)
+    );
+    let calls = bed.simulator.total_calls();
+    assert_eq!(calls, 2 + 4, "one ListPipelines per region and one GetPipelineState per pipeline and region");
+    for _ in 0..50 {
+        scrape(&bed.exporter).await;
+    }
+    assert_eq!(bed.simulator.total_calls(), calls);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_pipelines_are_polled_without_discovery() {
+    let yaml = "interval: 150ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n      pipelines: [app, missing]\n";
+    let bed = start(world(vec![simple("app"), simple("other")]), yaml).await;
+    let s = wait_for(&bed.exporter, "both targets polled", |s| value(s, &target_up("pipeline", "missing")) == Some(0.0)).await;
+    assert_eq!(
+        value(
+            &s,
+            "aws_codepipeline_pipeline_info{account=\"test\",region=\"us-east-1\",pipeline=\"app\",pipeline_type=\"unknown\",execution_mode=\"unknown\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(value(&s, &target_up("pipeline", "app")), Some(1.0));
+    assert_eq!(family(&scrape(&bed.exporter).await, "aws_codepipeline_pipeline_info").len(), 1);
+    assert_eq!(bed.simulator.calls("ListPipelines"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_status_values_appear_as_their_own_state() {
+    let mut pipeline = simple("app");
+    pipeline.stages[1].latest = Some(("e1".into(), "Paused".into()));
+    let bed = start(world(vec![pipeline]), FAST).await;
+    let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Paused")) == Some(1.0)).await;
+    assert_eq!(value(&s, &stage_status("app", "Build", "InProgress")), Some(0.0));
+}

@@ -1,0 +1,136 @@
+//! Shared test bed: the real exporter, polling the in-repo simulated AWS endpoint through the
+//! real SDK clients, scraped over real HTTP.
+
+#![allow(dead_code)]
+
+pub mod process;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_credential_types::Credentials;
+use codepipeline_exporter::aws::Overrides;
+use codepipeline_exporter::config::Config;
+use codepipeline_exporter::exporter::{self, Running};
+use codepipeline_exporter::simulator::{Simulator, World};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+pub struct Bed {
+    pub simulator: Simulator,
+    pub exporter: Running,
+}
+
+/// Starts a simulator holding `world` and an exporter configured by `yaml`.
+pub async fn start(world: World, yaml: &str) -> Bed {
+    let simulator = Simulator::start(world).await.expect("simulator starts");
+    let exporter = start_exporter(&simulator, yaml).await;
+    Bed { simulator, exporter }
+}
+
+pub async fn start_exporter(simulator: &Simulator, yaml: &str) -> Running {
+    let config = Config::parse(yaml, Path::new("test.yaml")).expect("valid test configuration");
+    let overrides = Overrides {
+        endpoint_url: Some(simulator.endpoint_url()),
+        credentials: Some(Credentials::new("AKIDTEST", "test-secret", None, None, "test")),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    exporter::start(&config, &overrides, listener, "/metrics").await.expect("exporter starts")
+}
+
+/// A raw HTTP/1.1 response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request over a fresh connection and reads the whole response.
+pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("read");
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("complete response");
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
+    let headers =
+        lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_string(), v.trim().to_string())).collect::<Vec<_>>();
+    let body = if headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v == "chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    HttpResponse { status, headers, body }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("chunk size");
+        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+/// Scrapes `/metrics` in the text format.
+pub async fn scrape(exporter: &Running) -> String {
+    let response = request(exporter.addr, "GET", "/metrics", &[]).await;
+    assert_eq!(response.status, 200);
+    response.body
+}
+
+/// Every sample of a scrape, keyed by its series (`name{labels}` exactly as exposed).
+pub fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').expect("sample line");
+            (series.to_string(), value.parse::<f64>().expect("numeric value"))
+        })
+        .collect()
+}
+
+/// The samples of one metric, keyed by their series.
+pub fn family(text: &str, name: &str) -> BTreeMap<String, f64> {
+    samples(text).into_iter().filter(|(series, _)| series.split('{').next() == Some(name)).collect()
+}
+
+/// Scrapes until `done` holds for the samples, or fails after `timeout` showing the last scrape.
+pub async fn wait_for(exporter: &Running, what: &str, done: impl Fn(&BTreeMap<String, f64>) -> bool) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = scrape(exporter).await;
+        let samples = samples(&text);
+        if done(&samples) {
+            return samples;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out waiting for {what}; last scrape:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of one series, if present.
+pub fn value(samples: &BTreeMap<String, f64>, series: &str) -> Option<f64> {
+    samples.get(series).copied()
+}

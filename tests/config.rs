@@ -1,0 +1,116 @@
+//! Configuration errors name the file, line and column; valid files mean what they say.
+
+use std::path::Path;
+use std::time::Duration;
+
+use codepipeline_exporter::config::Config;
+
+fn error(yaml: &str) -> String {
+    Config::parse(yaml, Path::new("exporter.yaml")).expect_err("the configuration is invalid").to_string()
+}
+
+#[test]
+fn unknown_keys_name_their_line_and_column() {
+    assert_eq!(
+        error("interval: 60s\naccounts:\n  - name: prod\n    regionz: [us-east-1]\n"),
+        "exporter.yaml:4:5: unknown field `regionz`, expected one of name, role_arn, external_id, regions, codepipeline"
+    );
+    assert!(error("intervall: 60s\n").starts_with("exporter.yaml:1:1: unknown field `intervall`"));
+}
+
+#[test]
+fn bad_values_point_at_the_value() {
+    assert_eq!(
+        error("interval: 60x\n"),
+        "exporter.yaml:1:11: invalid duration \"60x\": use a number and a unit (ms, s, m, h, d) such as 30s, 5m or 1h30m"
+    );
+    assert_eq!(error("discovery_interval: 0s\n"), "exporter.yaml:1:21: invalid duration \"0s\": must be greater than zero");
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    codepipeline:\n      include: [\"^ok\", \"(unclosed\"]\n"),
+        "exporter.yaml:4:24: invalid regex \"(unclosed\": unclosed group"
+    );
+    assert_eq!(error("max_concurrent_requests: 0\n"), "exporter.yaml:1:26: max_concurrent_requests must be at least 1");
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    regions: [us-east-1, 'US East']\n"),
+        "exporter.yaml:3:26: region \"US East\" is not an AWS region name such as us-east-1"
+    );
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    role_arn: codepipeline-exporter\n"),
+        "exporter.yaml:3:15: role_arn \"codepipeline-exporter\" is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+    );
+}
+
+#[test]
+fn empty_and_duplicate_names_are_rejected() {
+    assert_eq!(error("accounts:\n  - name: \"\"\n"), "exporter.yaml:2:11: account name must not be empty");
+    assert_eq!(error("accounts:\n  - name: prod\n  - name: prod\n"), "exporter.yaml:3:11: duplicate account name \"prod\"");
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    codepipeline:\n      pipelines: [' ']\n"),
+        "exporter.yaml:4:19: pipeline name must not be empty"
+    );
+}
+
+#[test]
+fn yaml_syntax_errors_have_a_location() {
+    assert_eq!(error("accounts: [\n"), "exporter.yaml:1:11: unclosed bracket '['");
+}
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let config = Config::parse("accounts:\n  - name: prod\n    regions: [eu-west-1]\n", Path::new("x.yaml")).unwrap();
+    assert_eq!(config.interval, Duration::from_secs(60));
+    assert_eq!(config.discovery_interval, Duration::from_secs(300));
+    assert_eq!(config.request_timeout, Duration::from_secs(10));
+    assert_eq!(config.max_concurrent_requests, 4);
+    assert_eq!(config.accounts[0].regions, ["eu-west-1"]);
+    assert!(config.accounts[0].codepipeline.discover);
+    assert!(config.accounts[0].codepipeline.selects("anything"));
+
+    let empty = Config::parse("", Path::new("x.yaml")).unwrap();
+    assert_eq!(empty.accounts.len(), 1);
+    assert_eq!(empty.accounts[0].name, "default");
+    assert!(empty.accounts[0].regions.is_empty(), "the environment's region");
+}
+
+#[test]
+fn include_and_exclude_select_pipelines() {
+    let config = Config::parse(
+        "accounts:\n  - name: prod\n    codepipeline:\n      include: ['^prod-']\n      exclude: ['-legacy$']\n",
+        Path::new("x.yaml"),
+    )
+    .unwrap();
+    let selection = &config.accounts[0].codepipeline;
+    assert!(selection.selects("prod-api"));
+    assert!(!selection.selects("prod-legacy"));
+    assert!(!selection.selects("dev-api"));
+}
+
+#[test]
+fn the_example_configuration_is_valid_and_printable() {
+    let config = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))).unwrap();
+    let printed = config.to_yaml();
+    assert!(!printed.contains("example-external-id"), "the external ID is never printed");
+    let again = Config::parse(&printed.replace("<secret>", "x"), Path::new("printed.yaml")).unwrap();
+    assert_eq!(again.to_yaml(), printed, "the printed configuration reads back to itself");
+}
+
+#[test]
+fn a_yaml_bomb_is_refused() {
+    let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..12 {
+        let prev = i - 1;
+        yaml.push_str(&format!(
+            "a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"
+        ));
+    }
+    let message = error(&yaml);
+    assert!(message.starts_with("exporter.yaml:"), "{message}");
+}
+
+#[test]
+fn an_empty_account_list_is_an_error() {
+    assert_eq!(
+        error("accounts: []\n"),
+        "exporter.yaml:1:11: accounts must list at least one account; leave it out to poll the environment's"
+    );
+}
