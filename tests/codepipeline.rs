@@ -9,7 +9,7 @@ const FAST: &str =
     "interval: 150ms\ndiscovery_interval: 300ms\nrequest_timeout: 5s\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
 
 fn world(pipelines: Vec<SimPipeline>) -> World {
-    World { pipelines: pipelines.into_iter().map(|p| (p.name.clone(), p)).collect(), page_size: 100 }
+    World { pipelines: pipelines.into_iter().map(|p| (p.name.clone(), p)).collect(), ..World::default() }
 }
 
 fn simple(name: &str) -> SimPipeline {

@@ -1,14 +1,10 @@
-//! The simulated CodePipeline service, in awsJson 1.1: JSON bodies, timestamps as epoch-second
-//! numbers, errors as a non-2xx status with `__type` and `message`.
+//! The simulated CodePipeline service: its state and its answers, in the protocol-neutral
+//! document form of [`super::protocol`].
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Response, StatusCode};
-use serde_json::{Map, Value, json};
+use ciborium::Value;
 
 use super::World;
-
-pub const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+use super::protocol::{Failure, int, list, map, member, opt_text, text, timestamp};
 
 /// A pipeline as GetPipelineState and ListPipelines describe it.
 #[derive(Debug, Clone, Default)]
@@ -82,125 +78,98 @@ impl SimPipeline {
 }
 
 /// Answers one operation from the world's current state.
-pub fn handle(world: &World, operation: &str, body: &Bytes) -> Response<Full<Bytes>> {
-    let input: Value = match serde_json::from_slice(body) {
-        Ok(input) => input,
-        Err(_) => return error(400, "SerializationException", "the request body is not JSON"),
-    };
+pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Failure> {
     match operation {
-        "ListPipelines" => list_pipelines(world, &input),
+        "ListPipelines" => list_pipelines(world, input),
         "GetPipelineState" => {
-            let Some(name) = input.get("name").and_then(Value::as_str) else {
-                return error(400, "ValidationException", "name is required");
-            };
+            let name = member(input, "name").ok_or_else(|| Failure::new(400, "ValidationException", "name is required"))?;
             match world.pipelines.get(name) {
-                Some(pipeline) => ok(pipeline_state(pipeline)),
-                None => error(400, "PipelineNotFoundException", &format!("Account does not have a pipeline with name '{name}'")),
+                Some(pipeline) => Ok(pipeline_state(pipeline)),
+                None => Err(Failure::new(
+                    400,
+                    "PipelineNotFoundException",
+                    format!("Account does not have a pipeline with name '{name}'"),
+                )),
             }
         }
-        _ => error(400, "UnknownOperationException", &format!("operation {operation} is not simulated")),
+        _ => Err(Failure::new(400, "UnknownOperationException", format!("operation {operation} is not simulated"))),
     }
 }
 
-fn list_pipelines(world: &World, input: &Value) -> Response<Full<Bytes>> {
-    let start = match input.get("nextToken").and_then(Value::as_str) {
-        Some(token) => match token.parse::<usize>() {
-            Ok(start) => start,
-            Err(_) => return error(400, "InvalidNextTokenException", "The next token is not valid"),
-        },
+fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {
+    let (start, next) = page_bounds(member(input, "nextToken"), world.page(), world.pipelines.len())?;
+    let pipelines = world.pipelines.values().skip(start).take(world.page()).map(|p| {
+        map(vec![
+            ("name", text(&p.name)),
+            ("version", int(p.version.into())),
+            ("pipelineType", text(&p.pipeline_type)),
+            ("executionMode", text(&p.execution_mode)),
+            ("created", timestamp(p.created)),
+            ("updated", timestamp(p.updated)),
+        ])
+    });
+    Ok(map(vec![("pipelines", list(pipelines)), ("nextToken", opt_text(next.as_deref()))]))
+}
+
+/// The first item of the page a token asks for, and the token of the page after it, if any.
+pub fn page_bounds(token: Option<&str>, page: usize, total: usize) -> Result<(usize, Option<String>), Failure> {
+    let start = match token {
+        Some(token) => token.parse::<usize>().map_err(|_| Failure::new(400, "InvalidNextTokenException", "The next token is not valid"))?,
         None => 0,
     };
-    let page_size = if world.page_size == 0 { 100 } else { world.page_size };
-    let pipelines: Vec<Value> = world
-        .pipelines
-        .values()
-        .skip(start)
-        .take(page_size)
-        .map(|p| {
-            json!({
-                "name": p.name, "version": p.version, "pipelineType": p.pipeline_type,
-                "executionMode": p.execution_mode, "created": p.created, "updated": p.updated,
-            })
-        })
-        .collect();
-    let mut output = json!({ "pipelines": pipelines });
-    if start + page_size < world.pipelines.len() {
-        output["nextToken"] = json!((start + page_size).to_string());
-    }
-    ok(output)
+    Ok((start, (start + page < total).then(|| (start + page).to_string())))
 }
 
 fn pipeline_state(pipeline: &SimPipeline) -> Value {
-    let stages: Vec<Value> = pipeline
-        .stages
-        .iter()
-        .map(|stage| {
-            let mut out = Map::new();
-            out.insert("stageName".into(), json!(stage.name));
-            if let Some((id, status)) = &stage.inbound {
-                out.insert("inboundExecution".into(), json!({ "pipelineExecutionId": id, "status": status }));
-            }
-            if let Some((enabled, changed)) = stage.transition {
-                let mut transition = json!({ "enabled": enabled, "lastChangedAt": changed, "lastChangedBy": "arn:aws:iam::111122223333:user/ops" });
-                if !enabled {
-                    transition["disabledReason"] = json!("Frozen for the release; contact \"ops\"");
-                }
-                out.insert("inboundTransitionState".into(), transition);
-            }
-            let actions: Vec<Value> = stage
-                .actions
-                .iter()
-                .map(|action| {
-                    let mut out = Map::new();
-                    out.insert("actionName".into(), json!(action.name));
-                    if let Some((id, created)) = &action.revision {
-                        out.insert("currentRevision".into(), json!({ "revisionId": id, "revisionChangeId": id, "created": created }));
-                    }
-                    if let Some(e) = &action.latest {
-                        let mut latest = json!({
-                            "actionExecutionId": e.id, "status": e.status, "lastStatusChange": e.last_status_change,
-                            "externalExecutionId": format!("build:{}", e.id),
-                        });
-                        if let Some(summary) = &e.summary {
-                            latest["summary"] = json!(summary);
-                        }
-                        if let Some(percent) = e.percent_complete {
-                            latest["percentComplete"] = json!(percent);
-                        }
-                        if let Some((code, message)) = &e.error {
-                            latest["errorDetails"] = json!({ "code": code, "message": message });
-                        }
-                        out.insert("latestExecution".into(), latest);
-                    }
-                    Value::Object(out)
-                })
-                .collect();
-            out.insert("actionStates".into(), json!(actions));
-            if let Some((id, status)) = &stage.latest {
-                out.insert("latestExecution".into(), json!({ "pipelineExecutionId": id, "status": status }));
-            }
-            Value::Object(out)
-        })
-        .collect();
-    json!({
-        "pipelineName": pipeline.name, "pipelineVersion": pipeline.version, "stageStates": stages,
-        "created": pipeline.created, "updated": pipeline.updated,
-    })
-}
-
-fn ok(output: Value) -> Response<Full<Bytes>> {
-    respond(StatusCode::OK, &output)
-}
-
-/// An awsJson 1.1 error answer.
-pub fn error(status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    respond(status, &json!({ "__type": code, "message": message }))
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert("content-type", CONTENT_TYPE.parse().expect("static header"));
-    response
+    let stages = pipeline.stages.iter().map(|stage| {
+        let transition = stage.transition.map(|(enabled, changed)| {
+            map(vec![
+                ("enabled", Value::Bool(enabled)),
+                ("lastChangedAt", timestamp(changed)),
+                ("lastChangedBy", text("arn:aws:iam::111122223333:user/ops")),
+                ("disabledReason", if enabled { Value::Null } else { text("Frozen for the release; contact \"ops\"") }),
+            ])
+        });
+        let actions = stage.actions.iter().map(|action| {
+            let revision = action.revision.as_ref().map(|(id, created)| {
+                map(vec![("revisionId", text(id)), ("revisionChangeId", text(id)), ("created", timestamp(*created))])
+            });
+            let latest = action.latest.as_ref().map(|e| {
+                map(vec![
+                    ("actionExecutionId", text(&e.id)),
+                    ("status", text(&e.status)),
+                    ("summary", opt_text(e.summary.as_deref())),
+                    ("lastStatusChange", timestamp(e.last_status_change)),
+                    ("externalExecutionId", text(&format!("build:{}", e.id))),
+                    ("percentComplete", e.percent_complete.map(|p| int(p.into())).unwrap_or(Value::Null)),
+                    (
+                        "errorDetails",
+                        e.error.as_ref().map(|(code, message)| map(vec![("code", text(code)), ("message", text(message))])).unwrap_or(Value::Null),
+                    ),
+                ])
+            });
+            map(vec![
+                ("actionName", text(&action.name)),
+                ("currentRevision", revision.unwrap_or(Value::Null)),
+                ("latestExecution", latest.unwrap_or(Value::Null)),
+            ])
+        });
+        let execution = |e: &Option<(String, String)>| {
+            e.as_ref().map(|(id, status)| map(vec![("pipelineExecutionId", text(id)), ("status", text(status))])).unwrap_or(Value::Null)
+        };
+        map(vec![
+            ("stageName", text(&stage.name)),
+            ("inboundExecution", execution(&stage.inbound)),
+            ("inboundTransitionState", transition.unwrap_or(Value::Null)),
+            ("actionStates", list(actions)),
+            ("latestExecution", execution(&stage.latest)),
+        ])
+    });
+    map(vec![
+        ("pipelineName", text(&pipeline.name)),
+        ("pipelineVersion", int(pipeline.version.into())),
+        ("stageStates", list(stages)),
+        ("created", timestamp(pipeline.created)),
+        ("updated", timestamp(pipeline.updated)),
+    ])
 }

@@ -1,13 +1,15 @@
 //! A simulated AWS account served over HTTP in the wire protocols of the pinned SDK crates.
 //!
 //! The demo points the real SDK clients at it, and so do the tests: nothing between the SDK and
-//! the exporter's code is replaced. CodePipeline answers in awsJson 1.1 (POST `/` with
-//! `X-Amz-Target`). Its state is a plain [`World`] that the demo's scenario and the tests change
+//! the exporter's code is replaced. Both services answer in awsJson and in Smithy RPC v2 CBOR
+//! (see [`protocol`]). Its state is a plain [`World`] that the demo's scenario and the tests change
 //! directly; faults can be injected per operation, and every call is counted, so a test can prove
 //! what the exporter asked for and when.
 
+pub mod codeconnections;
 pub mod codepipeline;
 pub mod demo;
+pub mod protocol;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,14 +23,30 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+pub use codeconnections::{SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent};
 pub use codepipeline::{SimAction, SimActionExecution, SimPipeline, SimStage};
+use protocol::{Failure, Protocol};
 
 /// Everything the simulated account holds.
 #[derive(Debug, Default)]
 pub struct World {
     pub pipelines: BTreeMap<String, SimPipeline>,
-    /// Pipelines per ListPipelines page; AWS's own default is 100.
+    /// Items per page of every List operation; AWS's own default is 100.
     pub page_size: usize,
+    pub repository_links: BTreeMap<String, SimRepositoryLink>,
+    pub sync_configurations: Vec<SimSyncConfiguration>,
+    /// The latest attempt of each repository sync, by (repository link ID, branch, sync type).
+    /// A sync configuration without an entry has never synced.
+    pub repository_syncs: BTreeMap<(String, String, String), SimSyncAttempt>,
+    /// Each resource's sync status, by (resource name, sync type).
+    pub resource_syncs: BTreeMap<(String, String), SimResourceSync>,
+}
+
+impl World {
+    /// The page size List operations use.
+    pub fn page(&self) -> usize {
+        if self.page_size == 0 { 100 } else { self.page_size }
+    }
 }
 
 /// A misbehaviour the endpoint shows instead of its normal answer.
@@ -137,29 +155,39 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
-    let target = request.headers().get("x-amz-target").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let body = match Limited::new(request.into_body(), MAX_REQUEST_BODY).collect().await {
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
     };
-    let Some(operation) = target.as_deref().and_then(|t| t.strip_prefix("CodePipeline_20150709.")) else {
-        return Ok(plain(StatusCode::NOT_FOUND, "unknown service or protocol"));
+    let call = match protocol::decode(parts.uri.path(), &parts.headers, &body) {
+        None => return Ok(plain(StatusCode::NOT_FOUND, "neither awsJson nor RPC v2 CBOR")),
+        Some(Err(failure)) => return Ok(protocol::error(Protocol::AwsJson("1.1"), &failure)),
+        Some(Ok(call)) => call,
     };
-    *shared.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(operation.to_string()).or_default() += 1;
-    let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(operation).and_then(VecDeque::pop_front);
+    *shared.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(call.operation.clone()).or_default() += 1;
+    let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&call.operation).and_then(VecDeque::pop_front);
     match fault {
-        Some(Fault::Error { status, code, message }) => return Ok(codepipeline::error(status, &code, &message)),
-        Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset")),
-        Some(Fault::Malformed) => {
-            let mut response = Response::new(Full::new(Bytes::from_static(b"{\"pipelines\": [")));
-            response.headers_mut().insert("content-type", codepipeline::CONTENT_TYPE.parse().expect("static header"));
-            return Ok(response);
+        Some(Fault::Error { status, code, message }) => {
+            return Ok(protocol::error(call.protocol, &Failure { status, code, message }));
         }
+        Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset")),
+        Some(Fault::Malformed) => return Ok(protocol::malformed(call.protocol)),
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
-    let world = shared.world.lock().unwrap_or_else(|e| e.into_inner());
-    Ok(codepipeline::handle(&world, operation, &body))
+    let answer = {
+        let world = shared.world.lock().unwrap_or_else(|e| e.into_inner());
+        match call.service.as_str() {
+            "CodePipeline_20150709" => codepipeline::handle(&world, &call.operation, &call.input),
+            "CodeConnections_20231201" => codeconnections::handle(&world, &call.operation, &call.input),
+            other => Err(Failure::new(400, "UnknownServiceException", format!("service {other} is not simulated"))),
+        }
+    };
+    Ok(match answer {
+        Ok(output) => protocol::ok(call.protocol, &output),
+        Err(failure) => protocol::error(call.protocol, &failure),
+    })
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {

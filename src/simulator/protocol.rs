@@ -1,0 +1,224 @@
+//! The two wire protocols the simulated services speak, over one neutral document type.
+//!
+//! Handlers read and write [`Value`] (CBOR's data model, which has a tag for timestamps) and this
+//! module encodes it for the protocol the request came in:
+//! - awsJson 1.0 / 1.1: POST `/` with `X-Amz-Target: <Service>.<Operation>`, JSON bodies,
+//!   timestamps as epoch-second numbers, errors as a non-2xx status with `__type` and `message`;
+//! - Smithy RPC v2 CBOR: POST `/service/<Service>/operation/<Operation>` with
+//!   `smithy-protocol: rpc-v2-cbor`, CBOR bodies, timestamps as tag 1 around a number, errors as a
+//!   non-2xx status with `__type` in the body.
+//!
+//! The pinned SDK crates use awsJson 1.1 for CodePipeline and RPC v2 CBOR for CodeConnections;
+//! both services answer both protocols here, since AWS lists both for both and a later SDK
+//! release may switch.
+
+use bytes::Bytes;
+use ciborium::Value;
+use http_body_util::Full;
+use hyper::{HeaderMap, Response, StatusCode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// awsJson; the version only changes the content type.
+    AwsJson(&'static str),
+    RpcV2Cbor,
+}
+
+/// A decoded request: which service and operation, and its input document.
+#[derive(Debug)]
+pub struct Call {
+    pub service: String,
+    pub operation: String,
+    pub protocol: Protocol,
+    pub input: Value,
+}
+
+/// An AWS error answer.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(status: u16, code: &str, message: impl Into<String>) -> Failure {
+        Failure { status, code: code.into(), message: message.into() }
+    }
+}
+
+/// Works out the protocol from the request line and headers, and decodes the body. `None` when
+/// the request is in neither protocol.
+pub fn decode(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Result<Call, Failure>> {
+    if let Some(rest) = path.strip_prefix("/service/") {
+        let (service, operation) = rest.split_once("/operation/")?;
+        let input = if body.is_empty() {
+            Ok(Value::Map(Vec::new()))
+        } else {
+            ciborium::from_reader::<Value, _>(body)
+                .map_err(|_| Failure::new(400, "SerializationException", "the request body is not CBOR"))
+        };
+        return Some(input.map(|input| Call {
+            service: service.to_string(),
+            operation: operation.to_string(),
+            protocol: Protocol::RpcV2Cbor,
+            input,
+        }));
+    }
+    let target = headers.get("x-amz-target")?.to_str().ok()?;
+    let (service, operation) = target.split_once('.')?;
+    let version = match headers.get("content-type").and_then(|v| v.to_str().ok()) {
+        Some("application/x-amz-json-1.0") => "1.0",
+        _ => "1.1",
+    };
+    let input = if body.is_empty() {
+        Ok(Value::Map(Vec::new()))
+    } else {
+        serde_json::from_slice::<serde_json::Value>(body)
+            .map(|json| from_json(&json))
+            .map_err(|_| Failure::new(400, "SerializationException", "the request body is not JSON"))
+    };
+    Some(input.map(|input| Call {
+        service: service.to_string(),
+        operation: operation.to_string(),
+        protocol: Protocol::AwsJson(version),
+        input,
+    }))
+}
+
+/// Encodes a successful answer.
+pub fn ok(protocol: Protocol, output: &Value) -> Response<Full<Bytes>> {
+    respond(protocol, StatusCode::OK, output)
+}
+
+/// Encodes an error answer.
+pub fn error(protocol: Protocol, failure: &Failure) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = map(vec![("__type", text(&failure.code)), ("message", text(&failure.message))]);
+    let mut response = respond(protocol, status, &body);
+    if protocol != Protocol::RpcV2Cbor {
+        response.headers_mut().insert("x-amzn-errortype", failure.code.parse().unwrap_or_else(|_| "Unknown".parse().expect("static")));
+    }
+    response
+}
+
+/// A 200 answer whose body does not decode in the protocol.
+pub fn malformed(protocol: Protocol) -> Response<Full<Bytes>> {
+    let body: &'static [u8] = match protocol {
+        Protocol::AwsJson(_) => b"{\"pipelines\": [",
+        Protocol::RpcV2Cbor => &[0xbf, 0x63, b'a', b'b'],
+    };
+    with_headers(protocol, StatusCode::OK, Bytes::from_static(body))
+}
+
+fn respond(protocol: Protocol, status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let bytes = match protocol {
+        Protocol::AwsJson(_) => Bytes::from(to_json(body).to_string()),
+        Protocol::RpcV2Cbor => {
+            let mut out = Vec::new();
+            ciborium::into_writer(body, &mut out).expect("writing CBOR to memory cannot fail");
+            Bytes::from(out)
+        }
+    };
+    with_headers(protocol, status, bytes)
+}
+
+fn with_headers(protocol: Protocol, status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    match protocol {
+        Protocol::AwsJson("1.0") => {
+            headers.insert("content-type", "application/x-amz-json-1.0".parse().expect("static"));
+        }
+        Protocol::AwsJson(_) => {
+            headers.insert("content-type", "application/x-amz-json-1.1".parse().expect("static"));
+        }
+        Protocol::RpcV2Cbor => {
+            headers.insert("content-type", "application/cbor".parse().expect("static"));
+            headers.insert("smithy-protocol", "rpc-v2-cbor".parse().expect("static"));
+        }
+    }
+    headers.insert("x-amzn-requestid", "00000000-0000-4000-8000-000000000000".parse().expect("static"));
+    response
+}
+
+/// JSON to the neutral document (numbers stay numbers: JSON has no timestamps).
+pub fn from_json(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i.into()),
+            None => Value::Float(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(from_json).collect()),
+        serde_json::Value::Object(entries) => {
+            Value::Map(entries.iter().map(|(k, v)| (Value::Text(k.clone()), from_json(v))).collect())
+        }
+    }
+}
+
+/// The neutral document to JSON: a timestamp (tag 1) becomes its epoch-second number.
+pub fn to_json(value: &Value) -> serde_json::Value {
+    match value {
+        Value::Null => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Integer(i) => serde_json::Value::from(i128::from(*i) as i64),
+        Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        Value::Text(s) => serde_json::Value::String(s.clone()),
+        Value::Tag(_, inner) => to_json(inner),
+        Value::Array(items) => serde_json::Value::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => serde_json::Value::Object(
+            entries.iter().filter_map(|(k, v)| k.as_text().map(|k| (k.to_string(), to_json(v)))).collect(),
+        ),
+        _ => serde_json::Value::Null,
+    }
+}
+
+/// A string member of a map input.
+pub fn member<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
+    input.as_map()?.iter().find(|(k, _)| k.as_text() == Some(name)).and_then(|(_, v)| v.as_text())
+}
+
+/// Builds a map from the members that are present.
+pub fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(entries.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (Value::Text(k.into()), v)).collect())
+}
+
+pub fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+pub fn opt_text(s: Option<&str>) -> Value {
+    s.map(text).unwrap_or(Value::Null)
+}
+
+pub fn int(i: i64) -> Value {
+    Value::Integer(i.into())
+}
+
+/// A timestamp: tag 1 around epoch seconds, as RPC v2 CBOR requires.
+pub fn timestamp(seconds: f64) -> Value {
+    Value::Tag(1, Box::new(Value::Float(seconds)))
+}
+
+pub fn list(items: impl IntoIterator<Item = Value>) -> Value {
+    Value::Array(items.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_numbers_in_json_and_tagged_in_cbor() {
+        let doc = map(vec![("At", timestamp(1_700_000_000.5)), ("Name", text("x")), ("Gone", Value::Null)]);
+        assert_eq!(to_json(&doc).to_string(), r#"{"At":1700000000.5,"Name":"x"}"#);
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&doc, &mut cbor).unwrap();
+        // map(2), "At", tag 1, float64 1700000000.5
+        assert_eq!(&cbor[..6], &[0xa2, 0x62, b'A', b't', 0xc1, 0xfb]);
+    }
+}
