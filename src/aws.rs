@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_codepipeline::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::Semaphore;
 
@@ -35,6 +35,7 @@ pub struct Scope {
     pub account: Arc<str>,
     pub region: Arc<str>,
     pub codepipeline: aws_sdk_codepipeline::Client,
+    pub codeconnections: aws_sdk_codeconnections::Client,
     permits: Arc<Semaphore>,
     telemetry: Arc<Telemetry>,
 }
@@ -82,28 +83,51 @@ impl Scope {
             account: account.into(),
             region: region.into(),
             codepipeline: aws_sdk_codepipeline::Client::new(&region_config),
+            codeconnections: aws_sdk_codeconnections::Client::new(&region_config),
             permits: Arc::new(Semaphore::new(max_concurrent_requests)),
             telemetry,
         }
     }
 
     /// Runs one AWS call under this scope's concurrency limit and records it. Waiting for a permit
-    /// is not part of the recorded duration.
+    /// is not part of the recorded duration. Error codes in `answers` are expected answers of the
+    /// operation (a branch that never synced), not failures: they are not counted as errors.
     pub async fn call<T, E, R>(
         &self,
         service: &'static str,
         operation: &'static str,
         request: impl Future<Output = Result<T, SdkError<E, R>>>,
-    ) -> Result<T, SdkError<E, R>>
+        answers: &[&str],
+    ) -> Result<T, CallError>
     where
-        E: ProvideErrorMetadata,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
     {
         let _permit = self.permits.acquire().await;
         let started = Instant::now();
-        let result = request.await;
-        let code = result.as_ref().err().map(error_code);
-        self.telemetry.observe(service, operation, started.elapsed(), code.as_deref());
+        let result = request.await.map_err(CallError::from);
+        let code = result.as_ref().err().map(|e| e.code.as_str()).filter(|code| !answers.contains(code));
+        self.telemetry.observe(service, operation, started.elapsed(), code);
         result
+    }
+}
+
+/// A failed AWS call, reduced to what the exporter reports: a short, bounded code for metrics and
+/// the full description for the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct CallError {
+    pub code: String,
+    pub detail: String,
+}
+
+impl<E, R> From<SdkError<E, R>> for CallError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    fn from(err: SdkError<E, R>) -> CallError {
+        CallError { code: error_code(&err), detail: DisplayErrorContext(&err).to_string() }
     }
 }
 

@@ -6,14 +6,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_codepipeline::operation::get_pipeline_state::{GetPipelineStateError, GetPipelineStateOutput};
-use aws_sdk_codepipeline::operation::list_pipelines::ListPipelinesError;
+use aws_sdk_codepipeline::operation::get_pipeline_state::GetPipelineStateOutput;
 use aws_sdk_codepipeline::types::{ActionExecutionStatus, StageExecutionStatus};
 use aws_smithy_types::DateTime;
+use tokio::sync::watch;
 
-use crate::aws::Scope;
+use crate::aws::{CallError, Scope};
 use crate::exposition::{Family, Kind};
-use crate::store::Rendered;
+use crate::scheduler::{Outcome, Target};
+use crate::store::{Rendered, TargetKey};
 
 pub const SERVICE: &str = "codepipeline";
 
@@ -142,13 +143,54 @@ pub struct ActionState {
     pub error_code: Option<String>,
 }
 
+/// One pipeline as the scheduler polls it: the last snapshot, the counters, and what discovery
+/// said of it (nothing for a configured pipeline that discovery did not list).
+pub struct PipelineTarget {
+    summary: watch::Receiver<Option<Summary>>,
+    explicit: bool,
+    counters: Counters,
+    last: Option<PipelineState>,
+}
+
+impl PipelineTarget {
+    /// `explicit` pipelines come from the configuration: they are polled even when AWS says they do
+    /// not exist, which it shows as a target that is down.
+    pub fn new(summary: watch::Receiver<Option<Summary>>, explicit: bool) -> PipelineTarget {
+        PipelineTarget { summary, explicit, counters: Counters::default(), last: None }
+    }
+}
+
+impl Target for PipelineTarget {
+    async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
+        match get_state(scope, &key.name).await {
+            Ok(state) => {
+                self.counters.observe(&state);
+                self.last = Some(state);
+                Outcome::Polled
+            }
+            Err(err) if err.code == "PipelineNotFoundException" => {
+                // A deleted pipeline's last values would be wrong, not just stale.
+                self.last = None;
+                if self.explicit { Outcome::Failed(err) } else { Outcome::Gone }
+            }
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+
+    fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
+        if let Some(state) = &self.last {
+            render(rendered, &key.account, &key.region, &key.name, self.summary.borrow().as_ref(), state, &self.counters);
+        }
+    }
+}
+
 /// Lists every pipeline of the scope, following all pages.
-pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, aws_sdk_codepipeline::error::SdkError<ListPipelinesError>> {
+pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
     let mut summaries = Vec::new();
     let mut next_token: Option<String> = None;
     loop {
         let page = scope
-            .call(SERVICE, "ListPipelines", scope.codepipeline.list_pipelines().set_next_token(next_token.take()).send())
+            .call(SERVICE, "ListPipelines", scope.codepipeline.list_pipelines().set_next_token(next_token.take()).send(), &[])
             .await?;
         for pipeline in page.pipelines() {
             let Some(name) = pipeline.name() else { continue };
@@ -166,11 +208,8 @@ pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, aws_sdk_codep
 }
 
 /// Fetches the current state of one pipeline.
-pub async fn get_state(
-    scope: &Scope,
-    pipeline: &str,
-) -> Result<PipelineState, aws_sdk_codepipeline::error::SdkError<GetPipelineStateError>> {
-    let output = scope.call(SERVICE, "GetPipelineState", scope.codepipeline.get_pipeline_state().name(pipeline).send()).await?;
+pub async fn get_state(scope: &Scope, pipeline: &str) -> Result<PipelineState, CallError> {
+    let output = scope.call(SERVICE, "GetPipelineState", scope.codepipeline.get_pipeline_state().name(pipeline).send(), &[]).await?;
     Ok(PipelineState::from(output))
 }
 

@@ -47,6 +47,7 @@ pub struct Account {
     /// Empty means the region of the environment (AWS_REGION, the profile, instance metadata).
     pub regions: Vec<String>,
     pub codepipeline: CodePipeline,
+    pub codeconnections: CodeConnections,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +65,28 @@ impl CodePipeline {
         (self.include.is_empty() || self.include.iter().any(|p| p.0.is_match(pipeline)))
             && !self.exclude.iter().any(|p| p.0.is_match(pipeline))
     }
+}
+
+/// CloudFormation Git sync: which repository syncs and resources to poll.
+#[derive(Debug, Clone, Serialize)]
+pub struct CodeConnections {
+    /// ListRepositoryLinks and ListSyncConfigurations find every sync configuration.
+    pub discover: bool,
+    /// Polled also when discovery is off or not permitted.
+    pub repository_syncs: Vec<RepositorySync>,
+    /// Also poll GetResourceSyncStatus for the resource (stack) of each sync configuration.
+    pub resource_syncs: bool,
+}
+
+/// One explicitly configured sync configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RepositorySync {
+    pub repository_link_id: String,
+    pub branch: String,
+    pub sync_type: String,
+    /// The stack the configuration syncs; known to discovery, so only needed when discovery is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_name: Option<String>,
 }
 
 /// A compiled regular expression that prints as its source.
@@ -96,6 +119,7 @@ impl Account {
             external_id: None,
             regions: Vec::new(),
             codepipeline: CodePipeline { discover: true, include: Vec::new(), exclude: Vec::new(), pipelines: Vec::new() },
+            codeconnections: CodeConnections { discover: true, repository_syncs: Vec::new(), resource_syncs: true },
         }
     }
 }
@@ -177,6 +201,25 @@ struct RawAccount {
     #[serde(default)]
     regions: Vec<Located<String>>,
     codepipeline: Option<RawCodePipeline>,
+    codeconnections: Option<RawCodeConnections>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCodeConnections {
+    discover: Option<bool>,
+    #[serde(default)]
+    repository_syncs: Vec<RawRepositorySync>,
+    resource_syncs: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRepositorySync {
+    repository_link_id: Located<String>,
+    branch: Located<String>,
+    sync_type: Option<Located<String>>,
+    resource_name: Option<Located<String>>,
 }
 
 #[derive(Deserialize)]
@@ -259,7 +302,11 @@ impl RawAccount {
             Some(raw) => raw.validate()?,
             None => Account::default_account().codepipeline,
         };
-        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline })
+        let codeconnections = match self.codeconnections {
+            Some(raw) => raw.validate()?,
+            None => Account::default_account().codeconnections,
+        };
+        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline, codeconnections })
     }
 }
 
@@ -286,6 +333,40 @@ impl RawCodePipeline {
             include: patterns(self.include)?,
             exclude: patterns(self.exclude)?,
             pipelines,
+        })
+    }
+}
+
+impl RawCodeConnections {
+    fn validate(self) -> Result<CodeConnections, Invalid> {
+        let mut repository_syncs: Vec<RepositorySync> = Vec::with_capacity(self.repository_syncs.len());
+        for raw in self.repository_syncs {
+            let at = raw.repository_link_id.referenced;
+            let sync_type = match raw.sync_type {
+                Some(sync_type) => {
+                    let known = aws_sdk_codeconnections::types::SyncConfigurationType::values();
+                    if !known.contains(&sync_type.value.as_str()) {
+                        return Err((sync_type.referenced, format!("unknown sync_type {:?}: one of {}", sync_type.value, known.join(", "))));
+                    }
+                    sync_type.value
+                }
+                None => "CFN_STACK_SYNC".into(),
+            };
+            let sync = RepositorySync {
+                repository_link_id: non_empty(raw.repository_link_id, "repository_link_id")?,
+                branch: non_empty(raw.branch, "branch")?,
+                sync_type,
+                resource_name: raw.resource_name.map(|r| non_empty(r, "resource_name")).transpose()?,
+            };
+            if repository_syncs.iter().any(|s| (&s.repository_link_id, &s.branch, &s.sync_type) == (&sync.repository_link_id, &sync.branch, &sync.sync_type)) {
+                return Err((at, format!("repository sync {}/{} is listed twice", sync.repository_link_id, sync.branch)));
+            }
+            repository_syncs.push(sync);
+        }
+        Ok(CodeConnections {
+            discover: self.discover.unwrap_or(true),
+            repository_syncs,
+            resource_syncs: self.resource_syncs.unwrap_or(true),
         })
     }
 }

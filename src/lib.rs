@@ -2,10 +2,11 @@
 //!
 //! Data flows one way, and the modules follow it:
 //! [`config`] → [`aws`] clients → [`scheduler`] → snapshots and series from the collectors
-//! ([`codepipeline`]) → [`store`] → [`http`]. The [`simulator`] is a fake AWS endpoint speaking
+//! ([`codepipeline`], [`codeconnections`]) → [`store`] → [`http`]. The [`simulator`] is a fake AWS endpoint speaking
 //! the SDK's wire protocols, for the demo and the tests.
 
 pub mod aws;
+pub mod codeconnections;
 pub mod codepipeline;
 pub mod config;
 pub mod exporter;

@@ -1,24 +1,26 @@
 //! The scheduler: discovery and polling on the exporter's own timers.
 //!
-//! Each account and region runs one discovery task, which keeps one polling task per target.
-//! A polling task owns everything about its target (the last snapshot, the counters, the health),
+//! Each account and region runs one discovery task per service, which keeps one polling task per
+//! target. A polling task owns everything about its target (the last snapshot, the counters, the
+//! health),
 //! so there is no shared state to lock besides the store it publishes to. Scrapes never wait on
 //! any of this. The number of tasks is bounded by the number of targets; the number of AWS calls
 //! in flight by each scope's permits.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use rand::Rng as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aws::{self, Overrides, Scope};
-use crate::codepipeline::{self, Counters, PipelineState, Summary};
+use crate::aws::{self, CallError, Overrides, Scope};
+use crate::codeconnections::{self, Link, RepositorySyncInfo, RepositorySyncTarget, ResourceSyncInfo, ResourceSyncTarget};
+use crate::codepipeline::{self, Summary};
 use crate::config::{self, Config};
 use crate::exposition::{Family, Kind};
 use crate::store::{Rendered, Store, TargetKey, TargetKind};
@@ -101,26 +103,44 @@ impl Health {
 
     /// Logs an error only when it differs from the last one, so that a permanent failure (access
     /// denied, a deleted pipeline) is logged once per state change rather than on every poll.
-    fn failed(&mut self, key: &TargetKey, code: &str, error: &dyn std::fmt::Display) {
+    fn failed(&mut self, key: &TargetKey, err: &CallError) {
         self.up = false;
-        if self.last_error.as_deref() != Some(code) {
-            if aws::is_permanent(code) {
-                tracing::error!(target_key = %key, code, error = %error, "poll failed; logged again only when the error changes");
+        if self.last_error.as_deref() != Some(err.code.as_str()) {
+            if aws::is_permanent(&err.code) {
+                tracing::error!(target_key = %key, code = %err.code, error = %err.detail, "poll failed; logged again only when the error changes");
             } else {
-                tracing::warn!(target_key = %key, code, error = %error, "poll failed; last known values are kept");
+                tracing::warn!(target_key = %key, code = %err.code, error = %err.detail, "poll failed; last known values are kept");
             }
-            self.last_error = Some(code.to_string());
+            self.last_error = Some(err.code.clone());
         }
     }
 
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
-        let labels =
-            [("account", &*key.account), ("region", &*key.region), ("kind", key.kind.as_str()), ("name", key.name.as_str())];
+        let labels = [("account", &*key.account), ("region", &*key.region), ("kind", key.kind.as_str()), ("name", key.name.as_str())];
         rendered.sample(&TARGET_UP, &labels, if self.up { 1.0 } else { 0.0 });
         if let Some(at) = self.last_success {
             rendered.sample(&TARGET_LAST_SUCCESS, &labels, at);
         }
     }
+}
+
+/// The result of one poll.
+pub enum Outcome {
+    /// AWS answered; the target's snapshot is current.
+    Polled,
+    /// AWS did not answer usefully; the target keeps its last snapshot.
+    Failed(CallError),
+    /// The object no longer exists: its series are removed and it is not polled again.
+    Gone,
+}
+
+/// What the scheduler needs of a polled object. Each collector implements it for its kinds of
+/// target; the scheduler owns the timing, the health and the publishing.
+pub trait Target: Send + 'static {
+    /// Calls AWS once and updates what the target knows.
+    fn poll(&mut self, scope: &Scope, key: &TargetKey) -> impl Future<Output = Outcome> + Send;
+    /// Renders the target's series from what it knows.
+    fn render(&self, rendered: &mut Rendered, key: &TargetKey);
 }
 
 /// The interval with ±10% of random jitter, so that targets started together drift apart.
@@ -135,6 +155,95 @@ struct Context {
     readiness: Arc<Readiness>,
     interval: Duration,
     discovery_interval: Duration,
+}
+
+/// Polls one target until its task is aborted or the target is gone.
+async fn run_target<T: Target>(scope: Scope, key: TargetKey, mut target: T, context: Context, mut first_poll: ReadyToken) {
+    let mut health = Health::default();
+    loop {
+        match target.poll(&scope, &key).await {
+            Outcome::Polled => health.succeeded(&key),
+            Outcome::Failed(err) => health.failed(&key, &err),
+            Outcome::Gone => {
+                tracing::info!(target_key = %key, "target no longer exists; its series are removed");
+                context.store.remove(&key);
+                return;
+            }
+        }
+        let mut rendered = Rendered::default();
+        target.render(&mut rendered, &key);
+        health.render(&mut rendered, &key);
+        context.store.update(&key, rendered);
+        first_poll.done();
+        tokio::time::sleep(jittered(context.interval)).await;
+    }
+}
+
+/// The polling tasks of one kind of target in one scope, by target name, with the channel that
+/// passes each what discovery learns of it.
+struct Tasks<I> {
+    kind: TargetKind,
+    running: HashMap<String, (JoinHandle<()>, watch::Sender<I>)>,
+}
+
+impl<I: Clone + PartialEq + Send + Sync + 'static> Tasks<I> {
+    fn new(kind: TargetKind) -> Tasks<I> {
+        Tasks { kind, running: HashMap::new() }
+    }
+
+    /// Starts a task for each new target in `desired`, passes changed information to running
+    /// ones, and, when `desired` is complete (discovery succeeded), stops the tasks of the targets
+    /// it no longer holds and removes their series.
+    async fn reconcile<T: Target>(
+        &mut self,
+        scope: &Scope,
+        context: &Context,
+        desired: HashMap<String, I>,
+        complete: bool,
+        make: impl Fn(&str, watch::Receiver<I>) -> T,
+    ) {
+        if complete {
+            let gone: Vec<String> = self.running.keys().filter(|name| !desired.contains_key(*name)).cloned().collect();
+            for name in gone {
+                if let Some((handle, _)) = self.running.remove(&name) {
+                    handle.abort();
+                    let _ = handle.await;
+                    let key = self.key(scope, name);
+                    tracing::info!(target_key = %key, "no longer discovered; its series are removed");
+                    context.store.remove(&key);
+                }
+            }
+        }
+        for (name, info) in desired {
+            match self.running.get(&name) {
+                Some((handle, sender)) if !handle.is_finished() => {
+                    sender.send_if_modified(|old| {
+                        let changed = *old != info;
+                        *old = info;
+                        changed
+                    });
+                }
+                _ => {
+                    let (sender, receiver) = watch::channel(info);
+                    let target = make(&name, receiver);
+                    let task = run_target(scope.clone(), self.key(scope, name.clone()), target, context.clone(), context.readiness.token());
+                    self.running.insert(name, (tokio::spawn(task), sender));
+                }
+            }
+        }
+    }
+
+    fn key(&self, scope: &Scope, name: String) -> TargetKey {
+        TargetKey { account: scope.account.clone(), region: scope.region.clone(), kind: self.kind, name }
+    }
+}
+
+impl<I> Drop for Tasks<I> {
+    fn drop(&mut self) {
+        for (handle, _) in self.running.values() {
+            handle.abort();
+        }
+    }
 }
 
 /// The running scheduler. Dropping it stops every discovery and polling task.
@@ -165,7 +274,10 @@ impl Scheduler {
         for account in &config.accounts {
             let regions = if account.regions.is_empty() {
                 vec![default_region.clone().with_context(|| {
-                    format!("account {:?} names no regions and the environment has none: set AWS_REGION or list regions in the configuration file", account.name)
+                    format!(
+                        "account {:?} names no regions and the environment has none: set AWS_REGION or list regions in the configuration file",
+                        account.name
+                    )
                 })?]
             } else {
                 account.regions.clone()
@@ -173,153 +285,123 @@ impl Scheduler {
             let base = aws::account_config(account, config.request_timeout, overrides).await;
             for region in regions {
                 let scope = Scope::new(&account.name, &region, &base, config.max_concurrent_requests, telemetry.clone());
-                tracing::info!(account = %account.name, region = %region, "polling CodePipeline");
+                tracing::info!(account = %account.name, region = %region, "polling CodePipeline and CodeConnections");
                 let token = context.readiness.token();
-                scopes.push(tokio::spawn(run_codepipeline(scope, account.codepipeline.clone(), context.clone(), token)));
+                scopes.push(tokio::spawn(run_codepipeline(scope.clone(), account.codepipeline.clone(), context.clone(), token)));
+                let token = context.readiness.token();
+                scopes.push(tokio::spawn(run_codeconnections(scope, account.codeconnections.clone(), context.clone(), token)));
             }
         }
         Ok(Scheduler { scopes })
     }
 }
 
-/// A polling task and the channel that passes it what discovery learns of its pipeline.
-struct PipelineTask {
-    handle: JoinHandle<()>,
-    summary: watch::Sender<Option<Summary>>,
+fn discovery_key(scope: &Scope, service: &str) -> TargetKey {
+    TargetKey { account: scope.account.clone(), region: scope.region.clone(), kind: TargetKind::Discovery, name: service.into() }
 }
 
-/// Discovers the pipelines of one scope and keeps one polling task for each.
+/// Discovers the pipelines of one scope and keeps one polling task for each, plus one for each
+/// configured pipeline.
 async fn run_codepipeline(scope: Scope, settings: config::CodePipeline, context: Context, mut first_round: ReadyToken) {
-    let discovery_key = TargetKey {
-        account: scope.account.clone(),
-        region: scope.region.clone(),
-        kind: TargetKind::Discovery,
-        name: "codepipeline".into(),
-    };
-    let mut tasks: HashMap<String, PipelineTask> = HashMap::new();
+    let key = discovery_key(&scope, codepipeline::SERVICE);
     let mut health = Health::default();
-    let spawn = |name: &str, summary: Option<Summary>, explicit: bool| {
-        let (sender, receiver) = watch::channel(summary);
-        let key = TargetKey {
-            account: scope.account.clone(),
-            region: scope.region.clone(),
-            kind: TargetKind::Pipeline,
-            name: name.to_string(),
-        };
-        let handle =
-            tokio::spawn(poll_pipeline(scope.clone(), key, receiver, explicit, context.clone(), context.readiness.token()));
-        PipelineTask { handle, summary: sender }
-    };
-    for name in &settings.pipelines {
-        tasks.insert(name.clone(), spawn(name, None, true));
-    }
+    let mut tasks = Tasks::<Option<Summary>>::new(TargetKind::Pipeline);
     loop {
+        let mut desired: HashMap<String, Option<Summary>> = settings.pipelines.iter().map(|name| (name.clone(), None)).collect();
+        let mut complete = true;
         if settings.discover {
             match codepipeline::list_pipelines(&scope).await {
                 Ok(summaries) => {
-                    health.succeeded(&discovery_key);
-                    let selected: HashMap<String, Summary> = summaries
-                        .into_iter()
-                        .filter(|s| settings.selects(&s.name) || settings.pipelines.contains(&s.name))
-                        .map(|s| (s.name.clone(), s))
-                        .collect();
-                    let gone: Vec<String> = tasks
-                        .keys()
-                        .filter(|name| !selected.contains_key(*name) && !settings.pipelines.contains(name))
-                        .cloned()
-                        .collect();
-                    for name in gone {
-                        if let Some(task) = tasks.remove(&name) {
-                            task.handle.abort();
-                            let _ = task.handle.await;
-                            let key = TargetKey {
-                                account: scope.account.clone(),
-                                region: scope.region.clone(),
-                                kind: TargetKind::Pipeline,
-                                name,
-                            };
-                            tracing::info!(target_key = %key, "pipeline no longer listed; its series are removed");
-                            context.store.remove(&key);
-                        }
-                    }
-                    for (name, summary) in selected {
-                        match tasks.get(&name) {
-                            Some(task) if !task.handle.is_finished() => {
-                                task.summary.send_if_modified(|old| {
-                                    let changed = old.as_ref() != Some(&summary);
-                                    *old = Some(summary);
-                                    changed
-                                });
-                            }
-                            _ => {
-                                let explicit = settings.pipelines.contains(&name);
-                                tasks.insert(name.clone(), spawn(&name, Some(summary), explicit));
-                            }
+                    health.succeeded(&key);
+                    for summary in summaries {
+                        if settings.selects(&summary.name) || desired.contains_key(&summary.name) {
+                            desired.insert(summary.name.clone(), Some(summary));
                         }
                     }
                 }
                 Err(err) => {
-                    let code = aws::error_code(&err);
-                    health.failed(&discovery_key, &code, &DisplayErrorContext(&err));
+                    health.failed(&key, &err);
+                    complete = false;
                 }
             }
             let mut rendered = Rendered::default();
-            health.render(&mut rendered, &discovery_key);
-            context.store.update(&discovery_key, rendered);
+            health.render(&mut rendered, &key);
+            context.store.update(&key, rendered);
         }
+        tasks
+            .reconcile(&scope, &context, desired, complete, |name, summary| {
+                codepipeline::PipelineTarget::new(summary, settings.pipelines.iter().any(|p| p == name))
+            })
+            .await;
         first_round.done();
         tokio::time::sleep(jittered(context.discovery_interval)).await;
     }
 }
 
-/// Polls one pipeline until its task is aborted, or until AWS says a discovered pipeline is gone.
-async fn poll_pipeline(
-    scope: Scope,
-    key: TargetKey,
-    summary: watch::Receiver<Option<Summary>>,
-    explicit: bool,
-    context: Context,
-    mut first_poll: ReadyToken,
-) {
-    let mut counters = Counters::default();
+/// Discovers the repository links and sync configurations of one scope and keeps one polling task
+/// for each repository sync and each resource, plus the configured repository syncs.
+async fn run_codeconnections(scope: Scope, settings: config::CodeConnections, context: Context, mut first_round: ReadyToken) {
+    let key = discovery_key(&scope, codeconnections::SERVICE);
     let mut health = Health::default();
-    let mut last: Option<PipelineState> = None;
+    let mut repositories = Tasks::<RepositorySyncInfo>::new(TargetKind::RepositorySync);
+    let mut resources = Tasks::<ResourceSyncInfo>::new(TargetKind::ResourceSync);
+    let mut links: Vec<Link> = Vec::new();
     loop {
-        match codepipeline::get_state(&scope, &key.name).await {
-            Ok(state) => {
-                counters.observe(&state);
-                last = Some(state);
-                health.succeeded(&key);
-            }
-            Err(err) => {
-                let code = aws::error_code(&err);
-                if code == "PipelineNotFoundException" {
-                    // A deleted pipeline's last values would be wrong, not just stale.
-                    last = None;
-                    if !explicit {
-                        tracing::info!(target_key = %key, "pipeline deleted; its series are removed");
-                        context.store.remove(&key);
-                        return;
-                    }
+        let mut configurations = Vec::new();
+        let mut complete = true;
+        if settings.discover {
+            match codeconnections::discover(&scope).await {
+                Ok(found) => {
+                    health.succeeded(&key);
+                    links = found.links;
+                    configurations = found.configurations;
                 }
-                health.failed(&key, &code, &DisplayErrorContext(&err));
+                Err(err) => {
+                    health.failed(&key, &err);
+                    complete = false;
+                }
+            }
+            let mut rendered = Rendered::default();
+            codeconnections::render_links(&mut rendered, &scope.account, &scope.region, &links);
+            health.render(&mut rendered, &key);
+            context.store.update(&key, rendered);
+        }
+        let repository_of = |link_id: &str| {
+            links.iter().find(|link| link.id == link_id).map(|link| link.repository.clone()).unwrap_or_else(|| "unknown".into())
+        };
+        let mut desired_repositories = HashMap::new();
+        let mut desired_resources = HashMap::new();
+        for sync in &settings.repository_syncs {
+            let info = RepositorySyncInfo {
+                repository_link_id: sync.repository_link_id.clone(),
+                branch: sync.branch.clone(),
+                sync_type: sync.sync_type.clone(),
+                repository: repository_of(&sync.repository_link_id),
+                configuration: None,
+            };
+            desired_repositories.insert(format!("{}/{}/{}", info.repository_link_id, info.branch, info.sync_type), info);
+            if let (true, Some(resource)) = (settings.resource_syncs, &sync.resource_name) {
+                let info = ResourceSyncInfo { resource_name: resource.clone(), sync_type: sync.sync_type.clone() };
+                desired_resources.insert(format!("{}/{}", info.resource_name, info.sync_type), info);
             }
         }
-        let mut rendered = Rendered::default();
-        if let Some(state) = &last {
-            codepipeline::render(
-                &mut rendered,
-                &key.account,
-                &key.region,
-                &key.name,
-                summary.borrow().as_ref(),
-                state,
-                &counters,
-            );
+        for configuration in configurations {
+            if settings.resource_syncs {
+                let info = ResourceSyncInfo { resource_name: configuration.resource_name.clone(), sync_type: configuration.sync_type.clone() };
+                desired_resources.insert(format!("{}/{}", info.resource_name, info.sync_type), info);
+            }
+            let info = RepositorySyncInfo {
+                repository_link_id: configuration.repository_link_id.clone(),
+                branch: configuration.branch.clone(),
+                sync_type: configuration.sync_type.clone(),
+                repository: configuration.repository.clone(),
+                configuration: Some(configuration),
+            };
+            desired_repositories.insert(format!("{}/{}/{}", info.repository_link_id, info.branch, info.sync_type), info);
         }
-        health.render(&mut rendered, &key);
-        context.store.update(&key, rendered);
-        first_poll.done();
-        tokio::time::sleep(jittered(context.interval)).await;
+        repositories.reconcile(&scope, &context, desired_repositories, complete, |_, info| RepositorySyncTarget::new(info)).await;
+        resources.reconcile(&scope, &context, desired_resources, complete, |_, info| ResourceSyncTarget::new(info)).await;
+        first_round.done();
+        tokio::time::sleep(jittered(context.discovery_interval)).await;
     }
 }

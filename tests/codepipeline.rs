@@ -370,7 +370,10 @@ async fn scrapes_never_call_aws() {
         Some(1.0)
     );
     let calls = bed.simulator.total_calls();
-    assert_eq!(calls, 2 + 4, "one ListPipelines per region and one GetPipelineState per pipeline and region");
+    assert_eq!(bed.simulator.calls("ListPipelines"), 2, "one per region");
+    assert_eq!(bed.simulator.calls("GetPipelineState"), 4, "one per pipeline and region");
+    assert_eq!(bed.simulator.calls("ListRepositoryLinks"), 2, "one per region, which has none");
+    assert_eq!(calls, 8);
     for _ in 0..50 {
         scrape(&bed.exporter).await;
     }

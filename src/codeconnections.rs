@@ -1,0 +1,420 @@
+//! The CodeConnections collector: CloudFormation Git sync status of repository links, branches and
+//! stacks, as metric series.
+//!
+//! Every `aws_codeconnections_*` family is defined here, next to the code that fills it.
+//! Discovery lists repository links and their sync configurations; each sync configuration is a
+//! repository sync target (GetRepositorySyncStatus) and its stack a resource sync target
+//! (GetResourceSyncStatus). A branch or stack that never synced answers ResourceNotFoundException:
+//! that is a target with no attempt yet, not an error.
+
+use std::collections::{BTreeMap, HashSet};
+
+use aws_sdk_codeconnections::types::{RepositorySyncStatus, ResourceSyncStatus, SyncConfigurationType};
+use aws_smithy_types::DateTime;
+use tokio::sync::watch;
+
+use crate::aws::{CallError, Scope};
+use crate::exposition::{Family, Kind};
+use crate::scheduler::{Outcome, Target};
+use crate::store::{Rendered, TargetKey};
+
+pub const SERVICE: &str = "codeconnections";
+
+pub static REPOSITORY_LINK_INFO: Family = Family {
+    name: "aws_codeconnections_repository_link_info",
+    help: "A repository link of CodeConnections; repository is OwnerId/RepositoryName.",
+    kind: Kind::Gauge,
+};
+pub static SYNC_CONFIGURATION_INFO: Family = Family {
+    name: "aws_codeconnections_sync_configuration_info",
+    help: "A sync configuration: which branch of which repository syncs which resource.",
+    kind: Kind::Gauge,
+};
+pub static REPOSITORY_SYNC_STATUS: Family = Family {
+    name: "aws_codeconnections_repository_sync_status",
+    help: "Status of the latest repository sync attempt: 1 for the current status, all 0 when the branch never synced.",
+    kind: Kind::Gauge,
+};
+pub static REPOSITORY_SYNC_STARTED: Family = Family {
+    name: "aws_codeconnections_repository_sync_started_timestamp_seconds",
+    help: "When the latest repository sync attempt started, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static REPOSITORY_SYNC_LAST_EVENT: Family = Family {
+    name: "aws_codeconnections_repository_sync_last_event_timestamp_seconds",
+    help: "Time of the newest event of the latest repository sync attempt, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static REPOSITORY_SYNC_ATTEMPTS: Family = Family {
+    name: "aws_codeconnections_repository_sync_attempts_total",
+    help: "Repository sync attempts seen reaching SUCCEEDED or FAILED since the exporter started.",
+    kind: Kind::Counter,
+};
+pub static REPOSITORY_SYNC_EVENTS: Family = Family {
+    name: "aws_codeconnections_repository_sync_events_total",
+    help: "Repository sync events first seen since the exporter started, by event type.",
+    kind: Kind::Counter,
+};
+pub static RESOURCE_SYNC_STATUS: Family = Family {
+    name: "aws_codeconnections_resource_sync_status",
+    help: "Status of the latest sync attempt of the resource: 1 for the current status, all 0 when it never synced.",
+    kind: Kind::Gauge,
+};
+pub static RESOURCE_SYNC_STARTED: Family = Family {
+    name: "aws_codeconnections_resource_sync_started_timestamp_seconds",
+    help: "When the latest sync attempt of the resource started, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static RESOURCE_SYNC_LAST_SUCCESS: Family = Family {
+    name: "aws_codeconnections_resource_sync_last_success_timestamp_seconds",
+    help: "When the latest successful sync attempt of the resource started, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+
+/// Statuses after which a repository sync attempt is counted.
+const ATTEMPT_FINAL: [&str; 2] = ["FAILED", "SUCCEEDED"];
+
+/// A repository link, as ListRepositoryLinks describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub id: String,
+    /// `OwnerId/RepositoryName`.
+    pub repository: String,
+    pub provider_type: String,
+    pub connection_arn: String,
+}
+
+/// A sync configuration, as ListSyncConfigurations describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncConfiguration {
+    pub repository_link_id: String,
+    pub repository: String,
+    pub branch: String,
+    pub sync_type: String,
+    pub resource_name: String,
+    pub config_file: String,
+}
+
+/// What discovery found in one account and region.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    pub links: Vec<Link>,
+    pub configurations: Vec<SyncConfiguration>,
+}
+
+/// Lists every repository link and, for each, its sync configurations of every sync type the SDK
+/// knows, following all pages.
+pub async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
+    let mut discovered = Discovered::default();
+    let mut next_token: Option<String> = None;
+    loop {
+        let request = scope.codeconnections.list_repository_links().set_next_token(next_token.take()).send();
+        let page = scope.call(SERVICE, "ListRepositoryLinks", request, &[]).await?;
+        for link in page.repository_links() {
+            discovered.links.push(Link {
+                id: link.repository_link_id().to_string(),
+                repository: format!("{}/{}", link.owner_id(), link.repository_name()),
+                provider_type: link.provider_type().as_str().to_string(),
+                connection_arn: link.connection_arn().to_string(),
+            });
+        }
+        match page.next_token() {
+            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+            _ => break,
+        }
+    }
+    for link in &discovered.links {
+        for sync_type in SyncConfigurationType::values() {
+            let mut next_token: Option<String> = None;
+            loop {
+                let request = scope
+                    .codeconnections
+                    .list_sync_configurations()
+                    .repository_link_id(&link.id)
+                    .sync_type(SyncConfigurationType::from(*sync_type))
+                    .set_next_token(next_token.take())
+                    .send();
+                let page = scope.call(SERVICE, "ListSyncConfigurations", request, &[]).await?;
+                for configuration in page.sync_configurations() {
+                    discovered.configurations.push(SyncConfiguration {
+                        repository_link_id: configuration.repository_link_id().to_string(),
+                        repository: format!("{}/{}", configuration.owner_id(), configuration.repository_name()),
+                        branch: configuration.branch().to_string(),
+                        sync_type: configuration.sync_type().as_str().to_string(),
+                        resource_name: configuration.resource_name().to_string(),
+                        config_file: configuration.config_file().unwrap_or_default().to_string(),
+                    });
+                }
+                match page.next_token() {
+                    Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
+                    _ => break,
+                }
+            }
+        }
+    }
+    Ok(discovered)
+}
+
+/// Renders the info series of every repository link, for the discovery target.
+pub fn render_links(rendered: &mut Rendered, account: &str, region: &str, links: &[Link]) {
+    for link in links {
+        rendered.sample(
+            &REPOSITORY_LINK_INFO,
+            &[
+                ("account", account),
+                ("region", region),
+                ("repository_link_id", &link.id),
+                ("repository", &link.repository),
+                ("provider_type", &link.provider_type),
+                ("connection_arn", &link.connection_arn),
+            ],
+            1.0,
+        );
+    }
+}
+
+fn seconds(time: &DateTime) -> f64 {
+    time.as_secs_f64()
+}
+
+/// Renders one state set, as the CodePipeline collector does: each status the SDK knows, plus an
+/// unknown current one, with the current status 1.
+fn state_set(rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
+    let mut with_status: Vec<(&str, &str)> = labels.to_vec();
+    for status in known.iter().copied().chain(current.filter(|c| !known.contains(c))) {
+        with_status.push(("status", status));
+        rendered.sample(family, &with_status, if current == Some(status) { 1.0 } else { 0.0 });
+        with_status.pop();
+    }
+}
+
+/// The latest attempt of one repository sync, reduced to what the metrics need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositorySyncState {
+    pub started_at: f64,
+    pub status: String,
+    pub events: Vec<Event>,
+}
+
+/// One sync event; all four fields together identify it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Event {
+    /// Milliseconds since the epoch, so that the event can be hashed.
+    pub time_millis: i64,
+    pub kind: String,
+    pub external_id: String,
+    pub event: String,
+}
+
+/// What the scheduler knows of a repository sync target besides its key: the sync configuration,
+/// when discovery found it, and the repository of its link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepositorySyncInfo {
+    pub repository_link_id: String,
+    pub branch: String,
+    pub sync_type: String,
+    pub repository: String,
+    pub configuration: Option<SyncConfiguration>,
+}
+
+/// Counts each attempt's outcome and each event once, except on the first poll, which only records
+/// what is there so that a restart does not replay old failures.
+#[derive(Debug, Default)]
+struct SyncCounters {
+    primed: bool,
+    counted_attempt: Option<(i64, String)>,
+    attempts: BTreeMap<String, u64>,
+    /// The events already seen of the current attempt; older attempts' events are not returned again.
+    seen_attempt: Option<i64>,
+    seen_events: HashSet<Event>,
+    events: BTreeMap<String, u64>,
+}
+
+impl SyncCounters {
+    fn observe(&mut self, state: &RepositorySyncState) {
+        let started = (state.started_at * 1000.0) as i64;
+        let attempt = (started, state.status.clone());
+        if ATTEMPT_FINAL.contains(&state.status.as_str()) && self.counted_attempt.as_ref() != Some(&attempt) {
+            if self.primed {
+                *self.attempts.entry(state.status.clone()).or_default() += 1;
+            }
+            self.counted_attempt = Some(attempt);
+        }
+        if self.seen_attempt != Some(started) {
+            self.seen_attempt = Some(started);
+            self.seen_events.clear();
+        }
+        for event in &state.events {
+            if self.seen_events.insert(event.clone()) && self.primed {
+                *self.events.entry(event.kind.clone()).or_default() += 1;
+            }
+        }
+        self.primed = true;
+    }
+}
+
+/// One repository sync (a branch of a repository link) as the scheduler polls it.
+pub struct RepositorySyncTarget {
+    info: watch::Receiver<RepositorySyncInfo>,
+    counters: SyncCounters,
+    /// `Some(None)` once AWS said the branch never synced.
+    last: Option<Option<RepositorySyncState>>,
+}
+
+impl RepositorySyncTarget {
+    pub fn new(info: watch::Receiver<RepositorySyncInfo>) -> RepositorySyncTarget {
+        RepositorySyncTarget { info, counters: SyncCounters::default(), last: None }
+    }
+}
+
+impl Target for RepositorySyncTarget {
+    async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
+        let info = self.info.borrow().clone();
+        let request = scope
+            .codeconnections
+            .get_repository_sync_status()
+            .repository_link_id(&info.repository_link_id)
+            .branch(&info.branch)
+            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()))
+            .send();
+        match scope.call(SERVICE, "GetRepositorySyncStatus", request, &["ResourceNotFoundException"]).await {
+            Ok(output) => {
+                let state = output.latest_sync().map(|attempt| RepositorySyncState {
+                    started_at: seconds(attempt.started_at()),
+                    status: attempt.status().as_str().to_string(),
+                    events: attempt
+                        .events()
+                        .iter()
+                        .map(|e| Event {
+                            time_millis: e.time().to_millis().unwrap_or(0),
+                            kind: e.r#type().to_string(),
+                            external_id: e.external_id().unwrap_or_default().to_string(),
+                            event: e.event().to_string(),
+                        })
+                        .collect(),
+                });
+                if let Some(state) = &state {
+                    self.counters.observe(state);
+                }
+                self.last = Some(state);
+                Outcome::Polled
+            }
+            Err(err) if err.code == "ResourceNotFoundException" => {
+                self.last = Some(None);
+                Outcome::Polled
+            }
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+
+    fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
+        let info = self.info.borrow();
+        let labels = [
+            ("account", &*key.account),
+            ("region", &*key.region),
+            ("repository_link_id", info.repository_link_id.as_str()),
+            ("repository", info.repository.as_str()),
+            ("branch", info.branch.as_str()),
+            ("sync_type", info.sync_type.as_str()),
+        ];
+        if let Some(configuration) = &info.configuration {
+            let mut with_config = labels.to_vec();
+            with_config.push(("resource_name", &configuration.resource_name));
+            with_config.push(("config_file", &configuration.config_file));
+            rendered.sample(&SYNC_CONFIGURATION_INFO, &with_config, 1.0);
+        }
+        let Some(last) = &self.last else { return };
+        state_set(rendered, &REPOSITORY_SYNC_STATUS, &labels, RepositorySyncStatus::values(), last.as_ref().map(|s| s.status.as_str()));
+        if let Some(state) = last {
+            rendered.sample(&REPOSITORY_SYNC_STARTED, &labels, state.started_at);
+            if let Some(newest) = state.events.iter().map(|e| e.time_millis).max() {
+                rendered.sample(&REPOSITORY_SYNC_LAST_EVENT, &labels, newest as f64 / 1000.0);
+            }
+        }
+        let mut with_status = labels.to_vec();
+        for status in ATTEMPT_FINAL {
+            with_status.push(("status", status));
+            rendered.sample(&REPOSITORY_SYNC_ATTEMPTS, &with_status, self.counters.attempts.get(status).copied().unwrap_or(0) as f64);
+            with_status.pop();
+        }
+        let mut with_type = labels.to_vec();
+        for (kind, count) in &self.counters.events {
+            with_type.push(("type", kind));
+            rendered.sample(&REPOSITORY_SYNC_EVENTS, &with_type, *count as f64);
+            with_type.pop();
+        }
+    }
+}
+
+/// What GetResourceSyncStatus says of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceSyncState {
+    pub status: String,
+    pub started_at: f64,
+    pub last_success: Option<f64>,
+}
+
+/// The resource and sync type of a resource sync target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceSyncInfo {
+    pub resource_name: String,
+    pub sync_type: String,
+}
+
+/// One resource (stack) as the scheduler polls it.
+pub struct ResourceSyncTarget {
+    info: watch::Receiver<ResourceSyncInfo>,
+    /// `Some(None)` once AWS said the resource never synced.
+    last: Option<Option<ResourceSyncState>>,
+}
+
+impl ResourceSyncTarget {
+    pub fn new(info: watch::Receiver<ResourceSyncInfo>) -> ResourceSyncTarget {
+        ResourceSyncTarget { info, last: None }
+    }
+}
+
+impl Target for ResourceSyncTarget {
+    async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
+        let info = self.info.borrow().clone();
+        let request = scope
+            .codeconnections
+            .get_resource_sync_status()
+            .resource_name(&info.resource_name)
+            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()))
+            .send();
+        match scope.call(SERVICE, "GetResourceSyncStatus", request, &["ResourceNotFoundException"]).await {
+            Ok(output) => {
+                self.last = Some(output.latest_sync().map(|latest| ResourceSyncState {
+                    status: latest.status().as_str().to_string(),
+                    started_at: seconds(latest.started_at()),
+                    last_success: output.latest_successful_sync().map(|s| seconds(s.started_at())),
+                }));
+                Outcome::Polled
+            }
+            Err(err) if err.code == "ResourceNotFoundException" => {
+                self.last = Some(None);
+                Outcome::Polled
+            }
+            Err(err) => Outcome::Failed(err),
+        }
+    }
+
+    fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
+        let Some(last) = &self.last else { return };
+        let info = self.info.borrow();
+        let labels = [
+            ("account", &*key.account),
+            ("region", &*key.region),
+            ("resource_name", info.resource_name.as_str()),
+            ("sync_type", info.sync_type.as_str()),
+        ];
+        state_set(rendered, &RESOURCE_SYNC_STATUS, &labels, ResourceSyncStatus::values(), last.as_ref().map(|s| s.status.as_str()));
+        if let Some(state) = last {
+            rendered.sample(&RESOURCE_SYNC_STARTED, &labels, state.started_at);
+            if let Some(at) = state.last_success {
+                rendered.sample(&RESOURCE_SYNC_LAST_SUCCESS, &labels, at);
+            }
+        }
+    }
+}
