@@ -324,7 +324,13 @@ impl Target for RepositorySyncTarget {
             rendered.sample(&SYNC_CONFIGURATION_INFO, &with_config, 1.0);
         }
         let Some(last) = &self.last else { return };
-        state_set(rendered, &REPOSITORY_SYNC_STATUS, &labels, RepositorySyncStatus::values(), last.as_ref().map(|s| s.status.as_str()));
+        state_set(
+            rendered,
+            &REPOSITORY_SYNC_STATUS,
+            &labels,
+            RepositorySyncStatus::values(),
+            last.as_ref().map(|s| s.status.as_str()),
+        );
         if let Some(state) = last {
             rendered.sample(&REPOSITORY_SYNC_STARTED, &labels, state.started_at);
             if let Some(newest) = state.events.iter().map(|e| e.time_millis).max() {
@@ -334,7 +340,11 @@ impl Target for RepositorySyncTarget {
         let mut with_status = labels.to_vec();
         for status in ATTEMPT_FINAL {
             with_status.push(("status", status));
-            rendered.sample(&REPOSITORY_SYNC_ATTEMPTS, &with_status, self.counters.attempts.get(status).copied().unwrap_or(0) as f64);
+            rendered.sample(
+                &REPOSITORY_SYNC_ATTEMPTS,
+                &with_status,
+                self.counters.attempts.get(status).copied().unwrap_or(0) as f64,
+            );
             with_status.pop();
         }
         let mut with_type = labels.to_vec();
@@ -409,7 +419,13 @@ impl Target for ResourceSyncTarget {
             ("resource_name", info.resource_name.as_str()),
             ("sync_type", info.sync_type.as_str()),
         ];
-        state_set(rendered, &RESOURCE_SYNC_STATUS, &labels, ResourceSyncStatus::values(), last.as_ref().map(|s| s.status.as_str()));
+        state_set(
+            rendered,
+            &RESOURCE_SYNC_STATUS,
+            &labels,
+            ResourceSyncStatus::values(),
+            last.as_ref().map(|s| s.status.as_str()),
+        );
         if let Some(state) = last {
             rendered.sample(&RESOURCE_SYNC_STARTED, &labels, state.started_at);
             if let Some(at) = state.last_success {

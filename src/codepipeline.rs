@@ -209,7 +209,8 @@ pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
 
 /// Fetches the current state of one pipeline.
 pub async fn get_state(scope: &Scope, pipeline: &str) -> Result<PipelineState, CallError> {
-    let output = scope.call(SERVICE, "GetPipelineState", scope.codepipeline.get_pipeline_state().name(pipeline).send(), &[]).await?;
+    let output =
+        scope.call(SERVICE, "GetPipelineState", scope.codepipeline.get_pipeline_state().name(pipeline).send(), &[]).await?;
     Ok(PipelineState::from(output))
 }
 

@@ -346,7 +346,10 @@ impl RawCodeConnections {
                 Some(sync_type) => {
                     let known = aws_sdk_codeconnections::types::SyncConfigurationType::values();
                     if !known.contains(&sync_type.value.as_str()) {
-                        return Err((sync_type.referenced, format!("unknown sync_type {:?}: one of {}", sync_type.value, known.join(", "))));
+                        return Err((
+                            sync_type.referenced,
+                            format!("unknown sync_type {:?}: one of {}", sync_type.value, known.join(", ")),
+                        ));
                     }
                     sync_type.value
                 }
@@ -358,7 +361,9 @@ impl RawCodeConnections {
                 sync_type,
                 resource_name: raw.resource_name.map(|r| non_empty(r, "resource_name")).transpose()?,
             };
-            if repository_syncs.iter().any(|s| (&s.repository_link_id, &s.branch, &s.sync_type) == (&sync.repository_link_id, &sync.branch, &sync.sync_type)) {
+            if repository_syncs.iter().any(|s| {
+                (&s.repository_link_id, &s.branch, &s.sync_type) == (&sync.repository_link_id, &sync.branch, &sync.sync_type)
+            }) {
                 return Err((at, format!("repository sync {}/{} is listed twice", sync.repository_link_id, sync.branch)));
             }
             repository_syncs.push(sync);

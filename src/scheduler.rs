@@ -116,7 +116,8 @@ impl Health {
     }
 
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
-        let labels = [("account", &*key.account), ("region", &*key.region), ("kind", key.kind.as_str()), ("name", key.name.as_str())];
+        let labels =
+            [("account", &*key.account), ("region", &*key.region), ("kind", key.kind.as_str()), ("name", key.name.as_str())];
         rendered.sample(&TARGET_UP, &labels, if self.up { 1.0 } else { 0.0 });
         if let Some(at) = self.last_success {
             rendered.sample(&TARGET_LAST_SUCCESS, &labels, at);
@@ -226,7 +227,13 @@ impl<I: Clone + PartialEq + Send + Sync + 'static> Tasks<I> {
                 _ => {
                     let (sender, receiver) = watch::channel(info);
                     let target = make(&name, receiver);
-                    let task = run_target(scope.clone(), self.key(scope, name.clone()), target, context.clone(), context.readiness.token());
+                    let task = run_target(
+                        scope.clone(),
+                        self.key(scope, name.clone()),
+                        target,
+                        context.clone(),
+                        context.readiness.token(),
+                    );
                     self.running.insert(name, (tokio::spawn(task), sender));
                 }
             }
@@ -387,7 +394,10 @@ async fn run_codeconnections(scope: Scope, settings: config::CodeConnections, co
         }
         for configuration in configurations {
             if settings.resource_syncs {
-                let info = ResourceSyncInfo { resource_name: configuration.resource_name.clone(), sync_type: configuration.sync_type.clone() };
+                let info = ResourceSyncInfo {
+                    resource_name: configuration.resource_name.clone(),
+                    sync_type: configuration.sync_type.clone(),
+                };
                 desired_resources.insert(format!("{}/{}", info.resource_name, info.sync_type), info);
             }
             let info = RepositorySyncInfo {

@@ -13,7 +13,7 @@ fn error(yaml: &str) -> String {
 fn unknown_keys_name_their_line_and_column() {
     assert_eq!(
         error("interval: 60s\naccounts:\n  - name: prod\n    regionz: [us-east-1]\n"),
-        "exporter.yaml:4:5: unknown field `regionz`, expected one of name, role_arn, external_id, regions, codepipeline"
+        "exporter.yaml:4:5: unknown field `regionz`, expected one of name, role_arn, external_id, regions, codepipeline, codeconnections"
     );
     assert!(error("intervall: 60s\n").starts_with("exporter.yaml:1:1: unknown field `intervall`"));
 }
@@ -113,4 +113,33 @@ fn an_empty_account_list_is_an_error() {
         error("accounts: []\n"),
         "exporter.yaml:1:11: accounts must list at least one account; leave it out to poll the environment's"
     );
+}
+
+#[test]
+fn codeconnections_targets_are_validated() {
+    let yaml = |entry: &str| format!("accounts:\n  - name: prod\n    codeconnections:\n      repository_syncs:\n{entry}");
+    assert_eq!(
+        error(&yaml("        - repository_link_id: l1\n          branch: main\n          sync_type: GIT_SYNC\n")),
+        "exporter.yaml:7:22: unknown sync_type \"GIT_SYNC\": one of CFN_STACK_SYNC"
+    );
+    assert_eq!(
+        error(&yaml(
+            "        - repository_link_id: l1\n          branch: main\n        - repository_link_id: l1\n          branch: main\n"
+        )),
+        "exporter.yaml:7:31: repository sync l1/main is listed twice"
+    );
+    assert_eq!(
+        error(&yaml("        - repository_link_id: l1\n          branch: ''\n")),
+        "exporter.yaml:6:19: branch must not be empty"
+    );
+    assert!(
+        error(&yaml("        - repository_link_id: l1\n")).starts_with("exporter.yaml:5:11: missing field `branch`"),
+        "{}",
+        error(&yaml("        - repository_link_id: l1\n"))
+    );
+    let config = Config::parse(&yaml("        - repository_link_id: l1\n          branch: main\n"), Path::new("x.yaml")).unwrap();
+    let connections = &config.accounts[0].codeconnections;
+    assert!(connections.discover && connections.resource_syncs);
+    assert_eq!(connections.repository_syncs[0].sync_type, "CFN_STACK_SYNC");
+    assert_eq!(connections.repository_syncs[0].resource_name, None);
 }

@@ -43,51 +43,121 @@ fn promtool_check_metrics_reports_nothing() {
     assert!(output.status.success());
 }
 
-#[test]
-fn a_real_prometheus_scrapes_the_demo_with_up_1() {
-    let prometheus = tool("prometheus");
-    let (exporter, runtime) = ready_demo();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: codepipeline\n    static_configs:\n      - targets: ['{}']\n",
-            exporter.addr
-        ),
-    )
-    .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+/// A real Prometheus server scraping `target` every second, with the project's alerting rules.
+struct Prometheus {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: std::net::SocketAddr) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: codepipeline\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
         .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let result = runtime.block_on(async {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
-                drop(stream);
-                let response = request(addr, "GET", "/api/v1/query?query=up%7Bjob%3D%22codepipeline%22%7D", &[]).await;
-                let stages = request(addr, "GET", "/api/v1/query?query=count(aws_codepipeline_stage_status)", &[]).await;
-                if response.body.contains("\"value\":[") && stages.body.contains("\"value\":[") {
-                    return (response.body, stages.body);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(tool("prometheus"))
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Prometheus { child, addr: format!("127.0.0.1:{port}").parse().unwrap(), _dir: dir }
+    }
+
+    /// GETs an API path, or `None` while the server is not up yet.
+    async fn api(&self, path: &str) -> Option<serde_json::Value> {
+        tokio::net::TcpStream::connect(self.addr).await.ok()?;
+        serde_json::from_str(&request(self.addr, "GET", path, &[]).await.body).ok()
+    }
+
+    /// Polls `path` until `done` holds for its answer, for at most `seconds`.
+    async fn wait(&self, path: &str, seconds: u64, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            if let Some(answer) = self.api(path).await {
+                if done(&answer) {
+                    return answer;
                 }
-            }
-            if Instant::now() > deadline {
-                return (String::from("timed out"), String::new());
+                last = answer;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        panic!("timed out waiting on {path}; last answer: {last}");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The single value of an instant query's answer.
+fn scalar(answer: &serde_json::Value) -> Option<String> {
+    let result = answer["data"]["result"].as_array()?;
+    (result.len() == 1).then(|| result[0]["value"][1].as_str().map(str::to_string)).flatten()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_demo_with_up_1() {
+    let (exporter, runtime) = ready_demo();
+    let prometheus = Prometheus::start(exporter.addr);
+    runtime.block_on(async {
+        let up = prometheus.wait("/api/v1/query?query=up%7Bjob%3D%22codepipeline%22%7D", 60, |a| scalar(a).is_some()).await;
+        assert_eq!(scalar(&up).as_deref(), Some("1"));
+        // The demo has four pipelines of 3 stages and two of 4: 20 stages of 7 states each.
+        let stages =
+            prometheus.wait("/api/v1/query?query=count(aws_codepipeline_stage_status)", 30, |a| scalar(a).is_some()).await;
+        assert_eq!(scalar(&stages).as_deref(), Some("140"));
     });
-    let _ = server.kill();
-    let _ = server.wait();
-    let (up, stages) = result;
-    assert!(up.contains("\"value\":[") && up.ends_with(",\"1\"]}]}}"), "up is not 1: {up}");
-    // The demo has four pipelines of 3 stages and two of 4: 20 stages of 7 states each.
-    assert!(stages.ends_with(",\"140\"]}]}}"), "unexpected stage series count: {stages}");
+}
+
+#[test]
+fn the_demo_fires_the_failed_sync_and_failed_stage_alerts() {
+    let (exporter, runtime) = ready_demo();
+    let prometheus = Prometheus::start(exporter.addr);
+    runtime.block_on(async {
+        let firing = |answer: &serde_json::Value, alert: &str, label: &str, value: &str| {
+            answer["data"]["alerts"].as_array().is_some_and(|alerts| {
+                alerts.iter().any(|a| a["labels"]["alertname"] == alert && a["labels"][label] == value && a["state"] == "firing")
+            })
+        };
+        // The demo's observability stack fails on every attempt; each attempt first spends 35 s
+        // initiating and in progress, so the wait covers one of those.
+        let alerts = prometheus
+            .wait("/api/v1/alerts", 90, |a| {
+                firing(a, "CodeConnectionsRepositorySyncFailed", "repository", "acme/observability")
+                    && firing(a, "CodePipelineStageFailed", "pipeline", "data-platform-etl")
+            })
+            .await;
+        let sync = alerts["data"]["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| {
+                a["labels"]["alertname"] == "CodeConnectionsRepositorySyncFailed"
+                    && a["labels"]["repository"] == "acme/observability"
+            })
+            .unwrap();
+        assert_eq!(sync["labels"]["resource_name"], "observability");
+        assert_eq!(sync["annotations"]["summary"], "Git sync of acme/observability branch main failed");
+        let rules = prometheus.wait("/api/v1/rules", 10, |a| a["status"] == "success").await;
+        for group in rules["data"]["groups"].as_array().unwrap() {
+            for rule in group["rules"].as_array().unwrap() {
+                assert_eq!(rule["health"], "ok", "rule {} does not evaluate: {}", rule["name"], rule["lastError"]);
+            }
+        }
+    });
 }

@@ -74,7 +74,10 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                     ("ConnectionArn", text(&link.connection_arn)),
                     ("OwnerId", text(&link.owner_id)),
                     ("ProviderType", text(&link.provider_type)),
-                    ("RepositoryLinkArn", text(&format!("arn:aws:codeconnections:us-east-1:111122223333:repository-link/{}", link.id))),
+                    (
+                        "RepositoryLinkArn",
+                        text(&format!("arn:aws:codeconnections:us-east-1:111122223333:repository-link/{}", link.id)),
+                    ),
                     ("RepositoryLinkId", text(&link.id)),
                     ("RepositoryName", text(&link.repository_name)),
                 ])
@@ -88,8 +91,11 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                 .repository_links
                 .get(link_id)
                 .ok_or_else(|| Failure::new(400, "ResourceNotFoundException", format!("Repository link {link_id} not found")))?;
-            let matching: Vec<&SimSyncConfiguration> =
-                world.sync_configurations.iter().filter(|c| c.repository_link_id == link_id && c.sync_type == sync_type).collect();
+            let matching: Vec<&SimSyncConfiguration> = world
+                .sync_configurations
+                .iter()
+                .filter(|c| c.repository_link_id == link_id && c.sync_type == sync_type)
+                .collect();
             let (start, next) = page_bounds(member(input, "NextToken"), world.page(), matching.len())?;
             let configurations = matching.into_iter().skip(start).take(world.page()).map(|c| {
                 map(vec![
@@ -109,22 +115,32 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
             Ok(map(vec![("SyncConfigurations", list(configurations)), ("NextToken", opt_text(next.as_deref()))]))
         }
         "GetRepositorySyncStatus" => {
-            let key = (required(input, "RepositoryLinkId")?.to_string(), required(input, "Branch")?.to_string(), required(input, "SyncType")?.to_string());
+            let key = (
+                required(input, "RepositoryLinkId")?.to_string(),
+                required(input, "Branch")?.to_string(),
+                required(input, "SyncType")?.to_string(),
+            );
             let attempt = world.repository_syncs.get(&key).ok_or_else(|| {
-                Failure::new(400, "ResourceNotFoundException", format!("No sync status found for branch {} of repository link {}", key.1, key.0))
+                Failure::new(
+                    400,
+                    "ResourceNotFoundException",
+                    format!("No sync status found for branch {} of repository link {}", key.1, key.0),
+                )
             })?;
             Ok(map(vec![("LatestSync", repository_attempt(attempt))]))
         }
         "GetResourceSyncStatus" => {
             let key = (required(input, "ResourceName")?.to_string(), required(input, "SyncType")?.to_string());
-            let status = world
-                .resource_syncs
-                .get(&key)
-                .ok_or_else(|| Failure::new(400, "ResourceNotFoundException", format!("No sync status found for resource {}", key.0)))?;
+            let status = world.resource_syncs.get(&key).ok_or_else(|| {
+                Failure::new(400, "ResourceNotFoundException", format!("No sync status found for resource {}", key.0))
+            })?;
             let revision = revision(world, &key.0, &status.sha);
             Ok(map(vec![
                 ("DesiredState", revision.clone()),
-                ("LatestSuccessfulSync", status.latest_successful.as_ref().map(|a| resource_attempt(a, &key.0, &revision)).unwrap_or(Value::Null)),
+                (
+                    "LatestSuccessfulSync",
+                    status.latest_successful.as_ref().map(|a| resource_attempt(a, &key.0, &revision)).unwrap_or(Value::Null),
+                ),
                 ("LatestSync", resource_attempt(&status.latest, &key.0, &revision)),
             ]))
         }
@@ -148,7 +164,11 @@ fn events(events: &[SimSyncEvent]) -> Value {
 }
 
 fn repository_attempt(attempt: &SimSyncAttempt) -> Value {
-    map(vec![("StartedAt", timestamp(attempt.started_at)), ("Status", text(&attempt.status)), ("Events", events(&attempt.events))])
+    map(vec![
+        ("StartedAt", timestamp(attempt.started_at)),
+        ("Status", text(&attempt.status)),
+        ("Events", events(&attempt.events)),
+    ])
 }
 
 fn resource_attempt(attempt: &SimSyncAttempt, resource: &str, revision: &Value) -> Value {

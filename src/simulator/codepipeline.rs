@@ -114,7 +114,9 @@ fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {
 /// The first item of the page a token asks for, and the token of the page after it, if any.
 pub fn page_bounds(token: Option<&str>, page: usize, total: usize) -> Result<(usize, Option<String>), Failure> {
     let start = match token {
-        Some(token) => token.parse::<usize>().map_err(|_| Failure::new(400, "InvalidNextTokenException", "The next token is not valid"))?,
+        Some(token) => {
+            token.parse::<usize>().map_err(|_| Failure::new(400, "InvalidNextTokenException", "The next token is not valid"))?
+        }
         None => 0,
     };
     Ok((start, (start + page < total).then(|| (start + page).to_string())))
@@ -144,7 +146,10 @@ fn pipeline_state(pipeline: &SimPipeline) -> Value {
                     ("percentComplete", e.percent_complete.map(|p| int(p.into())).unwrap_or(Value::Null)),
                     (
                         "errorDetails",
-                        e.error.as_ref().map(|(code, message)| map(vec![("code", text(code)), ("message", text(message))])).unwrap_or(Value::Null),
+                        e.error
+                            .as_ref()
+                            .map(|(code, message)| map(vec![("code", text(code)), ("message", text(message))]))
+                            .unwrap_or(Value::Null),
                     ),
                 ])
             });
@@ -155,7 +160,9 @@ fn pipeline_state(pipeline: &SimPipeline) -> Value {
             ])
         });
         let execution = |e: &Option<(String, String)>| {
-            e.as_ref().map(|(id, status)| map(vec![("pipelineExecutionId", text(id)), ("status", text(status))])).unwrap_or(Value::Null)
+            e.as_ref()
+                .map(|(id, status)| map(vec![("pipelineExecutionId", text(id)), ("status", text(status))]))
+                .unwrap_or(Value::Null)
         };
         map(vec![
             ("stageName", text(&stage.name)),

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{SimActionExecution, SimPipeline, Simulator, World};
+use super::{
+    SimActionExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent,
+    Simulator, World,
+};
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
 type ActionSpec = (&'static str, u64, bool);
@@ -102,9 +105,66 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// A branch synced by CloudFormation Git sync: its link, branch, stack, and on which attempts it fails.
+struct SyncScenario {
+    link: &'static str,
+    branch: &'static str,
+    stack: &'static str,
+    period: u64,
+    offset: u64,
+    /// Whether attempt `k` fails; `None` for a branch that never synced.
+    fails: Option<fn(u64) -> bool>,
+}
+
+/// Repository links: ID, provider, owner, repository.
+const LINKS: &[(&str, &str, &str, &str)] = &[
+    ("6f1c2a10-0000-4000-8000-00000000a001", "GitHub", "acme", "platform-infra"),
+    ("6f1c2a10-0000-4000-8000-00000000a002", "GitLab", "acme", "network-stacks"),
+    ("6f1c2a10-0000-4000-8000-00000000a003", "GitHub", "acme", "observability"),
+];
+
+const SYNCS: &[SyncScenario] = &[
+    SyncScenario { link: LINKS[0].0, branch: "main", stack: "prod-platform", period: 120, offset: 0, fails: Some(|_| false) },
+    SyncScenario {
+        link: LINKS[0].0,
+        branch: "staging",
+        stack: "staging-platform",
+        period: 90,
+        offset: 15,
+        fails: Some(|k| k % 3 == 1),
+    },
+    SyncScenario {
+        link: LINKS[1].0,
+        branch: "main",
+        stack: "prod-network",
+        period: 150,
+        offset: 40,
+        fails: Some(|k| k % 4 == 2),
+    },
+    SyncScenario { link: LINKS[1].0, branch: "release/2026-11", stack: "release-network", period: 150, offset: 0, fails: None },
+    SyncScenario { link: LINKS[2].0, branch: "main", stack: "observability", period: 100, offset: 25, fails: Some(|_| true) },
+];
+
+/// Seconds an attempt spends INITIATED, then IN_PROGRESS, before it ends.
+const SYNC_INITIATED: f64 = 5.0;
+const SYNC_RUNNING: f64 = 30.0;
+
 /// The demo account at `now` (seconds since the epoch).
 pub fn world(now: f64) -> World {
     let mut world = World { page_size: 4, ..World::default() };
+    for (id, provider, owner, repository) in LINKS {
+        world.repository_links.insert((*id).into(), SimRepositoryLink::new(id, provider, owner, repository));
+    }
+    for sync in SYNCS {
+        world.sync_configurations.push(SimSyncConfiguration {
+            repository_link_id: sync.link.into(),
+            branch: sync.branch.into(),
+            sync_type: "CFN_STACK_SYNC".into(),
+            resource_name: sync.stack.into(),
+            config_file: Some("deployment.yaml".into()),
+        });
+    }
+    advance_syncs(&mut world, now);
     for (index, scenario) in SCENARIOS.iter().enumerate() {
         let names: Vec<(&str, Vec<&str>)> = scenario.stages.iter().map(|(s, a)| (*s, a.iter().map(|a| a.0).collect())).collect();
         let stages: Vec<(&str, &[&str])> = names.iter().map(|(s, a)| (*s, a.as_slice())).collect();
@@ -135,6 +195,7 @@ pub async fn run(simulator: Simulator) {
                 advance(pipeline, index, scenario, now);
             }
         }
+        advance_syncs(&mut world, now);
     }
 }
 
@@ -214,6 +275,74 @@ fn apply_run(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, k: u
         if elapsed >= clock {
             stage.latest = Some((id.clone(), "Succeeded".into()));
         }
+    }
+}
+
+/// Sets each branch's latest sync attempt and its stack's status from the clock: attempt `k` of a
+/// branch is INITIATED, then IN_PROGRESS, then SUCCEEDED or FAILED until attempt `k + 1` starts.
+fn advance_syncs(world: &mut World, now: f64) {
+    for sync in SYNCS {
+        let Some(fails) = sync.fails else { continue };
+        let since = (now as u64).saturating_sub(sync.offset);
+        let k = since / sync.period;
+        let started = (k * sync.period + sync.offset) as f64;
+        let elapsed = now - started;
+        let failed = fails(k);
+        let status = if elapsed < SYNC_INITIATED {
+            "INITIATED"
+        } else if elapsed < SYNC_INITIATED + SYNC_RUNNING {
+            "IN_PROGRESS"
+        } else if failed {
+            "FAILED"
+        } else {
+            "SUCCEEDED"
+        };
+        let mut events = vec![SimSyncEvent {
+            time: started,
+            kind: "INFO".into(),
+            event: "Fetching changes from the repository".into(),
+            external_id: None,
+        }];
+        if elapsed >= SYNC_INITIATED {
+            events.push(SimSyncEvent {
+                time: started + SYNC_INITIATED,
+                kind: "INFO".into(),
+                event: format!("Updating stack {}", sync.stack),
+                external_id: Some(format!("{:040x}", k)),
+            });
+        }
+        if status == "FAILED" {
+            events.push(SimSyncEvent {
+                time: started + SYNC_INITIATED + SYNC_RUNNING,
+                kind: "ERROR".into(),
+                event: format!("Stack {} rolled back: resource creation failed", sync.stack),
+                external_id: None,
+            });
+        } else if status == "SUCCEEDED" {
+            events.push(SimSyncEvent {
+                time: started + SYNC_INITIATED + SYNC_RUNNING,
+                kind: "INFO".into(),
+                event: "Sync succeeded".into(),
+                external_id: None,
+            });
+        }
+        let attempt = SimSyncAttempt { started_at: started, status: status.into(), events };
+        // The newest attempt that succeeded among the last few: a stack that always fails has none.
+        let latest_successful =
+            (k.saturating_sub(8)..=k).rev().find(|&j| !fails(j) && (j < k || status == "SUCCEEDED")).map(|j| SimSyncAttempt {
+                started_at: (j * sync.period + sync.offset) as f64,
+                status: "SUCCEEDED".into(),
+                events: Vec::new(),
+            });
+        world.resource_syncs.insert(
+            (sync.stack.into(), "CFN_STACK_SYNC".into()),
+            SimResourceSync {
+                latest: SimSyncAttempt { events: Vec::new(), ..attempt.clone() },
+                latest_successful,
+                sha: format!("{:040x}", k),
+            },
+        );
+        world.repository_syncs.insert((sync.link.into(), sync.branch.into(), "CFN_STACK_SYNC".into()), attempt);
     }
 }
 

@@ -97,7 +97,9 @@ pub fn error(protocol: Protocol, failure: &Failure) -> Response<Full<Bytes>> {
     let body = map(vec![("__type", text(&failure.code)), ("message", text(&failure.message))]);
     let mut response = respond(protocol, status, &body);
     if protocol != Protocol::RpcV2Cbor {
-        response.headers_mut().insert("x-amzn-errortype", failure.code.parse().unwrap_or_else(|_| "Unknown".parse().expect("static")));
+        response
+            .headers_mut()
+            .insert("x-amzn-errortype", failure.code.parse().unwrap_or_else(|_| "Unknown".parse().expect("static")));
     }
     response
 }

@@ -1,0 +1,298 @@
+//! CodeConnections through the real SDK against the simulated Smithy RPC v2 CBOR endpoint.
+
+mod common;
+
+use codepipeline_exporter::simulator::{
+    Fault, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent, World,
+};
+use common::{samples, scrape, start, value, wait_for};
+
+const FAST: &str = "interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n";
+
+const LINK_A: &str = "11111111-aaaa-bbbb-cccc-000000000001";
+const LINK_B: &str = "11111111-aaaa-bbbb-cccc-000000000002";
+const LINK_C: &str = "11111111-aaaa-bbbb-cccc-000000000003";
+
+fn configuration(link: &str, branch: &str, resource: &str) -> SimSyncConfiguration {
+    SimSyncConfiguration {
+        repository_link_id: link.into(),
+        branch: branch.into(),
+        sync_type: "CFN_STACK_SYNC".into(),
+        resource_name: resource.into(),
+        config_file: Some("deploy/stack.yaml".into()),
+    }
+}
+
+fn event(time: f64, kind: &str, text: &str) -> SimSyncEvent {
+    SimSyncEvent { time, kind: kind.into(), event: text.into(), external_id: Some("ext-1".into()) }
+}
+
+/// Three links on two providers (pages of two), four branches: one succeeded, one failed, one in
+/// progress and one that never synced.
+fn world() -> World {
+    let mut world = World { page_size: 2, ..World::default() };
+    for link in [
+        SimRepositoryLink::new(LINK_A, "GitHub", "acme", "infra"),
+        SimRepositoryLink::new(LINK_B, "GitLab", "acme", "network"),
+        SimRepositoryLink::new(LINK_C, "GitHub", "acme", "empty"),
+    ] {
+        world.repository_links.insert(link.id.clone(), link);
+    }
+    world.sync_configurations = vec![
+        configuration(LINK_A, "main", "prod-infra"),
+        configuration(LINK_A, "staging", "staging-infra"),
+        configuration(LINK_A, "feature/new", "feature-infra"),
+        configuration(LINK_B, "main", "prod-network"),
+    ];
+    let attempt = |started: f64, status: &str, events: Vec<SimSyncEvent>| SimSyncAttempt {
+        started_at: started,
+        status: status.into(),
+        events,
+    };
+    world.repository_syncs.insert(
+        (LINK_A.into(), "main".into(), "CFN_STACK_SYNC".into()),
+        attempt(
+            1_700_000_000.0,
+            "SUCCEEDED",
+            vec![event(1_700_000_001.0, "SYNC_STARTED", "Started"), event(1_700_000_090.5, "SYNC_SUCCEEDED", "Done")],
+        ),
+    );
+    world.repository_syncs.insert(
+        (LINK_A.into(), "staging".into(), "CFN_STACK_SYNC".into()),
+        attempt(1_700_000_100.0, "FAILED", vec![event(1_700_000_150.0, "SYNC_FAILED", "Template \"x\" is invalid")]),
+    );
+    world
+        .repository_syncs
+        .insert((LINK_B.into(), "main".into(), "CFN_STACK_SYNC".into()), attempt(1_700_000_200.0, "IN_PROGRESS", vec![]));
+    world.resource_syncs.insert(
+        ("prod-infra".into(), "CFN_STACK_SYNC".into()),
+        SimResourceSync {
+            latest: attempt(1_700_000_000.0, "SUCCEEDED", vec![]),
+            latest_successful: Some(attempt(1_700_000_000.0, "SUCCEEDED", vec![])),
+            sha: "abc123".into(),
+        },
+    );
+    world.resource_syncs.insert(
+        ("staging-infra".into(), "CFN_STACK_SYNC".into()),
+        SimResourceSync {
+            latest: attempt(1_700_000_100.0, "FAILED", vec![]),
+            latest_successful: Some(attempt(1_699_990_000.0, "SUCCEEDED", vec![])),
+            sha: "def456".into(),
+        },
+    );
+    world
+}
+
+const EXPECTED: &str = r#"aws_codeconnections_repository_link_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",provider_type="GitHub",connection_arn="arn:aws:codeconnections:us-east-1:111122223333:connection/11111111-aaaa-bbbb-cccc-000000000001"} 1
+aws_codeconnections_repository_link_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",provider_type="GitLab",connection_arn="arn:aws:codeconnections:us-east-1:111122223333:connection/11111111-aaaa-bbbb-cccc-000000000002"} 1
+aws_codeconnections_repository_link_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000003",repository="acme/empty",provider_type="GitHub",connection_arn="arn:aws:codeconnections:us-east-1:111122223333:connection/11111111-aaaa-bbbb-cccc-000000000003"} 1
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_repository_sync_attempts_total{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_repository_sync_last_event_timestamp_seconds{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC"} 1700000090.5
+aws_codeconnections_repository_sync_last_event_timestamp_seconds{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC"} 1700000150
+aws_codeconnections_repository_sync_started_timestamp_seconds{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC"} 1700000000
+aws_codeconnections_repository_sync_started_timestamp_seconds{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC"} 1700000100
+aws_codeconnections_repository_sync_started_timestamp_seconds{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC"} 1700000200
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",status="QUEUED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",status="QUEUED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 1
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",status="FAILED"} 1
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",status="QUEUED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 1
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="QUEUED"} 0
+aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_last_success_timestamp_seconds{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 1700000000
+aws_codeconnections_resource_sync_last_success_timestamp_seconds{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 1699990000
+aws_codeconnections_resource_sync_started_timestamp_seconds{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 1700000000
+aws_codeconnections_resource_sync_started_timestamp_seconds{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 1700000100
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="feature-infra",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="feature-infra",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="feature-infra",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="feature-infra",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 1
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-network",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-network",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-network",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="prod-network",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="FAILED"} 1
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
+aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",resource_name="feature-infra",config_file="deploy/stack.yaml"} 1
+aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",resource_name="prod-infra",config_file="deploy/stack.yaml"} 1
+aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",resource_name="staging-infra",config_file="deploy/stack.yaml"} 1
+aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",resource_name="prod-network",config_file="deploy/stack.yaml"} 1
+"#;
+
+fn up(kind: &str, name: &str) -> String {
+    format!("codepipeline_exporter_target_up{{account=\"test\",region=\"us-east-1\",kind=\"{kind}\",name=\"{name}\"}}")
+}
+
+fn repo_status(branch: &str, status: &str) -> String {
+    format!(
+        "aws_codeconnections_repository_sync_status{{account=\"test\",region=\"us-east-1\",repository_link_id=\"{LINK_A}\",repository=\"acme/infra\",branch=\"{branch}\",sync_type=\"CFN_STACK_SYNC\",status=\"{status}\"}}"
+    )
+}
+
+fn attempts(branch: &str, status: &str) -> String {
+    format!(
+        "aws_codeconnections_repository_sync_attempts_total{{account=\"test\",region=\"us-east-1\",repository_link_id=\"{LINK_A}\",repository=\"acme/infra\",branch=\"{branch}\",sync_type=\"CFN_STACK_SYNC\",status=\"{status}\"}}"
+    )
+}
+
+fn events(branch: &str, kind: &str) -> String {
+    format!(
+        "aws_codeconnections_repository_sync_events_total{{account=\"test\",region=\"us-east-1\",repository_link_id=\"{LINK_A}\",repository=\"acme/infra\",branch=\"{branch}\",sync_type=\"CFN_STACK_SYNC\",type=\"{kind}\"}}"
+    )
+}
+
+fn error_count(s: &std::collections::BTreeMap<String, f64>, operation: &str, code: &str) -> Option<f64> {
+    value(
+        s,
+        &format!(
+            "codepipeline_exporter_aws_request_errors_total{{service=\"codeconnections\",operation=\"{operation}\",code=\"{code}\"}}"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_across_pages_and_every_family_with_exact_values() {
+    let bed = start(world(), FAST).await;
+    wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
+    let text = scrape(&bed.exporter).await;
+    let series: String = text.lines().filter(|l| l.starts_with("aws_codeconnections_")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(series, EXPECTED);
+    assert!(!text.contains("is invalid") && !text.contains("ext-1"), "event texts and IDs never become labels");
+    assert_eq!(bed.simulator.calls("ListRepositoryLinks"), 2, "three links in pages of two");
+    // One page per link and sync type; link A's three configurations take two pages.
+    assert_eq!(bed.simulator.calls("ListSyncConfigurations"), 4);
+    let s = samples(&text);
+    assert_eq!(
+        value(&s, &up("repository_sync", &format!("{LINK_A}/feature/new/CFN_STACK_SYNC"))),
+        Some(1.0),
+        "a branch that never synced is up"
+    );
+    assert_eq!(value(&s, &up("resource_sync", "feature-infra/CFN_STACK_SYNC")), Some(1.0));
+    assert_eq!(
+        error_count(&s, "GetRepositorySyncStatus", "ResourceNotFoundException"),
+        None,
+        "never synced is an answer, not an error"
+    );
+    assert_eq!(
+        value(&s, "codepipeline_exporter_aws_requests_total{service=\"codeconnections\",operation=\"GetRepositorySyncStatus\"}"),
+        Some(4.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_failed_attempt_and_its_events_are_counted_once() {
+    let bed = start(world(), FAST).await;
+    let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &repo_status("main", "SUCCEEDED")) == Some(1.0)).await;
+    assert_eq!(value(&s, &attempts("main", "SUCCEEDED")), Some(0.0), "an attempt from before start-up is not counted");
+
+    let key = (LINK_A.to_string(), "main".to_string(), "CFN_STACK_SYNC".to_string());
+    let started = SimSyncAttempt {
+        started_at: 1_700_001_000.0,
+        status: "IN_PROGRESS".into(),
+        events: vec![event(1_700_001_001.0, "SYNC_STARTED", "Started")],
+    };
+    bed.simulator.world().repository_syncs.insert(key.clone(), started.clone());
+    let s = wait_for(&bed.exporter, "in progress", |s| value(s, &repo_status("main", "IN_PROGRESS")) == Some(1.0)).await;
+    assert_eq!(value(&s, &events("main", "SYNC_STARTED")), Some(1.0));
+
+    let mut failed = started;
+    failed.status = "FAILED".into();
+    failed.events.push(event(1_700_001_060.0, "SYNC_FAILED", "Stack rollback"));
+    bed.simulator.world().repository_syncs.insert(key, failed);
+    wait_for(&bed.exporter, "the failure counted", |s| value(s, &attempts("main", "FAILED")) == Some(1.0)).await;
+    let polls = bed.simulator.calls("GetRepositorySyncStatus");
+    while bed.simulator.calls("GetRepositorySyncStatus") < polls + 8 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &attempts("main", "FAILED")), Some(1.0), "the same attempt seen again is not counted again");
+    assert_eq!(value(&s, &attempts("main", "SUCCEEDED")), Some(0.0));
+    assert_eq!(value(&s, &events("main", "SYNC_STARTED")), Some(1.0));
+    assert_eq!(value(&s, &events("main", "SYNC_FAILED")), Some(1.0));
+    assert_eq!(value(&s, &repo_status("main", "FAILED")), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_on_discovery_keeps_explicit_targets_alive() {
+    let simulator = codepipeline_exporter::simulator::Simulator::start(world()).await.unwrap();
+    simulator.inject("ListRepositoryLinks", Fault::error(400, "AccessDeniedException"), 1_000);
+    let yaml = format!(
+        "interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n    codeconnections:\n      repository_syncs:\n        - repository_link_id: {LINK_A}\n          branch: staging\n          resource_name: staging-infra\n"
+    );
+    let exporter = common::start_exporter(&simulator, &yaml).await;
+    let s = wait_for(&exporter, "the explicit target polled", |s| {
+        value(s, "aws_codeconnections_repository_sync_status{account=\"test\",region=\"us-east-1\",repository_link_id=\"11111111-aaaa-bbbb-cccc-000000000001\",repository=\"unknown\",branch=\"staging\",sync_type=\"CFN_STACK_SYNC\",status=\"FAILED\"}") == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&s, &up("discovery", "codeconnections")), Some(0.0));
+    assert_eq!(value(&s, &up("repository_sync", &format!("{LINK_A}/staging/CFN_STACK_SYNC"))), Some(1.0));
+    assert_eq!(
+        value(
+            &s,
+            "aws_codeconnections_resource_sync_status{account=\"test\",region=\"us-east-1\",resource_name=\"staging-infra\",sync_type=\"CFN_STACK_SYNC\",status=\"FAILED\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(error_count(&s, "ListRepositoryLinks", "AccessDeniedException").is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        s.keys().filter(|k| k.starts_with("aws_codeconnections_repository_sync_status{")).count(),
+        5,
+        "only the explicit target"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_in_cbor_is_counted_and_values_are_kept() {
+    let bed = start(world(), FAST).await;
+    wait_for(&bed.exporter, "the first poll", |s| value(s, &repo_status("staging", "FAILED")) == Some(1.0)).await;
+    bed.simulator.inject("GetRepositorySyncStatus", Fault::error(429, "ThrottlingException"), 60);
+    let s = wait_for(&bed.exporter, "throttled", |s| error_count(s, "GetRepositorySyncStatus", "ThrottlingException").is_some())
+        .await;
+    assert_eq!(value(&s, &repo_status("staging", "FAILED")), Some(1.0), "last known values are kept");
+    bed.simulator.clear_faults();
+    wait_for(&bed.exporter, "recovered", |s| {
+        value(s, &up("repository_sync", &format!("{LINK_A}/staging/CFN_STACK_SYNC"))) == Some(1.0)
+            && value(s, &up("repository_sync", &format!("{LINK_A}/main/CFN_STACK_SYNC"))) == Some(1.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_sync_configurations_and_links_disappear() {
+    let bed = start(world(), FAST).await;
+    wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
+    {
+        let mut world = bed.simulator.world();
+        world.repository_links.remove(LINK_B);
+        world.sync_configurations.retain(|c| c.branch != "staging");
+    }
+    let s = wait_for(&bed.exporter, "removal", |s| !s.keys().any(|k| k.contains("acme/network") || k.contains("staging"))).await;
+    assert!(!s.keys().any(|k| k.contains("prod-network") || k.contains("staging-infra")), "their resources go too");
+    assert_eq!(value(&s, &repo_status("main", "SUCCEEDED")), Some(1.0));
+}

@@ -1,0 +1,38 @@
+//! deploy/iam-policy.json grants exactly the actions the exporter calls, and the README lists them.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use codepipeline_exporter::simulator::demo;
+use common::{samples, scrape, start_exporter, wait_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_grants_exactly_the_actions_called() {
+    let simulator = demo::start().await.unwrap();
+    let exporter = start_exporter(&simulator, "interval: 1h\naccounts:\n  - name: demo\n    regions: [us-east-1]\n").await;
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    let called: BTreeSet<String> = samples(&scrape(&exporter).await)
+        .keys()
+        .filter_map(|series| series.strip_prefix("codepipeline_exporter_aws_requests_total{service=\""))
+        .map(|rest| {
+            let (service, rest) = rest.split_once("\",operation=\"").unwrap();
+            format!("{service}:{}", rest.split('"').next().unwrap())
+        })
+        .collect();
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/iam-policy.json")).unwrap())
+            .unwrap();
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(called, granted);
+    assert!(granted.iter().all(|a| a.contains(":Get") || a.contains(":List")), "read-only actions only");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for action in &granted {
+        assert!(readme.contains(&format!("`{action}`")), "the README does not list {action}");
+    }
+}

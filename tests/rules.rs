@@ -1,0 +1,32 @@
+//! The alerting rules are valid and their unit tests pass, with the real promtool.
+
+mod common;
+
+use std::process::Command;
+
+use common::process::tool;
+
+fn promtool(args: &[&str]) -> (bool, String) {
+    let output = Command::new(tool("promtool")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+    (output.status.success(), format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
+}
+
+#[test]
+fn promtool_check_rules_accepts_every_rule() {
+    let (ok, report) = promtool(&["check", "rules", "deploy/prometheus/alerts.yml"]);
+    assert!(ok, "{report}");
+    assert_eq!(report, "Checking deploy/prometheus/alerts.yml\n  SUCCESS: 6 rules found\n\n");
+}
+
+#[test]
+fn every_alert_has_a_passing_unit_test() {
+    let (ok, report) = promtool(&["test", "rules", "deploy/prometheus/tests/alerts_test.yml"]);
+    assert!(ok, "{report}");
+    let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/tests/alerts_test.yml")).unwrap();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for alert in rules.lines().filter_map(|l| l.trim().strip_prefix("- alert: ")) {
+        assert!(tests.contains(&format!("alertname: {alert}\n")), "{alert} has no unit test");
+        assert!(readme.contains(&format!("#### {alert}\n")), "{alert} has no runbook section in the README");
+    }
+}
