@@ -53,6 +53,8 @@ pub struct Account {
 #[derive(Debug, Clone, Serialize)]
 pub struct CodePipeline {
     pub discover: bool,
+    /// ListPipelineExecutions for execution outcomes, durations and delivery metrics.
+    pub executions: bool,
     pub include: Vec<Pattern>,
     pub exclude: Vec<Pattern>,
     pub pipelines: Vec<String>,
@@ -118,7 +120,13 @@ impl Account {
             role_arn: None,
             external_id: None,
             regions: Vec::new(),
-            codepipeline: CodePipeline { discover: true, include: Vec::new(), exclude: Vec::new(), pipelines: Vec::new() },
+            codepipeline: CodePipeline {
+                discover: true,
+                executions: true,
+                include: Vec::new(),
+                exclude: Vec::new(),
+                pipelines: Vec::new(),
+            },
             codeconnections: CodeConnections { discover: true, repository_syncs: Vec::new(), resource_syncs: true },
         }
     }
@@ -226,6 +234,7 @@ struct RawRepositorySync {
 #[serde(deny_unknown_fields)]
 struct RawCodePipeline {
     discover: Option<bool>,
+    executions: Option<bool>,
     #[serde(default)]
     include: Vec<Located<String>>,
     #[serde(default)]
@@ -330,6 +339,7 @@ impl RawCodePipeline {
         }
         Ok(CodePipeline {
             discover: self.discover.unwrap_or(true),
+            executions: self.executions.unwrap_or(true),
             include: patterns(self.include)?,
             exclude: patterns(self.exclude)?,
             pipelines,

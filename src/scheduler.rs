@@ -275,6 +275,9 @@ impl Scheduler {
         telemetry: Arc<Telemetry>,
         readiness: Arc<Readiness>,
     ) -> anyhow::Result<Scheduler> {
+        // Held until every scope is spawned, so that a scope finishing its first round early
+        // cannot make the exporter ready while another has not started.
+        let _starting = readiness.token();
         let context = Context { store, readiness, interval: config.interval, discovery_interval: config.discovery_interval };
         let mut scopes = Vec::new();
         let default_region = aws::default_region(overrides).await;

@@ -83,12 +83,56 @@ impl Rendered {
     }
 }
 
+/// A histogram's cumulative bucket counts, count and sum.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram with the given upper bounds (`+Inf` is implied).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, buckets: vec![0; bounds.len()], count: 0, sum: 0.0 }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        for (bucket, bound) in self.buckets.iter_mut().zip(self.bounds) {
+            if value <= *bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` samples of this histogram.
+    pub fn render(&self, rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)]) {
+        let bucket_name = format!("{}_bucket", family.name);
+        let bounds: Vec<String> = self.bounds.iter().map(|b| exposition::bound_label(*b)).collect();
+        let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+        for (le, count) in bounds.iter().zip(&self.buckets) {
+            with_le.push(("le", le));
+            rendered.sample_named(family, &bucket_name, &with_le, *count as f64);
+            with_le.pop();
+        }
+        with_le.push(("le", "+Inf"));
+        rendered.sample_named(family, &bucket_name, &with_le, self.count as f64);
+        rendered.sample_named(family, &format!("{}_sum", family.name), labels, self.sum);
+        rendered.sample_named(family, &format!("{}_count", family.name), labels, self.count as f64);
+    }
+}
+
 /// One complete scrape body in each format, without the trailer that the HTTP layer adds after the
 /// exporter's own metrics.
 #[derive(Debug, Default)]
 pub struct Exposition {
     pub openmetrics: Bytes,
     pub text: Bytes,
+    /// The store's generation the bodies were assembled from.
+    generation: u64,
 }
 
 impl Exposition {
@@ -105,9 +149,16 @@ struct Slot {
     targets: BTreeMap<TargetKey, Bytes>,
 }
 
+/// The stored lines, and a generation that grows with every change to them.
+#[derive(Default)]
+struct Slots {
+    families: BTreeMap<&'static str, Slot>,
+    generation: u64,
+}
+
 #[derive(Default)]
 pub struct Store {
-    slots: Mutex<BTreeMap<&'static str, Slot>>,
+    slots: Mutex<Slots>,
     published: RwLock<Arc<Exposition>>,
     changed: Notify,
 }
@@ -120,22 +171,26 @@ impl Store {
     /// Replaces everything stored for `key` with `rendered`. Families the target no longer has
     /// lose its series. Returns whether anything changed, and wakes the assembler if so.
     pub fn update(&self, key: &TargetKey, rendered: Rendered) -> bool {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slots = &mut *guard;
         let mut changed = false;
-        for (name, slot) in slots.iter_mut() {
+        for (name, slot) in slots.families.iter_mut() {
             if !rendered.families.iter().any(|(f, _)| f.name == *name) {
                 changed |= slot.targets.remove(key).is_some();
             }
         }
         for (family, lines) in rendered.families {
-            let slot = slots.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new() });
+            let slot = slots.families.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new() });
             if slot.targets.get(key).map(|old| old[..] != lines[..]).unwrap_or(true) {
                 slot.targets.insert(key.clone(), Bytes::from(lines));
                 changed = true;
             }
         }
-        slots.retain(|_, slot| !slot.targets.is_empty());
-        drop(slots);
+        slots.families.retain(|_, slot| !slot.targets.is_empty());
+        if changed {
+            slots.generation += 1;
+        }
+        drop(guard);
         if changed {
             self.changed.notify_one();
         }
@@ -151,12 +206,15 @@ impl Store {
     pub fn retain(&self, keep: impl Fn(&TargetKey) -> bool) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         let mut changed = false;
-        for slot in slots.values_mut() {
+        for slot in slots.families.values_mut() {
             let before = slot.targets.len();
             slot.targets.retain(|key, _| keep(key));
             changed |= slot.targets.len() != before;
         }
-        slots.retain(|_, slot| !slot.targets.is_empty());
+        slots.families.retain(|_, slot| !slot.targets.is_empty());
+        if changed {
+            slots.generation += 1;
+        }
         drop(slots);
         if changed {
             self.changed.notify_one();
@@ -168,12 +226,16 @@ impl Store {
         self.published.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Builds both scrape bodies from the stored lines and publishes them. The lock on the lines is
-    /// held only while their reference-counted buffers are collected, never while bytes are copied.
+    /// Builds both scrape bodies from the stored lines and publishes them, unless newer bodies were
+    /// published meanwhile (two assemblies may race). The lock on the lines is held only while
+    /// their reference-counted buffers are collected, never while bytes are copied.
     pub fn assemble(&self) {
-        let families: Vec<(&'static Family, Vec<Bytes>)> = {
+        let (generation, families): (u64, Vec<(&'static Family, Vec<Bytes>)>) = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.values().map(|slot| (slot.family, slot.targets.values().cloned().collect())).collect()
+            (
+                slots.generation,
+                slots.families.values().map(|slot| (slot.family, slot.targets.values().cloned().collect())).collect(),
+            )
         };
         let size: usize =
             families.iter().flat_map(|(_, chunks)| chunks.iter().map(Bytes::len)).sum::<usize>() + families.len() * 256;
@@ -187,8 +249,14 @@ impl Store {
                 text.extend_from_slice(chunk);
             }
         }
-        let exposition = Arc::new(Exposition { openmetrics: openmetrics.into(), text: text.into() });
-        *self.published.write().unwrap_or_else(|e| e.into_inner()) = exposition;
+        self.publish(Exposition { openmetrics: openmetrics.into(), text: text.into(), generation });
+    }
+
+    fn publish(&self, exposition: Exposition) {
+        let mut published = self.published.write().unwrap_or_else(|e| e.into_inner());
+        if published.generation <= exposition.generation {
+            *published = Arc::new(exposition);
+        }
     }
 
     /// Re-assembles after every change, at most once per `pause`, for the life of the process: a
@@ -238,6 +306,20 @@ mod tests {
             String::from_utf8(store.exposition().openmetrics.to_vec()).unwrap(),
             "# HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 0\n"
         );
+    }
+
+    #[test]
+    fn an_older_assembly_never_replaces_a_newer_one() {
+        let store = Store::default();
+        let mut rendered = Rendered::default();
+        rendered.sample(&UP, &[], 1.0);
+        store.update(&key("p"), rendered);
+        store.assemble();
+        let newer = store.exposition();
+        assert_eq!(newer.generation, 1);
+        store.publish(Exposition::default());
+        assert_eq!(store.exposition().text, newer.text);
+        assert_eq!(&store.exposition().text[..], b"# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
     }
 
     #[test]

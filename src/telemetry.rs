@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::exposition::{self, Family, Format, Kind};
-use crate::store::Rendered;
+use crate::exposition::{Family, Format, Kind};
+use crate::store::{Histogram, Rendered};
 
 pub static BUILD_INFO: Family = Family {
     name: "codepipeline_exporter_build_info",
@@ -49,12 +49,16 @@ pub static PROCESS_START_TIME: Family = Family {
 /// Upper bounds of the request-duration buckets, in seconds.
 const DURATION_BUCKETS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-#[derive(Default)]
 struct RequestStats {
     count: u64,
     errors: BTreeMap<String, u64>,
-    buckets: [u64; DURATION_BUCKETS.len()],
-    sum: f64,
+    duration: Histogram,
+}
+
+impl Default for RequestStats {
+    fn default() -> Self {
+        RequestStats { count: 0, errors: BTreeMap::new(), duration: Histogram::new(&DURATION_BUCKETS) }
+    }
 }
 
 pub struct Telemetry {
@@ -73,13 +77,7 @@ impl Telemetry {
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         let stats = requests.entry((service, operation)).or_default();
         stats.count += 1;
-        let seconds = elapsed.as_secs_f64();
-        stats.sum += seconds;
-        for (bucket, bound) in stats.buckets.iter_mut().zip(DURATION_BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
+        stats.duration.observe(elapsed.as_secs_f64());
         if let Some(code) = error_code {
             *stats.errors.entry(code.to_string()).or_default() += 1;
         }
@@ -103,15 +101,7 @@ impl Telemetry {
                 for (code, count) in &stats.errors {
                     rendered.sample(&AWS_REQUEST_ERRORS, &[labels[0], labels[1], ("code", code)], *count as f64);
                 }
-                write_histogram(
-                    &mut rendered,
-                    &AWS_REQUEST_DURATION,
-                    &labels,
-                    &DURATION_BUCKETS,
-                    &stats.buckets,
-                    stats.count,
-                    stats.sum,
-                );
+                stats.duration.render(&mut rendered, &AWS_REQUEST_DURATION, &labels);
             }
         }
         let process = ProcessStats::read();
@@ -139,31 +129,6 @@ impl Default for Telemetry {
     fn default() -> Self {
         Telemetry::new()
     }
-}
-
-/// Writes the `_bucket`, `_sum` and `_count` samples of one histogram series; `counts` holds the
-/// cumulative count of each bound in `bounds`.
-pub fn write_histogram(
-    rendered: &mut Rendered,
-    family: &'static Family,
-    labels: &[(&str, &str)],
-    bounds: &[f64],
-    counts: &[u64],
-    count: u64,
-    sum: f64,
-) {
-    let bucket_name = format!("{}_bucket", family.name);
-    let mut with_le: Vec<(&str, &str)> = labels.to_vec();
-    let bound_labels: Vec<String> = bounds.iter().map(|b| exposition::bound_label(*b)).collect();
-    for (bound, bucket_count) in bound_labels.iter().zip(counts) {
-        with_le.push(("le", bound));
-        rendered.sample_named(family, &bucket_name, &with_le, *bucket_count as f64);
-        with_le.pop();
-    }
-    with_le.push(("le", "+Inf"));
-    rendered.sample_named(family, &bucket_name, &with_le, count as f64);
-    rendered.sample_named(family, &format!("{}_sum", family.name), labels, sum);
-    rendered.sample_named(family, &format!("{}_count", family.name), labels, count as f64);
 }
 
 pub fn unix_seconds(time: SystemTime) -> f64 {

@@ -16,6 +16,24 @@ pub struct SimPipeline {
     pub created: f64,
     pub updated: f64,
     pub stages: Vec<SimStage>,
+    /// Execution history, newest first, as ListPipelineExecutions pages through it.
+    pub executions: Vec<SimExecution>,
+}
+
+/// One pipeline execution as ListPipelineExecutions summarises it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimExecution {
+    pub id: String,
+    pub status: String,
+    pub start: f64,
+    pub last_update: f64,
+    pub trigger_type: String,
+}
+
+impl SimExecution {
+    pub fn new(id: &str, status: &str, start: f64, last_update: f64) -> SimExecution {
+        SimExecution { id: id.into(), status: status.into(), start, last_update, trigger_type: "Webhook".into() }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -69,6 +87,7 @@ impl SimPipeline {
                     ..SimStage::default()
                 })
                 .collect(),
+            executions: Vec::new(),
         }
     }
 
@@ -81,6 +100,36 @@ impl SimPipeline {
 pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Failure> {
     match operation {
         "ListPipelines" => list_pipelines(world, input),
+        "ListPipelineExecutions" => {
+            let name = member(input, "pipelineName")
+                .ok_or_else(|| Failure::new(400, "ValidationException", "pipelineName is required"))?;
+            let pipeline = world.pipelines.get(name).ok_or_else(|| {
+                Failure::new(400, "PipelineNotFoundException", format!("Account does not have a pipeline with name '{name}'"))
+            })?;
+            let page = match input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("maxResults"))) {
+                Some((_, v)) => v.as_integer().and_then(|i| usize::try_from(i).ok()).unwrap_or(100).clamp(1, 100),
+                None => world.page(),
+            };
+            let (start, next) = page_bounds(member(input, "nextToken"), page, pipeline.executions.len())?;
+            let summaries = pipeline.executions.iter().skip(start).take(page).map(|e| {
+                map(vec![
+                    ("pipelineExecutionId", text(&e.id)),
+                    ("status", text(&e.status)),
+                    ("statusSummary", text("free text that never becomes a label")),
+                    ("startTime", timestamp(e.start)),
+                    ("lastUpdateTime", timestamp(e.last_update)),
+                    (
+                        "trigger",
+                        map(vec![
+                            ("triggerType", text(&e.trigger_type)),
+                            ("triggerDetail", text("arn:aws:iam::111122223333:user/dev")),
+                        ]),
+                    ),
+                    ("executionMode", text(&pipeline.execution_mode)),
+                ])
+            });
+            Ok(map(vec![("pipelineExecutionSummaries", list(summaries)), ("nextToken", opt_text(next.as_deref()))]))
+        }
         "GetPipelineState" => {
             let name = member(input, "name").ok_or_else(|| Failure::new(400, "ValidationException", "name is required"))?;
             match world.pipelines.get(name) {

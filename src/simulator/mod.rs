@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 pub use codeconnections::{SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent};
-pub use codepipeline::{SimAction, SimActionExecution, SimPipeline, SimStage};
+pub use codepipeline::{SimAction, SimActionExecution, SimExecution, SimPipeline, SimStage};
 use protocol::{Failure, Protocol};
 
 /// Everything the simulated account holds.
