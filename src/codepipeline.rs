@@ -1,8 +1,10 @@
 //! The CodePipeline collector: what ListPipelines and GetPipelineState say, as metric series.
 //!
 //! Every `aws_codepipeline_*` family from those two calls is defined here, next to the function
-//! that fills it. A poll turns the API's answer into a [`PipelineState`] snapshot; [`Counters`]
+//! that fills it; the execution history from ListPipelineExecutions is in [`executions`]. A poll turns the API's answer into a [`PipelineState`] snapshot; [`Counters`]
 //! remembers which outcomes were already counted; [`render`] turns both into series.
+
+pub mod executions;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -150,13 +152,21 @@ pub struct PipelineTarget {
     explicit: bool,
     counters: Counters,
     last: Option<PipelineState>,
+    /// `None` when execution history is turned off.
+    history: Option<executions::History>,
 }
 
 impl PipelineTarget {
     /// `explicit` pipelines come from the configuration: they are polled even when AWS says they do
     /// not exist, which it shows as a target that is down.
-    pub fn new(summary: watch::Receiver<Option<Summary>>, explicit: bool) -> PipelineTarget {
-        PipelineTarget { summary, explicit, counters: Counters::default(), last: None }
+    pub fn new(summary: watch::Receiver<Option<Summary>>, explicit: bool, executions: bool) -> PipelineTarget {
+        PipelineTarget {
+            summary,
+            explicit,
+            counters: Counters::default(),
+            last: None,
+            history: executions.then(executions::History::default),
+        }
     }
 }
 
@@ -165,7 +175,18 @@ impl Target for PipelineTarget {
         match get_state(scope, &key.name).await {
             Ok(state) => {
                 self.counters.observe(&state);
+                let changed = self.last.as_ref() != Some(&state);
+                let running = state
+                    .stages
+                    .iter()
+                    .any(|s| s.latest.as_ref().is_some_and(|(_, status)| status == "InProgress" || status == "Stopping"));
                 self.last = Some(state);
+                if let Some(history) = &mut self.history
+                    && (changed || running || history.needs_reading())
+                    && let Err(err) = history.read(scope, &key.name).await
+                {
+                    return Outcome::Failed(err);
+                }
                 Outcome::Polled
             }
             Err(err) if err.code == "PipelineNotFoundException" => {
@@ -180,6 +201,9 @@ impl Target for PipelineTarget {
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         if let Some(state) = &self.last {
             render(rendered, &key.account, &key.region, &key.name, self.summary.borrow().as_ref(), state, &self.counters);
+            if let Some(history) = &self.history {
+                history.render(rendered, &[("account", &key.account), ("region", &key.region), ("pipeline", &key.name)]);
+            }
         }
     }
 }

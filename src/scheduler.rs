@@ -340,7 +340,7 @@ async fn run_codepipeline(scope: Scope, settings: config::CodePipeline, context:
         }
         tasks
             .reconcile(&scope, &context, desired, complete, |name, summary| {
-                codepipeline::PipelineTarget::new(summary, settings.pipelines.iter().any(|p| p == name))
+                codepipeline::PipelineTarget::new(summary, settings.pipelines.iter().any(|p| p == name), settings.executions)
             })
             .await;
         first_round.done();

@@ -182,7 +182,11 @@ async fn every_pipeline_family_has_exact_values() {
     let bed = start(world(vec![detailed()]), FAST).await;
     wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "checkout")) == Some(1.0)).await;
     let text = scrape(&bed.exporter).await;
-    let series: String = text.lines().filter(|l| l.starts_with("aws_codepipeline_")).map(|l| format!("{l}\n")).collect();
+    let series: String = text
+        .lines()
+        .filter(|l| l.starts_with("aws_codepipeline_") && !l.starts_with("aws_codepipeline_execution"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     assert_eq!(series, DETAILED_SERIES);
     assert!(!text.contains("free text"), "action summaries never become labels");
     assert!(!text.contains("e1") && !text.contains("a2"), "execution IDs never become labels");
@@ -372,8 +376,9 @@ async fn scrapes_never_call_aws() {
     let calls = bed.simulator.total_calls();
     assert_eq!(bed.simulator.calls("ListPipelines"), 2, "one per region");
     assert_eq!(bed.simulator.calls("GetPipelineState"), 4, "one per pipeline and region");
+    assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 4, "the first poll of each pipeline seeds its history");
     assert_eq!(bed.simulator.calls("ListRepositoryLinks"), 2, "one per region, which has none");
-    assert_eq!(calls, 8);
+    assert_eq!(calls, 12);
     for _ in 0..50 {
         scrape(&bed.exporter).await;
     }

@@ -54,11 +54,12 @@ impl Prometheus {
     fn start(target: std::net::SocketAddr) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
-        let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml");
+        let alerts = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml");
+        let recording = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/recording.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {rules}\nscrape_configs:\n  - job_name: codepipeline\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {alerts}\n  - {recording}\nscrape_configs:\n  - job_name: codepipeline\n    static_configs:\n      - targets: ['{target}']\n"
             ),
         )
         .unwrap();
@@ -153,7 +154,16 @@ fn the_demo_fires_the_failed_sync_and_failed_stage_alerts() {
             .unwrap();
         assert_eq!(sync["labels"]["resource_name"], "observability");
         assert_eq!(sync["annotations"]["summary"], "Git sync of acme/observability branch main failed");
-        let rules = prometheus.wait("/api/v1/rules", 10, |a| a["status"] == "success").await;
+        // Every rule, alerting and recording, has been evaluated at least once and without error.
+        let rules = prometheus
+            .wait("/api/v1/rules", 10, |a| {
+                a["data"]["groups"].as_array().is_some_and(|groups| {
+                    groups
+                        .iter()
+                        .all(|g| g["rules"].as_array().is_some_and(|rules| rules.iter().all(|r| r["health"] != "unknown")))
+                })
+            })
+            .await;
         for group in rules["data"]["groups"].as_array().unwrap() {
             for rule in group["rules"].as_array().unwrap() {
                 assert_eq!(rule["health"], "ok", "rule {} does not evaluate: {}", rule["name"], rule["lastError"]);

@@ -13,9 +13,19 @@ fn promtool(args: &[&str]) -> (bool, String) {
 
 #[test]
 fn promtool_check_rules_accepts_every_rule() {
-    let (ok, report) = promtool(&["check", "rules", "deploy/prometheus/alerts.yml"]);
+    let (ok, report) = promtool(&["check", "rules", "deploy/prometheus/alerts.yml", "deploy/prometheus/recording.yml"]);
     assert!(ok, "{report}");
-    assert_eq!(report, "Checking deploy/prometheus/alerts.yml\n  SUCCESS: 6 rules found\n\n");
+    assert_eq!(
+        report,
+        "Checking deploy/prometheus/alerts.yml\n  SUCCESS: 6 rules found\n\nChecking deploy/prometheus/recording.yml\n  SUCCESS: 6 rules found\n\n"
+    );
+}
+
+#[test]
+fn the_recording_rules_compute_the_delivery_metrics() {
+    let (ok, report) = promtool(&["test", "rules", "deploy/prometheus/tests/recording_test.yml"]);
+    assert!(ok, "{report}");
+    assert_eq!(report, "Unit Testing:  deploy/prometheus/tests/recording_test.yml\n  SUCCESS\n\n");
 }
 
 #[test]

@@ -7,8 +7,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    SimActionExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent,
-    Simulator, World,
+    SimActionExecution, SimExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
+    SimSyncEvent, Simulator, World,
 };
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
@@ -27,6 +27,8 @@ struct Scenario {
     fails: fn(u64) -> Option<(usize, usize)>,
     /// A stage whose inbound transition is disabled: runs wait in front of it.
     disabled_before: Option<usize>,
+    /// What starts the pipeline's executions.
+    trigger: &'static str,
 }
 
 const SERVICE: &[(&str, &[ActionSpec])] = &[
@@ -52,6 +54,7 @@ const SCENARIOS: &[Scenario] = &[
         offset: 0,
         fails: |_| None,
         disabled_before: None,
+        trigger: "Webhook",
     },
     Scenario {
         name: "payments-api",
@@ -62,6 +65,7 @@ const SCENARIOS: &[Scenario] = &[
         offset: 20,
         fails: |k| (k % 3 == 1).then_some((1, 1)),
         disabled_before: None,
+        trigger: "Webhook",
     },
     Scenario {
         name: "inventory-worker",
@@ -72,6 +76,7 @@ const SCENARIOS: &[Scenario] = &[
         offset: 45,
         fails: |_| None,
         disabled_before: None,
+        trigger: "PollForSourceChanges",
     },
     Scenario {
         name: "legacy-batch",
@@ -82,6 +87,7 @@ const SCENARIOS: &[Scenario] = &[
         offset: 10,
         fails: |_| None,
         disabled_before: Some(3),
+        trigger: "StartPipelineExecution",
     },
     Scenario {
         name: "data-platform-etl",
@@ -92,6 +98,7 @@ const SCENARIOS: &[Scenario] = &[
         offset: 30,
         fails: |_| Some((2, 0)),
         disabled_before: None,
+        trigger: "Webhook",
     },
     Scenario {
         name: "frontend-web",
@@ -102,6 +109,7 @@ const SCENARIOS: &[Scenario] = &[
         offset: 5,
         fails: |k| (k % 4 == 3).then_some((2, 1)),
         disabled_before: None,
+        trigger: "Webhook",
     },
 ];
 
@@ -219,6 +227,45 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
         apply_run(pipeline, index, scenario, k - 1, started - scenario.period as f64, f64::INFINITY);
     }
     apply_run(pipeline, index, scenario, k, started, now - started);
+    pipeline.executions = (k.saturating_sub(HISTORY - 1)..=k)
+        .rev()
+        .map(|j| {
+            let start = started - ((k - j) * scenario.period) as f64;
+            let elapsed = now - start;
+            let (status, last_update) = match (scenario.disabled_before, run_end(scenario, j)) {
+                // Runs wait at the disabled transition until the next run supersedes them.
+                (Some(_), _) if j < k => ("Superseded", start + scenario.period as f64),
+                (Some(_), _) => ("InProgress", start),
+                (None, (_, end)) if elapsed < end => ("InProgress", now),
+                (None, (failed, end)) => (if failed { "Failed" } else { "Succeeded" }, start + end),
+            };
+            SimExecution {
+                id: execution_id(index, j),
+                status: status.into(),
+                start,
+                last_update,
+                trigger_type: scenario.trigger.into(),
+            }
+        })
+        .collect();
+}
+
+/// Runs the demo keeps in each pipeline's execution history.
+const HISTORY: u64 = 20;
+
+/// Whether run `k` fails, and how many seconds after its start it ends.
+fn run_end(scenario: &Scenario, k: u64) -> (bool, f64) {
+    let failure = (scenario.fails)(k);
+    let mut clock = 0.0;
+    for (s, (_, actions)) in scenario.stages.iter().enumerate() {
+        for (a, (_, duration, _)) in actions.iter().enumerate() {
+            clock += *duration as f64;
+            if failure == Some((s, a)) {
+                return (true, clock);
+            }
+        }
+    }
+    (false, clock)
 }
 
 fn execution_id(index: usize, k: u64) -> String {

@@ -1,0 +1,288 @@
+//! Execution history from ListPipelineExecutions: outcomes, durations and the timestamps that
+//! delivery metrics are built on.
+//!
+//! GetPipelineState only shows each stage's latest execution, so an execution that starts and ends
+//! between two polls would go unseen. The history pages through ListPipelineExecutions, newest
+//! first, until a page holds only executions it already saw finish, and counts every execution
+//! that reaches a final status exactly once. It is read only when GetPipelineState changed or an
+//! execution is in progress, so an idle pipeline costs no extra call.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+
+use crate::aws::{CallError, Scope};
+use crate::exposition::{Family, Kind};
+use crate::store::{Histogram, Rendered};
+
+pub static EXECUTION_STATUS: Family = Family {
+    name: "aws_codepipeline_execution_status",
+    help: "Status of the pipeline's newest execution: 1 for the current status, 0 for the others.",
+    kind: Kind::Gauge,
+};
+pub static EXECUTIONS: Family = Family {
+    name: "aws_codepipeline_executions_total",
+    help: "Pipeline executions seen reaching a final status since the exporter started, each once.",
+    kind: Kind::Counter,
+};
+pub static EXECUTION_DURATION: Family = Family {
+    name: "aws_codepipeline_execution_duration_seconds",
+    help: "Duration of finished executions, from startTime to lastUpdateTime.",
+    kind: Kind::Histogram,
+};
+pub static EXECUTION_LAST_DURATION: Family = Family {
+    name: "aws_codepipeline_execution_last_duration_seconds",
+    help: "Duration of the most recent finished execution of each final status.",
+    kind: Kind::Gauge,
+};
+pub static EXECUTION_LAST_START: Family = Family {
+    name: "aws_codepipeline_execution_last_start_timestamp_seconds",
+    help: "When the newest execution started, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static EXECUTION_LAST_SUCCESS: Family = Family {
+    name: "aws_codepipeline_execution_last_success_timestamp_seconds",
+    help: "When the newest succeeded execution finished, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static EXECUTION_LAST_FAILURE: Family = Family {
+    name: "aws_codepipeline_execution_last_failure_timestamp_seconds",
+    help: "When the newest failed execution finished, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static EXECUTIONS_IN_PROGRESS: Family = Family {
+    name: "aws_codepipeline_executions_in_progress",
+    help: "Executions InProgress or Stopping (PARALLEL and QUEUED pipelines can have several).",
+    kind: Kind::Gauge,
+};
+
+/// Statuses after which an execution does not change by itself (a retry may still resume it).
+const FINAL: [&str; 5] = ["Cancelled", "Failed", "Stopped", "Succeeded", "Superseded"];
+/// Statuses whose duration histogram is exported from the start, at zero.
+const DURATION_STATUSES: [&str; 2] = ["Failed", "Succeeded"];
+/// Bucket bounds from 30 seconds to 6 hours.
+const DURATION_BUCKETS: [f64; 13] =
+    [30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0, 10800.0, 21600.0];
+/// Executions remembered per pipeline: far more than the pages one poll reads.
+const REMEMBERED: usize = 1000;
+/// Pages one poll reads at most, so that a pipeline with a long unread history cannot make one
+/// poll page through all of it.
+const MAX_PAGES: usize = 10;
+
+fn is_final(status: &str) -> bool {
+    FINAL.contains(&status)
+}
+
+fn is_running(status: &str) -> bool {
+    status == "InProgress" || status == "Stopping"
+}
+
+/// One execution as ListPipelineExecutions summarises it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub id: String,
+    pub status: String,
+    pub start: f64,
+    pub last_update: f64,
+    pub trigger: String,
+}
+
+/// Reads one page of executions, newest first.
+async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Result<(Vec<Execution>, Option<String>), CallError> {
+    let request = scope.codepipeline.list_pipeline_executions().pipeline_name(pipeline).set_next_token(token).send();
+    let page = scope.call(super::SERVICE, "ListPipelineExecutions", request, &[]).await?;
+    let executions = page
+        .pipeline_execution_summaries()
+        .iter()
+        .filter_map(|e| {
+            Some(Execution {
+                id: e.pipeline_execution_id()?.to_string(),
+                status: e.status()?.as_str().to_string(),
+                start: e.start_time()?.as_secs_f64(),
+                last_update: e.last_update_time().or(e.start_time())?.as_secs_f64(),
+                trigger: e
+                    .trigger()
+                    .and_then(|t| t.trigger_type())
+                    .map(|t| t.as_str().to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+            })
+        })
+        .collect();
+    Ok((executions, page.next_token().filter(|t| !t.is_empty()).map(str::to_string)))
+}
+
+/// What the exporter knows of one pipeline's executions.
+#[derive(Debug)]
+pub struct History {
+    primed: bool,
+    /// Set when the last read failed, so that the next poll reads again whatever the state says.
+    stale: bool,
+    /// Last seen status and start of each remembered execution, and their IDs in the order first
+    /// seen.
+    known: HashMap<String, (String, f64)>,
+    order: VecDeque<String>,
+    /// Executions that started before this and are not remembered finished before the exporter
+    /// first read the history (or were forgotten since): they are never counted.
+    horizon: f64,
+    counts: BTreeMap<(String, String), u64>,
+    triggers: BTreeSet<String>,
+    durations: BTreeMap<String, Histogram>,
+    /// Start and duration of the most recent finished execution of each final status.
+    last_duration: BTreeMap<String, (f64, f64)>,
+    last_success: Option<f64>,
+    last_failure: Option<f64>,
+    /// Start and status of the newest execution.
+    newest: Option<(f64, String)>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            primed: false,
+            stale: false,
+            known: HashMap::new(),
+            order: VecDeque::new(),
+            horizon: f64::NEG_INFINITY,
+            counts: BTreeMap::new(),
+            triggers: BTreeSet::new(),
+            durations: DURATION_STATUSES.iter().map(|s| (s.to_string(), Histogram::new(&DURATION_BUCKETS))).collect(),
+            last_duration: BTreeMap::new(),
+            last_success: None,
+            last_failure: None,
+            newest: None,
+        }
+    }
+}
+
+impl History {
+    /// Whether the next poll must read the history even if GetPipelineState did not change: before
+    /// the first read, after a failed read, and while an execution runs.
+    pub fn needs_reading(&self) -> bool {
+        !self.primed || self.stale || self.in_progress() > 0
+    }
+
+    pub fn in_progress(&self) -> usize {
+        self.known.values().filter(|(s, _)| is_running(s)).count()
+    }
+
+    /// Reads the executions that are new or were still running, newest first. The first read only
+    /// takes the newest page, to fill the `last_*` gauges without counting executions from before
+    /// the exporter started.
+    pub async fn read(&mut self, scope: &Scope, pipeline: &str) -> Result<(), CallError> {
+        self.stale = true;
+        let mut running: HashSet<String> =
+            self.known.iter().filter(|(_, (s, _))| is_running(s)).map(|(id, _)| id.clone()).collect();
+        let mut token = None;
+        for _ in 0..MAX_PAGES {
+            let (page, next) = list_page(scope, pipeline, token).await?;
+            let mut all_finished_before = true;
+            for execution in &page {
+                let before = match self.known.get(&execution.id) {
+                    Some((status, _)) => Some(status.clone()),
+                    None if execution.start < self.horizon => continue,
+                    None => None,
+                };
+                all_finished_before &= before.as_deref().is_some_and(is_final);
+                running.remove(&execution.id);
+                self.observe(execution, before.as_deref());
+            }
+            if !self.primed {
+                // Older pages hold history from before the exporter started.
+                if next.is_some() {
+                    self.horizon = page.iter().map(|e| e.start).fold(f64::INFINITY, f64::min);
+                }
+                break;
+            }
+            if next.is_none() || (all_finished_before && running.is_empty()) {
+                break;
+            }
+            token = next;
+        }
+        self.primed = true;
+        self.stale = false;
+        Ok(())
+    }
+
+    fn observe(&mut self, execution: &Execution, before: Option<&str>) {
+        self.triggers.insert(execution.trigger.clone());
+        if self.newest.as_ref().is_none_or(|(start, _)| execution.start >= *start) {
+            self.newest = Some((execution.start, execution.status.clone()));
+        }
+        let status = execution.status.as_str();
+        if is_final(status) {
+            let duration = (execution.last_update - execution.start).max(0.0);
+            // Each (execution, final status) once: a retried execution that failed and then
+            // succeeded counts both outcomes.
+            if self.primed && before != Some(status) {
+                *self.counts.entry((status.to_string(), execution.trigger.clone())).or_default() += 1;
+                self.durations.entry(status.to_string()).or_insert_with(|| Histogram::new(&DURATION_BUCKETS)).observe(duration);
+            }
+            if self.last_duration.get(status).is_none_or(|(start, _)| execution.start >= *start) {
+                self.last_duration.insert(status.to_string(), (execution.start, duration));
+            }
+            let latest = match status {
+                "Succeeded" => Some(&mut self.last_success),
+                "Failed" => Some(&mut self.last_failure),
+                _ => None,
+            };
+            if let Some(latest) = latest
+                && latest.is_none_or(|at| execution.last_update > at)
+            {
+                *latest = Some(execution.last_update);
+            }
+        }
+        if self.known.insert(execution.id.clone(), (execution.status.clone(), execution.start)).is_none() {
+            self.order.push_back(execution.id.clone());
+            if self.order.len() > REMEMBERED
+                && let Some(oldest) = self.order.pop_front()
+                && let Some((_, start)) = self.known.remove(&oldest)
+            {
+                self.horizon = self.horizon.max(start);
+            }
+        }
+    }
+
+    /// Renders the execution families of one pipeline; `base` holds account, region and pipeline.
+    pub fn render(&self, rendered: &mut Rendered, base: &[(&str, &str); 3]) {
+        if !self.primed {
+            return;
+        }
+        let mut labels: Vec<(&str, &str)> = base.to_vec();
+        let current = self.newest.as_ref().map(|(_, status)| status.as_str());
+        for status in PipelineExecutionStatus::values()
+            .iter()
+            .copied()
+            .chain(current.filter(|c| !PipelineExecutionStatus::values().contains(c)))
+        {
+            labels.push(("status", status));
+            rendered.sample(&EXECUTION_STATUS, &labels, if current == Some(status) { 1.0 } else { 0.0 });
+            labels.pop();
+        }
+        for status in FINAL {
+            for trigger in &self.triggers {
+                let count = self.counts.get(&(status.to_string(), trigger.clone())).copied().unwrap_or(0);
+                rendered.sample(
+                    &EXECUTIONS,
+                    &[base[0], base[1], base[2], ("status", status), ("trigger_type", trigger)],
+                    count as f64,
+                );
+            }
+        }
+        for (status, histogram) in &self.durations {
+            histogram.render(rendered, &EXECUTION_DURATION, &[base[0], base[1], base[2], ("status", status)]);
+        }
+        for (status, (_, seconds)) in &self.last_duration {
+            rendered.sample(&EXECUTION_LAST_DURATION, &[base[0], base[1], base[2], ("status", status)], *seconds);
+        }
+        if let Some((start, _)) = &self.newest {
+            rendered.sample(&EXECUTION_LAST_START, base, *start);
+        }
+        if let Some(at) = self.last_success {
+            rendered.sample(&EXECUTION_LAST_SUCCESS, base, at);
+        }
+        if let Some(at) = self.last_failure {
+            rendered.sample(&EXECUTION_LAST_FAILURE, base, at);
+        }
+        rendered.sample(&EXECUTIONS_IN_PROGRESS, base, self.in_progress() as f64);
+    }
+}

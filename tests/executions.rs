@@ -1,0 +1,238 @@
+//! Execution history through the real SDK: every finished execution counted once, early stopping,
+//! and no extra calls for idle pipelines.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use codepipeline_exporter::simulator::{SimExecution, SimPipeline, Simulator, World};
+use common::{samples, scrape, start, start_exporter, value, wait_for};
+
+const FAST: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n";
+
+fn world(pipeline: SimPipeline, page_size: usize) -> World {
+    World { pipelines: [(pipeline.name.clone(), pipeline)].into_iter().collect(), page_size, ..World::default() }
+}
+
+fn app(executions: Vec<SimExecution>) -> SimPipeline {
+    let mut pipeline = SimPipeline::new("app", &[("Source", &["Source"]), ("Deploy", &["Deploy"])]);
+    pipeline.executions = executions;
+    pipeline
+}
+
+fn series(name: &str, extra: &str) -> String {
+    format!("{name}{{account=\"test\",region=\"us-east-1\",pipeline=\"app\"{extra}}}")
+}
+
+fn executions(status: &str) -> String {
+    series("aws_codepipeline_executions_total", &format!(",status=\"{status}\",trigger_type=\"Webhook\""))
+}
+
+/// Changes the pipeline's state so that the next poll reads the history, and adds `new` executions
+/// at the head of it (newest first).
+fn push(simulator: &Simulator, new: Vec<SimExecution>, stage_status: &str) {
+    let mut world = simulator.world();
+    let pipeline = world.pipelines.get_mut("app").unwrap();
+    let id = new.first().map(|e| e.id.clone()).unwrap_or_default();
+    pipeline.stages[1].latest = Some((id, stage_status.into()));
+    for execution in new.into_iter().rev() {
+        pipeline.executions.insert(0, execution);
+    }
+}
+
+async fn polls(simulator: &Simulator, operation: &str, more: u64) {
+    let target = simulator.calls(operation) + more;
+    while simulator.calls(operation) < target {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_finishing_between_polls_are_all_counted_once() {
+    let bed = start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let s = wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
+    assert_eq!(value(&s, &executions("Succeeded")), Some(0.0), "history from before start-up is not counted");
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_last_success_timestamp_seconds", "")), Some(1_100.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_last_duration_seconds", ",status=\"Succeeded\"")), Some(100.0));
+
+    push(
+        &bed.simulator,
+        vec![
+            SimExecution::new("e4", "Succeeded", 1_400.0, 1_460.0),
+            SimExecution::new("e3", "Failed", 1_300.0, 1_330.0),
+            SimExecution::new("e2", "Succeeded", 1_200.0, 1_290.0),
+        ],
+        "Succeeded",
+    );
+    let s = wait_for(&bed.exporter, "three executions", |s| value(s, &executions("Succeeded")) == Some(2.0)).await;
+    assert_eq!(value(&s, &executions("Failed")), Some(1.0));
+    polls(&bed.simulator, "GetPipelineState", 5).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &executions("Succeeded")), Some(2.0), "seen again, not counted again");
+    assert_eq!(value(&s, &executions("Failed")), Some(1.0));
+    assert_eq!(value(&s, &executions("Stopped")), Some(0.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_last_start_timestamp_seconds", "")), Some(1_400.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_last_success_timestamp_seconds", "")), Some(1_460.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_last_failure_timestamp_seconds", "")), Some(1_330.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_last_duration_seconds", ",status=\"Failed\"")), Some(30.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_status", ",status=\"Succeeded\"")), Some(1.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_status", ",status=\"Failed\"")), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_stops_at_the_first_page_of_known_executions() {
+    let history: Vec<SimExecution> = (0..10)
+        .rev()
+        .map(|i| {
+            SimExecution::new(&format!("old{i}"), "Succeeded", 1_000.0 + f64::from(i) * 100.0, 1_050.0 + f64::from(i) * 100.0)
+        })
+        .collect();
+    let bed = start(world(app(history), 2), FAST).await;
+    wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
+    assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 1, "the seed reads only the newest page");
+
+    push(&bed.simulator, vec![SimExecution::new("new1", "Succeeded", 5_000.0, 5_100.0)], "Succeeded");
+    let s = wait_for(&bed.exporter, "new1 counted", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
+    // [new1, old9] has an unknown execution; [old8, old7] holds only known ones: stop there.
+    assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 3);
+    assert_eq!(value(&s, &executions("Failed")), Some(0.0));
+
+    push(
+        &bed.simulator,
+        vec![SimExecution::new("new3", "Failed", 5_300.0, 5_310.0), SimExecution::new("new2", "Succeeded", 5_200.0, 5_260.0)],
+        "Failed",
+    );
+    wait_for(&bed.exporter, "new2 and new3 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
+    let s = wait_for(&bed.exporter, "new2", |s| value(s, &executions("Succeeded")) == Some(2.0)).await;
+    assert_eq!(value(&s, &executions("Failed")), Some(1.0));
+    // [new3, new2] new, [new1, old9] known: two more pages; older pages are never read.
+    assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superseded_stopped_and_parallel_executions() {
+    let mut pipeline = app(vec![]);
+    pipeline.execution_mode = "PARALLEL".into();
+    let bed = start(world(pipeline, 100), FAST).await;
+    wait_for(&bed.exporter, "seeded", |s| value(s, &series("aws_codepipeline_executions_in_progress", "")) == Some(0.0)).await;
+
+    push(
+        &bed.simulator,
+        vec![SimExecution::new("p2", "InProgress", 2_100.0, 2_100.0), SimExecution::new("p1", "InProgress", 2_000.0, 2_000.0)],
+        "InProgress",
+    );
+    let s =
+        wait_for(&bed.exporter, "two running", |s| value(s, &series("aws_codepipeline_executions_in_progress", "")) == Some(2.0))
+            .await;
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_status", ",status=\"InProgress\"")), Some(1.0));
+
+    {
+        let mut world = bed.simulator.world();
+        let executions = &mut world.pipelines.get_mut("app").unwrap().executions;
+        executions[0].status = "Stopping".into();
+        executions[1].status = "Superseded".into();
+        executions[1].last_update = 2_050.0;
+    }
+    let s = wait_for(&bed.exporter, "one stopping", |s| value(s, &executions("Superseded")) == Some(1.0)).await;
+    assert_eq!(value(&s, &series("aws_codepipeline_executions_in_progress", "")), Some(1.0), "Stopping still runs");
+
+    bed.simulator.world().pipelines.get_mut("app").unwrap().executions[0].status = "Stopped".into();
+    let s = wait_for(&bed.exporter, "stopped", |s| value(s, &executions("Stopped")) == Some(1.0)).await;
+    assert_eq!(value(&s, &series("aws_codepipeline_executions_in_progress", "")), Some(0.0));
+    assert_eq!(value(&s, &executions("Superseded")), Some(1.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_status", ",status=\"Stopped\"")), Some(1.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_last_duration_seconds", ",status=\"Superseded\"")), Some(50.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duration_histogram_gets_the_right_observations() {
+    let bed = start(world(app(vec![]), 100), FAST).await;
+    wait_for(&bed.exporter, "seeded", |s| value(s, &series("aws_codepipeline_executions_in_progress", "")).is_some()).await;
+    push(
+        &bed.simulator,
+        vec![
+            SimExecution::new("c", "Failed", 10_000.0, 24_400.0),
+            SimExecution::new("b", "Succeeded", 3_000.0, 3_400.0),
+            SimExecution::new("a", "Succeeded", 1_000.0, 1_045.0),
+        ],
+        "Failed",
+    );
+    let s = wait_for(&bed.exporter, "three observations", |s| {
+        value(s, &series("aws_codepipeline_execution_duration_seconds_count", ",status=\"Succeeded\"")) == Some(2.0)
+            && value(s, &series("aws_codepipeline_execution_duration_seconds_count", ",status=\"Failed\"")) == Some(1.0)
+    })
+    .await;
+    let buckets = |status: &str| -> BTreeMap<String, f64> {
+        s.iter()
+            .filter_map(|(k, v)| {
+                let prefix = format!("aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"{status}\",le=\"");
+                k.strip_prefix(&prefix).map(|le| (le.trim_end_matches("\"}").to_string(), *v))
+            })
+            .collect()
+    };
+    let expected = |pairs: &[(&str, f64)]| pairs.iter().map(|(le, v)| (le.to_string(), *v)).collect::<BTreeMap<_, _>>();
+    assert_eq!(
+        buckets("Succeeded"),
+        expected(&[
+            ("30", 0.0),
+            ("60", 1.0),
+            ("120", 1.0),
+            ("300", 1.0),
+            ("600", 2.0),
+            ("900", 2.0),
+            ("1200", 2.0),
+            ("1800", 2.0),
+            ("2700", 2.0),
+            ("3600", 2.0),
+            ("7200", 2.0),
+            ("10800", 2.0),
+            ("21600", 2.0),
+            ("+Inf", 2.0)
+        ])
+    );
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Succeeded\"")), Some(445.0));
+    assert_eq!(buckets("Failed").get("10800"), Some(&0.0));
+    assert_eq!(buckets("Failed").get("21600"), Some(&1.0), "four hours falls in the six-hour bucket");
+    assert_eq!(value(&s, &series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Failed\"")), Some(14_400.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_recount() {
+    let simulator = Simulator::start(world(app(vec![SimExecution::new("e1", "Failed", 1_000.0, 1_100.0)]), 100)).await.unwrap();
+    let first = start_exporter(&simulator, FAST).await;
+    wait_for(&first, "seeded", |s| value(s, &executions("Failed")) == Some(0.0)).await;
+    push(&simulator, vec![SimExecution::new("e2", "Failed", 2_000.0, 2_100.0)], "Failed");
+    wait_for(&first, "e2 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
+    first.shutdown().await;
+
+    let second = start_exporter(&simulator, FAST).await;
+    let s = wait_for(&second, "seeded again", |s| value(s, &executions("Failed")).is_some()).await;
+    assert_eq!(value(&s, &executions("Failed")), Some(0.0), "a restart does not replay e1 or e2");
+    assert_eq!(
+        value(&s, &series("aws_codepipeline_execution_last_failure_timestamp_seconds", "")),
+        Some(2_100.0),
+        "but fills the last_* gauges"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_pipeline_makes_no_list_pipeline_executions_calls() {
+    let bed = start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
+    polls(&bed.simulator, "GetPipelineState", 10).await;
+    assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 1, "only the seed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_can_be_turned_off() {
+    let yaml = "interval: 150ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      executions: false\n    codeconnections:\n      discover: false\n";
+    let bed = start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), yaml).await;
+    let s = wait_for(&bed.exporter, "polled", |s| {
+        value(s, "codepipeline_exporter_target_up{account=\"test\",region=\"us-east-1\",kind=\"pipeline\",name=\"app\"}")
+            == Some(1.0)
+    })
+    .await;
+    assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 0);
+    assert!(!s.keys().any(|k| k.starts_with("aws_codepipeline_execution")));
+}
