@@ -17,6 +17,14 @@ use aws_sdk_codepipeline::error::{DisplayErrorContext, ProvideErrorMetadata, Sdk
 use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::Semaphore;
 
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+
+use crate::budget::Budget;
 use crate::config::Account;
 use crate::telemetry::Telemetry;
 
@@ -36,8 +44,17 @@ pub struct Scope {
     pub region: Arc<str>,
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub codeconnections: aws_sdk_codeconnections::Client,
+    budget: Arc<Budget>,
     permits: Arc<Semaphore>,
     telemetry: Arc<Telemetry>,
+}
+
+/// How each account and region may call AWS.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_concurrent_requests: usize,
+    pub requests_per_second: f64,
+    pub burst: u32,
 }
 
 /// The AWS region of the environment, for accounts that name no region.
@@ -71,27 +88,30 @@ pub async fn account_config(account: &Account, request_timeout: Duration, overri
 }
 
 impl Scope {
-    pub fn new(
-        account: &str,
-        region: &str,
-        base: &SdkConfig,
-        max_concurrent_requests: usize,
-        telemetry: Arc<Telemetry>,
-    ) -> Scope {
+    pub fn new(account: &str, region: &str, base: &SdkConfig, limits: Limits, telemetry: Arc<Telemetry>) -> Scope {
         let region_config = base.to_builder().region(Region::new(region.to_string())).build();
+        let account: Arc<str> = account.into();
+        let region: Arc<str> = region.into();
+        let attempts = AttemptCounter { account: account.clone(), region: region.clone(), telemetry: telemetry.clone() };
+        let codepipeline = aws_sdk_codepipeline::config::Builder::from(&region_config).interceptor(attempts.clone()).build();
+        let codeconnections = aws_sdk_codeconnections::config::Builder::from(&region_config).interceptor(attempts).build();
+        let budget = Arc::new(Budget::new(limits.requests_per_second, limits.burst));
+        telemetry.register_budget(&account, &region, &budget);
         Scope {
-            account: account.into(),
-            region: region.into(),
-            codepipeline: aws_sdk_codepipeline::Client::new(&region_config),
-            codeconnections: aws_sdk_codeconnections::Client::new(&region_config),
-            permits: Arc::new(Semaphore::new(max_concurrent_requests)),
+            account,
+            region,
+            codepipeline: aws_sdk_codepipeline::Client::from_conf(codepipeline),
+            codeconnections: aws_sdk_codeconnections::Client::from_conf(codeconnections),
+            budget,
+            permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             telemetry,
         }
     }
 
-    /// Runs one AWS call under this scope's concurrency limit and records it. Waiting for a permit
-    /// is not part of the recorded duration. Error codes in `answers` are expected answers of the
-    /// operation (a branch that never synced), not failures: they are not counted as errors.
+    /// Runs one AWS call within this scope's request budget and concurrency limit, and records it.
+    /// Waiting for the budget or a permit is not part of the recorded duration. Error codes in
+    /// `answers` are expected answers of the operation (a branch that never synced), not failures:
+    /// they are not counted as errors.
     pub async fn call<T, E, R>(
         &self,
         service: &'static str,
@@ -103,12 +123,53 @@ impl Scope {
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
+        self.budget.acquire().await;
         let _permit = self.permits.acquire().await;
         let started = Instant::now();
         let result = request.await.map_err(CallError::from);
         let code = result.as_ref().err().map(|e| e.code.as_str()).filter(|code| !answers.contains(code));
         self.telemetry.observe(service, operation, started.elapsed(), code);
         result
+    }
+}
+
+/// Counts every attempt the SDK makes, retries included, and the attempts AWS throttled, which the
+/// SDK retries and so hides from the caller.
+#[derive(Clone)]
+struct AttemptCounter {
+    account: Arc<str>,
+    region: Arc<str>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl std::fmt::Debug for AttemptCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttemptCounter").field("account", &self.account).field("region", &self.region).finish()
+    }
+}
+
+impl Intercept for AttemptCounter {
+    fn name(&self) -> &'static str {
+        "AttemptCounter"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response();
+        let status = response.status().as_u16();
+        // awsJson throttles with 400 and RPC v2 CBOR with 429; both name the error in the body,
+        // which the SDK has read into memory by now.
+        let throttled = status == 429
+            || (status >= 400 && response.body().bytes().is_some_and(|body| body.windows(10).any(|w| w == b"Throttling")));
+        let operation = cfg.load::<Metadata>().map(|m| (m.service().to_ascii_lowercase(), m.name().to_string()));
+        if let Some((service, operation)) = operation {
+            self.telemetry.observe_attempt(&self.account, &self.region, &service, &operation, throttled);
+        }
+        Ok(())
     }
 }
 

@@ -307,6 +307,10 @@ impl Target for RepositorySyncTarget {
         }
     }
 
+    fn active(&self) -> bool {
+        matches!(&self.last, Some(Some(state)) if matches!(state.status.as_str(), "INITIATED" | "IN_PROGRESS" | "QUEUED"))
+    }
+
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         let info = self.info.borrow();
         let labels = [
@@ -408,6 +412,10 @@ impl Target for ResourceSyncTarget {
             }
             Err(err) => Outcome::Failed(err),
         }
+    }
+
+    fn active(&self) -> bool {
+        matches!(&self.last, Some(Some(state)) if matches!(state.status.as_str(), "INITIATED" | "IN_PROGRESS"))
     }
 
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {

@@ -176,13 +176,10 @@ impl Target for PipelineTarget {
             Ok(state) => {
                 self.counters.observe(&state);
                 let changed = self.last.as_ref() != Some(&state);
-                let running = state
-                    .stages
-                    .iter()
-                    .any(|s| s.latest.as_ref().is_some_and(|(_, status)| status == "InProgress" || status == "Stopping"));
                 self.last = Some(state);
+                let active = self.active();
                 if let Some(history) = &mut self.history
-                    && (changed || running || history.needs_reading())
+                    && (changed || active || history.needs_reading())
                     && let Err(err) = history.read(scope, &key.name).await
                 {
                     return Outcome::Failed(err);
@@ -196,6 +193,16 @@ impl Target for PipelineTarget {
             }
             Err(err) => Outcome::Failed(err),
         }
+    }
+
+    fn active(&self) -> bool {
+        let stage_running = self.last.as_ref().is_some_and(|state| {
+            state
+                .stages
+                .iter()
+                .any(|s| s.latest.as_ref().is_some_and(|(_, status)| status == "InProgress" || status == "Stopping"))
+        });
+        stage_running || self.history.as_ref().is_some_and(|h| h.in_progress() > 0)
     }
 
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {

@@ -28,11 +28,17 @@ pub enum ConfigError {
 pub struct Config {
     #[serde(serialize_with = "serialize_duration")]
     pub interval: Duration,
+    /// The interval of targets with something running: an execution, or a sync in progress.
+    #[serde(serialize_with = "serialize_duration")]
+    pub active_interval: Duration,
     #[serde(serialize_with = "serialize_duration")]
     pub discovery_interval: Duration,
     #[serde(serialize_with = "serialize_duration")]
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    /// The request budget of each account and region: a sustained rate and a burst.
+    pub requests_per_second: f64,
+    pub burst: u32,
     pub accounts: Vec<Account>,
 }
 
@@ -105,9 +111,12 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             interval: Duration::from_secs(60),
+            active_interval: Duration::from_secs(15),
             discovery_interval: Duration::from_secs(300),
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 4,
+            requests_per_second: 5.0,
+            burst: 10,
             accounts: vec![Account::default_account()],
         }
     }
@@ -194,9 +203,12 @@ type Invalid = (serde_saphyr::Location, String);
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     interval: Option<Located<String>>,
+    active_interval: Option<Located<String>>,
     discovery_interval: Option<Located<String>>,
     request_timeout: Option<Located<String>>,
     max_concurrent_requests: Option<Located<usize>>,
+    requests_per_second: Option<Located<f64>>,
+    burst: Option<Located<u32>>,
     accounts: Option<Located<Vec<RawAccount>>>,
 }
 
@@ -251,6 +263,19 @@ impl RawConfig {
             None => Ok(default),
         };
         let interval = duration(self.interval, defaults.interval)?;
+        let active_interval = duration(self.active_interval, defaults.active_interval)?;
+        let requests_per_second = match self.requests_per_second {
+            Some(r) if !(r.value > 0.0 && r.value.is_finite()) => {
+                return Err((r.referenced, "requests_per_second must be a number greater than 0".into()));
+            }
+            Some(r) => r.value,
+            None => defaults.requests_per_second,
+        };
+        let burst = match self.burst {
+            Some(b) if b.value == 0 => return Err((b.referenced, "burst must be at least 1".into())),
+            Some(b) => b.value,
+            None => defaults.burst,
+        };
         let discovery_interval = duration(self.discovery_interval, defaults.discovery_interval)?;
         let request_timeout = duration(self.request_timeout, defaults.request_timeout)?;
         let max_concurrent_requests = match self.max_concurrent_requests {
@@ -281,7 +306,16 @@ impl RawConfig {
                 accounts
             }
         };
-        Ok(Config { interval, discovery_interval, request_timeout, max_concurrent_requests, accounts })
+        Ok(Config {
+            interval,
+            active_interval,
+            discovery_interval,
+            request_timeout,
+            max_concurrent_requests,
+            requests_per_second,
+            burst,
+            accounts,
+        })
     }
 }
 

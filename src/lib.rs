@@ -6,6 +6,7 @@
 //! the SDK's wire protocols, for the demo and the tests.
 
 pub mod aws;
+pub mod budget;
 pub mod codeconnections;
 pub mod codepipeline;
 pub mod config;

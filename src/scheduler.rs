@@ -18,7 +18,7 @@ use rand::Rng as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::aws::{self, CallError, Overrides, Scope};
+use crate::aws::{self, CallError, Limits, Overrides, Scope};
 use crate::codeconnections::{self, Link, RepositorySyncInfo, RepositorySyncTarget, ResourceSyncInfo, ResourceSyncTarget};
 use crate::codepipeline::{self, Summary};
 use crate::config::{self, Config};
@@ -142,6 +142,9 @@ pub trait Target: Send + 'static {
     fn poll(&mut self, scope: &Scope, key: &TargetKey) -> impl Future<Output = Outcome> + Send;
     /// Renders the target's series from what it knows.
     fn render(&self, rendered: &mut Rendered, key: &TargetKey);
+    /// Whether something is running (an execution, a sync in progress), which polls it at the
+    /// active interval rather than the idle one.
+    fn active(&self) -> bool;
 }
 
 /// The interval with ±10% of random jitter, so that targets started together drift apart.
@@ -155,6 +158,7 @@ struct Context {
     store: Arc<Store>,
     readiness: Arc<Readiness>,
     interval: Duration,
+    active_interval: Duration,
     discovery_interval: Duration,
 }
 
@@ -176,7 +180,8 @@ async fn run_target<T: Target>(scope: Scope, key: TargetKey, mut target: T, cont
         health.render(&mut rendered, &key);
         context.store.update(&key, rendered);
         first_poll.done();
-        tokio::time::sleep(jittered(context.interval)).await;
+        let interval = if target.active() { context.active_interval } else { context.interval };
+        tokio::time::sleep(jittered(interval)).await;
     }
 }
 
@@ -278,7 +283,19 @@ impl Scheduler {
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
         let _starting = readiness.token();
-        let context = Context { store, readiness, interval: config.interval, discovery_interval: config.discovery_interval };
+        let context = Context {
+            store,
+            readiness,
+            interval: config.interval,
+            // Something running is never polled less often than something idle.
+            active_interval: config.active_interval.min(config.interval),
+            discovery_interval: config.discovery_interval,
+        };
+        let limits = Limits {
+            max_concurrent_requests: config.max_concurrent_requests,
+            requests_per_second: config.requests_per_second,
+            burst: config.burst,
+        };
         let mut scopes = Vec::new();
         let default_region = aws::default_region(overrides).await;
         for account in &config.accounts {
@@ -294,7 +311,7 @@ impl Scheduler {
             };
             let base = aws::account_config(account, config.request_timeout, overrides).await;
             for region in regions {
-                let scope = Scope::new(&account.name, &region, &base, config.max_concurrent_requests, telemetry.clone());
+                let scope = Scope::new(&account.name, &region, &base, limits, telemetry.clone());
                 tracing::info!(account = %account.name, region = %region, "polling CodePipeline and CodeConnections");
                 let token = context.readiness.token();
                 scopes.push(tokio::spawn(run_codepipeline(scope.clone(), account.codepipeline.clone(), context.clone(), token)));

@@ -4,9 +4,10 @@
 //! are rendered at scrape time, where the process figures are fresh.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::budget::Budget;
 use crate::exposition::{Family, Format, Kind};
 use crate::store::{Histogram, Rendered};
 
@@ -29,6 +30,36 @@ pub static AWS_REQUEST_DURATION: Family = Family {
     name: "codepipeline_exporter_aws_request_duration_seconds",
     help: "Duration of AWS API calls, retries included.",
     kind: Kind::Histogram,
+};
+pub static AWS_REQUEST_ATTEMPTS: Family = Family {
+    name: "codepipeline_exporter_aws_request_attempts_total",
+    help: "AWS API call attempts, by service and operation: the calls plus the SDK's retries.",
+    kind: Kind::Counter,
+};
+pub static AWS_THROTTLED_ATTEMPTS: Family = Family {
+    name: "codepipeline_exporter_aws_throttled_attempts_total",
+    help: "AWS API call attempts that AWS throttled, by account and region, retried ones included.",
+    kind: Kind::Counter,
+};
+pub static BUDGET_RATE: Family = Family {
+    name: "codepipeline_exporter_budget_requests_per_second",
+    help: "The request budget of the account and region: AWS calls a second it allows, sustained.",
+    kind: Kind::Gauge,
+};
+pub static BUDGET_WAITING: Family = Family {
+    name: "codepipeline_exporter_budget_waiting_requests",
+    help: "AWS calls waiting for the request budget of the account and region.",
+    kind: Kind::Gauge,
+};
+pub static BUDGET_WAIT: Family = Family {
+    name: "codepipeline_exporter_budget_wait_seconds_total",
+    help: "Time AWS calls spent waiting for the request budget of the account and region.",
+    kind: Kind::Counter,
+};
+pub static SCHEDULE_LAG: Family = Family {
+    name: "codepipeline_exporter_schedule_lag_seconds",
+    help: "How long the oldest AWS call waiting for the request budget has waited: how far polling is behind its schedule.",
+    kind: Kind::Gauge,
 };
 pub static PROCESS_CPU: Family =
     Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
@@ -65,11 +96,27 @@ pub struct Telemetry {
     version: &'static str,
     start_time: f64,
     requests: Mutex<BTreeMap<(&'static str, &'static str), RequestStats>>,
+    attempts: Mutex<BTreeMap<(String, String), u64>>,
+    /// The budget and the throttled attempts of each account and region. A budget whose scope was
+    /// removed by a reload is dropped with it and its series go.
+    scopes: Mutex<BTreeMap<(String, String), ScopeStats>>,
+}
+
+#[derive(Default)]
+struct ScopeStats {
+    budget: Weak<Budget>,
+    throttled: u64,
 }
 
 impl Telemetry {
     pub fn new() -> Telemetry {
-        Telemetry { version: env!("CARGO_PKG_VERSION"), start_time: unix_seconds(SystemTime::now()), requests: Mutex::default() }
+        Telemetry {
+            version: env!("CARGO_PKG_VERSION"),
+            start_time: unix_seconds(SystemTime::now()),
+            requests: Mutex::default(),
+            attempts: Mutex::default(),
+            scopes: Mutex::default(),
+        }
     }
 
     /// Records one AWS call; `error_code` is the AWS error code, or a transport failure's kind.
@@ -81,6 +128,26 @@ impl Telemetry {
         if let Some(code) = error_code {
             *stats.errors.entry(code.to_string()).or_default() += 1;
         }
+    }
+
+    /// Records one attempt of a call, as the SDK makes it.
+    pub fn observe_attempt(&self, account: &str, region: &str, service: &str, operation: &str, throttled: bool) {
+        *self
+            .attempts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((service.to_string(), operation.to_string()))
+            .or_default() += 1;
+        if throttled {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+            scopes.entry((account.to_string(), region.to_string())).or_default().throttled += 1;
+        }
+    }
+
+    /// Reports the budget of an account and region for as long as it exists.
+    pub fn register_budget(&self, account: &str, region: &str, budget: &Arc<Budget>) {
+        let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        scopes.entry((account.to_string(), region.to_string())).or_default().budget = Arc::downgrade(budget);
     }
 
     /// How many calls of `operation` were made, for tests and benchmarks.
@@ -102,6 +169,24 @@ impl Telemetry {
                     rendered.sample(&AWS_REQUEST_ERRORS, &[labels[0], labels[1], ("code", code)], *count as f64);
                 }
                 stats.duration.render(&mut rendered, &AWS_REQUEST_DURATION, &labels);
+            }
+        }
+        for ((service, operation), count) in self.attempts.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            rendered.sample(&AWS_REQUEST_ATTEMPTS, &[("service", service), ("operation", operation)], *count as f64);
+        }
+        {
+            let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+            scopes.retain(|_, stats| stats.budget.strong_count() > 0);
+            for ((account, region), stats) in scopes.iter() {
+                let labels = [("account", account.as_str()), ("region", region.as_str())];
+                rendered.sample(&AWS_THROTTLED_ATTEMPTS, &labels, stats.throttled as f64);
+                if let Some(budget) = stats.budget.upgrade() {
+                    let budget = budget.stats();
+                    rendered.sample(&BUDGET_RATE, &labels, budget.requests_per_second);
+                    rendered.sample(&BUDGET_WAITING, &labels, budget.waiting as f64);
+                    rendered.sample(&BUDGET_WAIT, &labels, budget.waited.as_secs_f64());
+                    rendered.sample(&SCHEDULE_LAG, &labels, budget.lag.as_secs_f64());
+                }
             }
         }
         let process = ProcessStats::read();

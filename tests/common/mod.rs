@@ -29,8 +29,15 @@ pub async fn start(world: World, yaml: &str) -> Bed {
     Bed { simulator, exporter }
 }
 
+/// Starts an exporter polling `simulator`. Tests poll every few hundred milliseconds, far faster
+/// than the default request budget allows, so the budget is lifted unless `yaml` sets one.
 pub async fn start_exporter(simulator: &Simulator, yaml: &str) -> Running {
-    let config = Config::parse(yaml, Path::new("test.yaml")).expect("valid test configuration");
+    let yaml = if yaml.contains("requests_per_second") {
+        yaml.to_string()
+    } else {
+        format!("requests_per_second: 10000\nburst: 10000\n{yaml}")
+    };
+    let config = Config::parse(&yaml, Path::new("test.yaml")).expect("valid test configuration");
     let overrides = Overrides {
         endpoint_url: Some(simulator.endpoint_url()),
         credentials: Some(Credentials::new("AKIDTEST", "test-secret", None, None, "test")),
