@@ -50,7 +50,7 @@ pub struct Scope {
 }
 
 /// How each account and region may call AWS.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Limits {
     pub max_concurrent_requests: usize,
     pub requests_per_second: f64,

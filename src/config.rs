@@ -43,7 +43,7 @@ pub struct Config {
 }
 
 /// One AWS account: the `account` label, how to get its credentials and where to look.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Account {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +56,7 @@ pub struct Account {
     pub codeconnections: CodeConnections,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CodePipeline {
     pub discover: bool,
     /// ListPipelineExecutions for execution outcomes, durations and delivery metrics.
@@ -76,7 +76,7 @@ impl CodePipeline {
 }
 
 /// CloudFormation Git sync: which repository syncs and resources to poll.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CodeConnections {
     /// ListRepositoryLinks and ListSyncConfigurations find every sync configuration.
     pub discover: bool,
@@ -100,6 +100,12 @@ pub struct RepositorySync {
 /// A compiled regular expression that prints as its source.
 #[derive(Debug, Clone)]
 pub struct Pattern(pub Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
 
 impl Serialize for Pattern {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

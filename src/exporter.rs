@@ -1,12 +1,14 @@
 //! Wires the pieces together in the order data flows: configuration, AWS clients, scheduler,
-//! store, HTTP. `main` and the integration tests start the exporter through here.
+//! store, HTTP. `main` and the integration tests start the exporter through here, and reloads of
+//! the configuration come back through here.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::aws::Overrides;
@@ -18,6 +20,24 @@ use crate::telemetry::Telemetry;
 
 /// How often the store may re-assemble the scrape body while poll results keep arriving.
 const ASSEMBLY_PAUSE: Duration = Duration::from_millis(100);
+/// Reload requests queued at most; further requesters wait for a place.
+const RELOAD_QUEUE: usize = 4;
+
+/// A request to re-read the configuration, and where to send the outcome.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// Asks the running exporter to re-read its configuration file.
+#[derive(Clone)]
+pub struct Reloader(mpsc::Sender<ReloadRequest>);
+
+impl Reloader {
+    /// Re-reads the configuration and applies it; on error the running configuration stays.
+    pub async fn reload(&self) -> Result<(), String> {
+        let (reply, outcome) = oneshot::channel();
+        self.0.send(reply).await.map_err(|_| "the exporter is shutting down".to_string())?;
+        outcome.await.map_err(|_| "the exporter is shutting down".to_string())?
+    }
+}
 
 /// A running exporter. Dropping it stops polling; [`Running::shutdown`] also drains HTTP.
 pub struct Running {
@@ -25,15 +45,18 @@ pub struct Running {
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub readiness: Arc<Readiness>,
-    scheduler: Scheduler,
+    pub reloader: Reloader,
+    scheduler: JoinHandle<()>,
     assembler: JoinHandle<()>,
     stop_http: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
 
-/// Starts polling as `config` says and serves HTTP on `listener`.
+/// Starts polling as `config` says and serves HTTP on `listener`. `config_path` is the file that
+/// reloads re-read; without one, a reload has nothing to do.
 pub async fn start(
     config: &Config,
+    config_path: Option<PathBuf>,
     overrides: &Overrides,
     listener: TcpListener,
     telemetry_path: &str,
@@ -42,19 +65,47 @@ pub async fn start(
     let telemetry = Arc::new(Telemetry::new());
     let readiness = Arc::new(Readiness::new(store.clone()));
     let scheduler = Scheduler::start(config, overrides, store.clone(), telemetry.clone(), readiness.clone()).await?;
+    let (requests, queue) = mpsc::channel(RELOAD_QUEUE);
+    let reloader = Reloader(requests);
+    let scheduler = tokio::spawn(serve_reloads(scheduler, config_path, telemetry.clone(), queue));
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
     let addr = listener.local_addr()?;
     let state = Arc::new(http::State {
         store: store.clone(),
         telemetry: telemetry.clone(),
         readiness: readiness.clone(),
+        reloader: reloader.clone(),
         telemetry_path: telemetry_path.to_string(),
     });
     let (stop_http, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, state, async move {
         let _ = stopped.await;
     }));
-    Ok(Running { addr, store, telemetry, readiness, scheduler, assembler, stop_http: Some(stop_http), server })
+    Ok(Running { addr, store, telemetry, readiness, reloader, scheduler, assembler, stop_http: Some(stop_http), server })
+}
+
+/// Owns the scheduler and applies reloads one at a time, for as long as the exporter runs.
+async fn serve_reloads(
+    mut scheduler: Scheduler,
+    path: Option<PathBuf>,
+    telemetry: Arc<Telemetry>,
+    mut requests: mpsc::Receiver<ReloadRequest>,
+) {
+    while let Some(reply) = requests.recv().await {
+        let outcome = match &path {
+            None => Ok(()),
+            Some(path) => match Config::load(path) {
+                Err(err) => Err(err.to_string()),
+                Ok(config) => scheduler.apply(&config).await.map_err(|err| format!("{err:#}")),
+            },
+        };
+        match &outcome {
+            Ok(()) => tracing::info!("configuration reloaded"),
+            Err(err) => tracing::error!(error = %err, "configuration reload failed; the running configuration stays"),
+        }
+        telemetry.record_reload(outcome.is_ok());
+        let _ = reply.send(outcome);
+    }
 }
 
 impl Running {
@@ -71,6 +122,6 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.assembler.abort();
         self.server.abort();
-        let _ = &self.scheduler;
+        self.scheduler.abort();
     }
 }

@@ -19,6 +19,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::exporter::Reloader;
 use crate::exposition::Format;
 use crate::scheduler::Readiness;
 use crate::store::Store;
@@ -36,6 +37,7 @@ pub struct State {
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub readiness: Arc<Readiness>,
+    pub reloader: Reloader,
     pub telemetry_path: String,
 }
 
@@ -71,7 +73,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
         let state = state.clone();
         let service = hyper::service::service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(route(&state, request)) }
+            async move { Ok::<_, Infallible>(route(&state, request).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
@@ -86,11 +88,25 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     }
 }
 
-fn route(state: &State, request: Request<Incoming>) -> Response<Body> {
+async fn route(state: &State, request: Request<Incoming>) -> Response<Body> {
+    let path = request.uri().path();
+    if path == "/-/reload" {
+        if request.method() != Method::POST && request.method() != Method::PUT {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed\n");
+        }
+        return match state.reloader.reload().await {
+            Ok(()) => text(StatusCode::OK, "Reloaded\n"),
+            Err(err) => {
+                let mut response = Response::new(Full::new(Bytes::from(format!("failed to reload config: {err}\n"))).boxed());
+                *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                response
+            }
+        };
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
-    let path = request.uri().path();
     if path == state.telemetry_path {
         return metrics(state, &request);
     }

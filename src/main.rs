@@ -82,6 +82,9 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
 }
 
 async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    // Installed first: SIGHUP's default action ends the process, so a reload asked for during
+    // start-up would otherwise kill it.
+    let hangups = hangup_signals();
     let mut overrides = Overrides::default();
     let _simulator = if cli.demo {
         let simulator = simulator::demo::start().await.context("cannot start the simulated AWS account")?;
@@ -94,10 +97,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     };
     let addr = listen_address(&cli.listen_address)?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let running = exporter::start(&config, &overrides, listener, &cli.telemetry_path).await?;
+    let running = exporter::start(&config, cli.config_file.clone(), &overrides, listener, &cli.telemetry_path).await?;
     let shown = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], running.addr.port())) } else { running.addr };
     tracing::info!(address = %running.addr, "listening");
     println!("codepipeline-exporter {} serving metrics at http://{shown}{}", env!("CARGO_PKG_VERSION"), cli.telemetry_path);
+    tokio::spawn(reload_on_sighup(hangups, running.reloader.clone()));
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.shutdown().await;
@@ -108,6 +112,37 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 fn listen_address(text: &str) -> anyhow::Result<SocketAddr> {
     let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_string() };
     full.parse().with_context(|| format!("invalid --web.listen-address {text:?}: use host:port or :port"))
+}
+
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangup_signals() -> Hangups {
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP; reload with POST /-/reload");
+            None
+        }
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// SIGHUP re-reads the configuration file, as it does for Prometheus.
+async fn reload_on_sighup(hangups: Hangups, reloader: exporter::Reloader) {
+    #[cfg(unix)]
+    if let Some(mut hangups) = hangups {
+        while hangups.recv().await.is_some() {
+            // The outcome is logged and exported by the reload itself.
+            let _ = reloader.reload().await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (hangups, reloader);
 }
 
 async fn shutdown_signal() {

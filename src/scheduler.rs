@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
+use aws_config::SdkConfig;
 use rand::Rng as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,7 +22,7 @@ use tokio::task::JoinHandle;
 use crate::aws::{self, CallError, Limits, Overrides, Scope};
 use crate::codeconnections::{self, Link, RepositorySyncInfo, RepositorySyncTarget, ResourceSyncInfo, ResourceSyncTarget};
 use crate::codepipeline::{self, Summary};
-use crate::config::{self, Config};
+use crate::config::{self, Account, Config};
 use crate::exposition::{Family, Kind};
 use crate::store::{Rendered, Store, TargetKey, TargetKind};
 use crate::telemetry::{Telemetry, unix_seconds};
@@ -157,9 +158,18 @@ fn jittered(interval: Duration) -> Duration {
 struct Context {
     store: Arc<Store>,
     readiness: Arc<Readiness>,
+    /// Off once the scope is removed by a reload: its tasks' results are then dropped.
+    live: Arc<AtomicBool>,
     interval: Duration,
     active_interval: Duration,
     discovery_interval: Duration,
+}
+
+impl Context {
+    /// Hands a target's series to the store, unless the scope was removed meanwhile.
+    fn publish(&self, key: &TargetKey, rendered: Rendered) {
+        self.store.update_if(key, rendered, &self.live);
+    }
 }
 
 /// Polls one target until its task is aborted or the target is gone.
@@ -178,7 +188,7 @@ async fn run_target<T: Target>(scope: Scope, key: TargetKey, mut target: T, cont
         let mut rendered = Rendered::default();
         target.render(&mut rendered, &key);
         health.render(&mut rendered, &key);
-        context.store.update(&key, rendered);
+        context.publish(&key, rendered);
         first_poll.done();
         let interval = if target.active() { context.active_interval } else { context.interval };
         tokio::time::sleep(jittered(interval)).await;
@@ -258,15 +268,54 @@ impl<I> Drop for Tasks<I> {
     }
 }
 
-/// The running scheduler. Dropping it stops every discovery and polling task.
+/// What a scope runs with. A reload restarts a scope only when this changed.
+#[derive(Debug, Clone, PartialEq)]
+struct ScopeSpec {
+    /// The account's settings, regions left out: adding a region leaves the others running.
+    account: Account,
+    interval: Duration,
+    active_interval: Duration,
+    discovery_interval: Duration,
+    request_timeout: Duration,
+    limits: Limits,
+}
+
+/// The discovery tasks of one account and region, and the switch that stops their series from
+/// reaching the store once the scope is removed.
+struct RunningScope {
+    spec: ScopeSpec,
+    live: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningScope {
+    fn stop(self, store: &Store, account: &str, region: &str) {
+        // Order matters: once `live` is off no update of this scope reaches the store, so the
+        // series removed next cannot come back from a task that is still finishing a poll.
+        self.live.store(false, Ordering::Release);
+        for task in &self.tasks {
+            task.abort();
+        }
+        store.retain(|key| !(&*key.account == account && &*key.region == region));
+    }
+}
+
+/// The running scheduler: one scope per account and region. Dropping it stops every discovery
+/// and polling task.
 pub struct Scheduler {
-    scopes: Vec<JoinHandle<()>>,
+    store: Arc<Store>,
+    telemetry: Arc<Telemetry>,
+    readiness: Arc<Readiness>,
+    overrides: Overrides,
+    scopes: HashMap<(String, String), RunningScope>,
 }
 
 impl Drop for Scheduler {
     fn drop(&mut self) {
-        for scope in &self.scopes {
-            scope.abort();
+        for scope in self.scopes.values() {
+            for task in &scope.tasks {
+                task.abort();
+            }
         }
     }
 }
@@ -283,21 +332,17 @@ impl Scheduler {
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
         let _starting = readiness.token();
-        let context = Context {
-            store,
-            readiness,
-            interval: config.interval,
-            // Something running is never polled less often than something idle.
-            active_interval: config.active_interval.min(config.interval),
-            discovery_interval: config.discovery_interval,
-        };
-        let limits = Limits {
-            max_concurrent_requests: config.max_concurrent_requests,
-            requests_per_second: config.requests_per_second,
-            burst: config.burst,
-        };
-        let mut scopes = Vec::new();
-        let default_region = aws::default_region(overrides).await;
+        let mut scheduler = Scheduler { store, telemetry, readiness, overrides: overrides.clone(), scopes: HashMap::new() };
+        scheduler.apply(config).await?;
+        Ok(scheduler)
+    }
+
+    /// Makes the running scopes those of `config`: scopes that are gone or changed stop and their
+    /// series disappear, new and changed ones start, the others go on untouched, counters and all.
+    /// Nothing changes when `config` cannot be applied.
+    pub async fn apply(&mut self, config: &Config) -> anyhow::Result<()> {
+        let default_region = aws::default_region(&self.overrides).await;
+        let mut desired: Vec<(String, ScopeSpec)> = Vec::new();
         for account in &config.accounts {
             let regions = if account.regions.is_empty() {
                 vec![default_region.clone().with_context(|| {
@@ -309,17 +354,69 @@ impl Scheduler {
             } else {
                 account.regions.clone()
             };
-            let base = aws::account_config(account, config.request_timeout, overrides).await;
-            for region in regions {
-                let scope = Scope::new(&account.name, &region, &base, limits, telemetry.clone());
-                tracing::info!(account = %account.name, region = %region, "polling CodePipeline and CodeConnections");
-                let token = context.readiness.token();
-                scopes.push(tokio::spawn(run_codepipeline(scope.clone(), account.codepipeline.clone(), context.clone(), token)));
-                let token = context.readiness.token();
-                scopes.push(tokio::spawn(run_codeconnections(scope, account.codeconnections.clone(), context.clone(), token)));
+            let spec = ScopeSpec {
+                account: Account { regions: Vec::new(), ..account.clone() },
+                interval: config.interval,
+                // Something running is never polled less often than something idle.
+                active_interval: config.active_interval.min(config.interval),
+                discovery_interval: config.discovery_interval,
+                request_timeout: config.request_timeout,
+                limits: Limits {
+                    max_concurrent_requests: config.max_concurrent_requests,
+                    requests_per_second: config.requests_per_second,
+                    burst: config.burst,
+                },
+            };
+            desired.extend(regions.into_iter().map(|region| (region, spec.clone())));
+        }
+        let wanted = |account: &str, region: &str, spec: &ScopeSpec| {
+            desired.iter().any(|(r, s)| s.account.name == account && r == region && s == spec)
+        };
+        let stale: Vec<(String, String)> =
+            self.scopes.iter().filter(|((a, r), scope)| !wanted(a, r, &scope.spec)).map(|(key, _)| key.clone()).collect();
+        for (account, region) in stale {
+            if let Some(scope) = self.scopes.remove(&(account.clone(), region.clone())) {
+                tracing::info!(account = %account, region = %region, "stopping the scope; its series are removed");
+                scope.stop(&self.store, &account, &region);
             }
         }
-        Ok(Scheduler { scopes })
+        let mut sdk_configs: HashMap<String, SdkConfig> = HashMap::new();
+        for (region, spec) in desired {
+            let key = (spec.account.name.clone(), region.clone());
+            if self.scopes.contains_key(&key) {
+                continue;
+            }
+            let base = match sdk_configs.get(&spec.account.name) {
+                Some(base) => base.clone(),
+                None => {
+                    let base = aws::account_config(&spec.account, spec.request_timeout, &self.overrides).await;
+                    sdk_configs.insert(spec.account.name.clone(), base.clone());
+                    base
+                }
+            };
+            let live = Arc::new(AtomicBool::new(true));
+            let context = Context {
+                store: self.store.clone(),
+                readiness: self.readiness.clone(),
+                live: live.clone(),
+                interval: spec.interval,
+                active_interval: spec.active_interval,
+                discovery_interval: spec.discovery_interval,
+            };
+            let scope = Scope::new(&spec.account.name, &region, &base, spec.limits, self.telemetry.clone());
+            tracing::info!(account = %spec.account.name, region = %region, "polling CodePipeline and CodeConnections");
+            let tasks = vec![
+                tokio::spawn(run_codepipeline(
+                    scope.clone(),
+                    spec.account.codepipeline.clone(),
+                    context.clone(),
+                    self.readiness.token(),
+                )),
+                tokio::spawn(run_codeconnections(scope, spec.account.codeconnections.clone(), context, self.readiness.token())),
+            ];
+            self.scopes.insert(key, RunningScope { spec, live, tasks });
+        }
+        Ok(())
     }
 }
 
@@ -353,7 +450,7 @@ async fn run_codepipeline(scope: Scope, settings: config::CodePipeline, context:
             }
             let mut rendered = Rendered::default();
             health.render(&mut rendered, &key);
-            context.store.update(&key, rendered);
+            context.publish(&key, rendered);
         }
         tasks
             .reconcile(&scope, &context, desired, complete, |name, summary| {
@@ -391,7 +488,7 @@ async fn run_codeconnections(scope: Scope, settings: config::CodeConnections, co
             let mut rendered = Rendered::default();
             codeconnections::render_links(&mut rendered, &scope.account, &scope.region, &links);
             health.render(&mut rendered, &key);
-            context.store.update(&key, rendered);
+            context.publish(&key, rendered);
         }
         let repository_of = |link_id: &str| {
             links.iter().find(|link| link.id == link_id).map(|link| link.repository.clone()).unwrap_or_else(|| "unknown".into())

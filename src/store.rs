@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -171,7 +172,16 @@ impl Store {
     /// Replaces everything stored for `key` with `rendered`. Families the target no longer has
     /// lose its series. Returns whether anything changed, and wakes the assembler if so.
     pub fn update(&self, key: &TargetKey, rendered: Rendered) -> bool {
+        self.update_if(key, rendered, &AtomicBool::new(true))
+    }
+
+    /// [`Store::update`], unless `live` is off. `live` is read under the store's lock, so an owner
+    /// that turns it off and then removes the target's series cannot see them come back.
+    pub fn update_if(&self, key: &TargetKey, rendered: Rendered, live: &AtomicBool) -> bool {
         let mut guard = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if !live.load(Ordering::Acquire) {
+            return false;
+        }
         let slots = &mut *guard;
         let mut changed = false;
         for (name, slot) in slots.families.iter_mut() {

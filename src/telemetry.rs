@@ -61,6 +61,16 @@ pub static SCHEDULE_LAG: Family = Family {
     help: "How long the oldest AWS call waiting for the request budget has waited: how far polling is behind its schedule.",
     kind: Kind::Gauge,
 };
+pub static CONFIG_RELOAD_SUCCESSFUL: Family = Family {
+    name: "codepipeline_exporter_config_last_reload_successful",
+    help: "Whether the last configuration reload attempt was successful.",
+    kind: Kind::Gauge,
+};
+pub static CONFIG_RELOAD_SUCCESS_TIME: Family = Family {
+    name: "codepipeline_exporter_config_last_reload_success_timestamp_seconds",
+    help: "Timestamp of the last successful configuration reload (or of the start).",
+    kind: Kind::Gauge,
+};
 pub static PROCESS_CPU: Family =
     Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
 pub static PROCESS_RESIDENT_MEMORY: Family =
@@ -100,6 +110,8 @@ pub struct Telemetry {
     /// The budget and the throttled attempts of each account and region. A budget whose scope was
     /// removed by a reload is dropped with it and its series go.
     scopes: Mutex<BTreeMap<(String, String), ScopeStats>>,
+    /// Whether the last reload succeeded, and when the configuration was last loaded.
+    reload: Mutex<(bool, f64)>,
 }
 
 #[derive(Default)]
@@ -116,6 +128,7 @@ impl Telemetry {
             requests: Mutex::default(),
             attempts: Mutex::default(),
             scopes: Mutex::default(),
+            reload: Mutex::new((true, unix_seconds(SystemTime::now()))),
         }
     }
 
@@ -144,6 +157,15 @@ impl Telemetry {
         }
     }
 
+    /// Records the outcome of a configuration reload.
+    pub fn record_reload(&self, success: bool) {
+        let mut reload = self.reload.lock().unwrap_or_else(|e| e.into_inner());
+        reload.0 = success;
+        if success {
+            reload.1 = unix_seconds(SystemTime::now());
+        }
+    }
+
     /// Reports the budget of an account and region for as long as it exists.
     pub fn register_budget(&self, account: &str, region: &str, budget: &Arc<Budget>) {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,6 +182,11 @@ impl Telemetry {
     pub fn render(&self, out: &mut Vec<u8>, format: Format) {
         let mut rendered = Rendered::default();
         rendered.sample(&BUILD_INFO, &[("version", self.version)], 1.0);
+        {
+            let (success, at) = *self.reload.lock().unwrap_or_else(|e| e.into_inner());
+            rendered.sample(&CONFIG_RELOAD_SUCCESSFUL, &[], if success { 1.0 } else { 0.0 });
+            rendered.sample(&CONFIG_RELOAD_SUCCESS_TIME, &[], at);
+        }
         {
             let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
             for ((service, operation), stats) in requests.iter() {

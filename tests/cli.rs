@@ -82,3 +82,29 @@ fn endpoints_answer_and_sigterm_exits_cleanly() {
     let status = exporter.terminate(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn sighup_reloads_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    let settings = "requests_per_second: 100\nburst: 100\ninterval: 1s\n";
+    std::fs::write(&path, format!("{settings}accounts:\n  - name: demo\n    regions: [us-east-1]\n")).unwrap();
+    let mut exporter = Exporter::start(&["--demo", "--config.file", path.to_str().unwrap()]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    std::fs::write(&path, format!("{settings}accounts:\n  - name: demo\n    regions: [eu-west-1]\n")).unwrap();
+    let status = Command::new("kill").args(["-HUP", &exporter.child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let body = request(exporter.addr, "GET", "/metrics", &[]).await.body;
+            let moved = body.contains("region=\"eu-west-1\",kind=\"pipeline\"") && !body.contains("region=\"us-east-1\"");
+            if moved && body.contains("codepipeline_exporter_config_last_reload_successful 1\n") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "SIGHUP did not move polling to eu-west-1:\n{body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert_eq!(exporter.terminate(Duration::from_secs(5)).code(), Some(0));
+}

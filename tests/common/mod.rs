@@ -32,6 +32,11 @@ pub async fn start(world: World, yaml: &str) -> Bed {
 /// Starts an exporter polling `simulator`. Tests poll every few hundred milliseconds, far faster
 /// than the default request budget allows, so the budget is lifted unless `yaml` sets one.
 pub async fn start_exporter(simulator: &Simulator, yaml: &str) -> Running {
+    start_exporter_from(simulator, yaml, None).await
+}
+
+/// [`start_exporter`], reloading from `path` (whose content should be `yaml`).
+pub async fn start_exporter_from(simulator: &Simulator, yaml: &str, path: Option<std::path::PathBuf>) -> Running {
     let yaml = if yaml.contains("requests_per_second") {
         yaml.to_string()
     } else {
@@ -43,7 +48,7 @@ pub async fn start_exporter(simulator: &Simulator, yaml: &str) -> Running {
         credentials: Some(Credentials::new("AKIDTEST", "test-secret", None, None, "test")),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    exporter::start(&config, &overrides, listener, "/metrics").await.expect("exporter starts")
+    exporter::start(&config, path, &overrides, listener, "/metrics").await.expect("exporter starts")
 }
 
 /// A raw HTTP/1.1 response.
