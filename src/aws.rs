@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -112,16 +112,15 @@ impl Scope {
     /// Waiting for the budget or a permit is not part of the recorded duration. Error codes in
     /// `answers` are expected answers of the operation (a branch that never synced), not failures:
     /// they are not counted as errors.
-    pub async fn call<T, E, R>(
+    pub async fn call<T, E>(
         &self,
         service: &'static str,
         operation: &'static str,
-        request: impl Future<Output = Result<T, SdkError<E, R>>>,
+        request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         answers: &[&str],
     ) -> Result<T, CallError>
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         self.budget.acquire().await;
         let _permit = self.permits.acquire().await;
@@ -182,21 +181,25 @@ pub struct CallError {
     pub detail: String,
 }
 
-impl<E, R> From<SdkError<E, R>> for CallError
+impl<E> From<SdkError<E, HttpResponse>> for CallError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
-    fn from(err: SdkError<E, R>) -> CallError {
+    fn from(err: SdkError<E, HttpResponse>) -> CallError {
         CallError { code: error_code(&err), detail: DisplayErrorContext(&err).to_string() }
     }
 }
 
 /// A short, bounded name for what went wrong: the AWS error code when AWS answered with one, the
 /// kind of failure otherwise. Never the message, which may quote request data.
-pub fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
+pub fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> String {
     match err {
-        SdkError::ServiceError(service) => service.err().code().unwrap_or("Unknown").to_string(),
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some(code) => code.to_string(),
+            // A successful status whose body the SDK could not read (RPC v2 CBOR reports it so).
+            None if service.raw().status().is_success() => "ResponseError".into(),
+            None => "Unknown".into(),
+        },
         SdkError::TimeoutError(_) => "Timeout".into(),
         SdkError::DispatchFailure(failure) if failure.is_timeout() => "Timeout".into(),
         SdkError::DispatchFailure(_) => "ConnectionError".into(),

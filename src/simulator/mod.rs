@@ -21,6 +21,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rand::Rng as _;
 use tokio::net::TcpListener;
 
 pub use codeconnections::{SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent};
@@ -56,7 +57,7 @@ pub enum Fault {
     Error { status: u16, code: String, message: String },
     /// Answer normally, but only after this long.
     Delay(Duration),
-    /// Close the connection without answering.
+    /// Start a 200 answer, then close the connection in the middle of its body.
     Reset,
     /// Answer 200 with a body that is not valid for the protocol.
     Malformed,
@@ -72,6 +73,8 @@ impl Fault {
 struct Shared {
     world: Mutex<World>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    /// Faults shown at random: the share of calls that fail, and the faults to pick from.
+    chaos: Mutex<Option<(f64, Vec<Fault>)>>,
     calls: Mutex<BTreeMap<String, u64>>,
 }
 
@@ -121,9 +124,15 @@ impl Simulator {
         faults.entry(operation.to_string()).or_default().extend(std::iter::repeat_n(fault, times));
     }
 
-    /// Removes every fault not yet shown.
+    /// Makes a random `rate` of all calls show one of `faults`, picked at random.
+    pub fn chaos(&self, rate: f64, faults: Vec<Fault>) {
+        *self.shared.chaos.lock().unwrap_or_else(|e| e.into_inner()) = Some((rate, faults));
+    }
+
+    /// Removes every fault not yet shown, and the random ones.
     pub fn clear_faults(&self) {
         self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.shared.chaos.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// How many calls of `operation` arrived, faults included.
@@ -151,28 +160,62 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// A response, or a dropped connection for [`Fault::Reset`].
-type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
+type SimBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+type Answer = Result<Response<SimBody>, std::io::Error>;
+
+fn boxed(response: Response<Full<Bytes>>) -> Response<SimBody> {
+    response.map(|body| body.map_err(|never| match never {}).boxed())
+}
+
+/// A body that sends its first bytes and then fails, which makes the server drop the connection
+/// in the middle of the response.
+struct Truncated(Option<Bytes>);
+
+impl hyper::body::Body for Truncated {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(Some(match self.0.take() {
+            Some(first) => Ok(hyper::body::Frame::data(first)),
+            None => Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset")),
+        }))
+    }
+}
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large")),
+        Err(_) => return Ok(boxed(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))),
     };
     let call = match protocol::decode(parts.uri.path(), &parts.headers, &body) {
-        None => return Ok(plain(StatusCode::NOT_FOUND, "neither awsJson nor RPC v2 CBOR")),
-        Some(Err(failure)) => return Ok(protocol::error(Protocol::AwsJson("1.1"), &failure)),
+        None => return Ok(boxed(plain(StatusCode::NOT_FOUND, "neither awsJson nor RPC v2 CBOR"))),
+        Some(Err(failure)) => return Ok(boxed(protocol::error(Protocol::AwsJson("1.1"), &failure))),
         Some(Ok(call)) => call,
     };
     *shared.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(call.operation.clone()).or_default() += 1;
     let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&call.operation).and_then(VecDeque::pop_front);
+    let fault = fault.or_else(|| {
+        let chaos = shared.chaos.lock().unwrap_or_else(|e| e.into_inner());
+        let (rate, faults) = chaos.as_ref()?;
+        let mut rng = rand::rng();
+        (rng.random_bool(*rate) && !faults.is_empty()).then(|| faults[rng.random_range(0..faults.len())].clone())
+    });
     match fault {
         Some(Fault::Error { status, code, message }) => {
-            return Ok(protocol::error(call.protocol, &Failure { status, code, message }));
+            return Ok(boxed(protocol::error(call.protocol, &Failure { status, code, message })));
         }
-        Some(Fault::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated connection reset")),
-        Some(Fault::Malformed) => return Ok(protocol::malformed(call.protocol)),
+        Some(Fault::Reset) => {
+            let (parts, _) = protocol::ok(call.protocol, &ciborium::Value::Null).into_parts();
+            let mut response = Response::from_parts(parts, Truncated(Some(Bytes::from_static(b"{\"pipel"))).boxed());
+            response.headers_mut().insert("content-length", hyper::header::HeaderValue::from_static("4096"));
+            return Ok(response);
+        }
+        Some(Fault::Malformed) => return Ok(boxed(protocol::malformed(call.protocol))),
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
@@ -184,10 +227,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
             other => Err(Failure::new(400, "UnknownServiceException", format!("service {other} is not simulated"))),
         }
     };
-    Ok(match answer {
+    Ok(boxed(match answer {
         Ok(output) => protocol::ok(call.protocol, &output),
         Err(failure) => protocol::error(call.protocol, &failure),
-    })
+    }))
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {
