@@ -532,3 +532,58 @@ async fn run_codeconnections(scope: Scope, settings: config::CodeConnections, co
         tokio::time::sleep(jittered(context.discovery_interval)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Collects log lines.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn an_error_is_logged_once_per_state_change() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let key = TargetKey { account: "a".into(), region: "r".into(), kind: TargetKind::Pipeline, name: "p".into() };
+        let denied = CallError { code: "AccessDeniedException".into(), detail: "denied".into() };
+        let throttled = CallError { code: "ThrottlingException".into(), detail: "slow down".into() };
+        tracing::subscriber::with_default(subscriber, || {
+            let mut health = Health::default();
+            for _ in 0..5 {
+                health.failed(&key, &denied);
+            }
+            health.failed(&key, &throttled);
+            health.failed(&key, &throttled);
+            health.succeeded(&key);
+            health.succeeded(&key);
+            health.failed(&key, &denied);
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let events: Vec<&str> = text.lines().map(|l| l.split_once(": ").map(|(_, rest)| rest).unwrap_or(l)).collect();
+        assert_eq!(events.len(), 4, "{text}");
+        assert!(events[0].starts_with(
+            "poll failed; logged again only when the error changes target_key=a/r/pipeline/p code=AccessDeniedException"
+        ));
+        assert!(
+            events[1].starts_with("poll failed; last known values are kept target_key=a/r/pipeline/p code=ThrottlingException")
+        );
+        assert!(events[2].starts_with("target recovered target_key=a/r/pipeline/p previous_error=ThrottlingException"));
+        assert!(events[3].starts_with(
+            "poll failed; logged again only when the error changes target_key=a/r/pipeline/p code=AccessDeniedException"
+        ));
+    }
+}
