@@ -18,6 +18,9 @@ pub struct SimPipeline {
     pub stages: Vec<SimStage>,
     /// Execution history, newest first, as ListPipelineExecutions pages through it.
     pub executions: Vec<SimExecution>,
+    /// Whether the caller may not read this pipeline (a permissions boundary): listed, but every
+    /// read answers AccessDeniedException.
+    pub denied: bool,
 }
 
 /// One pipeline execution as ListPipelineExecutions summarises it.
@@ -88,6 +91,7 @@ impl SimPipeline {
                 })
                 .collect(),
             executions: Vec::new(),
+            denied: false,
         }
     }
 
@@ -106,6 +110,9 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
             let pipeline = world.pipelines.get(name).ok_or_else(|| {
                 Failure::new(400, "PipelineNotFoundException", format!("Account does not have a pipeline with name '{name}'"))
             })?;
+            if pipeline.denied {
+                return Err(denied(name));
+            }
             let page = match input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("maxResults"))) {
                 Some((_, v)) => v.as_integer().and_then(|i| usize::try_from(i).ok()).unwrap_or(100).clamp(1, 100),
                 None => world.page(),
@@ -133,6 +140,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
         "GetPipelineState" => {
             let name = member(input, "name").ok_or_else(|| Failure::new(400, "ValidationException", "name is required"))?;
             match world.pipelines.get(name) {
+                Some(pipeline) if pipeline.denied => Err(denied(name)),
                 Some(pipeline) => Ok(pipeline_state(pipeline)),
                 None => Err(Failure::new(
                     400,
@@ -143,6 +151,14 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
         }
         _ => Err(Failure::new(400, "UnknownOperationException", format!("operation {operation} is not simulated"))),
     }
+}
+
+fn denied(name: &str) -> Failure {
+    Failure::new(
+        400,
+        "AccessDeniedException",
+        format!("User: arn:aws:sts::111122223333:assumed-role/codepipeline-exporter is not authorized to perform this action on pipeline {name}"),
+    )
 }
 
 fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {

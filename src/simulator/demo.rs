@@ -173,6 +173,11 @@ pub fn world(now: f64) -> World {
         });
     }
     advance_syncs(&mut world, now);
+    // A pipeline behind a permissions boundary: listed, never readable, so the exporter's health
+    // dashboard and alerts have a target that is down and an error code to show.
+    let mut restricted = SimPipeline::new("audit-restricted", &[("Source", &["Source"])]);
+    restricted.denied = true;
+    world.pipelines.insert(restricted.name.clone(), restricted);
     for (index, scenario) in SCENARIOS.iter().enumerate() {
         let names: Vec<(&str, Vec<&str>)> = scenario.stages.iter().map(|(s, a)| (*s, a.iter().map(|a| a.0).collect())).collect();
         let stages: Vec<(&str, &[&str])> = names.iter().map(|(s, a)| (*s, a.as_slice())).collect();
@@ -393,9 +398,11 @@ fn advance_syncs(world: &mut World, now: f64) {
     }
 }
 
-/// Serves the demo account, ready for the exporter to poll.
+/// Serves the demo account, ready for the exporter to poll. A few calls are throttled, as AWS does
+/// now and then; the SDK's retries absorb them, and the exporter counts them.
 pub async fn start() -> std::io::Result<Simulator> {
     let simulator = Simulator::start(world(unix_now())).await?;
+    simulator.chaos(0.03, vec![super::Fault::Throttling]);
     tokio::spawn(run(simulator.clone()));
     Ok(simulator)
 }

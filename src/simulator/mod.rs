@@ -55,6 +55,9 @@ impl World {
 pub enum Fault {
     /// An AWS error: HTTP status, error type and message.
     Error { status: u16, code: String, message: String },
+    /// ThrottlingException with the status of the request's protocol: 400 in awsJson, 429 in
+    /// RPC v2 CBOR.
+    Throttling,
     /// Answer normally, but only after this long.
     Delay(Duration),
     /// Start a 200 answer, then close the connection in the middle of its body.
@@ -208,6 +211,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     match fault {
         Some(Fault::Error { status, code, message }) => {
             return Ok(boxed(protocol::error(call.protocol, &Failure { status, code, message })));
+        }
+        Some(Fault::Throttling) => {
+            let status = if call.protocol == Protocol::RpcV2Cbor { 429 } else { 400 };
+            return Ok(boxed(protocol::error(call.protocol, &Failure::new(status, "ThrottlingException", "Rate exceeded"))));
         }
         Some(Fault::Reset) => {
             let (parts, _) = protocol::ok(call.protocol, &ciborium::Value::Null).into_parts();
