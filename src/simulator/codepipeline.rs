@@ -157,7 +157,9 @@ fn denied(name: &str) -> Failure {
     Failure::new(
         400,
         "AccessDeniedException",
-        format!("User: arn:aws:sts::111122223333:assumed-role/codepipeline-exporter is not authorized to perform this action on pipeline {name}"),
+        format!(
+            "User: arn:aws:sts::111122223333:assumed-role/codepipeline-exporter is not authorized to perform this action on pipeline {name}"
+        ),
     )
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod process;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -66,3 +66,17 @@ pub fn tool(name: &str) -> std::path::PathBuf {
         panic!("`{name}` is not installed: install Debian's `prometheus` package (scripts/test.sh does this), then run the tests again")
     })
 }
+
+/// Starts `codepipeline-exporter --demo` and waits until it is ready, with a runtime for requests.
+pub fn ready_demo() -> (Exporter, tokio::runtime::Runtime) {
+    let exporter = Exporter::start(&["--demo"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while super::request(exporter.addr, "GET", "/-/ready", &[]).await.status != 200 {
+            assert!(Instant::now() < deadline, "the demo is not ready after 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    (exporter, runtime)
+}
