@@ -1,0 +1,149 @@
+//! The deployment files: Kubernetes manifests, the PrometheusRule rendered from the one rules
+//! source, the Prometheus and Alertmanager configurations of the compose setup, the Dockerfile
+//! and the systemd unit, each checked with the real tool where there is one.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use codepipeline_exporter::config::Config;
+use common::process::tool;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn run(program: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(program).args(args).current_dir(ROOT).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap()
+}
+
+fn yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).unwrap()
+}
+
+#[test]
+fn the_prometheus_rule_is_rendered_from_the_rule_files() {
+    let (ok, rendered, errors) = run(&Path::new(ROOT).join("scripts/render-prometheusrule.sh"), &[]);
+    assert!(ok, "{errors}");
+    assert!(
+        rendered == read("deploy/kubernetes/prometheusrule.yaml"),
+        "deploy/kubernetes/prometheusrule.yaml is out of date: run scripts/render-prometheusrule.sh > deploy/kubernetes/prometheusrule.yaml"
+    );
+    let rule = yaml(&rendered);
+    let groups = rule["spec"]["groups"].as_array().unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["codeconnections", "codepipeline", "codepipeline-exporter", "codepipeline-delivery"]);
+    let mut from_files = Vec::new();
+    for file in ["deploy/prometheus/alerts.yml", "deploy/prometheus/recording.yml"] {
+        from_files.extend(yaml(&read(file))["groups"].as_array().unwrap().clone());
+    }
+    assert_eq!(groups, &from_files, "the PrometheusRule holds exactly the rule files' groups");
+}
+
+/// The manifests as kustomize builds them: with `kubectl kustomize` where kubectl is installed,
+/// otherwise the listed resources read as they are (the same kinds but the generated ConfigMap,
+/// without kustomize's edits).
+fn manifests() -> Vec<serde_json::Value> {
+    let kubectl =
+        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kubectl")).find(|p| p.is_file()));
+    match kubectl {
+        Some(kubectl) => {
+            let (ok, out, errors) = run(&kubectl, &["kustomize", "deploy/kubernetes"]);
+            assert!(ok, "kubectl kustomize failed: {errors}");
+            serde_saphyr::from_multiple(&out).unwrap()
+        }
+        None => {
+            let kustomization = yaml(&read("deploy/kubernetes/kustomization.yaml"));
+            kustomization["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| yaml(&read(&format!("deploy/kubernetes/{}", r.as_str().unwrap()))))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn kustomize_builds_a_hardened_deployment() {
+    let manifests = manifests();
+    let mut kinds: BTreeSet<&str> = manifests.iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    kinds.insert("ConfigMap");
+    assert_eq!(
+        kinds,
+        BTreeSet::from(["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"])
+    );
+    let deployment = manifests.iter().find(|m| m["kind"] == "Deployment").unwrap();
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/-/ready");
+    assert!(container["resources"]["limits"]["memory"].is_string() && container["resources"]["requests"]["cpu"].is_string());
+    let account = manifests.iter().find(|m| m["kind"] == "ServiceAccount").unwrap();
+    assert!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str().unwrap().starts_with("arn:aws:iam::"));
+    // The configuration the ConfigMap carries is one the exporter accepts.
+    Config::parse(&read("deploy/kubernetes/config.yaml"), Path::new("deploy/kubernetes/config.yaml")).unwrap();
+    if let Some(config_map) = manifests.iter().find(|m| m["kind"] == "ConfigMap") {
+        assert_eq!(config_map["data"]["config.yaml"].as_str().unwrap(), read("deploy/kubernetes/config.yaml"));
+        let volume = pod["volumes"][0]["configMap"]["name"].as_str().unwrap();
+        assert_eq!(volume, config_map["metadata"]["name"].as_str().unwrap(), "the Deployment mounts the generated ConfigMap");
+    }
+}
+
+#[test]
+fn promtool_accepts_the_compose_prometheus_configuration() {
+    let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
+    assert!(ok, "{out}{errors}");
+    assert!(out.contains("SUCCESS: 6 rules found"), "{out}");
+}
+
+#[test]
+fn amtool_accepts_the_alertmanager_configuration() {
+    let (ok, out, errors) = run(&tool("amtool"), &["check-config", "deploy/alertmanager/alertmanager.yml"]);
+    assert!(ok, "{out}{errors}");
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+#[test]
+fn the_compose_file_mounts_files_that_exist() {
+    let compose = yaml(&read("deploy/docker-compose.yml"));
+    let services: BTreeSet<&str> = compose["services"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(services, BTreeSet::from(["alertmanager", "exporter", "grafana", "prometheus"]));
+    assert_eq!(compose["services"]["exporter"]["command"][0], "--demo");
+    for service in compose["services"].as_object().unwrap().values() {
+        for volume in service["volumes"].as_array().into_iter().flatten() {
+            let host = volume.as_str().unwrap().split(':').next().unwrap();
+            assert!(Path::new(ROOT).join("deploy").join(host).exists(), "{host} is mounted but does not exist");
+        }
+    }
+    let dockerfile = read("deploy/Dockerfile");
+    assert_eq!(dockerfile.lines().filter(|l| l.starts_with("FROM ")).count(), 2, "a build stage and a small final stage");
+    let final_stage = dockerfile.rsplit("FROM ").next().unwrap();
+    assert!(final_stage.contains("\nUSER 65532:65532\n"), "the final image runs as a non-root user");
+    assert!(!dockerfile.to_lowercase().contains("openssl"));
+}
+
+#[test]
+fn systemd_accepts_the_unit() {
+    // The unit names the installed binary; verify it against the one this build made.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = read("deploy/systemd/codepipeline-exporter.service")
+        .replace("/usr/local/bin/codepipeline-exporter", env!("CARGO_BIN_EXE_codepipeline-exporter"));
+    let path = dir.path().join("codepipeline-exporter.service");
+    std::fs::write(&path, unit).unwrap();
+    let (ok, out, errors) = run(&tool("systemd-analyze"), &["verify", path.to_str().unwrap()]);
+    assert!(ok && errors.trim().is_empty(), "{out}{errors}");
+}
