@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_codepipeline::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::Semaphore;
 
@@ -186,8 +186,28 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
     fn from(err: SdkError<E, HttpResponse>) -> CallError {
-        CallError { code: error_code(&err), detail: DisplayErrorContext(&err).to_string() }
+        let detail = match &err {
+            SdkError::ServiceError(service) => match (service.err().code(), service.err().message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => chain(&err),
+            },
+            _ => chain(&err),
+        };
+        CallError { code: error_code(&err), detail }
     }
+}
+
+/// An error and its sources, each by its Display, without the SDK's debug dump of the raw
+/// response.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(next) = source {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        source = next.source();
+    }
+    text
 }
 
 /// A short, bounded name for what went wrong: the AWS error code when AWS answered with one, the

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -122,16 +122,38 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Body> {
 fn metrics(state: &State, request: &Request<Incoming>) -> Response<Body> {
     let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    let stored = state.store.exposition().body(format);
+    let gzip = accepts_gzip(request.headers().get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
+    let exposition = state.store.exposition();
     let mut own = Vec::with_capacity(4096);
     state.telemetry.render(&mut own, format);
     if format == Format::OpenMetrics {
         own.extend_from_slice(b"# EOF\n");
     }
-    let body = Chunks([stored, Bytes::from(own)]);
+    let body = if gzip {
+        Chunks(exposition.gzip(format).gzip(&own).into())
+    } else {
+        Chunks([exposition.body(format), Bytes::from(own)].into())
+    };
     let mut response = Response::new(body.boxed());
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
     response
+}
+
+/// Whether the client takes gzip: listed (or `*`) with a quality above zero.
+fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    accept_encoding.is_some_and(|header| {
+        header.split(',').any(|coding| {
+            let mut params = coding.split(';').map(str::trim);
+            let name = params.next().unwrap_or_default();
+            let quality = params.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
+            (name.eq_ignore_ascii_case("gzip") || name == "*") && quality > 0.0
+        })
+    })
 }
 
 fn landing_page(state: &State) -> Response<Body> {
@@ -158,9 +180,9 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     response
 }
 
-/// A body of two buffers sent one after the other, so that the stored exposition is sent as it
-/// is rather than copied into a new buffer with the exporter's own metrics.
-struct Chunks([Bytes; 2]);
+/// A body of buffers sent one after the other, so that the stored exposition is sent as it is
+/// rather than copied into a new buffer with the exporter's own metrics.
+struct Chunks(std::collections::VecDeque<Bytes>);
 
 impl hyper::body::Body for Chunks {
     type Data = Bytes;
@@ -170,8 +192,11 @@ impl hyper::body::Body for Chunks {
         mut self: std::pin::Pin<&mut Self>,
         _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let next = self.0.iter_mut().find(|chunk| !chunk.is_empty()).map(std::mem::take);
-        std::task::Poll::Ready(next.map(|chunk| Ok(Frame::data(chunk))))
+        let chunks = &mut self.0;
+        while chunks.front().is_some_and(Bytes::is_empty) {
+            chunks.pop_front();
+        }
+        std::task::Poll::Ready(chunks.pop_front().map(|chunk| Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -180,5 +205,18 @@ impl hyper::body::Body for Chunks {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::SizeHint::with_exact(self.0.iter().map(|c| c.len() as u64).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn gzip_is_taken_when_offered() {
+        assert!(super::accepts_gzip(Some("gzip")));
+        assert!(super::accepts_gzip(Some("deflate, gzip;q=0.5")));
+        assert!(super::accepts_gzip(Some("*")));
+        assert!(!super::accepts_gzip(Some("gzip;q=0")));
+        assert!(!super::accepts_gzip(Some("identity")));
+        assert!(!super::accepts_gzip(None));
     }
 }

@@ -9,6 +9,7 @@ pub mod aws;
 pub mod budget;
 pub mod codeconnections;
 pub mod codepipeline;
+pub mod compression;
 pub mod config;
 pub mod exporter;
 pub mod exposition;

@@ -8,12 +8,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
+use crate::compression::Prefix;
 use crate::exposition::{self, Family, Format};
 
 /// What a target is, as the `kind` label of the exporter's health series says.
@@ -128,10 +129,16 @@ impl Histogram {
 
 /// One complete scrape body in each format, without the trailer that the HTTP layer adds after the
 /// exporter's own metrics.
+///
+/// The OpenMetrics body, which Prometheus asks for, is deflated when assembled; the text body on
+/// the first scrape that asks for it gzipped, and then kept. Either way a scrape only compresses
+/// the exporter's own few metrics.
 #[derive(Debug, Default)]
 pub struct Exposition {
     pub openmetrics: Bytes,
     pub text: Bytes,
+    openmetrics_gzip: OnceLock<Prefix>,
+    text_gzip: OnceLock<Prefix>,
     /// The store's generation the bodies were assembled from.
     generation: u64,
 }
@@ -141,6 +148,14 @@ impl Exposition {
         match format {
             Format::OpenMetrics => self.openmetrics.clone(),
             Format::Text => self.text.clone(),
+        }
+    }
+
+    /// The body deflated, to be followed by the scrape's own part (see [`Prefix::gzip`]).
+    pub fn gzip(&self, format: Format) -> &Prefix {
+        match format {
+            Format::OpenMetrics => self.openmetrics_gzip.get_or_init(|| Prefix::new(&self.openmetrics)),
+            Format::Text => self.text_gzip.get_or_init(|| Prefix::new(&self.text)),
         }
     }
 }
@@ -259,7 +274,14 @@ impl Store {
                 text.extend_from_slice(chunk);
             }
         }
-        self.publish(Exposition { openmetrics: openmetrics.into(), text: text.into(), generation });
+        let openmetrics_gzip = OnceLock::from(Prefix::new(&openmetrics));
+        self.publish(Exposition {
+            openmetrics: openmetrics.into(),
+            text: text.into(),
+            openmetrics_gzip,
+            text_gzip: OnceLock::new(),
+            generation,
+        });
     }
 
     fn publish(&self, exposition: Exposition) {
@@ -271,11 +293,20 @@ impl Store {
 
     /// Re-assembles after every change, at most once per `pause`, for the life of the process: a
     /// burst of poll results costs one assembly, not one per target.
+    ///
+    /// Assembling costs time in proportion to the exposition's size, so the pause grows with it:
+    /// at least ten times the last assembly, which keeps assembling under a tenth of a core however
+    /// many targets change.
     pub async fn run_assembler(self: Arc<Self>, pause: Duration) {
         loop {
             self.changed.notified().await;
-            self.assemble();
-            tokio::time::sleep(pause).await;
+            let started = std::time::Instant::now();
+            let store = self.clone();
+            // Copying and deflating megabytes would stall the runtime's worker: do it aside.
+            if tokio::task::spawn_blocking(move || store.assemble()).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(pause.max(started.elapsed() * 10)).await;
         }
     }
 }

@@ -78,6 +78,16 @@ fn endpoints_answer_and_sigterm_exits_cleanly() {
         assert!(openmetrics.body.contains("# TYPE aws_codepipeline_stage_executions counter\n"));
         assert!(openmetrics.body.ends_with("# EOF\n"));
         assert!(openmetrics.body.contains("codepipeline_exporter_build_info{version=\""));
+
+        // gzip: one standard member, holding the same exposition.
+        let gzipped = request(addr, "GET", "/metrics", &[("Accept", accept), ("Accept-Encoding", "gzip")]).await;
+        assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
+        assert_eq!(gzipped.header("vary"), Some("Accept, Accept-Encoding"));
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gzipped.bytes[..]), &mut unzipped).unwrap();
+        assert!(unzipped.ends_with("# EOF\n"));
+        let head = |text: &str| text.lines().take_while(|l| !l.starts_with("# HELP codepipeline_exporter_build_info")).map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(head(&unzipped).len(), head(&openmetrics.body).len(), "the same series, compressed");
     });
     let status = exporter.terminate(Duration::from_secs(5));
     assert_eq!(status.code(), Some(0));

@@ -58,6 +58,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as sent, for compressed answers.
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -77,30 +79,31 @@ pub async fn request(addr: std::net::SocketAddr, method: &str, path: &str, heade
     stream.write_all(head.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.expect("read");
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("complete response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("complete response");
+    let head = String::from_utf8(raw[..split].to_vec()).expect("utf-8 headers");
+    let body = &raw[split + 4..];
     let mut lines = head.lines();
     let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status line");
     let headers =
         lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_string(), v.trim().to_string())).collect::<Vec<_>>();
-    let body = if headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v == "chunked") {
+    let bytes = if headers.iter().any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v == "chunked") {
         dechunk(body)
     } else {
-        body.to_string()
+        body.to_vec()
     };
-    HttpResponse { status, headers, body }
+    HttpResponse { status, headers, body: String::from_utf8_lossy(&bytes).into_owned(), bytes }
 }
 
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     loop {
-        let (size, rest) = body.split_once("\r\n").expect("chunk size");
-        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
+        let line = body.windows(2).position(|w| w == b"\r\n").expect("chunk size");
+        let size = usize::from_str_radix(std::str::from_utf8(&body[..line]).expect("ascii").trim(), 16).expect("hex chunk size");
         if size == 0 {
             return out;
         }
-        out.push_str(&rest[..size]);
-        body = &rest[size + 2..];
+        out.extend_from_slice(&body[line + 2..line + 2 + size]);
+        body = &body[line + 2 + size + 2..];
     }
 }
 

@@ -1,0 +1,97 @@
+//! gzip for scrape bodies without compressing the large part on every scrape.
+//!
+//! A scrape body is the assembled exposition (large, changes only when a poll changes something)
+//! followed by the exporter's own metrics (small, rendered per scrape). The large part is
+//! deflated once, ending with a full flush: that leaves the deflate stream at a byte boundary with
+//! no reference to earlier data, so a second, independent deflate stream of the small part can
+//! follow it. One gzip member wraps both, its CRC-32 combined from the two parts' CRCs. The result
+//! is ordinary gzip that any client reads, and a scrape compresses only a few kilobytes.
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress, Status};
+
+/// The gzip header: deflate, no name or comment, no modification time, unknown OS.
+const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// The deflated large part of a body, ready to be followed by a small one.
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    deflated: Bytes,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Prefix {
+    /// Deflates `data` and ends the stream with a full flush, not a final block.
+    pub fn new(data: &[u8]) -> Prefix {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        Prefix { deflated: Bytes::from(deflate(data, Compression::fast(), FlushCompress::Full)), crc, len: data.len() as u64 }
+    }
+
+    /// The gzip body of this prefix followed by `tail`, as three buffers to send in order: the
+    /// header, the shared deflated prefix, and the tail's deflate stream with the gzip trailer.
+    pub fn gzip(&self, tail: &[u8]) -> [Bytes; 3] {
+        let mut end = deflate(tail, Compression::default(), FlushCompress::Finish);
+        let mut crc = self.crc.clone();
+        let mut tail_crc = crc32fast::Hasher::new();
+        tail_crc.update(tail);
+        crc.combine(&tail_crc);
+        end.extend_from_slice(&crc.finalize().to_le_bytes());
+        // ISIZE is the length modulo 2^32, as RFC 1952 says.
+        end.extend_from_slice(&((self.len + tail.len() as u64) as u32).to_le_bytes());
+        [Bytes::from_static(&HEADER), self.deflated.clone(), Bytes::from(end)]
+    }
+}
+
+fn deflate(data: &[u8], level: Compression, flush: FlushCompress) -> Vec<u8> {
+    let mut compress = Compress::new(level, false);
+    let mut out = Vec::with_capacity(data.len() / 4 + 64);
+    loop {
+        let consumed = compress.total_in() as usize;
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(4096));
+        }
+        let status = compress.compress_vec(&data[consumed..], &mut out, flush).expect("deflate into memory does not fail");
+        let done = compress.total_in() as usize == data.len();
+        match (status, flush) {
+            (Status::StreamEnd, _) => return out,
+            // A flush is complete once all input is in and the compressor left room to spare.
+            (_, FlushCompress::Full) if done && out.len() < out.capacity() => return out,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn gunzip(parts: &[Bytes]) -> Vec<u8> {
+        let joined: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        let mut out = Vec::new();
+        // A single-member reader: the body must be one gzip member, not several concatenated.
+        flate2::read::GzDecoder::new(&joined[..]).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn prefix_and_tail_make_one_gzip_member() {
+        let large: Vec<u8> = (0..200_000).flat_map(|i| format!("metric{{n=\"{i}\"}} {i}\n").into_bytes()).collect();
+        let prefix = Prefix::new(&large);
+        let body = gunzip(&prefix.gzip(b"# EOF\n"));
+        assert_eq!(body.len(), large.len() + 6);
+        assert_eq!(&body[..large.len()], &large[..]);
+        assert_eq!(&body[large.len()..], b"# EOF\n");
+        // The same prefix serves many tails.
+        assert_eq!(gunzip(&prefix.gzip(b"")), large);
+    }
+
+    #[test]
+    fn empty_parts() {
+        assert_eq!(gunzip(&Prefix::new(b"").gzip(b"tail")), b"tail");
+        assert_eq!(gunzip(&Prefix::new(b"").gzip(b"")), b"");
+    }
+}
