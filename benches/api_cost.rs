@@ -68,7 +68,8 @@ async fn measure(interval: &str, active_interval: &str) -> Vec<(String, f64)> {
         credentials: Some(Credentials::new("AKIDBENCH", "bench", None, None, "bench")),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let running = exporter::start(&config, None, &overrides, listener, "/metrics").await.expect("exporter");
+    let options = exporter::Options { overrides, ..exporter::Options::default() };
+    let running = exporter::start(&config, options, listener).await.expect("exporter");
     while !running.readiness.is_ready() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the PrometheusRule of deploy/kubernetes from the rule files of deploy/prometheus, so that
 # the rules have one source: edit those files, then run
-#     scripts/render-prometheusrule.sh > deploy/kubernetes/prometheusrule.yaml
+#     scripts/render-prometheusrule.sh > deploy/kubernetes/base/prometheusrule.yaml
 # (the tests fail while the committed file differs from this output).
 set -euo pipefail
 cd "$(dirname "$0")/.."

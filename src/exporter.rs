@@ -15,6 +15,7 @@ use crate::aws::Overrides;
 use crate::config::Config;
 use crate::http;
 use crate::scheduler::{Readiness, Scheduler};
+use crate::shard::Shard;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 
@@ -52,19 +53,29 @@ pub struct Running {
     server: JoinHandle<()>,
 }
 
-/// Starts polling as `config` says and serves HTTP on `listener`. `config_path` is the file that
-/// reloads re-read; without one, a reload has nothing to do.
-pub async fn start(
-    config: &Config,
-    config_path: Option<PathBuf>,
-    overrides: &Overrides,
-    listener: TcpListener,
-    telemetry_path: &str,
-) -> anyhow::Result<Running> {
+/// How the exporter runs, besides its configuration file.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The file reloads re-read; without one, a reload has nothing to do.
+    pub config_path: Option<PathBuf>,
+    pub overrides: Overrides,
+    pub telemetry_path: String,
+    pub shard: Shard,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { config_path: None, overrides: Overrides::default(), telemetry_path: "/metrics".into(), shard: Shard::default() }
+    }
+}
+
+/// Starts polling as `config` says and serves HTTP on `listener`.
+pub async fn start(config: &Config, options: Options, listener: TcpListener) -> anyhow::Result<Running> {
+    let Options { config_path, overrides, telemetry_path, shard } = options;
     let store = Store::new();
-    let telemetry = Arc::new(Telemetry::new());
+    let telemetry = Arc::new(Telemetry::new(shard));
     let readiness = Arc::new(Readiness::new(store.clone()));
-    let scheduler = Scheduler::start(config, overrides, store.clone(), telemetry.clone(), readiness.clone()).await?;
+    let scheduler = Scheduler::start(config, &overrides, shard, store.clone(), telemetry.clone(), readiness.clone()).await?;
     let (requests, queue) = mpsc::channel(RELOAD_QUEUE);
     let reloader = Reloader(requests);
     let scheduler = tokio::spawn(serve_reloads(scheduler, config_path, telemetry.clone(), queue));
@@ -75,7 +86,7 @@ pub async fn start(
         telemetry: telemetry.clone(),
         readiness: readiness.clone(),
         reloader: reloader.clone(),
-        telemetry_path: telemetry_path.to_string(),
+        telemetry_path,
     });
     let (stop_http, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, state, async move {

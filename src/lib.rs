@@ -16,6 +16,7 @@ pub mod exposition;
 pub mod http;
 pub mod logging;
 pub mod scheduler;
+pub mod shard;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;

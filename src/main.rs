@@ -8,6 +8,7 @@ use aws_credential_types::Credentials;
 use clap::Parser;
 use codepipeline_exporter::aws::Overrides;
 use codepipeline_exporter::config::{Config, ConfigError};
+use codepipeline_exporter::shard::Shard;
 use codepipeline_exporter::{exporter, logging, simulator};
 
 /// Prometheus exporter for AWS CodePipeline and AWS CodeConnections.
@@ -35,6 +36,12 @@ struct Cli {
     /// Validate the configuration, print the effective configuration and exit (0 valid, 1 not).
     #[arg(long = "config.check")]
     config_check: bool,
+    /// This replica's shard: a number from 0, or a name ending in -<number> such as a pod's.
+    #[arg(long = "shard", value_name = "ORDINAL", env = "SHARD", default_value = "0")]
+    shard: String,
+    /// The number of replicas the targets are split across.
+    #[arg(long = "total-shards", value_name = "N", env = "TOTAL_SHARDS", default_value_t = 1)]
+    total_shards: u32,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +57,13 @@ fn main() -> ExitCode {
         print!("{}", config.to_yaml());
         return ExitCode::SUCCESS;
     }
+    let shard = match Shard::parse(&cli.shard, cli.total_shards) {
+        Ok(shard) => shard,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     logging::init(&cli.log_level, cli.log_format == "json");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -58,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, config)) {
+    match runtime.block_on(run(cli, config, shard)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "exporter failed");
@@ -81,7 +95,7 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
     }
 }
 
-async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+async fn run(cli: Cli, config: Config, shard: Shard) -> anyhow::Result<()> {
     // Installed first: SIGHUP's default action ends the process, so a reload asked for during
     // start-up would otherwise kill it.
     let hangups = hangup_signals();
@@ -97,7 +111,12 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     };
     let addr = listen_address(&cli.listen_address)?;
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
-    let running = exporter::start(&config, cli.config_file.clone(), &overrides, listener, &cli.telemetry_path).await?;
+    if shard.total > 1 {
+        tracing::info!(shard = %shard, "polling this replica's share of the targets");
+    }
+    let options =
+        exporter::Options { config_path: cli.config_file.clone(), overrides, telemetry_path: cli.telemetry_path.clone(), shard };
+    let running = exporter::start(&config, options, listener).await?;
     let shown = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], running.addr.port())) } else { running.addr };
     tracing::info!(address = %running.addr, "listening");
     println!("codepipeline-exporter {} serving metrics at http://{shown}{}", env!("CARGO_PKG_VERSION"), cli.telemetry_path);

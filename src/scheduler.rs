@@ -24,6 +24,7 @@ use crate::codeconnections::{self, Link, RepositorySyncInfo, RepositorySyncTarge
 use crate::codepipeline::{self, Summary};
 use crate::config::{self, Account, Config};
 use crate::exposition::{Family, Kind};
+use crate::shard::Shard;
 use crate::store::{Rendered, Store, TargetKey, TargetKind};
 use crate::telemetry::{Telemetry, unix_seconds};
 
@@ -160,15 +161,20 @@ struct Context {
     readiness: Arc<Readiness>,
     /// Off once the scope is removed by a reload: its tasks' results are then dropped.
     live: Arc<AtomicBool>,
+    /// Which targets this replica polls; discovery still sees them all.
+    shard: Shard,
     interval: Duration,
     active_interval: Duration,
     discovery_interval: Duration,
 }
 
 impl Context {
-    /// Hands a target's series to the store, unless the scope was removed meanwhile.
+    /// Hands a target's series to the store, unless the scope was removed meanwhile or another
+    /// shard owns the target (discovery runs in every shard, but one publishes its series).
     fn publish(&self, key: &TargetKey, rendered: Rendered) {
-        self.store.update_if(key, rendered, &self.live);
+        if self.shard.owns(key) {
+            self.store.update_if(key, rendered, &self.live);
+        }
     }
 }
 
@@ -218,6 +224,8 @@ impl<I: Clone + PartialEq + Send + Sync + 'static> Tasks<I> {
         complete: bool,
         make: impl Fn(&str, watch::Receiver<I>) -> T,
     ) {
+        let mut desired = desired;
+        desired.retain(|name, _| context.shard.owns(&self.key(scope, name.clone())));
         if complete {
             let gone: Vec<String> = self.running.keys().filter(|name| !desired.contains_key(*name)).cloned().collect();
             for name in gone {
@@ -307,6 +315,7 @@ pub struct Scheduler {
     telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
     overrides: Overrides,
+    shard: Shard,
     scopes: HashMap<(String, String), RunningScope>,
 }
 
@@ -325,6 +334,7 @@ impl Scheduler {
     pub async fn start(
         config: &Config,
         overrides: &Overrides,
+        shard: Shard,
         store: Arc<Store>,
         telemetry: Arc<Telemetry>,
         readiness: Arc<Readiness>,
@@ -332,7 +342,8 @@ impl Scheduler {
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
         let _starting = readiness.token();
-        let mut scheduler = Scheduler { store, telemetry, readiness, overrides: overrides.clone(), scopes: HashMap::new() };
+        let mut scheduler =
+            Scheduler { store, telemetry, readiness, overrides: overrides.clone(), shard, scopes: HashMap::new() };
         scheduler.apply(config).await?;
         Ok(scheduler)
     }
@@ -399,6 +410,7 @@ impl Scheduler {
                 store: self.store.clone(),
                 readiness: self.readiness.clone(),
                 live: live.clone(),
+                shard: self.shard,
                 interval: spec.interval,
                 active_interval: spec.active_interval,
                 discovery_interval: spec.discovery_interval,

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::budget::Budget;
 use crate::exposition::{Family, Format, Kind};
+use crate::shard::Shard;
 use crate::store::{Histogram, Rendered};
 
 pub static BUILD_INFO: Family = Family {
@@ -71,6 +72,16 @@ pub static CONFIG_RELOAD_SUCCESS_TIME: Family = Family {
     help: "Timestamp of the last successful configuration reload (or of the start).",
     kind: Kind::Gauge,
 };
+pub static SHARD_ORDINAL: Family = Family {
+    name: "codepipeline_exporter_shard_ordinal",
+    help: "The shard this replica polls (--shard), from 0.",
+    kind: Kind::Gauge,
+};
+pub static TOTAL_SHARDS: Family = Family {
+    name: "codepipeline_exporter_total_shards",
+    help: "The number of shards the targets are split into (--total-shards).",
+    kind: Kind::Gauge,
+};
 pub static PROCESS_CPU: Family =
     Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
 pub static PROCESS_RESIDENT_MEMORY: Family =
@@ -104,6 +115,7 @@ impl Default for RequestStats {
 
 pub struct Telemetry {
     version: &'static str,
+    shard: Shard,
     start_time: f64,
     requests: Mutex<BTreeMap<(&'static str, &'static str), RequestStats>>,
     attempts: Mutex<BTreeMap<(String, String), u64>>,
@@ -121,9 +133,10 @@ struct ScopeStats {
 }
 
 impl Telemetry {
-    pub fn new() -> Telemetry {
+    pub fn new(shard: Shard) -> Telemetry {
         Telemetry {
             version: env!("CARGO_PKG_VERSION"),
+            shard,
             start_time: unix_seconds(SystemTime::now()),
             requests: Mutex::default(),
             attempts: Mutex::default(),
@@ -182,6 +195,8 @@ impl Telemetry {
     pub fn render(&self, out: &mut Vec<u8>, format: Format) {
         let mut rendered = Rendered::default();
         rendered.sample(&BUILD_INFO, &[("version", self.version)], 1.0);
+        rendered.sample(&SHARD_ORDINAL, &[], f64::from(self.shard.ordinal));
+        rendered.sample(&TOTAL_SHARDS, &[], f64::from(self.shard.total));
         {
             let (success, at) = *self.reload.lock().unwrap_or_else(|e| e.into_inner());
             rendered.sample(&CONFIG_RELOAD_SUCCESSFUL, &[], if success { 1.0 } else { 0.0 });
@@ -234,12 +249,6 @@ impl Telemetry {
         }
         rendered.sample(&PROCESS_START_TIME, &[], self.start_time);
         rendered.write(out, format);
-    }
-}
-
-impl Default for Telemetry {
-    fn default() -> Self {
-        Telemetry::new()
     }
 }
 

@@ -35,8 +35,8 @@ fn the_prometheus_rule_is_rendered_from_the_rule_files() {
     let (ok, rendered, errors) = run(&Path::new(ROOT).join("scripts/render-prometheusrule.sh"), &[]);
     assert!(ok, "{errors}");
     assert!(
-        rendered == read("deploy/kubernetes/prometheusrule.yaml"),
-        "deploy/kubernetes/prometheusrule.yaml is out of date: run scripts/render-prometheusrule.sh > deploy/kubernetes/prometheusrule.yaml"
+        rendered == read("deploy/kubernetes/base/prometheusrule.yaml"),
+        "deploy/kubernetes/base/prometheusrule.yaml is out of date: run scripts/render-prometheusrule.sh > deploy/kubernetes/base/prometheusrule.yaml"
     );
     let rule = yaml(&rendered);
     let groups = rule["spec"]["groups"].as_array().unwrap();
@@ -75,7 +75,7 @@ fn manifests() -> Vec<serde_json::Value> {
 
 #[test]
 fn kustomize_builds_a_hardened_deployment() {
-    let manifests = manifests();
+    let manifests = manifests("deploy/kubernetes");
     let mut kinds: BTreeSet<&str> = manifests.iter().map(|m| m["kind"].as_str().unwrap()).collect();
     kinds.insert("ConfigMap");
     assert_eq!(
@@ -95,9 +95,9 @@ fn kustomize_builds_a_hardened_deployment() {
     let account = manifests.iter().find(|m| m["kind"] == "ServiceAccount").unwrap();
     assert!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str().unwrap().starts_with("arn:aws:iam::"));
     // The configuration the ConfigMap carries is one the exporter accepts.
-    Config::parse(&read("deploy/kubernetes/config.yaml"), Path::new("deploy/kubernetes/config.yaml")).unwrap();
+    Config::parse(&read("deploy/kubernetes/base/config.yaml"), Path::new("deploy/kubernetes/base/config.yaml")).unwrap();
     if let Some(config_map) = manifests.iter().find(|m| m["kind"] == "ConfigMap") {
-        assert_eq!(config_map["data"]["config.yaml"].as_str().unwrap(), read("deploy/kubernetes/config.yaml"));
+        assert_eq!(config_map["data"]["config.yaml"].as_str().unwrap(), read("deploy/kubernetes/base/config.yaml"));
         let volume = pod["volumes"][0]["configMap"]["name"].as_str().unwrap();
         assert_eq!(volume, config_map["metadata"]["name"].as_str().unwrap(), "the Deployment mounts the generated ConfigMap");
     }
@@ -146,4 +146,23 @@ fn systemd_accepts_the_unit() {
     std::fs::write(&path, unit).unwrap();
     let (ok, out, errors) = run(&tool("systemd-analyze"), &["verify", path.to_str().unwrap()]);
     assert!(ok && errors.trim().is_empty(), "{out}{errors}");
+}
+
+#[test]
+fn the_sharded_variant_runs_a_statefulset_whose_pods_take_their_shard_from_their_name() {
+    let manifests = manifests("deploy/kubernetes/sharded");
+    let kinds: BTreeSet<&str> = manifests.iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains("StatefulSet"));
+    let set = manifests.iter().find(|m| m["kind"] == "StatefulSet").unwrap();
+    let container = &set["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.contains(&"--shard=$(POD_NAME)") && args.contains(&"--total-shards=$(TOTAL_SHARDS)"), "{args:?}");
+    let env = container["env"].as_array().unwrap();
+    assert_eq!(env.iter().find(|e| e["name"] == "POD_NAME").unwrap()["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+    let total = env.iter().find(|e| e["name"] == "TOTAL_SHARDS").unwrap()["value"].as_str().unwrap();
+    assert_eq!(set["spec"]["replicas"].as_u64().unwrap().to_string(), total, "replicas and TOTAL_SHARDS agree");
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    if kinds.contains("ConfigMap") {
+        assert!(!kinds.contains("Deployment"), "kustomize replaced the Deployment with the StatefulSet");
+    }
 }

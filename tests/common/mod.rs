@@ -38,6 +38,11 @@ pub async fn start_exporter(simulator: &Simulator, yaml: &str) -> Running {
 
 /// [`start_exporter`], reloading from `path` (whose content should be `yaml`).
 pub async fn start_exporter_from(simulator: &Simulator, yaml: &str, path: Option<std::path::PathBuf>) -> Running {
+    start_exporter_with(simulator, yaml, exporter::Options { config_path: path, ..exporter::Options::default() }).await
+}
+
+/// [`start_exporter`] with `options`; their AWS overrides are replaced by the simulator's.
+pub async fn start_exporter_with(simulator: &Simulator, yaml: &str, options: exporter::Options) -> Running {
     let yaml = if yaml.contains("requests_per_second") {
         yaml.to_string()
     } else {
@@ -49,7 +54,7 @@ pub async fn start_exporter_from(simulator: &Simulator, yaml: &str, path: Option
         credentials: Some(Credentials::new("AKIDTEST", "test-secret", None, None, "test")),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    exporter::start(&config, path, &overrides, listener, "/metrics").await.expect("exporter starts")
+    exporter::start(&config, exporter::Options { overrides, ..options }, listener).await.expect("exporter starts")
 }
 
 /// A raw HTTP/1.1 response.
