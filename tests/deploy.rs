@@ -49,28 +49,34 @@ fn the_prometheus_rule_is_rendered_from_the_rule_files() {
     assert_eq!(groups, &from_files, "the PrometheusRule holds exactly the rule files' groups");
 }
 
-/// The manifests as kustomize builds them: with `kubectl kustomize` where kubectl is installed,
-/// otherwise the listed resources read as they are (the same kinds but the generated ConfigMap,
-/// without kustomize's edits).
-fn manifests() -> Vec<serde_json::Value> {
+/// The manifests of `dir` as kustomize builds them: with `kubectl kustomize` where kubectl is
+/// installed, otherwise the listed resources read as they are, following directories (the same
+/// kinds but the generated ConfigMap, without kustomize's patches and edits).
+fn manifests(dir: &str) -> Vec<serde_json::Value> {
     let kubectl =
         std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kubectl")).find(|p| p.is_file()));
     match kubectl {
         Some(kubectl) => {
-            let (ok, out, errors) = run(&kubectl, &["kustomize", "deploy/kubernetes"]);
-            assert!(ok, "kubectl kustomize failed: {errors}");
+            let (ok, out, errors) = run(&kubectl, &["kustomize", dir]);
+            assert!(ok, "kubectl kustomize {dir} failed: {errors}");
             serde_saphyr::from_multiple(&out).unwrap()
         }
-        None => {
-            let kustomization = yaml(&read("deploy/kubernetes/kustomization.yaml"));
-            kustomization["resources"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| yaml(&read(&format!("deploy/kubernetes/{}", r.as_str().unwrap()))))
-                .collect()
+        None => read_resources(dir),
+    }
+}
+
+fn read_resources(dir: &str) -> Vec<serde_json::Value> {
+    let kustomization = yaml(&read(&format!("{dir}/kustomization.yaml")));
+    let mut out = Vec::new();
+    for resource in kustomization["resources"].as_array().unwrap() {
+        let path = format!("{dir}/{}", resource.as_str().unwrap());
+        if Path::new(ROOT).join(&path).is_dir() {
+            out.extend(read_resources(&path));
+        } else {
+            out.push(yaml(&read(&path)));
         }
     }
+    out
 }
 
 #[test]
