@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -18,6 +18,7 @@ use crate::scheduler::{Readiness, Scheduler};
 use crate::shard::Shard;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
+use crate::webconfig::WebConfig;
 
 /// How often the store may re-assemble the scrape body while poll results keep arriving.
 const ASSEMBLY_PAUSE: Duration = Duration::from_millis(100);
@@ -61,24 +62,32 @@ pub struct Options {
     pub overrides: Overrides,
     pub telemetry_path: String,
     pub shard: Shard,
+    /// `--web.config.file`: TLS, basic authentication, headers. Re-read on reload.
+    pub web_config_path: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { config_path: None, overrides: Overrides::default(), telemetry_path: "/metrics".into(), shard: Shard::default() }
+        Options {
+            config_path: None,
+            overrides: Overrides::default(),
+            telemetry_path: "/metrics".into(),
+            shard: Shard::default(),
+            web_config_path: None,
+        }
     }
 }
 
 /// Starts polling as `config` says and serves HTTP on `listener`.
 pub async fn start(config: &Config, options: Options, listener: TcpListener) -> anyhow::Result<Running> {
-    let Options { config_path, overrides, telemetry_path, shard } = options;
+    let Options { config_path, overrides, telemetry_path, shard, web_config_path } = options;
+    let web = load_web_config(web_config_path.as_deref())?;
     let store = Store::new();
     let telemetry = Arc::new(Telemetry::new(shard));
     let readiness = Arc::new(Readiness::new(store.clone()));
     let scheduler = Scheduler::start(config, &overrides, shard, store.clone(), telemetry.clone(), readiness.clone()).await?;
     let (requests, queue) = mpsc::channel(RELOAD_QUEUE);
     let reloader = Reloader(requests);
-    let scheduler = tokio::spawn(serve_reloads(scheduler, config_path, telemetry.clone(), queue));
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
     let addr = listener.local_addr()?;
     let state = Arc::new(http::State {
@@ -87,7 +96,10 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
         readiness: readiness.clone(),
         reloader: reloader.clone(),
         telemetry_path,
+        web: RwLock::new(Arc::new(web)),
     });
+    let files = Files { config: config_path, web_config: web_config_path };
+    let scheduler = tokio::spawn(serve_reloads(scheduler, files, state.clone(), queue));
     let (stop_http, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, state, async move {
         let _ = stopped.await;
@@ -95,28 +107,46 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     Ok(Running { addr, store, telemetry, readiness, reloader, scheduler, assembler, stop_http: Some(stop_http), server })
 }
 
-/// Owns the scheduler and applies reloads one at a time, for as long as the exporter runs.
+/// The files a reload re-reads.
+struct Files {
+    config: Option<PathBuf>,
+    web_config: Option<PathBuf>,
+}
+
+fn load_web_config(path: Option<&std::path::Path>) -> anyhow::Result<WebConfig> {
+    Ok(match path {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::default(),
+    })
+}
+
+/// Owns the scheduler and applies reloads one at a time, for as long as the exporter runs. Both
+/// files are validated before anything changes, so a bad one leaves everything as it was.
 async fn serve_reloads(
     mut scheduler: Scheduler,
-    path: Option<PathBuf>,
-    telemetry: Arc<Telemetry>,
+    files: Files,
+    state: Arc<http::State>,
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) {
     while let Some(reply) = requests.recv().await {
-        let outcome = match &path {
-            None => Ok(()),
-            Some(path) => match Config::load(path) {
-                Err(err) => Err(err.to_string()),
-                Ok(config) => scheduler.apply(&config).await.map_err(|err| format!("{err:#}")),
-            },
-        };
+        let outcome = reload(&mut scheduler, &files, &state).await;
         match &outcome {
             Ok(()) => tracing::info!("configuration reloaded"),
             Err(err) => tracing::error!(error = %err, "configuration reload failed; the running configuration stays"),
         }
-        telemetry.record_reload(outcome.is_ok());
+        state.telemetry.record_reload(outcome.is_ok());
         let _ = reply.send(outcome);
     }
+}
+
+async fn reload(scheduler: &mut Scheduler, files: &Files, state: &http::State) -> Result<(), String> {
+    let web = load_web_config(files.web_config.as_deref()).map_err(|err| err.to_string())?;
+    let config = files.config.as_deref().map(Config::load).transpose().map_err(|err| err.to_string())?;
+    if let Some(config) = config {
+        scheduler.apply(&config).await.map_err(|err| format!("{err:#}"))?;
+    }
+    *state.web.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(web);
+    Ok(())
 }
 
 impl Running {

@@ -7,23 +7,27 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
+use hyper::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY, WWW_AUTHENTICATE,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 use crate::exporter::Reloader;
 use crate::exposition::Format;
 use crate::scheduler::Readiness;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
+use crate::webconfig::{Access, WebConfig};
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,6 +43,8 @@ pub struct State {
     pub readiness: Arc<Readiness>,
     pub reloader: Reloader,
     pub telemetry_path: String,
+    /// TLS, users and headers; a reload replaces it, and new connections use the new one.
+    pub web: RwLock<Arc<WebConfig>>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -70,15 +76,29 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             },
             () = &mut shutdown => break,
         };
-        let state = state.clone();
+        let web = state.web.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let tls = web.tls.clone();
+        let connection_state = state.clone();
         let service = hyper::service::service_fn(move |request| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(route(&state, request).await) }
+            let (state, web) = (connection_state.clone(), web.clone());
+            async move { Ok::<_, Infallible>(respond(&state, &web, request).await) }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                None => {
+                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+                }
+                // The handshake runs in the connection's own task: a client that stalls or fails
+                // it is dropped without holding up anyone else.
+                Some(tls) => match tokio::time::timeout(HEADER_READ_TIMEOUT, TlsAcceptor::from(tls).accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+                    }
+                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
             drop(permit);
         });
     }
@@ -86,6 +106,23 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
+}
+
+/// Checks the credentials the web configuration asks for, routes, and adds its headers.
+async fn respond(state: &State, web: &WebConfig, request: Request<Incoming>) -> Response<Body> {
+    let authorization = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let mut response = match web.check(authorization).await {
+        Access::Allowed => route(state, request).await,
+        Access::Denied => {
+            let mut response = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"codepipeline-exporter\""));
+            response
+        }
+    };
+    for (name, value) in &web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
 }
 
 async fn route(state: &State, request: Request<Incoming>) -> Response<Body> {

@@ -20,3 +20,4 @@ pub mod shard;
 pub mod simulator;
 pub mod store;
 pub mod telemetry;
+pub mod webconfig;

@@ -21,6 +21,9 @@ struct Cli {
     /// Address to listen on for HTTP: `host:port`, or `:port` for every interface.
     #[arg(long = "web.listen-address", value_name = "ADDRESS", default_value = ":19264")]
     listen_address: String,
+    /// TLS, basic authentication and headers, in the format of Prometheus's exporter-toolkit.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
     telemetry_path: String,
@@ -114,8 +117,13 @@ async fn run(cli: Cli, config: Config, shard: Shard) -> anyhow::Result<()> {
     if shard.total > 1 {
         tracing::info!(shard = %shard, "polling this replica's share of the targets");
     }
-    let options =
-        exporter::Options { config_path: cli.config_file.clone(), overrides, telemetry_path: cli.telemetry_path.clone(), shard };
+    let options = exporter::Options {
+        config_path: cli.config_file.clone(),
+        overrides,
+        telemetry_path: cli.telemetry_path.clone(),
+        shard,
+        web_config_path: cli.web_config_file.clone(),
+    };
     let running = exporter::start(&config, options, listener).await?;
     let shown = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], running.addr.port())) } else { running.addr };
     tracing::info!(address = %running.addr, "listening");
