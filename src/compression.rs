@@ -24,15 +24,29 @@ pub struct Prefix {
 impl Prefix {
     /// Deflates `data` and ends the stream with a full flush, not a final block.
     pub fn new(data: &[u8]) -> Prefix {
+        Prefix::from_parts(std::iter::once(Bytes::copy_from_slice(data)))
+    }
+
+    /// [`Prefix::new`] of the concatenation of `parts`, without concatenating them.
+    pub fn from_parts(parts: impl Iterator<Item = Bytes>) -> Prefix {
         let mut crc = crc32fast::Hasher::new();
-        crc.update(data);
-        Prefix { deflated: Bytes::from(deflate(data, Compression::fast(), FlushCompress::Full)), crc, len: data.len() as u64 }
+        let mut len = 0u64;
+        let mut compress = Compress::new(Compression::fast(), false);
+        let mut out = Vec::with_capacity(64 * 1024);
+        for part in parts {
+            crc.update(&part);
+            len += part.len() as u64;
+            run(&mut compress, &part, &mut out, FlushCompress::None);
+        }
+        run(&mut compress, &[], &mut out, FlushCompress::Full);
+        Prefix { deflated: Bytes::from(out), crc, len }
     }
 
     /// The gzip body of this prefix followed by `tail`, as three buffers to send in order: the
     /// header, the shared deflated prefix, and the tail's deflate stream with the gzip trailer.
     pub fn gzip(&self, tail: &[u8]) -> [Bytes; 3] {
-        let mut end = deflate(tail, Compression::default(), FlushCompress::Finish);
+        let mut end = Vec::with_capacity(tail.len() / 3 + 64);
+        run(&mut Compress::new(Compression::default(), false), tail, &mut end, FlushCompress::Finish);
         let mut crc = self.crc.clone();
         let mut tail_crc = crc32fast::Hasher::new();
         tail_crc.update(tail);
@@ -44,20 +58,22 @@ impl Prefix {
     }
 }
 
-fn deflate(data: &[u8], level: Compression, flush: FlushCompress) -> Vec<u8> {
-    let mut compress = Compress::new(level, false);
-    let mut out = Vec::with_capacity(data.len() / 4 + 64);
+/// Feeds all of `data` to the compressor, appending its output to `out`, and, with a flush,
+/// until the flush is complete.
+fn run(compress: &mut Compress, data: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
+    let start = compress.total_in();
     loop {
-        let consumed = compress.total_in() as usize;
-        if out.capacity() - out.len() < 64 {
+        if out.capacity() - out.len() < 1024 {
             out.reserve(out.capacity().max(4096));
         }
-        let status = compress.compress_vec(&data[consumed..], &mut out, flush).expect("deflate into memory does not fail");
-        let done = compress.total_in() as usize == data.len();
+        let consumed = (compress.total_in() - start) as usize;
+        let status = compress.compress_vec(&data[consumed..], out, flush).expect("deflate into memory does not fail");
+        let all_in = (compress.total_in() - start) as usize == data.len();
         match (status, flush) {
-            (Status::StreamEnd, _) => return out,
+            (Status::StreamEnd, _) => return,
+            (_, FlushCompress::None) if all_in => return,
             // A flush is complete once all input is in and the compressor left room to spare.
-            (_, FlushCompress::Full) if done && out.len() < out.capacity() => return out,
+            (_, FlushCompress::Full) if all_in && out.len() < out.capacity() => return,
             _ => {}
         }
     }

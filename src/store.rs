@@ -127,36 +127,63 @@ impl Histogram {
     }
 }
 
-/// One complete scrape body in each format, without the trailer that the HTTP layer adds after the
-/// exporter's own metrics.
+/// One complete scrape body, without the trailer that the HTTP layer adds after the exporter's
+/// own metrics.
 ///
-/// The OpenMetrics body, which Prometheus asks for, is deflated when assembled; the text body on
-/// the first scrape that asks for it gzipped, and then kept. Either way a scrape only compresses
-/// the exporter's own few metrics.
+/// It holds the stored sample lines by reference, not copied. The gzip form of the OpenMetrics
+/// body, which Prometheus asks for, is deflated straight from them when assembled; the others are
+/// built on the first scrape that asks for them and then kept until the next assembly. So the
+/// memory of a scrape body is the stored lines plus their compressed form, unless some client
+/// keeps asking for uncompressed bodies too.
 #[derive(Debug, Default)]
 pub struct Exposition {
-    pub openmetrics: Bytes,
-    pub text: Bytes,
+    /// Each family with the stored lines of every target, in order.
+    families: Vec<(&'static Family, Vec<Bytes>)>,
+    openmetrics: OnceLock<Bytes>,
+    text: OnceLock<Bytes>,
     openmetrics_gzip: OnceLock<Prefix>,
     text_gzip: OnceLock<Prefix>,
-    /// The store's generation the bodies were assembled from.
+    /// The store's generation the body was assembled from.
     generation: u64,
 }
 
 impl Exposition {
+    /// The body in `format`.
     pub fn body(&self, format: Format) -> Bytes {
-        match format {
-            Format::OpenMetrics => self.openmetrics.clone(),
-            Format::Text => self.text.clone(),
-        }
+        let cell = match format {
+            Format::OpenMetrics => &self.openmetrics,
+            Format::Text => &self.text,
+        };
+        cell.get_or_init(|| {
+            let mut body = Vec::with_capacity(self.size());
+            for part in self.parts(format) {
+                body.extend_from_slice(&part);
+            }
+            Bytes::from(body)
+        })
+        .clone()
     }
 
     /// The body deflated, to be followed by the scrape's own part (see [`Prefix::gzip`]).
     pub fn gzip(&self, format: Format) -> &Prefix {
-        match format {
-            Format::OpenMetrics => self.openmetrics_gzip.get_or_init(|| Prefix::new(&self.openmetrics)),
-            Format::Text => self.text_gzip.get_or_init(|| Prefix::new(&self.text)),
-        }
+        let cell = match format {
+            Format::OpenMetrics => &self.openmetrics_gzip,
+            Format::Text => &self.text_gzip,
+        };
+        cell.get_or_init(|| Prefix::from_parts(self.parts(format)))
+    }
+
+    fn size(&self) -> usize {
+        self.families.iter().map(|(_, chunks)| 256 + chunks.iter().map(Bytes::len).sum::<usize>()).sum()
+    }
+
+    /// The body's pieces in order: each family's header, then its targets' lines.
+    fn parts(&self, format: Format) -> impl Iterator<Item = Bytes> + '_ {
+        self.families.iter().flat_map(move |(family, chunks)| {
+            let mut header = Vec::with_capacity(256);
+            family.write_header(&mut header, format);
+            std::iter::once(Bytes::from(header)).chain(chunks.iter().cloned())
+        })
     }
 }
 
@@ -251,9 +278,10 @@ impl Store {
         self.published.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Builds both scrape bodies from the stored lines and publishes them, unless newer bodies were
-    /// published meanwhile (two assemblies may race). The lock on the lines is held only while
-    /// their reference-counted buffers are collected, never while bytes are copied.
+    /// Collects the stored lines into a new scrape body, deflates it for Prometheus, and publishes
+    /// it, unless a newer one was published meanwhile (two assemblies may race). The lock on the
+    /// lines is held only while their reference-counted buffers are collected, never while bytes
+    /// are copied or compressed.
     pub fn assemble(&self) {
         let (generation, families): (u64, Vec<(&'static Family, Vec<Bytes>)>) = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
@@ -262,26 +290,9 @@ impl Store {
                 slots.families.values().map(|slot| (slot.family, slot.targets.values().cloned().collect())).collect(),
             )
         };
-        let size: usize =
-            families.iter().flat_map(|(_, chunks)| chunks.iter().map(Bytes::len)).sum::<usize>() + families.len() * 256;
-        let mut openmetrics = Vec::with_capacity(size);
-        let mut text = Vec::with_capacity(size);
-        for (family, chunks) in &families {
-            family.write_header(&mut openmetrics, Format::OpenMetrics);
-            family.write_header(&mut text, Format::Text);
-            for chunk in chunks {
-                openmetrics.extend_from_slice(chunk);
-                text.extend_from_slice(chunk);
-            }
-        }
-        let openmetrics_gzip = OnceLock::from(Prefix::new(&openmetrics));
-        self.publish(Exposition {
-            openmetrics: openmetrics.into(),
-            text: text.into(),
-            openmetrics_gzip,
-            text_gzip: OnceLock::new(),
-            generation,
-        });
+        let exposition = Exposition { families, generation, ..Exposition::default() };
+        exposition.gzip(Format::OpenMetrics);
+        self.publish(exposition);
     }
 
     fn publish(&self, exposition: Exposition) {
@@ -334,7 +345,7 @@ mod tests {
         }
         store.assemble();
         assert_eq!(
-            String::from_utf8(store.exposition().text.to_vec()).unwrap(),
+            String::from_utf8(store.exposition().body(Format::Text).to_vec()).unwrap(),
             "# HELP t_runs_total Runs.\n# TYPE t_runs_total counter\nt_runs_total{pipeline=\"p1\"} 2\nt_runs_total{pipeline=\"p2\"} 2\n\
              # HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 1\nt_up{pipeline=\"p2\"} 1\n"
         );
@@ -344,7 +355,7 @@ mod tests {
         store.remove(&key("p2"));
         store.assemble();
         assert_eq!(
-            String::from_utf8(store.exposition().openmetrics.to_vec()).unwrap(),
+            String::from_utf8(store.exposition().body(Format::OpenMetrics).to_vec()).unwrap(),
             "# HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 0\n"
         );
     }
@@ -359,8 +370,8 @@ mod tests {
         let newer = store.exposition();
         assert_eq!(newer.generation, 1);
         store.publish(Exposition::default());
-        assert_eq!(store.exposition().text, newer.text);
-        assert_eq!(&store.exposition().text[..], b"# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
+        assert_eq!(store.exposition().body(Format::Text), newer.body(Format::Text));
+        assert_eq!(&store.exposition().body(Format::Text)[..], b"# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
     }
 
     #[test]

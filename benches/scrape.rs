@@ -1,0 +1,239 @@
+//! The exporter under load, as a separate process polling the simulated AWS endpoint: for 100,
+//! 1,000 and 5,000 pipelines of 5 stages and 4 actions each, the time to the first complete
+//! exposition, its size, scrape latency with 1 and 32 concurrent clients (identity and gzip),
+//! memory, CPU per poll cycle and per scrape, and AWS calls per pipeline-hour.
+//!
+//!     cargo bench --bench scrape                 # all sizes
+//!     cargo bench --bench scrape -- 1000         # one size
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use codepipeline_exporter::simulator::{SimActionExecution, SimExecution, SimPipeline, Simulator, World};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::TcpStream;
+
+/// The poll interval of the benchmark: one cycle is long enough to measure, short enough to wait.
+const INTERVAL: u64 = 20;
+
+fn world(pipelines: usize) -> World {
+    let mut world = World { page_size: 100, ..World::default() };
+    let stages: Vec<(String, Vec<String>)> =
+        (0..5).map(|s| (format!("Stage{s}"), (0..4).map(|a| format!("Action{s}{a}")).collect())).collect();
+    let stages_ref: Vec<(&str, Vec<&str>)> =
+        stages.iter().map(|(s, a)| (s.as_str(), a.iter().map(String::as_str).collect())).collect();
+    let stages_ref: Vec<(&str, &[&str])> = stages_ref.iter().map(|(s, a)| (*s, a.as_slice())).collect();
+    for i in 0..pipelines {
+        let mut pipeline = SimPipeline::new(&format!("service-{i:05}-deploy"), &stages_ref);
+        for (s, stage) in pipeline.stages.iter_mut().enumerate() {
+            stage.latest = Some((format!("exec-{i}"), "Succeeded".into()));
+            for (a, action) in stage.actions.iter_mut().enumerate() {
+                action.latest = Some(SimActionExecution {
+                    id: format!("act-{i}-{s}-{a}"),
+                    status: "Succeeded".into(),
+                    last_status_change: 1_700_000_000.0 + (s * 4 + a) as f64,
+                    ..SimActionExecution::default()
+                });
+                if s == 0 {
+                    action.revision = Some((format!("{i:040x}"), 1_700_000_000.0));
+                }
+            }
+        }
+        pipeline.executions = vec![SimExecution::new(&format!("exec-{i}"), "Succeeded", 1_700_000_000.0, 1_700_000_300.0)];
+        world.pipelines.insert(pipeline.name.clone(), pipeline);
+    }
+    world
+}
+
+struct Process {
+    child: Child,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Process {
+    /// User plus system CPU seconds of the process so far.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
+        let ticks = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(14) + ticks(15)) / 100.0
+    }
+
+    /// Resident and peak resident memory, in MiB.
+    fn memory(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                / 1024.0
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection that scrapes `/metrics`.
+struct Scraper {
+    stream: BufReader<TcpStream>,
+    gzip: bool,
+}
+
+impl Scraper {
+    async fn connect(addr: std::net::SocketAddr, gzip: bool) -> Scraper {
+        Scraper { stream: BufReader::new(TcpStream::connect(addr).await.expect("connect")), gzip }
+    }
+
+    /// Scrapes once; returns the body.
+    async fn scrape(&mut self) -> Vec<u8> {
+        let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
+        let encoding = if self.gzip { "Accept-Encoding: gzip\r\n" } else { "" };
+        self.stream
+            .get_mut()
+            .write_all(format!("GET /metrics HTTP/1.1\r\nHost: bench\r\n{accept}{encoding}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            self.stream.read_line(&mut line).await.unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        self.stream.read_exact(&mut body).await.unwrap();
+        body
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+/// Scrapes with `clients` concurrent connections, `per_client` times each; returns the sorted
+/// latencies.
+async fn load(addr: std::net::SocketAddr, clients: usize, per_client: usize, gzip: bool) -> Vec<Duration> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut scraper = Scraper::connect(addr, gzip).await;
+                let mut latencies = Vec::with_capacity(per_client);
+                for _ in 0..per_client {
+                    let started = Instant::now();
+                    scraper.scrape().await;
+                    latencies.push(started.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    all
+}
+
+async fn bench(pipelines: usize) {
+    let simulator = Simulator::start(world(pipelines)).await.expect("simulator");
+    let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("interval: {INTERVAL}s\ndiscovery_interval: 1h\nrequests_per_second: 100000\nburst: 100000\nmax_concurrent_requests: 32\naccounts:\n  - name: bench\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let started = Instant::now();
+    let process = Process {
+        child: Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter"))
+            .args(["--config.file", config.to_str().unwrap(), "--web.listen-address", &addr.to_string(), "--log.level", "error"])
+            .env("AWS_ENDPOINT_URL", simulator.endpoint_url())
+            .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the exporter starts"),
+    };
+    loop {
+        if let Ok(mut stream) = TcpStream::connect(addr).await {
+            stream.write_all(b"GET /-/ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.unwrap();
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer).await;
+            if answer.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ready = started.elapsed();
+    let mut scraper = Scraper::connect(addr, false).await;
+    let body = scraper.scrape().await;
+    let series = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
+    let gzipped = Scraper::connect(addr, true).await.scrape().await.len();
+
+    // One poll cycle with nothing else going on: its CPU, and the AWS calls it makes.
+    let (cpu, calls) = (process.cpu_seconds(), simulator.total_calls());
+    tokio::time::sleep(Duration::from_secs(INTERVAL)).await;
+    let cycle_cpu = process.cpu_seconds() - cpu;
+    let calls_per_pipeline_hour = (simulator.total_calls() - calls) as f64 / pipelines as f64 * 3600.0 / INTERVAL as f64;
+
+    let mut rows = Vec::new();
+    for (clients, gzip) in [(1, false), (1, true), (32, false), (32, true)] {
+        let per_client = if clients == 1 { 200 } else { 40 };
+        let cpu = process.cpu_seconds();
+        let wall = Instant::now();
+        let latencies = load(addr, clients, per_client, gzip).await;
+        let elapsed = wall.elapsed().as_secs_f64();
+        let per_scrape = (process.cpu_seconds() - cpu) / latencies.len() as f64;
+        rows.push(format!(
+            "  {clients:>2} client(s), {:<8}: p50 {:>7.2} ms, p99 {:>7.2} ms, CPU {:.2} ms/scrape, {:.0} scrapes/s",
+            if gzip { "gzip" } else { "identity" },
+            percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+            per_scrape * 1000.0,
+            latencies.len() as f64 / elapsed
+        ));
+    }
+    let (rss, peak) = process.memory();
+    println!(
+        "{pipelines} pipelines: first complete exposition after {:.2} s; {series} series, {:.1} MB ({:.2} MB gzip)",
+        ready.as_secs_f64(),
+        body.len() as f64 / 1e6,
+        gzipped as f64 / 1e6
+    );
+    println!(
+        "  memory {rss:.0} MiB resident, {peak:.0} MiB peak; CPU {cycle_cpu:.2} s per poll cycle; {calls_per_pipeline_hour:.0} AWS calls per pipeline-hour (interval {INTERVAL} s)"
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    drop(process);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let sizes = if sizes.is_empty() { vec![100, 1000, 5000] } else { sizes };
+    for pipelines in sizes {
+        bench(pipelines).await;
+    }
+}
