@@ -185,12 +185,6 @@ impl Telemetry {
         scopes.entry((account.to_string(), region.to_string())).or_default().budget = Arc::downgrade(budget);
     }
 
-    /// How many calls of `operation` were made, for tests and benchmarks.
-    pub fn requests(&self, service: &str, operation: &str) -> u64 {
-        let requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        requests.iter().filter(|((s, o), _)| *s == service && *o == operation).map(|(_, stats)| stats.count).sum()
-    }
-
     /// Writes every family of the exporter's own metrics in `format`.
     pub fn render(&self, out: &mut Vec<u8>, format: Format) {
         let mut rendered = Rendered::default();

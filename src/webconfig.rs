@@ -160,10 +160,6 @@ impl WebConfig {
         Ok(WebConfig { tls, headers, users, ..WebConfig::default() })
     }
 
-    pub fn requires_auth(&self) -> bool {
-        !self.users.is_empty()
-    }
-
     /// Checks the `Authorization` header of a request against `basic_auth_users`.
     pub async fn check(&self, authorization: Option<&str>) -> Access {
         if self.users.is_empty() {

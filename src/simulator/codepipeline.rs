@@ -94,10 +94,6 @@ impl SimPipeline {
             denied: false,
         }
     }
-
-    pub fn stage_mut(&mut self, name: &str) -> Option<&mut SimStage> {
-        self.stages.iter_mut().find(|s| s.name == name)
-    }
 }
 
 /// Answers one operation from the world's current state.
