@@ -177,17 +177,6 @@ fn seconds(time: &DateTime) -> f64 {
     time.as_secs_f64()
 }
 
-/// Renders one state set, as the CodePipeline collector does: each status the SDK knows, plus an
-/// unknown current one, with the current status 1.
-fn state_set(rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
-    let mut with_status: Vec<(&str, &str)> = labels.to_vec();
-    for status in known.iter().copied().chain(current.filter(|c| !known.contains(c))) {
-        with_status.push(("status", status));
-        rendered.sample(family, &with_status, if current == Some(status) { 1.0 } else { 0.0 });
-        with_status.pop();
-    }
-}
-
 /// The latest attempt of one repository sync, reduced to what the metrics need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RepositorySyncState {
@@ -328,8 +317,7 @@ impl Target for RepositorySyncTarget {
             rendered.sample(&SYNC_CONFIGURATION_INFO, &with_config, 1.0);
         }
         let Some(last) = &self.last else { return };
-        state_set(
-            rendered,
+        rendered.state_set(
             &REPOSITORY_SYNC_STATUS,
             &labels,
             RepositorySyncStatus::values(),
@@ -427,8 +415,7 @@ impl Target for ResourceSyncTarget {
             ("resource_name", info.resource_name.as_str()),
             ("sync_type", info.sync_type.as_str()),
         ];
-        state_set(
-            rendered,
+        rendered.state_set(
             &RESOURCE_SYNC_STATUS,
             &labels,
             ResourceSyncStatus::values(),

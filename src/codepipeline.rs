@@ -339,23 +339,6 @@ impl Counters {
     }
 }
 
-/// Renders one state set: a series for each status the SDK knows, plus the current status if AWS
-/// returned one the SDK does not know yet; the current one is 1.
-fn state_set(rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
-    let mut with_status: Vec<(&str, &str)> = labels.to_vec();
-    for status in known {
-        with_status.push(("status", status));
-        rendered.sample(family, &with_status, if current == Some(*status) { 1.0 } else { 0.0 });
-        with_status.pop();
-    }
-    if let Some(current) = current
-        && !known.contains(&current)
-    {
-        with_status.push(("status", current));
-        rendered.sample(family, &with_status, 1.0);
-    }
-}
-
 /// Renders every series of one pipeline.
 pub fn render(
     rendered: &mut Rendered,
@@ -385,20 +368,13 @@ pub fn render(
     }
     for stage in &state.stages {
         let stage_labels = [base[0], base[1], base[2], ("stage", stage.name.as_str())];
-        state_set(
-            rendered,
+        rendered.state_set(
             &STAGE_STATUS,
             &stage_labels,
             StageExecutionStatus::values(),
             stage.latest.as_ref().map(|l| l.1.as_str()),
         );
-        state_set(
-            rendered,
-            &STAGE_INBOUND_STATUS,
-            &stage_labels,
-            StageExecutionStatus::values(),
-            stage.inbound_status.as_deref(),
-        );
+        rendered.state_set(&STAGE_INBOUND_STATUS, &stage_labels, StageExecutionStatus::values(), stage.inbound_status.as_deref());
         if let Some((enabled, changed)) = stage.transition {
             rendered.sample(&STAGE_TRANSITION_ENABLED, &stage_labels, if enabled { 1.0 } else { 0.0 });
             if let Some(changed) = changed {
@@ -411,8 +387,7 @@ pub fn render(
         }
         for action in &stage.actions {
             let action_labels = [base[0], base[1], base[2], stage_labels[3], ("action", action.name.as_str())];
-            state_set(
-                rendered,
+            rendered.state_set(
                 &ACTION_STATUS,
                 &action_labels,
                 ActionExecutionStatus::values(),

@@ -76,6 +76,18 @@ impl Rendered {
         exposition::write_sample(&mut self.families[position].1, name, labels, value);
     }
 
+    /// Adds a state set, as kube-state-metrics renders them: one series per status the SDK
+    /// knows, plus the current status if AWS returned one the SDK does not know yet, under a
+    /// `status` label; the current one is 1, the others 0, and all are 0 when there is none.
+    pub fn state_set(&mut self, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
+        let mut with_status: Vec<(&str, &str)> = labels.to_vec();
+        for status in known.iter().copied().chain(current.filter(|c| !known.contains(c))) {
+            with_status.push(("status", status));
+            self.sample(family, &with_status, if current == Some(status) { 1.0 } else { 0.0 });
+            with_status.pop();
+        }
+    }
+
     /// Writes every family with its header, for metrics rendered at scrape time.
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
         for (family, lines) in &self.families {

@@ -247,17 +247,8 @@ impl History {
         if !self.primed {
             return;
         }
-        let mut labels: Vec<(&str, &str)> = base.to_vec();
         let current = self.newest.as_ref().map(|(_, status)| status.as_str());
-        for status in PipelineExecutionStatus::values()
-            .iter()
-            .copied()
-            .chain(current.filter(|c| !PipelineExecutionStatus::values().contains(c)))
-        {
-            labels.push(("status", status));
-            rendered.sample(&EXECUTION_STATUS, &labels, if current == Some(status) { 1.0 } else { 0.0 });
-            labels.pop();
-        }
+        rendered.state_set(&EXECUTION_STATUS, base, PipelineExecutionStatus::values(), current);
         for status in FINAL {
             for trigger in &self.triggers {
                 let count = self.counts.get(&(status.to_string(), trigger.clone())).copied().unwrap_or(0);
