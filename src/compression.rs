@@ -1,11 +1,12 @@
 //! gzip for scrape bodies without compressing the large part on every scrape.
 //!
 //! A scrape body is the assembled exposition (large, changes only when a poll changes something)
-//! followed by the exporter's own metrics (small, rendered per scrape). The large part is
-//! deflated once, ending with a full flush: that leaves the deflate stream at a byte boundary with
-//! no reference to earlier data, so a second, independent deflate stream of the small part can
-//! follow it. One gzip member wraps both, its CRC-32 combined from the two parts' CRCs. The result
-//! is ordinary gzip that any client reads, and a scrape compresses only a few kilobytes.
+//! followed by the exporter's own metrics (small, rendered per scrape). Each metric family of the
+//! large part is deflated on its own, ending with a full flush: that leaves the deflate stream at a
+//! byte boundary with no reference to earlier data, so independent deflate streams can follow one
+//! another, and a family is deflated again only when it changed. The small part's stream comes
+//! last. One gzip member wraps them all, its CRC-32 combined from the parts' CRCs. The result is
+//! ordinary gzip that any client reads, and a scrape compresses only a few kilobytes.
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress, Status};
@@ -13,38 +14,65 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 /// The gzip header: deflate, no name or comment, no modification time, unknown OS.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
-/// The deflated large part of a body, ready to be followed by a small one.
+/// A piece of a body, deflated on its own and ended with a full flush, so that pieces deflated at
+/// different times can be joined: a family of series is deflated again only when it changed.
 #[derive(Debug, Clone)]
-pub struct Prefix {
+pub struct Segment {
     deflated: Bytes,
     crc: crc32fast::Hasher,
     len: u64,
 }
 
-impl Prefix {
-    /// Deflates `data` and ends the stream with a full flush, not a final block.
-    pub fn new(data: &[u8]) -> Prefix {
-        Prefix::from_parts(std::iter::once(Bytes::copy_from_slice(data)))
-    }
-
-    /// [`Prefix::new`] of the concatenation of `parts`, without concatenating them.
-    pub fn from_parts(parts: impl Iterator<Item = Bytes>) -> Prefix {
+impl Segment {
+    /// Deflates the concatenation of `parts`, without concatenating them.
+    pub fn new(parts: impl Iterator<Item = Bytes>) -> Segment {
         let mut crc = crc32fast::Hasher::new();
         let mut len = 0u64;
         let mut compress = Compress::new(Compression::fast(), false);
-        let mut out = Vec::with_capacity(64 * 1024);
+        let mut out = Vec::with_capacity(16 * 1024);
         for part in parts {
             crc.update(&part);
             len += part.len() as u64;
             run(&mut compress, &part, &mut out, FlushCompress::None);
         }
         run(&mut compress, &[], &mut out, FlushCompress::Full);
-        Prefix { deflated: Bytes::from(out), crc, len }
+        Segment { deflated: Bytes::from(out), crc, len }
+    }
+}
+
+/// The deflated large part of a body, ready to be followed by a small one.
+#[derive(Debug, Clone)]
+pub struct Prefix {
+    segments: Vec<Bytes>,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl Prefix {
+    /// Deflates `data` as one segment.
+    pub fn new(data: &[u8]) -> Prefix {
+        Prefix::from_parts(std::iter::once(Bytes::copy_from_slice(data)))
     }
 
-    /// The gzip body of this prefix followed by `tail`, as three buffers to send in order: the
-    /// header, the shared deflated prefix, and the tail's deflate stream with the gzip trailer.
-    pub fn gzip(&self, tail: &[u8]) -> [Bytes; 3] {
+    /// [`Prefix::new`] of the concatenation of `parts`, without concatenating them.
+    pub fn from_parts(parts: impl Iterator<Item = Bytes>) -> Prefix {
+        Prefix::from_segments(&[Segment::new(parts)])
+    }
+
+    /// Joins segments deflated separately: their bytes are shared, not copied.
+    pub fn from_segments<'a>(segments: impl IntoIterator<Item = &'a Segment>) -> Prefix {
+        let mut prefix = Prefix { segments: Vec::new(), crc: crc32fast::Hasher::new(), len: 0 };
+        for segment in segments {
+            prefix.segments.push(segment.deflated.clone());
+            prefix.crc.combine(&segment.crc);
+            prefix.len += segment.len;
+        }
+        prefix
+    }
+
+    /// The gzip body of this prefix followed by `tail`, as buffers to send in order: the header,
+    /// the shared deflated segments, and the tail's deflate stream with the gzip trailer.
+    pub fn gzip(&self, tail: &[u8]) -> Vec<Bytes> {
         let mut end = Vec::with_capacity(tail.len() / 3 + 64);
         run(&mut Compress::new(Compression::default(), false), tail, &mut end, FlushCompress::Finish);
         let mut crc = self.crc.clone();
@@ -54,7 +82,11 @@ impl Prefix {
         end.extend_from_slice(&crc.finalize().to_le_bytes());
         // ISIZE is the length modulo 2^32, as RFC 1952 says.
         end.extend_from_slice(&((self.len + tail.len() as u64) as u32).to_le_bytes());
-        [Bytes::from_static(&HEADER), self.deflated.clone(), Bytes::from(end)]
+        let mut parts = Vec::with_capacity(self.segments.len() + 2);
+        parts.push(Bytes::from_static(&HEADER));
+        parts.extend(self.segments.iter().cloned());
+        parts.push(Bytes::from(end));
+        parts
     }
 }
 
@@ -103,6 +135,14 @@ mod tests {
         assert_eq!(&body[large.len()..], b"# EOF\n");
         // The same prefix serves many tails.
         assert_eq!(gunzip(&prefix.gzip(b"")), large);
+    }
+
+    #[test]
+    fn segments_deflated_apart_join_into_one_member() {
+        let one = Segment::new([Bytes::from_static(b"# HELP a A.\n"), Bytes::from_static(b"a 1\n")].into_iter());
+        let two = Segment::new(std::iter::once(Bytes::from_static(b"b 2\n")));
+        let prefix = Prefix::from_segments([&one, &two, &one]);
+        assert_eq!(gunzip(&prefix.gzip(b"# EOF\n")), b"# HELP a A.\na 1\nb 2\n# HELP a A.\na 1\n# EOF\n");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! bodies whenever something changed. A scrape therefore clones a reference-counted buffer: its
 //! cost does not depend on how many pipelines there are, and it never waits on AWS or on a poll.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::compression::Prefix;
+use crate::compression::{Prefix, Segment};
 use crate::exposition::{self, Family, Format};
 
 /// What a target is, as the `kind` label of the exporter's health series says.
@@ -199,9 +199,14 @@ impl Exposition {
     }
 }
 
+/// The stored lines of one family, a buffer per target.
+type Chunks = Vec<Bytes>;
+
 struct Slot {
     family: &'static Family,
     targets: BTreeMap<TargetKey, Bytes>,
+    /// The store's generation when this family last changed: its deflated form is reused until then.
+    changed_at: u64,
 }
 
 /// The stored lines, and a generation that grows with every change to them.
@@ -214,6 +219,8 @@ struct Slots {
 #[derive(Default)]
 pub struct Store {
     slots: Mutex<Slots>,
+    /// The deflated form of each family as last assembled, and the generation it was made at.
+    segments: Mutex<HashMap<&'static str, (u64, Arc<Segment>)>>,
     published: RwLock<Arc<Exposition>>,
     changed: Notify,
 }
@@ -237,16 +244,20 @@ impl Store {
             return false;
         }
         let slots = &mut *guard;
+        let next = slots.generation + 1;
         let mut changed = false;
         for (name, slot) in slots.families.iter_mut() {
-            if !rendered.families.iter().any(|(f, _)| f.name == *name) {
-                changed |= slot.targets.remove(key).is_some();
+            if !rendered.families.iter().any(|(f, _)| f.name == *name) && slot.targets.remove(key).is_some() {
+                slot.changed_at = next;
+                changed = true;
             }
         }
         for (family, lines) in rendered.families {
-            let slot = slots.families.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new() });
+            let slot =
+                slots.families.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new(), changed_at: next });
             if slot.targets.get(key).map(|old| old[..] != lines[..]).unwrap_or(true) {
                 slot.targets.insert(key.clone(), Bytes::from(lines));
+                slot.changed_at = next;
                 changed = true;
             }
         }
@@ -269,11 +280,15 @@ impl Store {
     /// Removes every series of the targets `keep` rejects.
     pub fn retain(&self, keep: impl Fn(&TargetKey) -> bool) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let next = slots.generation + 1;
         let mut changed = false;
         for slot in slots.families.values_mut() {
             let before = slot.targets.len();
             slot.targets.retain(|key, _| keep(key));
-            changed |= slot.targets.len() != before;
+            if slot.targets.len() != before {
+                slot.changed_at = next;
+                changed = true;
+            }
         }
         slots.families.retain(|_, slot| !slot.targets.is_empty());
         if changed {
@@ -295,15 +310,40 @@ impl Store {
     /// lines is held only while their reference-counted buffers are collected, never while bytes
     /// are copied or compressed.
     pub fn assemble(&self) {
-        let (generation, families): (u64, Vec<(&'static Family, Vec<Bytes>)>) = {
+        let (generation, families): (u64, Vec<(&'static Family, u64, Chunks)>) = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            (
-                slots.generation,
-                slots.families.values().map(|slot| (slot.family, slot.targets.values().cloned().collect())).collect(),
-            )
+            let families = slots
+                .families
+                .values()
+                .map(|slot| (slot.family, slot.changed_at, slot.targets.values().cloned().collect()))
+                .collect();
+            (slots.generation, families)
         };
-        let exposition = Exposition { families, generation, ..Exposition::default() };
-        exposition.gzip(Format::OpenMetrics);
+        // Only the families that changed since the last assembly are deflated again.
+        let segments: Vec<Arc<Segment>> = {
+            let mut cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+            let segments = families
+                .iter()
+                .map(|(family, changed_at, chunks)| match cache.get(family.name) {
+                    Some((at, segment)) if at == changed_at => segment.clone(),
+                    _ => {
+                        let mut header = Vec::with_capacity(256);
+                        family.write_header(&mut header, Format::OpenMetrics);
+                        let segment = Arc::new(Segment::new(std::iter::once(Bytes::from(header)).chain(chunks.iter().cloned())));
+                        cache.insert(family.name, (*changed_at, segment.clone()));
+                        segment
+                    }
+                })
+                .collect();
+            cache.retain(|name, _| families.iter().any(|(family, _, _)| family.name == *name));
+            segments
+        };
+        let exposition = Exposition {
+            families: families.into_iter().map(|(family, _, chunks)| (family, chunks)).collect(),
+            openmetrics_gzip: OnceLock::from(Prefix::from_segments(segments.iter().map(|s| &**s))),
+            generation,
+            ..Exposition::default()
+        };
         self.publish(exposition);
     }
 
@@ -384,6 +424,32 @@ mod tests {
         store.publish(Exposition::default());
         assert_eq!(store.exposition().body(Format::Text), newer.body(Format::Text));
         assert_eq!(&store.exposition().body(Format::Text)[..], b"# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
+    }
+
+    #[test]
+    fn only_changed_families_are_deflated_again() {
+        let store = Store::default();
+        let render = |up: f64| {
+            let mut rendered = Rendered::default();
+            rendered.sample(&UP, &[], up);
+            rendered.sample(&RUNS, &[], 3.0);
+            rendered
+        };
+        store.update(&key("p"), render(1.0));
+        store.assemble();
+        let segment = |name: &str| store.segments.lock().unwrap().get(name).unwrap().1.clone();
+        let (runs, up) = (segment("t_runs_total"), segment("t_up"));
+        store.update(&key("p"), render(0.0));
+        store.assemble();
+        assert!(Arc::ptr_eq(&runs, &segment("t_runs_total")), "the unchanged family is reused");
+        assert!(!Arc::ptr_eq(&up, &segment("t_up")), "the changed one is deflated again");
+        let exposition = store.exposition();
+        let mut unzipped = Vec::new();
+        let joined: Vec<u8> = exposition.gzip(Format::OpenMetrics).gzip(b"# EOF\n").iter().flat_map(|b| b.to_vec()).collect();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&joined[..]), &mut unzipped).unwrap();
+        let mut expected = exposition.body(Format::OpenMetrics).to_vec();
+        expected.extend_from_slice(b"# EOF\n");
+        assert_eq!(unzipped, expected);
     }
 
     #[test]
