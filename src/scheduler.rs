@@ -9,8 +9,8 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -40,12 +40,14 @@ pub static TARGET_LAST_SUCCESS: Family = Family {
 };
 
 /// Counts what must happen before `/-/ready` answers 200: every scope's first discovery and every
-/// target's first poll, whether it succeeded or not. Once that is done, the store assembles the
-/// first complete exposition before readiness is reported, so a ready exporter never serves a
+/// target's first poll, whether it succeeded or not. Once that is done, readiness waits for the
+/// store's assembler to publish a body that includes it, so a ready exporter never serves a
 /// partial first scrape. Readiness then stays on.
 #[derive(Default)]
 pub struct Readiness {
     pending: AtomicUsize,
+    /// The store's generation when the first round was done: the first body to include it.
+    first_round: OnceLock<u64>,
     ready: AtomicBool,
     store: Arc<Store>,
 }
@@ -55,11 +57,18 @@ pub struct ReadyToken(Option<Arc<Readiness>>);
 
 impl Readiness {
     pub fn new(store: Arc<Store>) -> Readiness {
-        Readiness { pending: AtomicUsize::new(0), ready: AtomicBool::new(false), store }
+        Readiness { pending: AtomicUsize::new(0), first_round: OnceLock::new(), ready: AtomicBool::new(false), store }
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        if self.ready.load(Ordering::Acquire) {
+            return true;
+        }
+        let ready = self.first_round.get().is_some_and(|round| self.store.exposition().generation() >= *round);
+        if ready {
+            self.ready.store(true, Ordering::Release);
+        }
+        ready
     }
 
     fn token(self: &Arc<Self>) -> ReadyToken {
@@ -72,10 +81,10 @@ impl ReadyToken {
     fn done(&mut self) {
         if let Some(readiness) = self.0.take()
             && readiness.pending.fetch_sub(1, Ordering::AcqRel) == 1
-            && !readiness.is_ready()
+            && readiness.first_round.set(readiness.store.generation()).is_ok()
         {
-            readiness.store.assemble();
-            readiness.ready.store(true, Ordering::Release);
+            // The assembler builds the body off the async workers; readiness waits for it.
+            readiness.store.wake();
         }
     }
 }

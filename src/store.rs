@@ -185,6 +185,11 @@ impl Exposition {
         cell.get_or_init(|| Prefix::from_parts(self.parts(format)))
     }
 
+    /// The store's generation this body was assembled from.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     fn size(&self) -> usize {
         self.families.iter().map(|(_, chunks)| 256 + chunks.iter().map(Bytes::len).sum::<usize>()).sum()
     }
@@ -298,6 +303,16 @@ impl Store {
         if changed {
             self.changed.notify_one();
         }
+    }
+
+    /// The generation of the stored lines: it grows with every change.
+    pub fn generation(&self) -> u64 {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).generation
+    }
+
+    /// Asks the assembler for a new body even if nothing changed since the last one.
+    pub fn wake(&self) {
+        self.changed.notify_one();
     }
 
     /// The newest assembled bodies.

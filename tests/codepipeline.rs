@@ -207,7 +207,7 @@ async fn discovery_follows_every_page_and_applies_include_and_exclude() {
         .collect();
     assert_eq!(polled, ["dev-api", "prod-api", "prod-batch", "prod-etl", "prod-web"]);
     assert_eq!(bed.simulator.calls("ListPipelines"), 3, "seven pipelines in pages of three");
-    assert!(bed.exporter.readiness.is_ready());
+    wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
     assert_eq!(value(&samples, &target_up("discovery", "codepipeline")), Some(1.0));
     assert_eq!(
         value(&samples, "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"ListPipelines\"}"),
