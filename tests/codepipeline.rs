@@ -389,7 +389,10 @@ async fn scrapes_never_call_aws() {
 async fn explicit_pipelines_are_polled_without_discovery() {
     let yaml = "interval: 150ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n      pipelines: [app, missing]\n";
     let bed = start(world(vec![simple("app"), simple("other")]), yaml).await;
-    let s = wait_for(&bed.exporter, "both targets polled", |s| value(s, &target_up("pipeline", "missing")) == Some(0.0)).await;
+    let s = wait_for(&bed.exporter, "both targets polled", |s| {
+        value(s, &target_up("pipeline", "missing")) == Some(0.0) && value(s, &target_up("pipeline", "app")).is_some()
+    })
+    .await;
     assert_eq!(
         value(
             &s,
