@@ -246,6 +246,7 @@ async fn access_denied_on_discovery_keeps_explicit_targets_alive() {
         "interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n    codeconnections:\n      repository_syncs:\n        - repository_link_id: {LINK_A}\n          branch: staging\n          resource_name: staging-infra\n"
     );
     let exporter = common::start_exporter(&simulator, &yaml).await;
+    wait_for(&exporter, "the first round", |_| exporter.readiness.is_ready()).await;
     let s = wait_for(&exporter, "the explicit target polled", |s| {
         value(s, "aws_codeconnections_repository_sync_status{account=\"test\",region=\"us-east-1\",repository_link_id=\"11111111-aaaa-bbbb-cccc-000000000001\",repository=\"unknown\",branch=\"staging\",sync_type=\"CFN_STACK_SYNC\",status=\"FAILED\"}") == Some(1.0)
     })

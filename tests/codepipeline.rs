@@ -369,6 +369,7 @@ async fn scrapes_never_call_aws() {
     let yaml = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1, eu-west-1]\n";
     let bed = start(world(vec![simple("a"), simple("b")]), yaml).await;
     let s = wait_for(&bed.exporter, "both regions", |s| family_len(s, "aws_codepipeline_pipeline_info") == 4).await;
+    wait_for(&bed.exporter, "the first round of both services", |_| bed.exporter.readiness.is_ready()).await;
     assert_eq!(
         value(&s, "codepipeline_exporter_target_up{account=\"test\",region=\"eu-west-1\",kind=\"pipeline\",name=\"b\"}"),
         Some(1.0)
