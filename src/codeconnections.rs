@@ -206,6 +206,13 @@ pub struct RepositorySyncInfo {
     pub configuration: Option<SyncConfiguration>,
 }
 
+impl RepositorySyncInfo {
+    /// The target's `name` label: `<repository link ID>/<branch>/<sync type>`.
+    pub fn target_name(&self) -> String {
+        format!("{}/{}/{}", self.repository_link_id, self.branch, self.sync_type)
+    }
+}
+
 /// Counts each attempt's outcome and each event once, except on the first poll, which only records
 /// what is there so that a restart does not replay old failures.
 #[derive(Debug, Default)]
@@ -361,6 +368,13 @@ pub struct ResourceSyncState {
 pub struct ResourceSyncInfo {
     pub resource_name: String,
     pub sync_type: String,
+}
+
+impl ResourceSyncInfo {
+    /// The target's `name` label: `<resource name>/<sync type>`.
+    pub fn target_name(&self) -> String {
+        format!("{}/{}", self.resource_name, self.sync_type)
+    }
 }
 
 /// One resource (stack) as the scheduler polls it.

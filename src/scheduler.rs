@@ -524,10 +524,10 @@ async fn run_codeconnections(scope: Scope, settings: config::CodeConnections, co
                 repository: repository_of(&sync.repository_link_id),
                 configuration: None,
             };
-            desired_repositories.insert(format!("{}/{}/{}", info.repository_link_id, info.branch, info.sync_type), info);
+            desired_repositories.insert(info.target_name(), info);
             if let (true, Some(resource)) = (settings.resource_syncs, &sync.resource_name) {
                 let info = ResourceSyncInfo { resource_name: resource.clone(), sync_type: sync.sync_type.clone() };
-                desired_resources.insert(format!("{}/{}", info.resource_name, info.sync_type), info);
+                desired_resources.insert(info.target_name(), info);
             }
         }
         for configuration in configurations {
@@ -536,7 +536,7 @@ async fn run_codeconnections(scope: Scope, settings: config::CodeConnections, co
                     resource_name: configuration.resource_name.clone(),
                     sync_type: configuration.sync_type.clone(),
                 };
-                desired_resources.insert(format!("{}/{}", info.resource_name, info.sync_type), info);
+                desired_resources.insert(info.target_name(), info);
             }
             let info = RepositorySyncInfo {
                 repository_link_id: configuration.repository_link_id.clone(),
@@ -545,7 +545,7 @@ async fn run_codeconnections(scope: Scope, settings: config::CodeConnections, co
                 repository: configuration.repository.clone(),
                 configuration: Some(configuration),
             };
-            desired_repositories.insert(format!("{}/{}/{}", info.repository_link_id, info.branch, info.sync_type), info);
+            desired_repositories.insert(info.target_name(), info);
         }
         repositories.reconcile(&scope, &context, desired_repositories, complete, |_, info| RepositorySyncTarget::new(info)).await;
         resources.reconcile(&scope, &context, desired_resources, complete, |_, info| ResourceSyncTarget::new(info)).await;
