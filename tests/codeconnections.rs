@@ -178,7 +178,8 @@ fn error_count(s: &std::collections::BTreeMap<String, f64>, operation: &str, cod
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_across_pages_and_every_family_with_exact_values() {
-    let bed = start(world(), FAST).await;
+    // One poll per target and one discovery, so that the call counts below are exact.
+    let bed = start(world(), "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n").await;
     wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
     let text = scrape(&bed.exporter).await;
     let series: String = text.lines().filter(|l| l.starts_with("aws_codeconnections_")).map(|l| format!("{l}\n")).collect();
