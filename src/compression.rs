@@ -1,21 +1,71 @@
-//! gzip for scrape bodies without compressing the large part on every scrape.
+//! Deflate, so that the exposition is kept compressed and a scrape never compresses it.
 //!
-//! A scrape body is the assembled exposition (large, changes only when a poll changes something)
-//! followed by the exporter's own metrics (small, rendered per scrape). Each metric family of the
-//! large part is deflated on its own, ending with a full flush: that leaves the deflate stream at a
-//! byte boundary with no reference to earlier data, so independent deflate streams can follow one
-//! another, and a family is deflated again only when it changed. The small part's stream comes
-//! last. One gzip member wraps them all, its CRC-32 combined from the parts' CRCs. The result is
-//! ordinary gzip that any client reads, and a scrape compresses only a few kilobytes.
+//! Sample text is repetitive (every line repeats its family's name and most of its labels), so it
+//! deflates thirty to fifty times. The store therefore keeps each target's lines only as a
+//! [`Chunk`], deflated on its own, and the body Prometheus fetches as [`Segment`]s: runs of
+//! targets of one family deflated together, each ending with a full flush. A full flush leaves the
+//! deflate stream at a byte boundary with no reference to earlier data, so segments deflated at
+//! different times can follow one another, and a segment is deflated again only when one of its
+//! targets changed. A scrape joins the kept segments with its own small part into one ordinary
+//! gzip member, its CRC-32 combined from the parts' CRCs.
+
+use std::cell::RefCell;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress, Status};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 /// The gzip header: deflate, no name or comment, no modification time, unknown OS.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
-/// A piece of a body, deflated on its own and ended with a full flush, so that pieces deflated at
-/// different times can be joined: a family of series is deflated again only when it changed.
+thread_local! {
+    /// A compressor's state is a few hundred kilobytes: each thread keeps one for chunks rather
+    /// than allocating it for every target on every poll.
+    static CHUNK_DEFLATER: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+}
+
+/// The lines of one target in one family, as the store keeps them: deflated on their own.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    deflated: Bytes,
+    len: usize,
+    crc: u32,
+}
+
+impl Chunk {
+    pub fn new(lines: &[u8]) -> Chunk {
+        let mut deflated = Vec::with_capacity(lines.len() / 8 + 64);
+        CHUNK_DEFLATER.with_borrow_mut(|compress| {
+            compress.reset();
+            deflate(compress, lines, &mut deflated, FlushCompress::Finish);
+        });
+        Chunk { deflated: Bytes::from(deflated), len: lines.len(), crc: crc32fast::hash(lines) }
+    }
+
+    /// Whether this chunk holds exactly `lines`. The length and CRC-32 settle most answers; when
+    /// both match, the chunk is inflated and compared, so a collision cannot hide a change.
+    pub fn holds(&self, lines: &[u8]) -> bool {
+        self.len == lines.len() && self.crc == crc32fast::hash(lines) && self.inflate()[..] == *lines
+    }
+
+    /// The length of the lines.
+    pub fn text_len(&self) -> usize {
+        self.len
+    }
+
+    /// The lines.
+    pub fn inflate(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        INFLATER.with_borrow_mut(|decompress| {
+            decompress.reset(false);
+            inflate(decompress, &self.deflated, &mut out);
+        });
+        out
+    }
+}
+
+/// A piece of a body, deflated on its own and ended with a full flush so that pieces deflated at
+/// different times can be joined.
 #[derive(Debug, Clone)]
 pub struct Segment {
     deflated: Bytes,
@@ -23,58 +73,86 @@ pub struct Segment {
     len: u64,
 }
 
-impl Segment {
-    /// Deflates the concatenation of `parts`, without concatenating them.
-    pub fn new(parts: impl Iterator<Item = Bytes>) -> Segment {
+/// Makes segments, at zlib's default level: they are deflated once and sent on every scrape, so
+/// the smaller output is worth the slower compression.
+pub struct Deflater {
+    compress: Compress,
+}
+
+impl Default for Deflater {
+    fn default() -> Deflater {
+        Deflater { compress: Compress::new(Compression::default(), false) }
+    }
+}
+
+impl Deflater {
+    /// Deflates the concatenation of `parts` into one segment, without concatenating them.
+    pub fn segment<P: AsRef<[u8]>>(&mut self, parts: impl IntoIterator<Item = P>) -> Segment {
         let mut crc = crc32fast::Hasher::new();
         let mut len = 0u64;
-        let mut compress = Compress::new(Compression::fast(), false);
         let mut out = Vec::with_capacity(16 * 1024);
         for part in parts {
-            crc.update(&part);
+            let part = part.as_ref();
+            crc.update(part);
             len += part.len() as u64;
-            run(&mut compress, &part, &mut out, FlushCompress::None);
+            deflate(&mut self.compress, part, &mut out, FlushCompress::None);
         }
-        run(&mut compress, &[], &mut out, FlushCompress::Full);
+        // After a full flush the compressor holds no history, so it can go on with the next one.
+        deflate(&mut self.compress, &[], &mut out, FlushCompress::Full);
         Segment { deflated: Bytes::from(out), crc, len }
     }
 }
 
-/// The deflated large part of a body, ready to be followed by a small one.
+/// Deflated segments in order, ready to be followed by a small uncompressed part.
 #[derive(Debug, Clone)]
 pub struct Prefix {
-    segments: Vec<Bytes>,
+    segments: Vec<(Bytes, u64)>,
     crc: crc32fast::Hasher,
     len: u64,
 }
 
+impl Default for Prefix {
+    fn default() -> Prefix {
+        Prefix { segments: Vec::new(), crc: crc32fast::Hasher::new(), len: 0 }
+    }
+}
+
 impl Prefix {
-    /// Deflates `data` as one segment.
-    pub fn new(data: &[u8]) -> Prefix {
-        Prefix::from_parts(std::iter::once(Bytes::copy_from_slice(data)))
-    }
-
-    /// [`Prefix::new`] of the concatenation of `parts`, without concatenating them.
-    pub fn from_parts(parts: impl Iterator<Item = Bytes>) -> Prefix {
-        Prefix::from_segments(&[Segment::new(parts)])
-    }
-
     /// Joins segments deflated separately: their bytes are shared, not copied.
     pub fn from_segments<'a>(segments: impl IntoIterator<Item = &'a Segment>) -> Prefix {
-        let mut prefix = Prefix { segments: Vec::new(), crc: crc32fast::Hasher::new(), len: 0 };
+        let mut prefix = Prefix::default();
         for segment in segments {
-            prefix.segments.push(segment.deflated.clone());
+            prefix.segments.push((segment.deflated.clone(), segment.len));
             prefix.crc.combine(&segment.crc);
             prefix.len += segment.len;
         }
         prefix
     }
 
+    /// The length of the uncompressed prefix.
+    pub fn text_len(&self) -> u64 {
+        self.len
+    }
+
+    /// The number of segments, for [`Prefix::inflate`].
+    pub fn segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Segment `index` uncompressed, for clients that do not take gzip: the body is inflated a
+    /// segment at a time as it is sent rather than kept uncompressed.
+    pub fn inflate(&self, index: usize, decompress: &mut Decompress) -> Bytes {
+        let (deflated, len) = &self.segments[index];
+        let mut out = Vec::with_capacity(*len as usize);
+        inflate(decompress, deflated, &mut out);
+        Bytes::from(out)
+    }
+
     /// The gzip body of this prefix followed by `tail`, as buffers to send in order: the header,
     /// the shared deflated segments, and the tail's deflate stream with the gzip trailer.
     pub fn gzip(&self, tail: &[u8]) -> Vec<Bytes> {
         let mut end = Vec::with_capacity(tail.len() / 3 + 64);
-        run(&mut Compress::new(Compression::default(), false), tail, &mut end, FlushCompress::Finish);
+        deflate(&mut Compress::new(Compression::fast(), false), tail, &mut end, FlushCompress::Finish);
         let mut crc = self.crc.clone();
         let mut tail_crc = crc32fast::Hasher::new();
         tail_crc.update(tail);
@@ -84,7 +162,7 @@ impl Prefix {
         end.extend_from_slice(&((self.len + tail.len() as u64) as u32).to_le_bytes());
         let mut parts = Vec::with_capacity(self.segments.len() + 2);
         parts.push(Bytes::from_static(&HEADER));
-        parts.extend(self.segments.iter().cloned());
+        parts.extend(self.segments.iter().map(|(deflated, _)| deflated.clone()));
         parts.push(Bytes::from(end));
         parts
     }
@@ -92,7 +170,7 @@ impl Prefix {
 
 /// Feeds all of `data` to the compressor, appending its output to `out`, and, with a flush,
 /// until the flush is complete.
-fn run(compress: &mut Compress, data: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
+fn deflate(compress: &mut Compress, data: &[u8], out: &mut Vec<u8>, flush: FlushCompress) {
     let start = compress.total_in();
     loop {
         if out.capacity() - out.len() < 1024 {
@@ -111,6 +189,23 @@ fn run(compress: &mut Compress, data: &[u8], out: &mut Vec<u8>, flush: FlushComp
     }
 }
 
+/// Inflates all of `data`, which this module deflated, appending to `out`.
+fn inflate(decompress: &mut Decompress, data: &[u8], out: &mut Vec<u8>) {
+    let start = decompress.total_in();
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(out.capacity().max(4096));
+        }
+        let consumed = (decompress.total_in() - start) as usize;
+        let status =
+            decompress.decompress_vec(&data[consumed..], out, FlushDecompress::Sync).expect("the data was deflated here");
+        let all_in = (decompress.total_in() - start) as usize == data.len();
+        if status == Status::StreamEnd || (all_in && out.len() < out.capacity()) {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
@@ -125,10 +220,14 @@ mod tests {
         out
     }
 
+    fn lines(n: usize) -> Vec<u8> {
+        (0..n).flat_map(|i| format!("metric{{n=\"{i}\"}} {i}\n").into_bytes()).collect()
+    }
+
     #[test]
     fn prefix_and_tail_make_one_gzip_member() {
-        let large: Vec<u8> = (0..200_000).flat_map(|i| format!("metric{{n=\"{i}\"}} {i}\n").into_bytes()).collect();
-        let prefix = Prefix::new(&large);
+        let large = lines(200_000);
+        let prefix = Prefix::from_segments([&Deflater::default().segment([&large])]);
         let body = gunzip(&prefix.gzip(b"# EOF\n"));
         assert_eq!(body.len(), large.len() + 6);
         assert_eq!(&body[..large.len()], &large[..]);
@@ -138,16 +237,45 @@ mod tests {
     }
 
     #[test]
-    fn segments_deflated_apart_join_into_one_member() {
-        let one = Segment::new([Bytes::from_static(b"# HELP a A.\n"), Bytes::from_static(b"a 1\n")].into_iter());
-        let two = Segment::new(std::iter::once(Bytes::from_static(b"b 2\n")));
-        let prefix = Prefix::from_segments([&one, &two, &one]);
-        assert_eq!(gunzip(&prefix.gzip(b"# EOF\n")), b"# HELP a A.\na 1\nb 2\n# HELP a A.\na 1\n# EOF\n");
+    fn segments_deflated_apart_join_into_one_member_and_inflate_one_by_one() {
+        let mut deflater = Deflater::default();
+        let one = deflater.segment([&b"# HELP a A.\n"[..], b"a 1\n"]);
+        let two = Deflater::default().segment([b"b 2\n"]);
+        let three = deflater.segment([lines(50_000)]);
+        let prefix = Prefix::from_segments([&one, &two, &one, &three]);
+        let mut expected = b"# HELP a A.\na 1\nb 2\n# HELP a A.\na 1\n".to_vec();
+        expected.extend_from_slice(&lines(50_000));
+        assert_eq!(prefix.text_len(), expected.len() as u64);
+        let mut inflated = Vec::new();
+        let mut decompress = Decompress::new(false);
+        for index in 0..prefix.segments() {
+            inflated.extend_from_slice(&prefix.inflate(index, &mut decompress));
+        }
+        assert_eq!(inflated, expected);
+        expected.extend_from_slice(b"# EOF\n");
+        assert_eq!(gunzip(&prefix.gzip(b"# EOF\n")), expected);
+    }
+
+    #[test]
+    fn a_chunk_holds_exactly_its_lines() {
+        let text = lines(3_000);
+        let chunk = Chunk::new(&text);
+        assert_eq!(chunk.text_len(), text.len());
+        assert!(chunk.deflated.len() * 3 < text.len(), "{} bytes deflated", chunk.deflated.len());
+        assert_eq!(chunk.inflate(), text);
+        assert!(chunk.holds(&text));
+        let mut changed = text.clone();
+        changed[100] = b'7';
+        assert!(!chunk.holds(&changed));
+        assert!(!chunk.holds(&text[1..]));
+        assert!(Chunk::new(b"").holds(b""));
     }
 
     #[test]
     fn empty_parts() {
-        assert_eq!(gunzip(&Prefix::new(b"").gzip(b"tail")), b"tail");
-        assert_eq!(gunzip(&Prefix::new(b"").gzip(b"")), b"");
+        let empty = Prefix::from_segments([&Deflater::default().segment([b""])]);
+        assert_eq!(gunzip(&empty.gzip(b"tail")), b"tail");
+        assert_eq!(gunzip(&empty.gzip(b"")), b"");
+        assert_eq!(gunzip(&Prefix::default().gzip(b"tail")), b"tail");
     }
 }

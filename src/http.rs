@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use flate2::Decompress;
 use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{
@@ -25,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::exporter::Reloader;
 use crate::exposition::Format;
 use crate::scheduler::Readiness;
-use crate::store::Store;
+use crate::store::{Exposition, Store};
 use crate::telemetry::Telemetry;
 use crate::webconfig::{Access, WebConfig};
 
@@ -76,6 +77,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             },
             () = &mut shutdown => break,
         };
+        // A response goes out as several buffers; with Nagle's algorithm the last small one
+        // would wait for the client's delayed acknowledgement, about 40 ms on Linux.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not disable Nagle's algorithm");
+        }
         let web = state.web.read().unwrap_or_else(|e| e.into_inner()).clone();
         let tls = web.tls.clone();
         let connection_state = state.clone();
@@ -167,11 +173,12 @@ fn metrics(state: &State, request: &Request<Incoming>) -> Response<Body> {
         own.extend_from_slice(b"# EOF\n");
     }
     let body = if gzip {
-        Chunks(exposition.gzip(format).gzip(&own).into())
+        Chunks(exposition.deflated(format).gzip(&own).into()).boxed()
     } else {
-        Chunks([exposition.body(format), Bytes::from(own)].into())
+        let remaining = exposition.deflated(format).text_len() + own.len() as u64;
+        Inflating { exposition, format, next: 0, decompress: Decompress::new(false), tail: Bytes::from(own), remaining }.boxed()
     };
-    let mut response = Response::new(body.boxed());
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
@@ -242,6 +249,47 @@ impl hyper::body::Body for Chunks {
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::SizeHint::with_exact(self.0.iter().map(|c| c.len() as u64).sum())
+    }
+}
+
+/// An uncompressed body: the kept deflated segments, inflated one per frame as the client reads,
+/// so that an uncompressed scrape holds about one segment in memory rather than the whole body.
+struct Inflating {
+    exposition: Arc<Exposition>,
+    format: Format,
+    next: usize,
+    decompress: Decompress,
+    /// The scrape's own part, after the segments.
+    tail: Bytes,
+    remaining: u64,
+}
+
+impl hyper::body::Body for Inflating {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let prefix = this.exposition.deflated(this.format);
+        let frame = if this.next < prefix.segments() {
+            this.next += 1;
+            prefix.inflate(this.next - 1, &mut this.decompress)
+        } else {
+            std::mem::take(&mut this.tail)
+        };
+        this.remaining = this.remaining.saturating_sub(frame.len() as u64);
+        std::task::Poll::Ready((!frame.is_empty() || this.next < prefix.segments()).then(|| Ok(Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
     }
 }
 

@@ -1,20 +1,22 @@
 //! The store of rendered series, in the manner of kube-state-metrics' metrics store.
 //!
 //! Pollers hand the store the already-rendered sample lines of one target; the store keeps them
-//! per metric family and per target, and a background assembler turns them into complete scrape
-//! bodies whenever something changed. A scrape therefore clones a reference-counted buffer: its
-//! cost does not depend on how many pipelines there are, and it never waits on AWS or on a poll.
+//! deflated, per metric family and per target, and a background assembler turns them into
+//! complete scrape bodies, deflated too, whenever something changed. A scrape therefore clones a
+//! few reference-counted buffers: its cost does not depend on how many series there are, and it
+//! never waits on AWS or on a poll. Keeping only the deflated form holds the exporter's memory to
+//! a few bytes per series (see [`crate::compression`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{Hash as _, Hasher as _};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::Notify;
 
-use crate::compression::{Prefix, Segment};
+use crate::compression::{Chunk, Deflater, Prefix, Segment};
 use crate::exposition::{self, Family, Format};
 
 /// What a target is, as the `kind` label of the exporter's health series says.
@@ -139,79 +141,51 @@ impl Histogram {
     }
 }
 
-/// One complete scrape body, without the trailer that the HTTP layer adds after the exporter's
-/// own metrics.
+/// One complete scrape body in both formats, without the trailer that the HTTP layer adds after
+/// the exporter's own metrics.
 ///
-/// It holds the stored sample lines by reference, not copied. The gzip form of the OpenMetrics
-/// body, which Prometheus asks for, is deflated straight from them when assembled; the others are
-/// built on the first scrape that asks for them and then kept until the next assembly. So the
-/// memory of a scrape body is the stored lines plus their compressed form, unless some client
-/// keeps asking for uncompressed bodies too.
+/// It is kept deflated only: the gzip form Prometheus asks for is sent as it is, and the rare
+/// client that does not take gzip gets it inflated a segment at a time as it is sent (see
+/// [`Prefix::inflate`]). The two formats differ only in their family headers, so they share the
+/// segments of sample lines.
 #[derive(Debug, Default)]
 pub struct Exposition {
-    /// Each family with the stored lines of every target, in order.
-    families: Vec<(&'static Family, Vec<Bytes>)>,
-    openmetrics: OnceLock<Bytes>,
-    text: OnceLock<Bytes>,
-    openmetrics_gzip: OnceLock<Prefix>,
-    text_gzip: OnceLock<Prefix>,
+    openmetrics: Prefix,
+    text: Prefix,
     /// The store's generation the body was assembled from.
     generation: u64,
 }
 
 impl Exposition {
-    /// The body in `format`.
-    pub fn body(&self, format: Format) -> Bytes {
-        let cell = match format {
+    /// The body in `format`, deflated, to be followed by the scrape's own part.
+    pub fn deflated(&self, format: Format) -> &Prefix {
+        match format {
             Format::OpenMetrics => &self.openmetrics,
             Format::Text => &self.text,
-        };
-        cell.get_or_init(|| {
-            let mut body = Vec::with_capacity(self.size());
-            for part in self.parts(format) {
-                body.extend_from_slice(&part);
-            }
-            Bytes::from(body)
-        })
-        .clone()
-    }
-
-    /// The body deflated, to be followed by the scrape's own part (see [`Prefix::gzip`]).
-    pub fn gzip(&self, format: Format) -> &Prefix {
-        let cell = match format {
-            Format::OpenMetrics => &self.openmetrics_gzip,
-            Format::Text => &self.text_gzip,
-        };
-        cell.get_or_init(|| Prefix::from_parts(self.parts(format)))
+        }
     }
 
     /// The store's generation this body was assembled from.
     pub fn generation(&self) -> u64 {
         self.generation
     }
-
-    fn size(&self) -> usize {
-        self.families.iter().map(|(_, chunks)| 256 + chunks.iter().map(Bytes::len).sum::<usize>()).sum()
-    }
-
-    /// The body's pieces in order: each family's header, then its targets' lines.
-    fn parts(&self, format: Format) -> impl Iterator<Item = Bytes> + '_ {
-        self.families.iter().flat_map(move |(family, chunks)| {
-            let mut header = Vec::with_capacity(256);
-            family.write_header(&mut header, format);
-            std::iter::once(Bytes::from(header)).chain(chunks.iter().cloned())
-        })
-    }
 }
 
-/// The stored lines of one family, a buffer per target.
-type Chunks = Vec<Bytes>;
+/// Where a target's lines are kept in a family.
+#[derive(Clone)]
+struct Entry {
+    chunk: Chunk,
+    /// Unique to this version of these lines, so that a segment can be known unchanged by the
+    /// identities of its entries.
+    id: u64,
+    /// Whether a segment may end after this entry: decided by the target's key, not by position,
+    /// so that a target coming or going moves only the boundaries next to it.
+    boundary: bool,
+}
 
 struct Slot {
     family: &'static Family,
-    targets: BTreeMap<TargetKey, Bytes>,
-    /// The store's generation when this family last changed: its deflated form is reused until then.
-    changed_at: u64,
+    targets: BTreeMap<TargetKey, Entry>,
 }
 
 /// The stored lines, and a generation that grows with every change to them.
@@ -219,13 +193,51 @@ struct Slot {
 struct Slots {
     families: BTreeMap<&'static str, Slot>,
     generation: u64,
+    next_id: u64,
+}
+
+/// A segment holds at least this many bytes of lines before it may end, so that it deflates
+/// nearly as well as its whole family would.
+const SEGMENT_MIN: usize = 64 * 1024;
+/// A segment ends at this many bytes however its targets' keys fall: this bounds both the work
+/// of deflating it again after one target changed and the buffer of an uncompressed scrape.
+const SEGMENT_MAX: usize = 1024 * 1024;
+
+/// One target in eight allows a segment to end after it.
+fn boundary(key: &TargetKey) -> bool {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish().is_multiple_of(8)
+}
+
+/// Splits a family's entries into segments of at least [`SEGMENT_MIN`] bytes that end at an
+/// entry allowing it, or at [`SEGMENT_MAX`] bytes.
+fn segments(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
+    let mut rest = entries;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut len = 0;
+        let end = rest
+            .iter()
+            .position(|entry| {
+                len += entry.chunk.text_len();
+                (len >= SEGMENT_MIN && entry.boundary) || len >= SEGMENT_MAX
+            })
+            .map_or(rest.len(), |i| i + 1);
+        let (segment, tail) = rest.split_at(end);
+        rest = tail;
+        Some(segment)
+    })
 }
 
 #[derive(Default)]
 pub struct Store {
     slots: Mutex<Slots>,
-    /// The deflated form of each family as last assembled, and the generation it was made at.
-    segments: Mutex<HashMap<&'static str, (u64, Arc<Segment>)>>,
+    /// The segments of the last assembly, by the ids of their entries: a segment whose entries
+    /// did not change is not deflated again.
+    segments: Mutex<HashMap<Box<[u64]>, Arc<Segment>>>,
     published: RwLock<Arc<Exposition>>,
     changed: Notify,
 }
@@ -243,28 +255,50 @@ impl Store {
 
     /// [`Store::update`], unless `live` is off. `live` is read under the store's lock, so an owner
     /// that turns it off and then removes the target's series cannot see them come back.
+    ///
+    /// The new lines are compared with the stored ones, and deflated if they differ, outside the
+    /// lock: other targets' updates and the assembler do not wait for that.
     pub fn update_if(&self, key: &TargetKey, rendered: Rendered, live: &AtomicBool) -> bool {
+        let stored: Vec<Option<Entry>> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            rendered
+                .families
+                .iter()
+                .map(|(family, _)| slots.families.get(family.name).and_then(|slot| slot.targets.get(key)).cloned())
+                .collect()
+        };
+        let fresh: Vec<(&'static Family, Result<Entry, Chunk>)> = rendered
+            .families
+            .into_iter()
+            .zip(stored)
+            .map(|((family, lines), stored)| match stored {
+                Some(entry) if entry.chunk.holds(&lines) => (family, Ok(entry)),
+                _ => (family, Err(Chunk::new(&lines))),
+            })
+            .collect();
+
         let mut guard = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         if !live.load(Ordering::Acquire) {
             return false;
         }
         let slots = &mut *guard;
-        let next = slots.generation + 1;
         let mut changed = false;
         for (name, slot) in slots.families.iter_mut() {
-            if !rendered.families.iter().any(|(f, _)| f.name == *name) && slot.targets.remove(key).is_some() {
-                slot.changed_at = next;
+            if !fresh.iter().any(|(f, _)| f.name == *name) && slot.targets.remove(key).is_some() {
                 changed = true;
             }
         }
-        for (family, lines) in rendered.families {
-            let slot =
-                slots.families.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new(), changed_at: next });
-            if slot.targets.get(key).map(|old| old[..] != lines[..]).unwrap_or(true) {
-                slot.targets.insert(key.clone(), Bytes::from(lines));
-                slot.changed_at = next;
-                changed = true;
-            }
+        for (family, entry) in fresh {
+            let slot = slots.families.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new() });
+            let chunk = match entry {
+                // Unchanged, and still stored: nothing to do.
+                Ok(entry) if slot.targets.get(key).is_some_and(|stored| stored.id == entry.id) => continue,
+                Ok(entry) => entry.chunk,
+                Err(chunk) => chunk,
+            };
+            slots.next_id += 1;
+            slot.targets.insert(key.clone(), Entry { chunk, id: slots.next_id, boundary: boundary(key) });
+            changed = true;
         }
         slots.families.retain(|_, slot| !slot.targets.is_empty());
         if changed {
@@ -285,15 +319,11 @@ impl Store {
     /// Removes every series of the targets `keep` rejects.
     pub fn retain(&self, keep: impl Fn(&TargetKey) -> bool) {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let next = slots.generation + 1;
         let mut changed = false;
         for slot in slots.families.values_mut() {
             let before = slot.targets.len();
             slot.targets.retain(|key, _| keep(key));
-            if slot.targets.len() != before {
-                slot.changed_at = next;
-                changed = true;
-            }
+            changed |= slot.targets.len() != before;
         }
         slots.families.retain(|_, slot| !slot.targets.is_empty());
         if changed {
@@ -320,46 +350,44 @@ impl Store {
         self.published.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Collects the stored lines into a new scrape body, deflates it for Prometheus, and publishes
-    /// it, unless a newer one was published meanwhile (two assemblies may race). The lock on the
-    /// lines is held only while their reference-counted buffers are collected, never while bytes
-    /// are copied or compressed.
+    /// Collects the stored chunks into a new scrape body and publishes it, unless a newer one was
+    /// published meanwhile (two assemblies may race). Only segments with a changed entry are
+    /// deflated again. The lock on the lines is held only while their reference-counted chunks
+    /// are collected, never while anything is compressed.
     pub fn assemble(&self) {
-        let (generation, families): (u64, Vec<(&'static Family, u64, Chunks)>) = {
+        let (generation, families): (u64, Vec<(&'static Family, Vec<Entry>)>) = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let families = slots
-                .families
-                .values()
-                .map(|slot| (slot.family, slot.changed_at, slot.targets.values().cloned().collect()))
-                .collect();
+            let families = slots.families.values().map(|slot| (slot.family, slot.targets.values().cloned().collect())).collect();
             (slots.generation, families)
         };
-        // Only the families that changed since the last assembly are deflated again.
-        let segments: Vec<Arc<Segment>> = {
-            let mut cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
-            let segments = families
-                .iter()
-                .map(|(family, changed_at, chunks)| match cache.get(family.name) {
-                    Some((at, segment)) if at == changed_at => segment.clone(),
-                    _ => {
-                        let mut header = Vec::with_capacity(256);
-                        family.write_header(&mut header, Format::OpenMetrics);
-                        let segment = Arc::new(Segment::new(std::iter::once(Bytes::from(header)).chain(chunks.iter().cloned())));
-                        cache.insert(family.name, (*changed_at, segment.clone()));
-                        segment
-                    }
-                })
-                .collect();
-            cache.retain(|name, _| families.iter().any(|(family, _, _)| family.name == *name));
-            segments
-        };
-        let exposition = Exposition {
-            families: families.into_iter().map(|(family, _, chunks)| (family, chunks)).collect(),
-            openmetrics_gzip: OnceLock::from(Prefix::from_segments(segments.iter().map(|s| &**s))),
+        let mut deflater = Deflater::default();
+        let mut cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        let mut kept = HashMap::with_capacity(cache.len());
+        let (mut openmetrics, mut text) = (Vec::new(), Vec::new());
+        for (family, entries) in &families {
+            for (format, parts) in [(Format::OpenMetrics, &mut openmetrics), (Format::Text, &mut text)] {
+                let mut header = Vec::with_capacity(256);
+                family.write_header(&mut header, format);
+                parts.push(Arc::new(deflater.segment([header])));
+            }
+            for entries in segments(entries) {
+                let ids: Box<[u64]> = entries.iter().map(|entry| entry.id).collect();
+                let segment = match cache.remove(&ids) {
+                    Some(segment) => segment,
+                    None => Arc::new(deflater.segment(entries.iter().map(|entry| entry.chunk.inflate()))),
+                };
+                openmetrics.push(segment.clone());
+                text.push(segment.clone());
+                kept.insert(ids, segment);
+            }
+        }
+        *cache = kept;
+        drop(cache);
+        self.publish(Exposition {
+            openmetrics: Prefix::from_segments(openmetrics.iter().map(|s| &**s)),
+            text: Prefix::from_segments(text.iter().map(|s| &**s)),
             generation,
-            ..Exposition::default()
-        };
-        self.publish(exposition);
+        });
     }
 
     fn publish(&self, exposition: Exposition) {
@@ -372,15 +400,15 @@ impl Store {
     /// Re-assembles after every change, at most once per `pause`, for the life of the process: a
     /// burst of poll results costs one assembly, not one per target.
     ///
-    /// Assembling costs time in proportion to the exposition's size, so the pause grows with it:
-    /// at least ten times the last assembly, which keeps assembling under a tenth of a core however
-    /// many targets change.
+    /// Assembling costs time in proportion to what changed, so the pause grows with it: at least
+    /// ten times the last assembly, which keeps assembling under a tenth of a core however many
+    /// targets change.
     pub async fn run_assembler(self: Arc<Self>, pause: Duration) {
         loop {
             self.changed.notified().await;
             let started = std::time::Instant::now();
             let store = self.clone();
-            // Copying and deflating megabytes would stall the runtime's worker: do it aside.
+            // Deflating megabytes would stall the runtime's worker: do it aside.
             if tokio::task::spawn_blocking(move || store.assemble()).await.is_err() {
                 return;
             }
@@ -397,6 +425,15 @@ mod tests {
     static UP: Family = Family { name: "t_up", help: "Up.", kind: Kind::Gauge };
     static RUNS: Family = Family { name: "t_runs_total", help: "Runs.", kind: Kind::Counter };
 
+    /// The body of the newest assembly, uncompressed.
+    fn body(store: &Store, format: Format) -> String {
+        let exposition = store.exposition();
+        let prefix = exposition.deflated(format);
+        let mut decompress = flate2::Decompress::new(false);
+        let body: Vec<u8> = (0..prefix.segments()).flat_map(|i| prefix.inflate(i, &mut decompress)).collect();
+        String::from_utf8(body).unwrap()
+    }
+
     fn key(name: &str) -> TargetKey {
         TargetKey { account: "a".into(), region: "r".into(), kind: TargetKind::Pipeline, name: name.into() }
     }
@@ -412,7 +449,7 @@ mod tests {
         }
         store.assemble();
         assert_eq!(
-            String::from_utf8(store.exposition().body(Format::Text).to_vec()).unwrap(),
+            body(&store, Format::Text),
             "# HELP t_runs_total Runs.\n# TYPE t_runs_total counter\nt_runs_total{pipeline=\"p1\"} 2\nt_runs_total{pipeline=\"p2\"} 2\n\
              # HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 1\nt_up{pipeline=\"p2\"} 1\n"
         );
@@ -421,10 +458,7 @@ mod tests {
         assert!(store.update(&key("p1"), rendered));
         store.remove(&key("p2"));
         store.assemble();
-        assert_eq!(
-            String::from_utf8(store.exposition().body(Format::OpenMetrics).to_vec()).unwrap(),
-            "# HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 0\n"
-        );
+        assert_eq!(body(&store, Format::OpenMetrics), "# HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 0\n");
     }
 
     #[test]
@@ -437,34 +471,76 @@ mod tests {
         let newer = store.exposition();
         assert_eq!(newer.generation, 1);
         store.publish(Exposition::default());
-        assert_eq!(store.exposition().body(Format::Text), newer.body(Format::Text));
-        assert_eq!(&store.exposition().body(Format::Text)[..], b"# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
+        assert!(Arc::ptr_eq(&store.exposition(), &newer));
+        assert_eq!(body(&store, Format::Text), "# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
     }
 
     #[test]
-    fn only_changed_families_are_deflated_again() {
+    fn only_segments_with_a_changed_target_are_deflated_again() {
         let store = Store::default();
-        let render = |up: f64| {
+        // Enough targets with enough lines for the family to span several segments.
+        let render = |name: &str, value: f64| {
             let mut rendered = Rendered::default();
-            rendered.sample(&UP, &[], up);
-            rendered.sample(&RUNS, &[], 3.0);
+            for series in 0..100 {
+                rendered.sample(&UP, &[("pipeline", name), ("series", &series.to_string())], value);
+            }
+            rendered.sample(&RUNS, &[("pipeline", name)], 3.0);
             rendered
         };
-        store.update(&key("p"), render(1.0));
+        let names: Vec<String> = (0..400).map(|i| format!("p{i:03}")).collect();
+        for name in &names {
+            store.update(&key(name), render(name, 1.0));
+        }
         store.assemble();
-        let segment = |name: &str| store.segments.lock().unwrap().get(name).unwrap().1.clone();
-        let (runs, up) = (segment("t_runs_total"), segment("t_up"));
-        store.update(&key("p"), render(0.0));
+        let cached = |store: &Store| store.segments.lock().unwrap().values().cloned().collect::<Vec<_>>();
+        let before = cached(&store);
+        assert!(before.len() > 10, "{} segments", before.len());
+        store.update(&key("p200"), render("p200", 0.0));
         store.assemble();
-        assert!(Arc::ptr_eq(&runs, &segment("t_runs_total")), "the unchanged family is reused");
-        assert!(!Arc::ptr_eq(&up, &segment("t_up")), "the changed one is deflated again");
-        let exposition = store.exposition();
-        let mut unzipped = Vec::new();
-        let joined: Vec<u8> = exposition.gzip(Format::OpenMetrics).gzip(b"# EOF\n").iter().flat_map(|b| b.to_vec()).collect();
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&joined[..]), &mut unzipped).unwrap();
-        let mut expected = exposition.body(Format::OpenMetrics).to_vec();
-        expected.extend_from_slice(b"# EOF\n");
-        assert_eq!(unzipped, expected);
+        let after = cached(&store);
+        let deflated_again = after.iter().filter(|s| !before.iter().any(|b| Arc::ptr_eq(s, b))).count();
+        assert_eq!(deflated_again, 1, "only the segment holding p200 changed");
+        assert_eq!(after.len(), before.len());
+
+        let mut runs = String::new();
+        let mut ups = String::new();
+        for name in &names {
+            runs += &format!("t_runs_total{{pipeline=\"{name}\"}} 3\n");
+            for series in 0..100 {
+                ups += &format!("t_up{{pipeline=\"{name}\",series=\"{series}\"}} {}\n", if name == "p200" { 0 } else { 1 });
+            }
+        }
+        assert_eq!(
+            body(&store, Format::OpenMetrics),
+            format!("# HELP t_runs Runs.\n# TYPE t_runs counter\n{runs}# HELP t_up Up.\n# TYPE t_up gauge\n{ups}")
+        );
+        assert_eq!(
+            body(&store, Format::Text),
+            format!("# HELP t_runs_total Runs.\n# TYPE t_runs_total counter\n{runs}# HELP t_up Up.\n# TYPE t_up gauge\n{ups}")
+        );
+
+        // The gzip form is one member that reads back as the same body followed by the tail.
+        let joined: Vec<u8> =
+            store.exposition().deflated(Format::OpenMetrics).gzip(b"# EOF\n").iter().flat_map(|b| b.to_vec()).collect();
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&joined[..]), &mut unzipped).unwrap();
+        assert_eq!(unzipped, body(&store, Format::OpenMetrics) + "# EOF\n");
+    }
+
+    #[test]
+    fn segments_end_at_a_boundary_past_the_minimum_or_at_the_maximum() {
+        let entry = |len: usize, boundary: bool| Entry { chunk: Chunk::new(&vec![b'x'; len]), id: 0, boundary };
+        let entries = vec![
+            entry(40_000, true),
+            entry(40_000, false),
+            entry(1_000, true),
+            entry(900_000, false),
+            entry(200_000, false),
+            entry(5, true),
+        ];
+        let lens: Vec<usize> = segments(&entries).map(<[Entry]>::len).collect();
+        assert_eq!(lens, [3, 2, 1]);
+        assert_eq!(segments(&[]).count(), 0);
     }
 
     #[test]
