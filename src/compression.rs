@@ -20,8 +20,11 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 thread_local! {
     /// A compressor's state is a few hundred kilobytes: each thread keeps one for chunks rather
     /// than allocating it for every target on every poll.
-    static CHUNK_DEFLATER: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    static CHUNK_DEFLATER: RefCell<(Compress, Vec<u8>)> =
+        RefCell::new((Compress::new(Compression::fast(), false), Vec::new()));
     static INFLATER: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+    /// For the scrape's own part, so that a scrape does not allocate a compressor.
+    static TAIL_DEFLATER: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
 }
 
 /// The lines of one target in one family, as the store keeps them: deflated on their own.
@@ -34,12 +37,15 @@ pub struct Chunk {
 
 impl Chunk {
     pub fn new(lines: &[u8]) -> Chunk {
-        let mut deflated = Vec::with_capacity(lines.len() / 8 + 64);
-        CHUNK_DEFLATER.with_borrow_mut(|compress| {
+        let deflated = CHUNK_DEFLATER.with_borrow_mut(|(compress, scratch)| {
             compress.reset();
-            deflate(compress, lines, &mut deflated, FlushCompress::Finish);
+            scratch.clear();
+            deflate(compress, lines, scratch, FlushCompress::Finish);
+            // Copied out at its exact size: there are tens of thousands of these, each far smaller
+            // than the room the compressor asks for.
+            Bytes::copy_from_slice(scratch)
         });
-        Chunk { deflated: Bytes::from(deflated), len: lines.len(), crc: crc32fast::hash(lines) }
+        Chunk { deflated, len: lines.len(), crc: crc32fast::hash(lines) }
     }
 
     /// Whether this chunk holds exactly `lines`. The length and CRC-32 settle most answers; when
@@ -90,7 +96,7 @@ impl Deflater {
     pub fn segment<P: AsRef<[u8]>>(&mut self, parts: impl IntoIterator<Item = P>) -> Segment {
         let mut crc = crc32fast::Hasher::new();
         let mut len = 0u64;
-        let mut out = Vec::with_capacity(16 * 1024);
+        let mut out = Vec::new();
         for part in parts {
             let part = part.as_ref();
             crc.update(part);
@@ -99,33 +105,41 @@ impl Deflater {
         }
         // After a full flush the compressor holds no history, so it can go on with the next one.
         deflate(&mut self.compress, &[], &mut out, FlushCompress::Full);
+        out.shrink_to_fit();
         Segment { deflated: Bytes::from(out), crc, len }
     }
 }
 
-/// Deflated segments in order, ready to be followed by a small uncompressed part.
+/// Deflated segments joined in order, ready to be followed by a small uncompressed part.
+///
+/// The segments are copied into one buffer, once per assembly, so that a scrape sends it with a
+/// few large writes rather than hundreds of small ones.
 #[derive(Debug, Clone)]
 pub struct Prefix {
-    segments: Vec<(Bytes, u64)>,
+    deflated: Bytes,
+    /// Where each segment ends in `deflated`, and the length of its text.
+    segments: Vec<(usize, u64)>,
     crc: crc32fast::Hasher,
     len: u64,
 }
 
 impl Default for Prefix {
     fn default() -> Prefix {
-        Prefix { segments: Vec::new(), crc: crc32fast::Hasher::new(), len: 0 }
+        Prefix { deflated: Bytes::new(), segments: Vec::new(), crc: crc32fast::Hasher::new(), len: 0 }
     }
 }
 
 impl Prefix {
-    /// Joins segments deflated separately: their bytes are shared, not copied.
-    pub fn from_segments<'a>(segments: impl IntoIterator<Item = &'a Segment>) -> Prefix {
+    pub fn from_segments<'a>(segments: impl IntoIterator<Item = &'a Segment> + Clone) -> Prefix {
+        let mut deflated = Vec::with_capacity(segments.clone().into_iter().map(|s| s.deflated.len()).sum());
         let mut prefix = Prefix::default();
         for segment in segments {
-            prefix.segments.push((segment.deflated.clone(), segment.len));
+            deflated.extend_from_slice(&segment.deflated);
+            prefix.segments.push((deflated.len(), segment.len));
             prefix.crc.combine(&segment.crc);
             prefix.len += segment.len;
         }
+        prefix.deflated = Bytes::from(deflated);
         prefix
     }
 
@@ -142,17 +156,21 @@ impl Prefix {
     /// Segment `index` uncompressed, for clients that do not take gzip: the body is inflated a
     /// segment at a time as it is sent rather than kept uncompressed.
     pub fn inflate(&self, index: usize, decompress: &mut Decompress) -> Bytes {
-        let (deflated, len) = &self.segments[index];
-        let mut out = Vec::with_capacity(*len as usize);
-        inflate(decompress, deflated, &mut out);
+        let start = index.checked_sub(1).map_or(0, |previous| self.segments[previous].0);
+        let (end, len) = self.segments[index];
+        let mut out = Vec::with_capacity(len as usize);
+        inflate(decompress, &self.deflated[start..end], &mut out);
         Bytes::from(out)
     }
 
     /// The gzip body of this prefix followed by `tail`, as buffers to send in order: the header,
-    /// the shared deflated segments, and the tail's deflate stream with the gzip trailer.
-    pub fn gzip(&self, tail: &[u8]) -> Vec<Bytes> {
+    /// the deflated prefix, and the tail's deflate stream with the gzip trailer.
+    pub fn gzip(&self, tail: &[u8]) -> [Bytes; 3] {
         let mut end = Vec::with_capacity(tail.len() / 3 + 64);
-        deflate(&mut Compress::new(Compression::fast(), false), tail, &mut end, FlushCompress::Finish);
+        TAIL_DEFLATER.with_borrow_mut(|compress| {
+            compress.reset();
+            deflate(compress, tail, &mut end, FlushCompress::Finish);
+        });
         let mut crc = self.crc.clone();
         let mut tail_crc = crc32fast::Hasher::new();
         tail_crc.update(tail);
@@ -160,11 +178,7 @@ impl Prefix {
         end.extend_from_slice(&crc.finalize().to_le_bytes());
         // ISIZE is the length modulo 2^32, as RFC 1952 says.
         end.extend_from_slice(&((self.len + tail.len() as u64) as u32).to_le_bytes());
-        let mut parts = Vec::with_capacity(self.segments.len() + 2);
-        parts.push(Bytes::from_static(&HEADER));
-        parts.extend(self.segments.iter().map(|(deflated, _)| deflated.clone()));
-        parts.push(Bytes::from(end));
-        parts
+        [Bytes::from_static(&HEADER), self.deflated.clone(), Bytes::from(end)]
     }
 }
 
