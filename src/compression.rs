@@ -87,7 +87,7 @@ pub struct Deflater {
 
 impl Default for Deflater {
     fn default() -> Deflater {
-        Deflater { compress: Compress::new(Compression::default(), false) }
+        Deflater { compress: Compress::new(Compression::best(), false) }
     }
 }
 
