@@ -10,8 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{SimActionExecution, SimExecution, SimPipeline, Simulator, World};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::TcpStream;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The poll interval of the benchmark: one cycle is long enough to measure, short enough to wait.
 const INTERVAL: u64 = 20;
@@ -81,7 +83,9 @@ impl Process {
     }
 }
 
-/// One keep-alive HTTP/1.1 connection that scrapes `/metrics`.
+/// One keep-alive HTTP/1.1 connection that scrapes `/metrics`, on a thread of its own: blocking
+/// reads on OS threads leave fairness between the scrapers to the kernel, as separate Prometheus
+/// servers would.
 struct Scraper {
     stream: BufReader<TcpStream>,
     gzip: bool,
@@ -90,23 +94,24 @@ struct Scraper {
 }
 
 impl Scraper {
-    async fn connect(addr: std::net::SocketAddr, gzip: bool) -> Scraper {
-        Scraper { stream: BufReader::new(TcpStream::connect(addr).await.expect("connect")), gzip, body: Vec::new() }
+    fn connect(addr: std::net::SocketAddr, gzip: bool) -> Scraper {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("TCP_NODELAY");
+        Scraper { stream: BufReader::with_capacity(64 * 1024, stream), gzip, body: Vec::new() }
     }
 
     /// Scrapes once; returns the body.
-    async fn scrape(&mut self) -> &[u8] {
+    fn scrape(&mut self) -> &[u8] {
         let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
         let encoding = if self.gzip { "Accept-Encoding: gzip\r\n" } else { "" };
         self.stream
             .get_mut()
             .write_all(format!("GET /metrics HTTP/1.1\r\nHost: bench\r\n{accept}{encoding}\r\n").as_bytes())
-            .await
             .unwrap();
         let mut length = 0;
         loop {
             let mut line = String::new();
-            self.stream.read_line(&mut line).await.unwrap();
+            self.stream.read_line(&mut line).unwrap();
             if line == "\r\n" {
                 break;
             }
@@ -116,7 +121,7 @@ impl Scraper {
         }
         let mut body = std::mem::take(&mut self.body);
         body.resize(length, 0);
-        self.stream.read_exact(&mut body).await.unwrap();
+        self.stream.read_exact(&mut body).unwrap();
         self.body = body;
         &self.body
     }
@@ -128,25 +133,24 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Scrapes with `clients` concurrent connections, `per_client` times each; returns the sorted
 /// latencies.
-async fn load(addr: std::net::SocketAddr, clients: usize, per_client: usize, gzip: bool) -> Vec<Duration> {
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            tokio::spawn(async move {
-                let mut scraper = Scraper::connect(addr, gzip).await;
-                let mut latencies = Vec::with_capacity(per_client);
-                for _ in 0..per_client {
-                    let started = Instant::now();
-                    scraper.scrape().await;
-                    latencies.push(started.elapsed());
-                }
-                latencies
+fn load(addr: std::net::SocketAddr, clients: usize, per_client: usize, gzip: bool) -> Vec<Duration> {
+    let mut all: Vec<Duration> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut scraper = Scraper::connect(addr, gzip);
+                    (0..per_client)
+                        .map(|_| {
+                            let started = Instant::now();
+                            scraper.scrape();
+                            started.elapsed()
+                        })
+                        .collect::<Vec<_>>()
+                })
             })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.unwrap());
-    }
+            .collect();
+        threads.into_iter().flat_map(|t| t.join().unwrap()).collect()
+    });
     all.sort();
     all
 }
@@ -177,7 +181,7 @@ async fn bench(pipelines: usize) {
             .expect("the exporter starts"),
     };
     loop {
-        if let Ok(mut stream) = TcpStream::connect(addr).await {
+        if let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await {
             stream.write_all(b"GET /-/ready HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.unwrap();
             let mut answer = String::new();
             let _ = stream.read_to_string(&mut answer).await;
@@ -188,10 +192,10 @@ async fn bench(pipelines: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ready = started.elapsed();
-    let mut scraper = Scraper::connect(addr, false).await;
-    let body = scraper.scrape().await.to_vec();
+    let mut scraper = Scraper::connect(addr, false);
+    let body = scraper.scrape().to_vec();
     let series = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
-    let gzipped = Scraper::connect(addr, true).await.scrape().await.len();
+    let gzipped = Scraper::connect(addr, true).scrape().len();
 
     // One poll cycle with nothing else going on: its CPU, and the AWS calls it makes.
     let (cpu, calls) = (process.cpu_seconds(), simulator.total_calls());
@@ -212,7 +216,7 @@ async fn bench(pipelines: usize) {
         };
         let cpu = process.cpu_seconds();
         let wall = Instant::now();
-        let latencies = load(addr, clients, per_client, gzip).await;
+        let latencies = tokio::task::spawn_blocking(move || load(addr, clients, per_client, gzip)).await.unwrap();
         let elapsed = wall.elapsed().as_secs_f64();
         let per_scrape = (process.cpu_seconds() - cpu) / latencies.len() as f64;
         rows.push(format!(
