@@ -127,6 +127,40 @@ impl Scraper {
     }
 }
 
+/// A server that answers every request on its first `connections` connections with `body`, as
+/// one write from a thread per connection: what sending the bytes costs, with nothing else.
+fn copy_server(body: Vec<u8>, connections: usize) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut response =
+        format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    response.extend_from_slice(&body);
+    let response = std::sync::Arc::new(response);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let (stream, response) = (stream.unwrap(), response.clone());
+            stream.set_nodelay(true).unwrap();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => {
+                            if reader.get_mut().write_all(&response).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
@@ -195,7 +229,7 @@ async fn bench(pipelines: usize) {
     let mut scraper = Scraper::connect(addr, false);
     let body = scraper.scrape().to_vec();
     let series = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
-    let gzipped = Scraper::connect(addr, true).scrape().len();
+    let gzip_body = Scraper::connect(addr, true).scrape().to_vec();
 
     // One poll cycle with nothing else going on: its CPU, and the AWS calls it makes.
     let (cpu, calls) = (process.cpu_seconds(), simulator.total_calls());
@@ -236,7 +270,7 @@ async fn bench(pipelines: usize) {
         "{pipelines} pipelines: first complete exposition after {:.2} s; {series} series, {:.1} MB ({:.2} MB gzip)",
         ready.as_secs_f64(),
         body.len() as f64 / 1e6,
-        gzipped as f64 / 1e6
+        gzip_body.len() as f64 / 1e6
     );
     println!(
         "  resident memory: {idle_rss:.0} MiB after a poll cycle, {gzip_rss:.0} MiB after the gzip scrapes, {rss:.0} MiB after the uncompressed ones; peak {peak:.0} MiB"
@@ -248,6 +282,18 @@ async fn bench(pipelines: usize) {
         println!("{row}");
     }
     drop(process);
+
+    // The floor this machine puts under those figures: the same gzip body sent by a server that
+    // does nothing else, to the same scrapers.
+    for (clients, per_client) in [(1, 200), (32, 40)] {
+        let floor = copy_server(gzip_body.clone(), clients);
+        let latencies = tokio::task::spawn_blocking(move || load(floor, clients, per_client, true)).await.unwrap();
+        println!(
+            "  {clients:>2} client(s), copy floor: p50 {:>7.2} ms, p99 {:>7.2} ms",
+            percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
