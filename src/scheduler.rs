@@ -191,8 +191,9 @@ impl Context {
 async fn run_target<T: Target>(scope: Scope, key: TargetKey, mut target: T, context: Context, mut first_poll: ReadyToken) {
     let mut health = Health::default();
     loop {
-        // The SDK's request futures are tens of kilobytes. Boxed, they take memory only while a
-        // poll runs; inline, every idle target's task would hold that much between polls.
+        // The SDK's request futures are several kilobytes. Boxed, they take memory only while a
+        // poll runs; inline, every idle target's task would hold that much between polls (7 MiB
+        // more resident at 1,000 pipelines in the benchmark).
         match Box::pin(target.poll(&scope, &key)).await {
             Outcome::Polled => health.succeeded(&key),
             Outcome::Failed(err) => health.failed(&key, &err),
