@@ -80,7 +80,7 @@ pub struct Segment {
 }
 
 /// Makes segments, at the best level: a segment is deflated once and sent on every scrape, so the
-/// smaller output (8 % smaller than the default level's in the benchmark, and a quarter less CPU
+/// smaller output (8 % smaller than the default level's in the benchmark, and less CPU
 /// per scrape) is worth the slower compression.
 pub struct Deflater {
     compress: Compress,
