@@ -164,9 +164,9 @@ impl Prefix {
         Bytes::from(out)
     }
 
-    /// The gzip body of this prefix followed by `tail`, as buffers to send in order: the header,
-    /// the deflated prefix, and the tail's deflate stream with the gzip trailer.
-    pub fn gzip(&self, tail: &[u8]) -> [Bytes; 3] {
+    /// The end of a gzip body of this prefix followed by `tail`: the tail's deflate stream and the
+    /// gzip trailer. It is kept apart from [`Prefix::gzip`] so that scrapes can share it.
+    pub fn gzip_end(&self, tail: &[u8]) -> Bytes {
         let mut end = Vec::with_capacity(tail.len() / 3 + 64);
         TAIL_DEFLATER.with_borrow_mut(|compress| {
             compress.reset();
@@ -179,7 +179,13 @@ impl Prefix {
         end.extend_from_slice(&crc.finalize().to_le_bytes());
         // ISIZE is the length modulo 2^32, as RFC 1952 says.
         end.extend_from_slice(&((self.len + tail.len() as u64) as u32).to_le_bytes());
-        [Bytes::from_static(&HEADER), self.deflated.clone(), Bytes::from(end)]
+        Bytes::from(end)
+    }
+
+    /// The gzip body of this prefix ending with `end`, made by [`Prefix::gzip_end`] on this
+    /// prefix, as buffers to send in order: the header, the deflated prefix, and the end.
+    pub fn gzip(&self, end: Bytes) -> [Bytes; 3] {
+        [Bytes::from_static(&HEADER), self.deflated.clone(), end]
     }
 }
 
@@ -243,12 +249,12 @@ mod tests {
     fn prefix_and_tail_make_one_gzip_member() {
         let large = lines(200_000);
         let prefix = Prefix::from_segments([&Deflater::default().segment([&large])]);
-        let body = gunzip(&prefix.gzip(b"# EOF\n"));
+        let body = gunzip(&prefix.gzip(prefix.gzip_end(b"# EOF\n")));
         assert_eq!(body.len(), large.len() + 6);
         assert_eq!(&body[..large.len()], &large[..]);
         assert_eq!(&body[large.len()..], b"# EOF\n");
         // The same prefix serves many tails.
-        assert_eq!(gunzip(&prefix.gzip(b"")), large);
+        assert_eq!(gunzip(&prefix.gzip(prefix.gzip_end(b""))), large);
     }
 
     #[test]
@@ -268,7 +274,7 @@ mod tests {
         }
         assert_eq!(inflated, expected);
         expected.extend_from_slice(b"# EOF\n");
-        assert_eq!(gunzip(&prefix.gzip(b"# EOF\n")), expected);
+        assert_eq!(gunzip(&prefix.gzip(prefix.gzip_end(b"# EOF\n"))), expected);
     }
 
     #[test]
@@ -289,8 +295,8 @@ mod tests {
     #[test]
     fn empty_parts() {
         let empty = Prefix::from_segments([&Deflater::default().segment([b""])]);
-        assert_eq!(gunzip(&empty.gzip(b"tail")), b"tail");
-        assert_eq!(gunzip(&empty.gzip(b"")), b"");
-        assert_eq!(gunzip(&Prefix::default().gzip(b"tail")), b"tail");
+        assert_eq!(gunzip(&empty.gzip(empty.gzip_end(b"tail"))), b"tail");
+        assert_eq!(gunzip(&empty.gzip(empty.gzip_end(b""))), b"");
+        assert_eq!(gunzip(&Prefix::default().gzip(Prefix::default().gzip_end(b"tail"))), b"tail");
     }
 }

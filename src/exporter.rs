@@ -15,6 +15,7 @@ use crate::aws::Overrides;
 use crate::config::Config;
 use crate::http;
 use crate::scheduler::{Readiness, Scheduler};
+use crate::scrape::Scrapes;
 use crate::shard::Shard;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
@@ -91,15 +92,14 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
     let addr = listener.local_addr()?;
     let state = Arc::new(http::State {
-        store: store.clone(),
-        telemetry: telemetry.clone(),
+        scrapes: Scrapes::new(store.clone(), telemetry.clone()),
         readiness: readiness.clone(),
         reloader: reloader.clone(),
         telemetry_path,
         web: RwLock::new(Arc::new(web)),
     });
     let files = Files { config: config_path, web_config: web_config_path };
-    let scheduler = tokio::spawn(serve_reloads(scheduler, files, state.clone(), queue));
+    let scheduler = tokio::spawn(serve_reloads(scheduler, files, state.clone(), telemetry.clone(), queue));
     let (stop_http, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, state, async move {
         let _ = stopped.await;
@@ -126,6 +126,7 @@ async fn serve_reloads(
     mut scheduler: Scheduler,
     files: Files,
     state: Arc<http::State>,
+    telemetry: Arc<Telemetry>,
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) {
     while let Some(reply) = requests.recv().await {
@@ -134,7 +135,7 @@ async fn serve_reloads(
             Ok(()) => tracing::info!("configuration reloaded"),
             Err(err) => tracing::error!(error = %err, "configuration reload failed; the running configuration stays"),
         }
-        state.telemetry.record_reload(outcome.is_ok());
+        telemetry.record_reload(outcome.is_ok());
         let _ = reply.send(outcome);
     }
 }

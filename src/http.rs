@@ -1,7 +1,7 @@
 //! The HTTP server: `/metrics`, a landing page, and the health and readiness endpoints.
 //!
-//! A scrape copies what the store already assembled and appends the exporter's own few metrics:
-//! it never calls AWS and never waits on a poll. Connections are capped and must send their
+//! A scrape ([`crate::scrape`]) copies what the store already assembled and appends the
+//! exporter's own few metrics: it never calls AWS and never waits on a poll. Connections are capped and must send their
 //! headers promptly, so a slow or abusive client cannot exhaust the server; on shutdown the server
 //! stops accepting and lets responses in flight finish.
 
@@ -11,12 +11,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flate2::Decompress;
-use http_body_util::{BodyExt as _, Full, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
-use hyper::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY, WWW_AUTHENTICATE,
-};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -24,10 +21,8 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::exporter::Reloader;
-use crate::exposition::Format;
 use crate::scheduler::Readiness;
-use crate::store::{Exposition, Store};
-use crate::telemetry::Telemetry;
+use crate::scrape::{Body, Scrapes};
 use crate::webconfig::{Access, WebConfig};
 
 /// How long a client may take to send its request headers.
@@ -39,16 +34,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the handlers read.
 pub struct State {
-    pub store: Arc<Store>,
-    pub telemetry: Arc<Telemetry>,
+    pub scrapes: Scrapes,
     pub readiness: Arc<Readiness>,
     pub reloader: Reloader,
     pub telemetry_path: String,
     /// TLS, users and headers; a reload replaces it, and new connections use the new one.
     pub web: RwLock<Arc<WebConfig>>,
 }
-
-type Body = BoxBody<Bytes, Infallible>;
 
 /// Serves until `shutdown` resolves, then drains connections for a few seconds.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
@@ -151,7 +143,7 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Body> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     }
     if path == state.telemetry_path {
-        return metrics(state, &request);
+        return state.scrapes.respond(request.headers());
     }
     match path {
         "/" => landing_page(state),
@@ -160,44 +152,6 @@ async fn route(state: &State, request: Request<Incoming>) -> Response<Body> {
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: the first discovery and poll round is not done\n"),
         _ => text(StatusCode::NOT_FOUND, "Not Found\n"),
     }
-}
-
-fn metrics(state: &State, request: &Request<Incoming>) -> Response<Body> {
-    let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-    let format = Format::negotiate(accept);
-    let gzip = accepts_gzip(request.headers().get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok()));
-    let exposition = state.store.exposition();
-    let mut own = Vec::with_capacity(4096);
-    state.telemetry.render(&mut own, format);
-    if format == Format::OpenMetrics {
-        own.extend_from_slice(b"# EOF\n");
-    }
-    let body = if gzip {
-        Chunks(exposition.deflated(format).gzip(&own).into()).boxed()
-    } else {
-        let remaining = exposition.deflated(format).text_len() + own.len() as u64;
-        Inflating { exposition, format, next: 0, decompress: Decompress::new(false), tail: Bytes::from(own), remaining }.boxed()
-    };
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
-    if gzip {
-        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    }
-    response
-}
-
-/// Whether the client takes gzip: listed (or `*`) with a quality above zero.
-fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accept_encoding.is_some_and(|header| {
-        header.split(',').any(|coding| {
-            let mut params = coding.split(';').map(str::trim);
-            let name = params.next().unwrap_or_default();
-            let quality = params.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && quality > 0.0
-        })
-    })
 }
 
 fn landing_page(state: &State) -> Response<Body> {
@@ -222,86 +176,4 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
-}
-
-/// A body of buffers sent one after the other, so that the stored exposition is sent as it is
-/// rather than copied into a new buffer with the exporter's own metrics.
-struct Chunks(std::collections::VecDeque<Bytes>);
-
-impl hyper::body::Body for Chunks {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let chunks = &mut self.0;
-        while chunks.front().is_some_and(Bytes::is_empty) {
-            chunks.pop_front();
-        }
-        std::task::Poll::Ready(chunks.pop_front().map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.iter().all(Bytes::is_empty)
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.0.iter().map(|c| c.len() as u64).sum())
-    }
-}
-
-/// An uncompressed body: the kept deflated segments, inflated one per frame as the client reads,
-/// so that an uncompressed scrape holds about one segment in memory rather than the whole body.
-struct Inflating {
-    exposition: Arc<Exposition>,
-    format: Format,
-    next: usize,
-    decompress: Decompress,
-    /// The scrape's own part, after the segments.
-    tail: Bytes,
-    remaining: u64,
-}
-
-impl hyper::body::Body for Inflating {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = &mut *self;
-        let prefix = this.exposition.deflated(this.format);
-        let frame = if this.next < prefix.segments() {
-            this.next += 1;
-            prefix.inflate(this.next - 1, &mut this.decompress)
-        } else {
-            std::mem::take(&mut this.tail)
-        };
-        this.remaining = this.remaining.saturating_sub(frame.len() as u64);
-        std::task::Poll::Ready((!frame.is_empty() || this.next < prefix.segments()).then(|| Ok(Frame::data(frame))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.remaining == 0
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(self.remaining)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn gzip_is_taken_when_offered() {
-        assert!(super::accepts_gzip(Some("gzip")));
-        assert!(super::accepts_gzip(Some("deflate, gzip;q=0.5")));
-        assert!(super::accepts_gzip(Some("*")));
-        assert!(!super::accepts_gzip(Some("gzip;q=0")));
-        assert!(!super::accepts_gzip(Some("identity")));
-        assert!(!super::accepts_gzip(None));
-    }
 }

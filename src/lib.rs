@@ -2,7 +2,7 @@
 //!
 //! Data flows one way, and the modules follow it:
 //! [`config`] → [`aws`] clients → [`scheduler`] → snapshots and series from the collectors
-//! ([`codepipeline`], [`codeconnections`]) → [`store`] → [`http`]. The [`simulator`] is a fake AWS endpoint speaking
+//! ([`codepipeline`], [`codeconnections`]) → [`store`] → [`scrape`] → [`http`]. The [`simulator`] is a fake AWS endpoint speaking
 //! the SDK's wire protocols, for the demo and the tests.
 
 pub mod aws;
@@ -16,6 +16,7 @@ pub mod exposition;
 pub mod http;
 pub mod logging;
 pub mod scheduler;
+pub mod scrape;
 pub mod shard;
 pub mod simulator;
 pub mod store;

@@ -520,8 +520,9 @@ mod tests {
         );
 
         // The gzip form is one member that reads back as the same body followed by the tail.
-        let joined: Vec<u8> =
-            store.exposition().deflated(Format::OpenMetrics).gzip(b"# EOF\n").iter().flat_map(|b| b.to_vec()).collect();
+        let exposition = store.exposition();
+        let prefix = exposition.deflated(Format::OpenMetrics);
+        let joined: Vec<u8> = prefix.gzip(prefix.gzip_end(b"# EOF\n")).iter().flat_map(|b| b.to_vec()).collect();
         let mut unzipped = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&joined[..]), &mut unzipped).unwrap();
         assert_eq!(unzipped, body(&store, Format::OpenMetrics) + "# EOF\n");

@@ -1,9 +1,11 @@
 //! The exporter's own metrics: build, process, and every AWS request it makes.
 //!
 //! They are few and bounded (one series per AWS operation and error code, not per target), so they
-//! are rendered at scrape time, where the process figures are fresh.
+//! are rendered at scrape time, where the process figures are fresh; scrapes close together share
+//! one rendering ([`crate::scrape`]).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,6 +126,8 @@ pub struct Telemetry {
     scopes: Mutex<BTreeMap<(String, String), ScopeStats>>,
     /// Whether the last reload succeeded, and when the configuration was last loaded.
     reload: Mutex<(bool, f64)>,
+    /// Counts the changes recorded above, so that a rendering can be reused until the next one.
+    generation: AtomicU64,
 }
 
 #[derive(Default)]
@@ -142,7 +146,19 @@ impl Telemetry {
             attempts: Mutex::default(),
             scopes: Mutex::default(),
             reload: Mutex::new((true, unix_seconds(SystemTime::now()))),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes with everything recorded here; the process figures and the budgets' gauges, which
+    /// change without being recorded, do not move it.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Called after each change, once it is visible to [`Telemetry::render`].
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Records one AWS call; `error_code` is the AWS error code, or a transport failure's kind.
@@ -154,6 +170,8 @@ impl Telemetry {
         if let Some(code) = error_code {
             *stats.errors.entry(code.to_string()).or_default() += 1;
         }
+        drop(requests);
+        self.changed();
     }
 
     /// Records one attempt of a call, as the SDK makes it.
@@ -168,6 +186,7 @@ impl Telemetry {
             let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
             scopes.entry((account.to_string(), region.to_string())).or_default().throttled += 1;
         }
+        self.changed();
     }
 
     /// Records the outcome of a configuration reload.
@@ -177,12 +196,16 @@ impl Telemetry {
         if success {
             reload.1 = unix_seconds(SystemTime::now());
         }
+        drop(reload);
+        self.changed();
     }
 
     /// Reports the budget of an account and region for as long as it exists.
     pub fn register_budget(&self, account: &str, region: &str, budget: &Arc<Budget>) {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
         scopes.entry((account.to_string(), region.to_string())).or_default().budget = Arc::downgrade(budget);
+        drop(scopes);
+        self.changed();
     }
 
     /// Writes every family of the exporter's own metrics in `format`.
