@@ -17,6 +17,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The poll interval of the benchmark: one cycle is long enough to measure, short enough to wait.
 const INTERVAL: u64 = 20;
+/// How long each kind of load runs: long enough for CPU time, counted in 10 ms ticks, to be
+/// measured to a few percent.
+const LOAD: Duration = Duration::from_secs(3);
 
 fn world(pipelines: usize) -> World {
     let mut world = World { page_size: 100, ..World::default() };
@@ -165,21 +168,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
-/// Scrapes with `clients` concurrent connections, `per_client` times each; returns the sorted
-/// latencies.
-fn load(addr: std::net::SocketAddr, clients: usize, per_client: usize, gzip: bool) -> Vec<Duration> {
+/// Scrapes with `clients` concurrent connections for `duration`, each at least once; returns the
+/// sorted latencies.
+fn load(addr: std::net::SocketAddr, clients: usize, duration: Duration, gzip: bool) -> Vec<Duration> {
+    let started = Instant::now();
     let mut all: Vec<Duration> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..clients)
             .map(|_| {
                 scope.spawn(move || {
                     let mut scraper = Scraper::connect(addr, gzip);
-                    (0..per_client)
-                        .map(|_| {
-                            let started = Instant::now();
-                            scraper.scrape();
-                            started.elapsed()
-                        })
-                        .collect::<Vec<_>>()
+                    let mut latencies = Vec::new();
+                    while latencies.is_empty() || started.elapsed() < duration {
+                        let began = Instant::now();
+                        scraper.scrape();
+                        latencies.push(began.elapsed());
+                    }
+                    latencies
                 })
             })
             .collect();
@@ -242,15 +246,9 @@ async fn bench(pipelines: usize) {
     let mut rows = Vec::new();
     let mut gzip_rss = 0.0;
     for (clients, gzip) in [(1, true), (32, true), (1, false), (32, false)] {
-        // Uncompressed bodies are large: fewer of them, enough for a p99 of several hundred.
-        let per_client = match (clients, gzip) {
-            (1, _) => 200,
-            (_, true) => 40,
-            (_, false) => 8,
-        };
         let cpu = process.cpu_seconds();
         let wall = Instant::now();
-        let latencies = tokio::task::spawn_blocking(move || load(addr, clients, per_client, gzip)).await.unwrap();
+        let latencies = tokio::task::spawn_blocking(move || load(addr, clients, LOAD, gzip)).await.unwrap();
         let elapsed = wall.elapsed().as_secs_f64();
         let per_scrape = (process.cpu_seconds() - cpu) / latencies.len() as f64;
         rows.push(format!(
@@ -285,9 +283,9 @@ async fn bench(pipelines: usize) {
 
     // The floor this machine puts under those figures: the same gzip body sent by a server that
     // does nothing else, to the same scrapers.
-    for (clients, per_client) in [(1, 200), (32, 40)] {
+    for clients in [1, 32] {
         let floor = copy_server(gzip_body.clone(), clients);
-        let latencies = tokio::task::spawn_blocking(move || load(floor, clients, per_client, true)).await.unwrap();
+        let latencies = tokio::task::spawn_blocking(move || load(floor, clients, LOAD, true)).await.unwrap();
         println!(
             "  {clients:>2} client(s), copy floor: p50 {:>7.2} ms, p99 {:>7.2} ms",
             percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
