@@ -4,10 +4,11 @@
 //! deflates thirty to fifty times. The store therefore keeps each target's lines only as a
 //! [`Chunk`], deflated on its own, and the body Prometheus fetches as [`Segment`]s: runs of
 //! targets of one family deflated together, each ending with a full flush. A full flush leaves the
-//! deflate stream at a byte boundary with no reference to earlier data, so segments deflated at
-//! different times can follow one another, and a segment is deflated again only when one of its
-//! targets changed. A scrape joins the kept segments with its own small part into one ordinary
-//! gzip member, its CRC-32 combined from the parts' CRCs.
+//! deflate stream at a byte boundary, so segments deflated at different times can follow one
+//! another; a segment refers to no earlier data but the end of the text just before it, given as
+//! its dictionary, and is deflated again only when that text or one of its own targets changed.
+//! A scrape joins the kept segments with its own small part into one ordinary gzip member, its
+//! CRC-32 combined from the parts' CRCs.
 
 use std::cell::RefCell;
 
@@ -79,9 +80,17 @@ pub struct Segment {
     len: u64,
 }
 
+/// How far back deflate refers: a segment's dictionary is at most this much of the text before it.
+pub const WINDOW: usize = 32 * 1024;
+
 /// Makes segments, at the best level: a segment is deflated once and sent on every scrape, so the
 /// smaller output (8 % smaller than the default level's in the benchmark, and less CPU
 /// per scrape) is worth the slower compression.
+///
+/// A segment may be deflated with the text just before it as a preset dictionary, as pigz does
+/// with its blocks: the decoder has just produced that text, so references into it are valid, and
+/// the segment then deflates about as well as if it had been deflated with what precedes it (in
+/// the benchmark the body is 8 % smaller than with segments deflated alone).
 pub struct Deflater {
     compress: Compress,
 }
@@ -93,8 +102,17 @@ impl Default for Deflater {
 }
 
 impl Deflater {
-    /// Deflates the concatenation of `parts` into one segment, without concatenating them.
-    pub fn segment<P: AsRef<[u8]>>(&mut self, parts: impl IntoIterator<Item = P>) -> Segment {
+    /// Deflates the concatenation of `parts` into one segment, without concatenating them. The
+    /// segment may refer to the end of `preceding`, so it must follow exactly that text in the
+    /// body; with nothing preceding, it may follow anything.
+    pub fn segment<P: AsRef<[u8]>>(&mut self, preceding: &[u8], parts: impl IntoIterator<Item = P>) -> Segment {
+        // The full flush that ended the last segment left the compressor with no history and
+        // at a block boundary, where raw deflate takes a dictionary.
+        if !preceding.is_empty() {
+            self.compress
+                .set_dictionary(&preceding[preceding.len().saturating_sub(WINDOW)..])
+                .expect("a raw deflate stream at a block boundary takes a dictionary");
+        }
         let mut crc = crc32fast::Hasher::new();
         let mut len = 0u64;
         let mut out = Vec::new();
@@ -104,7 +122,6 @@ impl Deflater {
             len += part.len() as u64;
             deflate(&mut self.compress, part, &mut out, FlushCompress::None);
         }
-        // After a full flush the compressor holds no history, so it can go on with the next one.
         deflate(&mut self.compress, &[], &mut out, FlushCompress::Full);
         out.shrink_to_fit();
         Segment { deflated: Bytes::from(out), crc, len }
@@ -155,7 +172,8 @@ impl Prefix {
     }
 
     /// Segment `index` uncompressed, for clients that do not take gzip: the body is inflated a
-    /// segment at a time as it is sent rather than kept uncompressed.
+    /// segment at a time as it is sent rather than kept uncompressed. Segments are inflated in
+    /// order by one `decompress`, which holds the text a segment's dictionary refers to.
     pub fn inflate(&self, index: usize, decompress: &mut Decompress) -> Bytes {
         let start = index.checked_sub(1).map_or(0, |previous| self.segments[previous].0);
         let (end, len) = self.segments[index];
@@ -248,7 +266,7 @@ mod tests {
     #[test]
     fn prefix_and_tail_make_one_gzip_member() {
         let large = lines(200_000);
-        let prefix = Prefix::from_segments([&Deflater::default().segment([&large])]);
+        let prefix = Prefix::from_segments([&Deflater::default().segment(b"", [&large])]);
         let body = gunzip(&prefix.gzip(prefix.gzip_end(b"# EOF\n")));
         assert_eq!(body.len(), large.len() + 6);
         assert_eq!(&body[..large.len()], &large[..]);
@@ -260,9 +278,9 @@ mod tests {
     #[test]
     fn segments_deflated_apart_join_into_one_member_and_inflate_one_by_one() {
         let mut deflater = Deflater::default();
-        let one = deflater.segment([&b"# HELP a A.\n"[..], b"a 1\n"]);
-        let two = Deflater::default().segment([b"b 2\n"]);
-        let three = deflater.segment([lines(50_000)]);
+        let one = deflater.segment(b"", [&b"# HELP a A.\n"[..], b"a 1\n"]);
+        let two = Deflater::default().segment(b"", [b"b 2\n"]);
+        let three = deflater.segment(b"", [lines(50_000)]);
         let prefix = Prefix::from_segments([&one, &two, &one, &three]);
         let mut expected = b"# HELP a A.\na 1\nb 2\n# HELP a A.\na 1\n".to_vec();
         expected.extend_from_slice(&lines(50_000));
@@ -275,6 +293,33 @@ mod tests {
         assert_eq!(inflated, expected);
         expected.extend_from_slice(b"# EOF\n");
         assert_eq!(gunzip(&prefix.gzip(prefix.gzip_end(b"# EOF\n"))), expected);
+    }
+
+    #[test]
+    fn a_segment_deflated_after_its_predecessor_refers_to_it() {
+        // Text that repeats what precedes it, as a family's next targets repeat its label names.
+        let first = lines(1_000);
+        assert!(first.len() < WINDOW);
+        let mut deflater = Deflater::default();
+        let head = deflater.segment(b"", [&first]);
+        let chained = deflater.segment(&first, [&first]);
+        let alone = Deflater::default().segment(b"", [&first]);
+        // Exact sizes depend on the compressor's version; the ratio is what the dictionary buys.
+        assert!(
+            chained.deflated.len() * 10 < alone.deflated.len(),
+            "{} vs {} bytes",
+            chained.deflated.len(),
+            alone.deflated.len()
+        );
+        let prefix = Prefix::from_segments([&head, &chained, &alone, &head, &chained]);
+        let expected = [&first[..], &first, &first, &first, &first].concat();
+        let mut inflated = Vec::new();
+        let mut decompress = Decompress::new(false);
+        for index in 0..prefix.segments() {
+            inflated.extend_from_slice(&prefix.inflate(index, &mut decompress));
+        }
+        assert_eq!(inflated, expected);
+        assert_eq!(gunzip(&prefix.gzip(prefix.gzip_end(b""))), expected);
     }
 
     #[test]
@@ -294,7 +339,7 @@ mod tests {
 
     #[test]
     fn empty_parts() {
-        let empty = Prefix::from_segments([&Deflater::default().segment([b""])]);
+        let empty = Prefix::from_segments([&Deflater::default().segment(b"", [b""])]);
         assert_eq!(gunzip(&empty.gzip(empty.gzip_end(b"tail"))), b"tail");
         assert_eq!(gunzip(&empty.gzip(empty.gzip_end(b""))), b"");
         assert_eq!(gunzip(&Prefix::default().gzip(Prefix::default().gzip_end(b"tail"))), b"tail");

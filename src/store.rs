@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::compression::{Chunk, Deflater, Prefix, Segment};
+use crate::compression::{Chunk, Deflater, Prefix, Segment, WINDOW};
 use crate::exposition::{self, Family, Format};
 
 /// What a target is, as the `kind` label of the exporter's health series says.
@@ -232,12 +232,35 @@ fn segments(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
     })
 }
 
+/// What a kept segment was deflated from: its entries, and those of the segment before it, whose
+/// text it may refer to.
+#[derive(PartialEq, Eq, Hash)]
+struct SegmentIds {
+    previous: Box<[u64]>,
+    own: Box<[u64]>,
+}
+
+/// The last [`WINDOW`] bytes of the entries' text: all a following segment can refer to.
+fn text_end(entries: &[Entry]) -> Vec<u8> {
+    let mut parts = Vec::new();
+    let mut len = 0;
+    for entry in entries.iter().rev() {
+        if len >= WINDOW {
+            break;
+        }
+        len += entry.chunk.text_len();
+        parts.push(entry.chunk.inflate());
+    }
+    let text: Vec<u8> = parts.into_iter().rev().flatten().collect();
+    text[text.len().saturating_sub(WINDOW)..].to_vec()
+}
+
 #[derive(Default)]
 pub struct Store {
     slots: Mutex<Slots>,
-    /// The segments of the last assembly, by the ids of their entries: a segment whose entries
-    /// did not change is not deflated again.
-    segments: Mutex<HashMap<Box<[u64]>, Arc<Segment>>>,
+    /// The segments of the last assembly, by the ids of their entries and of the entries before
+    /// them: a segment is deflated again only when either changed.
+    segments: Mutex<HashMap<SegmentIds, Arc<Segment>>>,
     published: RwLock<Arc<Exposition>>,
     changed: Notify,
 }
@@ -351,8 +374,8 @@ impl Store {
     }
 
     /// Collects the stored chunks into a new scrape body and publishes it, unless a newer one was
-    /// published meanwhile (two assemblies may race). Only segments with a changed entry are
-    /// deflated again. The lock on the lines is held only while their reference-counted chunks
+    /// published meanwhile (two assemblies may race). Only segments with a changed entry, and
+    /// the segment after each, which refers to its text, are deflated again. The lock on the lines is held only while their reference-counted chunks
     /// are collected, never while anything is compressed.
     pub fn assemble(&self) {
         let (generation, families): (u64, Vec<(&'static Family, Vec<Entry>)>) = {
@@ -368,17 +391,24 @@ impl Store {
             for (format, parts) in [(Format::OpenMetrics, &mut openmetrics), (Format::Text, &mut text)] {
                 let mut header = Vec::with_capacity(256);
                 family.write_header(&mut header, format);
-                parts.push(Arc::new(deflater.segment([header])));
+                parts.push(Arc::new(deflater.segment(b"", [header])));
             }
+            // A family's first segment follows a header that differs by format, so only the
+            // segments after it take the one before as their dictionary.
+            let mut previous: &[Entry] = &[];
             for entries in segments(entries) {
-                let ids: Box<[u64]> = entries.iter().map(|entry| entry.id).collect();
+                let ids = SegmentIds {
+                    previous: previous.iter().map(|entry| entry.id).collect(),
+                    own: entries.iter().map(|entry| entry.id).collect(),
+                };
                 let segment = match cache.remove(&ids) {
                     Some(segment) => segment,
-                    None => Arc::new(deflater.segment(entries.iter().map(|entry| entry.chunk.inflate()))),
+                    None => Arc::new(deflater.segment(&text_end(previous), entries.iter().map(|entry| entry.chunk.inflate()))),
                 };
                 openmetrics.push(segment.clone());
                 text.push(segment.clone());
                 kept.insert(ids, segment);
+                previous = entries;
             }
         }
         *cache = kept;
@@ -495,11 +525,19 @@ mod tests {
         let cached = |store: &Store| store.segments.lock().unwrap().values().cloned().collect::<Vec<_>>();
         let before = cached(&store);
         assert!(before.len() > 10, "{} segments", before.len());
-        store.update(&key("p200"), render("p200", 0.0));
+        // The last target of the first segment of t_up: the next segment's dictionary is its text.
+        let changed = {
+            let slots = store.slots.lock().unwrap();
+            let slot = &slots.families["t_up"];
+            let entries: Vec<Entry> = slot.targets.values().cloned().collect();
+            let first = segments(&entries).next().unwrap().len();
+            slot.targets.keys().nth(first - 1).unwrap().name.clone()
+        };
+        store.update(&key(&changed), render(&changed, 0.0));
         store.assemble();
         let after = cached(&store);
         let deflated_again = after.iter().filter(|s| !before.iter().any(|b| Arc::ptr_eq(s, b))).count();
-        assert_eq!(deflated_again, 1, "only the segment holding p200 changed");
+        assert_eq!(deflated_again, 2, "only the segment holding {changed} and the one after it, which refers to it");
         assert_eq!(after.len(), before.len());
 
         let mut runs = String::new();
@@ -507,7 +545,7 @@ mod tests {
         for name in &names {
             runs += &format!("t_runs_total{{pipeline=\"{name}\"}} 3\n");
             for series in 0..100 {
-                ups += &format!("t_up{{pipeline=\"{name}\",series=\"{series}\"}} {}\n", if name == "p200" { 0 } else { 1 });
+                ups += &format!("t_up{{pipeline=\"{name}\",series=\"{series}\"}} {}\n", if *name == changed { 0 } else { 1 });
             }
         }
         assert_eq!(
