@@ -375,8 +375,9 @@ impl Store {
 
     /// Collects the stored chunks into a new scrape body and publishes it, unless a newer one was
     /// published meanwhile (two assemblies may race). Only segments with a changed entry, and
-    /// the segment after each, which refers to its text, are deflated again. The lock on the lines is held only while their reference-counted chunks
-    /// are collected, never while anything is compressed.
+    /// the segment after each, which refers to its text, are deflated again. The lock on the
+    /// lines is held only while their reference-counted chunks are collected, never while
+    /// anything is compressed.
     pub fn assemble(&self) {
         let (generation, families): (u64, Vec<(&'static Family, Vec<Entry>)>) = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
