@@ -1,9 +1,9 @@
 //! The HTTP server: `/metrics`, a landing page, and the health and readiness endpoints.
 //!
 //! A scrape ([`crate::scrape`]) copies what the store already assembled and appends the
-//! exporter's own few metrics: it never calls AWS and never waits on a poll. Connections are capped and must send their
-//! headers promptly, so a slow or abusive client cannot exhaust the server; on shutdown the server
-//! stops accepting and lets responses in flight finish.
+//! exporter's own few metrics: it never calls AWS and never waits on a poll. Connections are
+//! capped and must send their headers promptly, so a slow or abusive client cannot exhaust the
+//! server; on shutdown the server stops accepting and lets responses in flight finish.
 
 use std::convert::Infallible;
 use std::future::Future;
