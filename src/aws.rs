@@ -7,6 +7,7 @@
 //! counted by operation and error code.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,6 +130,32 @@ impl Scope {
         let code = result.as_ref().err().map(|e| e.code.as_str()).filter(|code| !answers.contains(code));
         self.telemetry.observe(service, operation, started.elapsed(), code);
         result
+    }
+}
+
+/// The token of the next page, if there is one: AWS ends a listing with no token or an empty one.
+pub fn next_token(token: Option<&str>) -> Option<String> {
+    token.filter(|token| !token.is_empty()).map(str::to_string)
+}
+
+/// Reads a paginated listing: `fetch` gets each page's token (none for the first) and returns the
+/// page and the next token; `each` gets every page and whether another follows, and may stop the
+/// listing early. It ends after the last page, or at the first error.
+pub async fn for_each_page<P, F>(
+    mut fetch: impl FnMut(Option<String>) -> F,
+    mut each: impl FnMut(P, bool) -> ControlFlow<()>,
+) -> Result<(), CallError>
+where
+    F: Future<Output = Result<(P, Option<String>), CallError>>,
+{
+    let mut token = None;
+    loop {
+        let (page, next) = fetch(token).await?;
+        let more = next.is_some();
+        if each(page, more).is_break() || !more {
+            return Ok(());
+        }
+        token = next;
     }
 }
 

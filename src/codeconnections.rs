@@ -7,16 +7,17 @@
 //! (GetResourceSyncStatus). A branch or stack that never synced answers ResourceNotFoundException:
 //! that is a target with no attempt yet, not an error.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ops::ControlFlow;
 
 use aws_sdk_codeconnections::types::{RepositorySyncStatus, ResourceSyncStatus, SyncConfigurationType};
-use aws_smithy_types::DateTime;
 use tokio::sync::watch;
 
-use crate::aws::{CallError, Scope};
-use crate::exposition::{Family, Kind};
-use crate::scheduler::{Outcome, Target};
-use crate::store::{Rendered, TargetKey};
+use crate::aws::{self, CallError, Scope};
+use crate::collector::{self, Round, Targets};
+use crate::config;
+use crate::exposition::{Family, Kind, Rendered};
+use crate::target::{Outcome, Target, TargetKey};
 
 pub const SERVICE: &str = "codeconnections";
 
@@ -106,63 +107,154 @@ pub struct Discovered {
 /// knows, following all pages.
 pub async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
     let mut discovered = Discovered::default();
-    let mut next_token: Option<String> = None;
-    loop {
-        let request = scope.codeconnections.list_repository_links().set_next_token(next_token.take()).send();
-        let page = scope.call(SERVICE, "ListRepositoryLinks", request, &[]).await?;
-        for link in page.repository_links() {
-            discovered.links.push(Link {
+    aws::for_each_page(
+        |token| async move {
+            let request = scope.codeconnections.list_repository_links().set_next_token(token).send();
+            let page = scope.call(SERVICE, "ListRepositoryLinks", request, &[]).await?;
+            let next = aws::next_token(page.next_token());
+            Ok((page, next))
+        },
+        |page, _| {
+            discovered.links.extend(page.repository_links().iter().map(|link| Link {
                 id: link.repository_link_id().to_string(),
                 repository: format!("{}/{}", link.owner_id(), link.repository_name()),
                 provider_type: link.provider_type().as_str().to_string(),
                 connection_arn: link.connection_arn().to_string(),
-            });
-        }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => break,
-        }
-    }
+            }));
+            ControlFlow::Continue(())
+        },
+    )
+    .await?;
     for link in &discovered.links {
         for sync_type in SyncConfigurationType::values() {
-            let mut next_token: Option<String> = None;
-            loop {
-                let request = scope
-                    .codeconnections
-                    .list_sync_configurations()
-                    .repository_link_id(&link.id)
-                    .sync_type(SyncConfigurationType::from(*sync_type))
-                    .set_next_token(next_token.take())
-                    .send();
-                let page = scope.call(SERVICE, "ListSyncConfigurations", request, &[]).await?;
-                for configuration in page.sync_configurations() {
-                    discovered.configurations.push(SyncConfiguration {
+            aws::for_each_page(
+                |token| async move {
+                    let request = scope
+                        .codeconnections
+                        .list_sync_configurations()
+                        .repository_link_id(&link.id)
+                        .sync_type(SyncConfigurationType::from(*sync_type))
+                        .set_next_token(token)
+                        .send();
+                    let page = scope.call(SERVICE, "ListSyncConfigurations", request, &[]).await?;
+                    let next = aws::next_token(page.next_token());
+                    Ok((page, next))
+                },
+                |page, _| {
+                    discovered.configurations.extend(page.sync_configurations().iter().map(|configuration| SyncConfiguration {
                         repository_link_id: configuration.repository_link_id().to_string(),
                         repository: format!("{}/{}", configuration.owner_id(), configuration.repository_name()),
                         branch: configuration.branch().to_string(),
                         sync_type: configuration.sync_type().as_str().to_string(),
                         resource_name: configuration.resource_name().to_string(),
                         config_file: configuration.config_file().unwrap_or_default().to_string(),
-                    });
-                }
-                match page.next_token() {
-                    Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-                    _ => break,
-                }
-            }
+                    }));
+                    ControlFlow::Continue(())
+                },
+            )
+            .await?;
         }
     }
     Ok(discovered)
 }
 
+/// Discovers the repository links and sync configurations of one account and region and keeps one
+/// polling task for each repository sync and each resource, plus the configured repository syncs.
+pub struct Collector {
+    settings: config::CodeConnections,
+    /// The links of the last successful discovery, kept when a later one fails.
+    links: Vec<Link>,
+    repositories: Targets<RepositorySyncTarget>,
+    resources: Targets<ResourceSyncTarget>,
+}
+
+impl collector::Collector for Collector {
+    const SERVICE: &'static str = SERVICE;
+    type Settings = config::CodeConnections;
+
+    fn new(settings: config::CodeConnections) -> Collector {
+        Collector { settings, links: Vec::new(), repositories: Targets::default(), resources: Targets::default() }
+    }
+
+    async fn discover(&mut self, round: &mut Round) {
+        let mut configurations = Vec::new();
+        let mut complete = true;
+        if self.settings.discover {
+            let outcome = match discover(round.scope()).await {
+                Ok(found) => {
+                    self.links = found.links;
+                    configurations = found.configurations;
+                    Ok(())
+                }
+                Err(err) => {
+                    complete = false;
+                    Err(err)
+                }
+            };
+            let mut rendered = Rendered::default();
+            render_links(&mut rendered, round.scope(), &self.links);
+            round.publish(outcome.as_ref().map(|_| ()), rendered);
+        }
+        let (repositories, resources) = desired(&self.settings, &self.links, configurations);
+        round.reconcile(&mut self.repositories, repositories, complete, |_, info| RepositorySyncTarget::new(info)).await;
+        round.reconcile(&mut self.resources, resources, complete, |_, info| ResourceSyncTarget::new(info)).await;
+    }
+}
+
+/// The repository syncs and resources to poll, by target name: the configured ones, then the
+/// discovered ones, which replace a configured one of the same name with what AWS says of it.
+fn desired(
+    settings: &config::CodeConnections,
+    links: &[Link],
+    configurations: Vec<SyncConfiguration>,
+) -> (HashMap<String, RepositorySyncInfo>, HashMap<String, ResourceSyncInfo>) {
+    let repository_of = |link_id: &str| {
+        links.iter().find(|link| link.id == link_id).map(|link| link.repository.clone()).unwrap_or_else(|| "unknown".into())
+    };
+    let mut repositories = HashMap::new();
+    let mut resources = HashMap::new();
+    for sync in &settings.repository_syncs {
+        let info = RepositorySyncInfo {
+            repository_link_id: sync.repository_link_id.clone(),
+            branch: sync.branch.clone(),
+            sync_type: sync.sync_type.clone(),
+            repository: repository_of(&sync.repository_link_id),
+            configuration: None,
+        };
+        repositories.insert(info.target_name(), info);
+        if let (true, Some(resource)) = (settings.resource_syncs, &sync.resource_name) {
+            let info = ResourceSyncInfo { resource_name: resource.clone(), sync_type: sync.sync_type.clone() };
+            resources.insert(info.target_name(), info);
+        }
+    }
+    for configuration in configurations {
+        if settings.resource_syncs {
+            let info = ResourceSyncInfo {
+                resource_name: configuration.resource_name.clone(),
+                sync_type: configuration.sync_type.clone(),
+            };
+            resources.insert(info.target_name(), info);
+        }
+        let info = RepositorySyncInfo {
+            repository_link_id: configuration.repository_link_id.clone(),
+            branch: configuration.branch.clone(),
+            sync_type: configuration.sync_type.clone(),
+            repository: configuration.repository.clone(),
+            configuration: Some(configuration),
+        };
+        repositories.insert(info.target_name(), info);
+    }
+    (repositories, resources)
+}
+
 /// Renders the info series of every repository link, for the discovery target.
-pub fn render_links(rendered: &mut Rendered, account: &str, region: &str, links: &[Link]) {
+fn render_links(rendered: &mut Rendered, scope: &Scope, links: &[Link]) {
     for link in links {
         rendered.sample(
             &REPOSITORY_LINK_INFO,
             &[
-                ("account", account),
-                ("region", region),
+                ("account", &scope.account),
+                ("region", &scope.region),
                 ("repository_link_id", &link.id),
                 ("repository", &link.repository),
                 ("provider_type", &link.provider_type),
@@ -171,10 +263,6 @@ pub fn render_links(rendered: &mut Rendered, account: &str, region: &str, links:
             1.0,
         );
     }
-}
-
-fn seconds(time: &DateTime) -> f64 {
-    time.as_secs_f64()
 }
 
 /// The latest attempt of one repository sync, reduced to what the metrics need.
@@ -264,6 +352,9 @@ impl RepositorySyncTarget {
 }
 
 impl Target for RepositorySyncTarget {
+    const KIND: &'static str = "repository_sync";
+    type Info = RepositorySyncInfo;
+
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
         let info = self.info.borrow().clone();
         let request = scope
@@ -276,7 +367,7 @@ impl Target for RepositorySyncTarget {
         match scope.call(SERVICE, "GetRepositorySyncStatus", request, &["ResourceNotFoundException"]).await {
             Ok(output) => {
                 let state = output.latest_sync().map(|attempt| RepositorySyncState {
-                    started_at: seconds(attempt.started_at()),
+                    started_at: attempt.started_at().as_secs_f64(),
                     status: attempt.status().as_str().to_string(),
                     events: attempt
                         .events()
@@ -318,10 +409,8 @@ impl Target for RepositorySyncTarget {
             ("sync_type", info.sync_type.as_str()),
         ];
         if let Some(configuration) = &info.configuration {
-            let mut with_config = labels.to_vec();
-            with_config.push(("resource_name", &configuration.resource_name));
-            with_config.push(("config_file", &configuration.config_file));
-            rendered.sample(&SYNC_CONFIGURATION_INFO, &with_config, 1.0);
+            let extra = [("resource_name", configuration.resource_name.as_str()), ("config_file", &configuration.config_file)];
+            rendered.sample_with(&SYNC_CONFIGURATION_INFO, &labels, &extra, 1.0);
         }
         let Some(last) = &self.last else { return };
         rendered.state_set(
@@ -336,21 +425,12 @@ impl Target for RepositorySyncTarget {
                 rendered.sample(&REPOSITORY_SYNC_LAST_EVENT, &labels, newest as f64 / 1000.0);
             }
         }
-        let mut with_status = labels.to_vec();
         for status in ATTEMPT_FINAL {
-            with_status.push(("status", status));
-            rendered.sample(
-                &REPOSITORY_SYNC_ATTEMPTS,
-                &with_status,
-                self.counters.attempts.get(status).copied().unwrap_or(0) as f64,
-            );
-            with_status.pop();
+            let count = self.counters.attempts.get(status).copied().unwrap_or(0);
+            rendered.sample_with(&REPOSITORY_SYNC_ATTEMPTS, &labels, &[("status", status)], count as f64);
         }
-        let mut with_type = labels.to_vec();
         for (kind, count) in &self.counters.events {
-            with_type.push(("type", kind));
-            rendered.sample(&REPOSITORY_SYNC_EVENTS, &with_type, *count as f64);
-            with_type.pop();
+            rendered.sample_with(&REPOSITORY_SYNC_EVENTS, &labels, &[("type", kind)], *count as f64);
         }
     }
 }
@@ -391,6 +471,9 @@ impl ResourceSyncTarget {
 }
 
 impl Target for ResourceSyncTarget {
+    const KIND: &'static str = "resource_sync";
+    type Info = ResourceSyncInfo;
+
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
         let info = self.info.borrow().clone();
         let request = scope
@@ -403,8 +486,8 @@ impl Target for ResourceSyncTarget {
             Ok(output) => {
                 self.last = Some(output.latest_sync().map(|latest| ResourceSyncState {
                     status: latest.status().as_str().to_string(),
-                    started_at: seconds(latest.started_at()),
-                    last_success: output.latest_successful_sync().map(|s| seconds(s.started_at())),
+                    started_at: latest.started_at().as_secs_f64(),
+                    last_success: output.latest_successful_sync().map(|s| s.started_at().as_secs_f64()),
                 }));
                 Outcome::Polled
             }

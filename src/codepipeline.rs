@@ -7,16 +7,18 @@
 pub mod executions;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::operation::get_pipeline_state::GetPipelineStateOutput;
 use aws_sdk_codepipeline::types::{ActionExecutionStatus, StageExecutionStatus};
 use aws_smithy_types::DateTime;
 use tokio::sync::watch;
 
-use crate::aws::{CallError, Scope};
-use crate::exposition::{Family, Kind};
-use crate::scheduler::{Outcome, Target};
-use crate::store::{Rendered, TargetKey};
+use crate::aws::{self, CallError, Scope};
+use crate::collector::{self, Round, Targets};
+use crate::config;
+use crate::exposition::{Family, Kind, Rendered};
+use crate::target::{Outcome, Target, TargetKey};
 
 pub const SERVICE: &str = "codepipeline";
 
@@ -101,6 +103,47 @@ pub static ACTION_EXECUTIONS: Family = Family {
     kind: Kind::Counter,
 };
 
+/// Discovers the pipelines of one account and region and keeps one polling task for each, plus
+/// one for each configured pipeline.
+pub struct Collector {
+    settings: config::CodePipeline,
+    pipelines: Targets<PipelineTarget>,
+}
+
+impl collector::Collector for Collector {
+    const SERVICE: &'static str = SERVICE;
+    type Settings = config::CodePipeline;
+
+    fn new(settings: config::CodePipeline) -> Collector {
+        Collector { settings, pipelines: Targets::default() }
+    }
+
+    async fn discover(&mut self, round: &mut Round) {
+        let settings = &self.settings;
+        let mut desired: HashMap<String, Option<Summary>> = settings.pipelines.iter().map(|name| (name.clone(), None)).collect();
+        let mut complete = true;
+        if settings.discover {
+            let listed = list_pipelines(round.scope()).await;
+            match &listed {
+                Ok(summaries) => {
+                    for summary in summaries {
+                        if settings.selects(&summary.name) || desired.contains_key(&summary.name) {
+                            desired.insert(summary.name.clone(), Some(summary.clone()));
+                        }
+                    }
+                }
+                Err(_) => complete = false,
+            }
+            round.publish(listed.as_ref().map(|_| ()), Rendered::default());
+        }
+        round
+            .reconcile(&mut self.pipelines, desired, complete, |name, summary| {
+                PipelineTarget::new(summary, settings.pipelines.iter().any(|p| p == name), settings.executions)
+            })
+            .await;
+    }
+}
+
 /// Stage statuses after which a stage execution does not change by itself.
 const STAGE_FINAL: [&str; 5] = ["Cancelled", "Failed", "Skipped", "Stopped", "Succeeded"];
 /// Action statuses after which an action execution does not change.
@@ -171,6 +214,9 @@ impl PipelineTarget {
 }
 
 impl Target for PipelineTarget {
+    const KIND: &'static str = "pipeline";
+    type Info = Option<Summary>;
+
     async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
         match get_state(scope, &key.name).await {
             Ok(state) => {
@@ -218,24 +264,30 @@ impl Target for PipelineTarget {
 /// Lists every pipeline of the scope, following all pages.
 pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
     let mut summaries = Vec::new();
-    let mut next_token: Option<String> = None;
-    loop {
-        let page = scope
-            .call(SERVICE, "ListPipelines", scope.codepipeline.list_pipelines().set_next_token(next_token.take()).send(), &[])
-            .await?;
-        for pipeline in page.pipelines() {
-            let Some(name) = pipeline.name() else { continue };
-            summaries.push(Summary {
-                name: name.to_string(),
-                pipeline_type: pipeline.pipeline_type().map(|t| t.as_str().to_string()).unwrap_or_else(|| "V1".into()),
-                execution_mode: pipeline.execution_mode().map(|m| m.as_str().to_string()).unwrap_or_else(|| "SUPERSEDED".into()),
-            });
-        }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_string()),
-            _ => return Ok(summaries),
-        }
-    }
+    aws::for_each_page(
+        |token| async move {
+            let page = scope
+                .call(SERVICE, "ListPipelines", scope.codepipeline.list_pipelines().set_next_token(token).send(), &[])
+                .await?;
+            let next = aws::next_token(page.next_token());
+            Ok((page, next))
+        },
+        |page, _| {
+            summaries.extend(page.pipelines().iter().filter_map(|pipeline| {
+                Some(Summary {
+                    name: pipeline.name()?.to_string(),
+                    pipeline_type: pipeline.pipeline_type().map(|t| t.as_str().to_string()).unwrap_or_else(|| "V1".into()),
+                    execution_mode: pipeline
+                        .execution_mode()
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_else(|| "SUPERSEDED".into()),
+                })
+            }));
+            ControlFlow::Continue(())
+        },
+    )
+    .await?;
+    Ok(summaries)
 }
 
 /// Fetches the current state of one pipeline.
@@ -243,10 +295,6 @@ pub async fn get_state(scope: &Scope, pipeline: &str) -> Result<PipelineState, C
     let output =
         scope.call(SERVICE, "GetPipelineState", scope.codepipeline.get_pipeline_state().name(pipeline).send(), &[]).await?;
     Ok(PipelineState::from(output))
-}
-
-fn seconds(time: &DateTime) -> f64 {
-    time.as_secs_f64()
 }
 
 impl From<GetPipelineStateOutput> for PipelineState {
@@ -260,7 +308,9 @@ impl From<GetPipelineStateOutput> for PipelineState {
                     .latest_execution()
                     .map(|e| (e.pipeline_execution_id().to_string(), e.status().as_str().to_string())),
                 inbound_status: stage.inbound_execution().map(|e| e.status().as_str().to_string()),
-                transition: stage.inbound_transition_state().map(|t| (t.enabled(), t.last_changed_at().map(seconds))),
+                transition: stage
+                    .inbound_transition_state()
+                    .map(|t| (t.enabled(), t.last_changed_at().map(DateTime::as_secs_f64))),
                 actions: stage
                     .action_states()
                     .iter()
@@ -273,8 +323,8 @@ impl From<GetPipelineStateOutput> for PipelineState {
                                     .map(|s| (e.action_execution_id().unwrap_or_default().to_string(), s.as_str().to_string()))
                             }),
                             percent_complete: latest.and_then(|e| e.percent_complete()),
-                            last_status_change: latest.and_then(|e| e.last_status_change()).map(seconds),
-                            revision: action.current_revision().map(|r| (r.revision_id().to_string(), seconds(r.created()))),
+                            last_status_change: latest.and_then(|e| e.last_status_change()).map(DateTime::as_secs_f64),
+                            revision: action.current_revision().map(|r| (r.revision_id().to_string(), r.created().as_secs_f64())),
                             error_code: latest.and_then(|e| e.error_details()).and_then(|d| d.code()).map(str::to_string),
                         }
                     })
@@ -283,8 +333,8 @@ impl From<GetPipelineStateOutput> for PipelineState {
             .collect();
         PipelineState {
             version: output.pipeline_version(),
-            created: output.created().map(seconds),
-            updated: output.updated().map(seconds),
+            created: output.created().map(DateTime::as_secs_f64),
+            updated: output.updated().map(DateTime::as_secs_f64),
             stages,
         }
     }
@@ -352,11 +402,7 @@ pub fn render(
     let base = [("account", account), ("region", region), ("pipeline", pipeline)];
     let (pipeline_type, execution_mode) =
         summary.map(|s| (s.pipeline_type.as_str(), s.execution_mode.as_str())).unwrap_or(("unknown", "unknown"));
-    rendered.sample(
-        &PIPELINE_INFO,
-        &[base[0], base[1], base[2], ("pipeline_type", pipeline_type), ("execution_mode", execution_mode)],
-        1.0,
-    );
+    rendered.sample_with(&PIPELINE_INFO, &base, &[("pipeline_type", pipeline_type), ("execution_mode", execution_mode)], 1.0);
     if let Some(version) = state.version {
         rendered.sample(&PIPELINE_VERSION, &base, f64::from(version));
     }
@@ -382,8 +428,12 @@ pub fn render(
             }
         }
         for status in STAGE_FINAL {
-            let labels = [stage_labels[0], stage_labels[1], stage_labels[2], stage_labels[3], ("status", status)];
-            rendered.sample(&STAGE_EXECUTIONS, &labels, counters.stage(&stage.name, status) as f64);
+            rendered.sample_with(
+                &STAGE_EXECUTIONS,
+                &stage_labels,
+                &[("status", status)],
+                counters.stage(&stage.name, status) as f64,
+            );
         }
         for action in &stage.actions {
             let action_labels = [base[0], base[1], base[2], stage_labels[3], ("action", action.name.as_str())];
@@ -400,38 +450,15 @@ pub fn render(
                 rendered.sample(&ACTION_LAST_STATUS_CHANGE, &action_labels, changed);
             }
             if let Some((revision_id, created)) = &action.revision {
-                let labels = [
-                    action_labels[0],
-                    action_labels[1],
-                    action_labels[2],
-                    action_labels[3],
-                    action_labels[4],
-                    ("revision_id", revision_id.as_str()),
-                ];
-                rendered.sample(&ACTION_REVISION_INFO, &labels, 1.0);
+                rendered.sample_with(&ACTION_REVISION_INFO, &action_labels, &[("revision_id", revision_id)], 1.0);
                 rendered.sample(&ACTION_REVISION_CREATED, &action_labels, *created);
             }
             if let Some(code) = &action.error_code {
-                let labels = [
-                    action_labels[0],
-                    action_labels[1],
-                    action_labels[2],
-                    action_labels[3],
-                    action_labels[4],
-                    ("code", code.as_str()),
-                ];
-                rendered.sample(&ACTION_ERROR_INFO, &labels, 1.0);
+                rendered.sample_with(&ACTION_ERROR_INFO, &action_labels, &[("code", code)], 1.0);
             }
             for status in ACTION_FINAL {
-                let labels = [
-                    action_labels[0],
-                    action_labels[1],
-                    action_labels[2],
-                    action_labels[3],
-                    action_labels[4],
-                    ("status", status),
-                ];
-                rendered.sample(&ACTION_EXECUTIONS, &labels, counters.action(&stage.name, &action.name, status) as f64);
+                let count = counters.action(&stage.name, &action.name, status) as f64;
+                rendered.sample_with(&ACTION_EXECUTIONS, &action_labels, &[("status", status)], count);
             }
         }
     }

@@ -160,13 +160,8 @@ impl Config {
             Ok(Some(raw)) => raw,
             Ok(None) => return Ok(Config::default()),
             Err(err) => {
-                let location = err.location();
-                return Err(ConfigError::Invalid {
-                    path: display(path),
-                    line: location.map(|l| l.line()).unwrap_or(1),
-                    column: location.map(|l| l.column()).unwrap_or(1),
-                    message: first_line(&err.without_snippet().to_string()),
-                });
+                let (line, column, message) = yaml_error(&err);
+                return Err(ConfigError::Invalid { path: display(path), line, column, message });
             }
         };
         raw.validate().map_err(|(at, message)| ConfigError::Invalid {
@@ -187,13 +182,17 @@ fn display(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// serde-saphyr's messages may repeat the location; the exporter prints its own prefix.
-fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message).trim();
-    match line.find(" at line ") {
+/// Where a YAML file is wrong and why, as `file:line:column: message` needs them: the first line
+/// of serde-saphyr's message, without the location it may repeat, since the caller prints its own.
+pub fn yaml_error(err: &serde_saphyr::Error) -> (u64, u64, String) {
+    let location = err.location();
+    let message = err.without_snippet().to_string();
+    let line = message.lines().next().unwrap_or(&message).trim();
+    let message = match line.find(" at line ") {
         Some(at) => line[..at].to_string(),
         None => line.to_string(),
-    }
+    };
+    (location.map(|l| l.line()).unwrap_or(1), location.map(|l| l.column()).unwrap_or(1), message)
 }
 
 /// The regex crate explains an error over several lines with a caret; its last line says why.

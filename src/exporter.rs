@@ -14,7 +14,9 @@ use tokio::task::JoinHandle;
 use crate::aws::Overrides;
 use crate::config::Config;
 use crate::http;
-use crate::scheduler::{Readiness, Scheduler};
+use crate::readiness::Readiness;
+use crate::reload::{ReloadRequest, Reloader};
+use crate::scheduler::Scheduler;
 use crate::scrape::Scrapes;
 use crate::shard::Shard;
 use crate::store::Store;
@@ -25,22 +27,6 @@ use crate::webconfig::WebConfig;
 const ASSEMBLY_PAUSE: Duration = Duration::from_millis(100);
 /// Reload requests queued at most; further requesters wait for a place.
 const RELOAD_QUEUE: usize = 4;
-
-/// A request to re-read the configuration, and where to send the outcome.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
-
-/// Asks the running exporter to re-read its configuration file.
-#[derive(Clone)]
-pub struct Reloader(mpsc::Sender<ReloadRequest>);
-
-impl Reloader {
-    /// Re-reads the configuration and applies it; on error the running configuration stays.
-    pub async fn reload(&self) -> Result<(), String> {
-        let (reply, outcome) = oneshot::channel();
-        self.0.send(reply).await.map_err(|_| "the exporter is shutting down".to_string())?;
-        outcome.await.map_err(|_| "the exporter is shutting down".to_string())?
-    }
-}
 
 /// A running exporter. Dropping it stops polling; [`Running::shutdown`] also drains HTTP.
 pub struct Running {
@@ -84,11 +70,10 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let Options { config_path, overrides, telemetry_path, shard, web_config_path } = options;
     let web = load_web_config(web_config_path.as_deref())?;
     let store = Store::new();
-    let telemetry = Arc::new(Telemetry::new(shard));
+    let telemetry = Arc::new(Telemetry::new(shard.ordinal, shard.total));
     let readiness = Arc::new(Readiness::new(store.clone()));
     let scheduler = Scheduler::start(config, &overrides, shard, store.clone(), telemetry.clone(), readiness.clone()).await?;
-    let (requests, queue) = mpsc::channel(RELOAD_QUEUE);
-    let reloader = Reloader(requests);
+    let (reloader, queue) = Reloader::channel(RELOAD_QUEUE);
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
     let addr = listener.local_addr()?;
     let state = Arc::new(http::State {

@@ -7,6 +7,7 @@
 //! of counters and in the `# EOF` trailer.
 
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The type of a metric family, as written in its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,17 +46,30 @@ impl Format {
     /// OpenMetrics when the client lists it with a non-zero quality, the text format otherwise,
     /// as Prometheus's own client libraries negotiate.
     pub fn negotiate(accept: Option<&str>) -> Format {
-        let Some(accept) = accept else {
-            return Format::Text;
-        };
-        let offers_openmetrics = accept.split(',').any(|range| {
-            let mut params = range.split(';').map(str::trim);
-            let media = params.next().unwrap_or_default();
-            let quality = params.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
-            media.eq_ignore_ascii_case("application/openmetrics-text") && quality > 0.0
-        });
-        if offers_openmetrics { Format::OpenMetrics } else { Format::Text }
+        if offers(accept, |media| media.eq_ignore_ascii_case("application/openmetrics-text")) {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
     }
+}
+
+/// Whether an `Accept` or `Accept-Encoding` header lists a value `wanted` takes with a quality
+/// above zero (no `q` parameter means 1), as RFC 9110 weighs them.
+pub fn offers(header: Option<&str>, wanted: impl Fn(&str) -> bool) -> bool {
+    header.is_some_and(|header| {
+        header.split(',').any(|item| {
+            let mut params = item.split(';').map(str::trim);
+            let value = params.next().unwrap_or_default();
+            let quality = params.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
+            wanted(value) && quality > 0.0
+        })
+    })
+}
+
+/// Seconds since the epoch, as every `_timestamp_seconds` value and health series is written.
+pub fn unix_seconds(time: SystemTime) -> f64 {
+    time.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Family {
@@ -79,12 +93,12 @@ impl Family {
     }
 }
 
-/// Appends one sample line: `name{label="value",...} value`.
-pub fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], value: f64) {
+/// Appends one sample line: `name{label="value",...} value`, with `labels` followed by `extra`.
+pub fn write_sample(out: &mut Vec<u8>, name: &str, labels: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
     out.extend_from_slice(name.as_bytes());
-    if !labels.is_empty() {
+    if !labels.is_empty() || !extra.is_empty() {
         out.push(b'{');
-        for (i, (label, value)) in labels.iter().enumerate() {
+        for (i, (label, value)) in labels.iter().chain(extra).enumerate() {
             if i > 0 {
                 out.push(b',');
             }
@@ -134,6 +148,97 @@ pub fn bound_label(bound: f64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The sample lines of one target, grouped by family, ready to be stored.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    families: Vec<(&'static Family, Vec<u8>)>,
+}
+
+impl Rendered {
+    /// Adds a sample whose name is the family's name.
+    pub fn sample(&mut self, family: &'static Family, labels: &[(&str, &str)], value: f64) {
+        self.sample_named(family, family.name, labels, &[], value);
+    }
+
+    /// Adds a sample whose labels are a target's common ones followed by its own, such as a
+    /// `status`: the one way collectors extend a label set, without copying it.
+    pub fn sample_with(&mut self, family: &'static Family, labels: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
+        self.sample_named(family, family.name, labels, extra, value);
+    }
+
+    /// Adds a sample with its own name, for the `_bucket`, `_sum` and `_count` of a histogram.
+    fn sample_named(&mut self, family: &'static Family, name: &str, labels: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
+        let position = match self.families.iter().position(|(f, _)| std::ptr::eq(*f, family)) {
+            Some(position) => position,
+            None => {
+                self.families.push((family, Vec::new()));
+                self.families.len() - 1
+            }
+        };
+        write_sample(&mut self.families[position].1, name, labels, extra, value);
+    }
+
+    /// Adds a state set, as kube-state-metrics renders them: one series per status the SDK
+    /// knows, plus the current status if AWS returned one the SDK does not know yet, under a
+    /// `status` label; the current one is 1, the others 0, and all are 0 when there is none.
+    pub fn state_set(&mut self, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
+        for status in known.iter().copied().chain(current.filter(|c| !known.contains(c))) {
+            self.sample_with(family, labels, &[("status", status)], if current == Some(status) { 1.0 } else { 0.0 });
+        }
+    }
+
+    /// Each family with its sample lines, for the store to keep.
+    pub fn into_families(self) -> Vec<(&'static Family, Vec<u8>)> {
+        self.families
+    }
+
+    /// Writes every family with its header, for metrics rendered at scrape time.
+    pub fn write(&self, out: &mut Vec<u8>, format: Format) {
+        for (family, lines) in &self.families {
+            family.write_header(out, format);
+            out.extend_from_slice(lines);
+        }
+    }
+}
+
+/// A histogram's cumulative bucket counts, count and sum.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    /// An empty histogram with the given upper bounds (`+Inf` is implied).
+    pub fn new(bounds: &'static [f64]) -> Histogram {
+        Histogram { bounds, buckets: vec![0; bounds.len()], count: 0, sum: 0.0 }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        self.count += 1;
+        self.sum += value;
+        for (bucket, bound) in self.buckets.iter_mut().zip(self.bounds) {
+            if value <= *bound {
+                *bucket += 1;
+            }
+        }
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` samples of this histogram.
+    pub fn render(&self, rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)]) {
+        let bucket_name = format!("{}_bucket", family.name);
+        let bounds: Vec<String> = self.bounds.iter().map(|b| bound_label(*b)).collect();
+        for (le, count) in bounds.iter().zip(&self.buckets) {
+            rendered.sample_named(family, &bucket_name, labels, &[("le", le)], *count as f64);
+        }
+        rendered.sample_named(family, &bucket_name, labels, &[("le", "+Inf")], self.count as f64);
+        rendered.sample_named(family, &format!("{}_sum", family.name), labels, &[], self.sum);
+        rendered.sample_named(family, &format!("{}_count", family.name), labels, &[], self.count as f64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,16 +246,16 @@ mod tests {
     #[test]
     fn escapes_label_values() {
         let mut out = Vec::new();
-        write_sample(&mut out, "m", &[("a", "x\"y\\z\nw"), ("b", "")], 1.5);
+        write_sample(&mut out, "m", &[("a", "x\"y\\z\nw")], &[("b", "")], 1.5);
         assert_eq!(String::from_utf8(out).unwrap(), "m{a=\"x\\\"y\\\\z\\nw\",b=\"\"} 1.5\n");
     }
 
     #[test]
     fn writes_special_values() {
         let mut out = Vec::new();
-        write_sample(&mut out, "m", &[], f64::INFINITY);
-        write_sample(&mut out, "m", &[], 1_700_000_000.0);
-        write_sample(&mut out, "m", &[], f64::NAN);
+        write_sample(&mut out, "m", &[], &[], f64::INFINITY);
+        write_sample(&mut out, "m", &[], &[], 1_700_000_000.0);
+        write_sample(&mut out, "m", &[], &[], f64::NAN);
         assert_eq!(String::from_utf8(out).unwrap(), "m +Inf\nm 1700000000\nm NaN\n");
     }
 

@@ -20,8 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-use crate::exporter::Reloader;
-use crate::scheduler::Readiness;
+use crate::readiness::Readiness;
+use crate::reload::Reloader;
 use crate::scrape::{Body, Scrapes};
 use crate::webconfig::{Access, WebConfig};
 

@@ -9,7 +9,7 @@ use clap::Parser;
 use codepipeline_exporter::aws::Overrides;
 use codepipeline_exporter::config::{Config, ConfigError};
 use codepipeline_exporter::shard::Shard;
-use codepipeline_exporter::{exporter, logging, simulator};
+use codepipeline_exporter::{exporter, logging, reload, simulator};
 
 /// Prometheus exporter for AWS CodePipeline and AWS CodeConnections.
 #[derive(Parser, Debug)]
@@ -160,7 +160,7 @@ fn hangup_signals() -> Hangups {
 }
 
 /// SIGHUP re-reads the configuration file, as it does for Prometheus.
-async fn reload_on_sighup(hangups: Hangups, reloader: exporter::Reloader) {
+async fn reload_on_sighup(hangups: Hangups, reloader: reload::Reloader) {
     #[cfg(unix)]
     if let Some(mut hangups) = hangups {
         while hangups.recv().await.is_some() {

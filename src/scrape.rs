@@ -21,7 +21,7 @@ use hyper::Response;
 use hyper::body::Frame;
 use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, VARY};
 
-use crate::exposition::Format;
+use crate::exposition::{self, Format};
 use crate::store::{Exposition, Store};
 use crate::telemetry::Telemetry;
 
@@ -118,14 +118,7 @@ impl Scrapes {
 
 /// Whether the client takes gzip: listed (or `*`) with a quality above zero.
 fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
-    accept_encoding.is_some_and(|header| {
-        header.split(',').any(|coding| {
-            let mut params = coding.split(';').map(str::trim);
-            let name = params.next().unwrap_or_default();
-            let quality = params.filter_map(|p| p.strip_prefix("q=")).find_map(|q| q.trim().parse::<f32>().ok()).unwrap_or(1.0);
-            (name.eq_ignore_ascii_case("gzip") || name == "*") && quality > 0.0
-        })
-    })
+    exposition::offers(accept_encoding, |coding| coding.eq_ignore_ascii_case("gzip") || coding == "*")
 }
 
 /// A body of buffers sent one after the other, so that the stored exposition is sent as it is
@@ -205,16 +198,16 @@ mod tests {
     use hyper::header::HeaderName;
 
     use super::*;
+    use crate::exposition::Rendered;
     use crate::exposition::{Family, Kind};
-    use crate::shard::Shard;
-    use crate::store::{Rendered, TargetKey, TargetKind};
+    use crate::target::TargetKey;
 
     static UP: Family = Family { name: "t_up", help: "Up.", kind: Kind::Gauge };
 
     /// Scrapes whose own part does not age, unless `max_age` says otherwise, so that tests on a
     /// busy machine compare the same rendering.
     fn scrapes_aged(max_age: Duration) -> (Arc<Store>, Arc<Telemetry>, Scrapes) {
-        let (store, telemetry) = (Store::new(), Arc::new(Telemetry::new(Shard::default())));
+        let (store, telemetry) = (Store::new(), Arc::new(Telemetry::new(0, 1)));
         (store.clone(), telemetry.clone(), Scrapes { max_age, ..Scrapes::new(store, telemetry) })
     }
 
@@ -225,7 +218,7 @@ mod tests {
     fn publish(store: &Store, up: f64) {
         let mut rendered = Rendered::default();
         rendered.sample(&UP, &[("pipeline", "p")], up);
-        let key = TargetKey { account: "a".into(), region: "r".into(), kind: TargetKind::Pipeline, name: "p".into() };
+        let key = TargetKey { account: "a".into(), region: "r".into(), kind: "pipeline", service: "s", name: "p".into() };
         store.update(&key, rendered);
         store.assemble();
     }

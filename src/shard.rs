@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::store::TargetKey;
+use crate::target::TargetKey;
 
 /// This replica's share of the targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ fn score(key: &TargetKey, shard: u32) -> u64 {
     };
     feed(key.account.as_bytes());
     feed(key.region.as_bytes());
-    feed(key.kind.as_str().as_bytes());
+    feed(key.kind.as_bytes());
     feed(key.name.as_bytes());
     feed(&shard.to_le_bytes());
     let mut z = hash.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -78,14 +78,14 @@ fn score(key: &TargetKey, shard: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TargetKind;
 
     fn keys() -> Vec<TargetKey> {
         (0..3000)
             .map(|i| TargetKey {
                 account: "prod".into(),
                 region: "us-east-1".into(),
-                kind: TargetKind::Pipeline,
+                kind: "pipeline",
+                service: "codepipeline",
                 name: format!("pipeline-{i}"),
             })
             .collect()

@@ -8,7 +8,6 @@
 //! a few bytes per series (see [`crate::compression`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -17,129 +16,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::compression::{Chunk, Deflater, Prefix, Segment, WINDOW};
-use crate::exposition::{self, Family, Format};
-
-/// What a target is, as the `kind` label of the exporter's health series says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TargetKind {
-    Discovery,
-    Pipeline,
-    RepositorySync,
-    ResourceSync,
-}
-
-impl TargetKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetKind::Discovery => "discovery",
-            TargetKind::Pipeline => "pipeline",
-            TargetKind::RepositorySync => "repository_sync",
-            TargetKind::ResourceSync => "resource_sync",
-        }
-    }
-}
-
-/// The stable identity of one polled object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TargetKey {
-    pub account: Arc<str>,
-    pub region: Arc<str>,
-    pub kind: TargetKind,
-    pub name: String,
-}
-
-impl fmt::Display for TargetKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}/{}", self.account, self.region, self.kind.as_str(), self.name)
-    }
-}
-
-/// The sample lines of one target, grouped by family, ready to be stored.
-#[derive(Debug, Default)]
-pub struct Rendered {
-    families: Vec<(&'static Family, Vec<u8>)>,
-}
-
-impl Rendered {
-    /// Adds a sample whose name is the family's name.
-    pub fn sample(&mut self, family: &'static Family, labels: &[(&str, &str)], value: f64) {
-        self.sample_named(family, family.name, labels, value);
-    }
-
-    /// Adds a sample with its own name, for the `_bucket`, `_sum` and `_count` of a histogram.
-    pub fn sample_named(&mut self, family: &'static Family, name: &str, labels: &[(&str, &str)], value: f64) {
-        let position = match self.families.iter().position(|(f, _)| std::ptr::eq(*f, family)) {
-            Some(position) => position,
-            None => {
-                self.families.push((family, Vec::new()));
-                self.families.len() - 1
-            }
-        };
-        exposition::write_sample(&mut self.families[position].1, name, labels, value);
-    }
-
-    /// Adds a state set, as kube-state-metrics renders them: one series per status the SDK
-    /// knows, plus the current status if AWS returned one the SDK does not know yet, under a
-    /// `status` label; the current one is 1, the others 0, and all are 0 when there is none.
-    pub fn state_set(&mut self, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
-        let mut with_status: Vec<(&str, &str)> = labels.to_vec();
-        for status in known.iter().copied().chain(current.filter(|c| !known.contains(c))) {
-            with_status.push(("status", status));
-            self.sample(family, &with_status, if current == Some(status) { 1.0 } else { 0.0 });
-            with_status.pop();
-        }
-    }
-
-    /// Writes every family with its header, for metrics rendered at scrape time.
-    pub fn write(&self, out: &mut Vec<u8>, format: Format) {
-        for (family, lines) in &self.families {
-            family.write_header(out, format);
-            out.extend_from_slice(lines);
-        }
-    }
-}
-
-/// A histogram's cumulative bucket counts, count and sum.
-#[derive(Debug, Clone)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<u64>,
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    /// An empty histogram with the given upper bounds (`+Inf` is implied).
-    pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, buckets: vec![0; bounds.len()], count: 0, sum: 0.0 }
-    }
-
-    pub fn observe(&mut self, value: f64) {
-        self.count += 1;
-        self.sum += value;
-        for (bucket, bound) in self.buckets.iter_mut().zip(self.bounds) {
-            if value <= *bound {
-                *bucket += 1;
-            }
-        }
-    }
-
-    /// Writes the `_bucket`, `_sum` and `_count` samples of this histogram.
-    pub fn render(&self, rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)]) {
-        let bucket_name = format!("{}_bucket", family.name);
-        let bounds: Vec<String> = self.bounds.iter().map(|b| exposition::bound_label(*b)).collect();
-        let mut with_le: Vec<(&str, &str)> = labels.to_vec();
-        for (le, count) in bounds.iter().zip(&self.buckets) {
-            with_le.push(("le", le));
-            rendered.sample_named(family, &bucket_name, &with_le, *count as f64);
-            with_le.pop();
-        }
-        with_le.push(("le", "+Inf"));
-        rendered.sample_named(family, &bucket_name, &with_le, self.count as f64);
-        rendered.sample_named(family, &format!("{}_sum", family.name), labels, self.sum);
-        rendered.sample_named(family, &format!("{}_count", family.name), labels, self.count as f64);
-    }
-}
+use crate::exposition::{Family, Format, Rendered};
+use crate::target::TargetKey;
 
 /// One complete scrape body in both formats, without the trailer that the HTTP layer adds after
 /// the exporter's own metrics.
@@ -282,16 +160,15 @@ impl Store {
     /// The new lines are compared with the stored ones, and deflated if they differ, outside the
     /// lock: other targets' updates and the assembler do not wait for that.
     pub fn update_if(&self, key: &TargetKey, rendered: Rendered, live: &AtomicBool) -> bool {
+        let families = rendered.into_families();
         let stored: Vec<Option<Entry>> = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            rendered
-                .families
+            families
                 .iter()
                 .map(|(family, _)| slots.families.get(family.name).and_then(|slot| slot.targets.get(key)).cloned())
                 .collect()
         };
-        let fresh: Vec<(&'static Family, Result<Entry, Chunk>)> = rendered
-            .families
+        let fresh: Vec<(&'static Family, Result<Entry, Chunk>)> = families
             .into_iter()
             .zip(stored)
             .map(|((family, lines), stored)| match stored {
@@ -466,7 +343,7 @@ mod tests {
     }
 
     fn key(name: &str) -> TargetKey {
-        TargetKey { account: "a".into(), region: "r".into(), kind: TargetKind::Pipeline, name: name.into() }
+        TargetKey { account: "a".into(), region: "r".into(), kind: "pipeline", service: "s", name: name.into() }
     }
 
     #[test]

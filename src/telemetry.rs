@@ -7,12 +7,10 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::budget::Budget;
-use crate::exposition::{Family, Format, Kind};
-use crate::shard::Shard;
-use crate::store::{Histogram, Rendered};
+use crate::exposition::{Family, Format, Histogram, Kind, Rendered, unix_seconds};
 
 pub static BUILD_INFO: Family = Family {
     name: "codepipeline_exporter_build_info",
@@ -117,7 +115,8 @@ impl Default for RequestStats {
 
 pub struct Telemetry {
     version: &'static str,
-    shard: Shard,
+    /// This replica's shard and the number of shards (`--shard`, `--total-shards`).
+    shard: (u32, u32),
     start_time: f64,
     requests: Mutex<BTreeMap<(&'static str, &'static str), RequestStats>>,
     attempts: Mutex<BTreeMap<(String, String), u64>>,
@@ -137,10 +136,10 @@ struct ScopeStats {
 }
 
 impl Telemetry {
-    pub fn new(shard: Shard) -> Telemetry {
+    pub fn new(shard_ordinal: u32, total_shards: u32) -> Telemetry {
         Telemetry {
             version: env!("CARGO_PKG_VERSION"),
-            shard,
+            shard: (shard_ordinal, total_shards),
             start_time: unix_seconds(SystemTime::now()),
             requests: Mutex::default(),
             attempts: Mutex::default(),
@@ -212,8 +211,8 @@ impl Telemetry {
     pub fn render(&self, out: &mut Vec<u8>, format: Format) {
         let mut rendered = Rendered::default();
         rendered.sample(&BUILD_INFO, &[("version", self.version)], 1.0);
-        rendered.sample(&SHARD_ORDINAL, &[], f64::from(self.shard.ordinal));
-        rendered.sample(&TOTAL_SHARDS, &[], f64::from(self.shard.total));
+        rendered.sample(&SHARD_ORDINAL, &[], f64::from(self.shard.0));
+        rendered.sample(&TOTAL_SHARDS, &[], f64::from(self.shard.1));
         {
             let (success, at) = *self.reload.lock().unwrap_or_else(|e| e.into_inner());
             rendered.sample(&CONFIG_RELOAD_SUCCESSFUL, &[], if success { 1.0 } else { 0.0 });
@@ -267,10 +266,6 @@ impl Telemetry {
         rendered.sample(&PROCESS_START_TIME, &[], self.start_time);
         rendered.write(out, format);
     }
-}
-
-pub fn unix_seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// The process figures Prometheus's client libraries expose, read from procfs. On systems without

@@ -18,6 +18,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
+use crate::config;
+
 /// Everything that can be wrong with a web configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
@@ -111,16 +113,8 @@ impl WebConfig {
             Ok(Some(raw)) => raw,
             Ok(None) => return Ok(WebConfig::default()),
             Err(err) => {
-                let location = err.location();
-                let message = err.without_snippet().to_string();
-                let message = message.lines().next().unwrap_or_default();
-                let message = message.find(" at line ").map(|at| &message[..at]).unwrap_or(message).to_string();
-                return Err(WebConfigError::Invalid {
-                    path: name,
-                    line: location.map(|l| l.line()).unwrap_or(1),
-                    column: location.map(|l| l.column()).unwrap_or(1),
-                    message,
-                });
+                let (line, column, message) = config::yaml_error(&err);
+                return Err(WebConfigError::Invalid { path: name, line, column, message });
             }
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -8,12 +8,13 @@
 //! execution is in progress, so an idle pipeline costs no extra call.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 
-use crate::aws::{CallError, Scope};
+use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Kind};
-use crate::store::{Histogram, Rendered};
+use crate::exposition::{Histogram, Rendered};
 
 pub static EXECUTION_STATUS: Family = Family {
     name: "aws_codepipeline_execution_status",
@@ -108,7 +109,7 @@ async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Resu
             })
         })
         .collect();
-    Ok((executions, page.next_token().filter(|t| !t.is_empty()).map(str::to_string)))
+    Ok((executions, aws::next_token(page.next_token())))
 }
 
 /// What the exporter knows of one pipeline's executions.
@@ -172,35 +173,44 @@ impl History {
         self.stale = true;
         let mut running: HashSet<String> =
             self.known.iter().filter(|(_, (s, _))| is_running(s)).map(|(id, _)| id.clone()).collect();
-        let mut token = None;
-        for _ in 0..MAX_PAGES {
-            let (page, next) = list_page(scope, pipeline, token).await?;
-            let mut all_finished_before = true;
-            for execution in &page {
-                let before = match self.known.get(&execution.id) {
-                    Some((status, _)) => Some(status.clone()),
-                    None if execution.start < self.horizon => continue,
-                    None => None,
-                };
-                all_finished_before &= before.as_deref().is_some_and(is_final);
-                running.remove(&execution.id);
-                self.observe(execution, before.as_deref());
-            }
-            if !self.primed {
-                // Older pages hold history from before the exporter started.
-                if next.is_some() {
-                    self.horizon = page.iter().map(|e| e.start).fold(f64::INFINITY, f64::min);
-                }
-                break;
-            }
-            if next.is_none() || (all_finished_before && running.is_empty()) {
-                break;
-            }
-            token = next;
-        }
+        let mut pages = 0;
+        aws::for_each_page(
+            |token| list_page(scope, pipeline, token),
+            |page, more| {
+                pages += 1;
+                let next = self.take_page(&page, more, &mut running);
+                if pages == MAX_PAGES { ControlFlow::Break(()) } else { next }
+            },
+        )
+        .await?;
         self.primed = true;
         self.stale = false;
         Ok(())
+    }
+
+    /// Takes one page of a read, newest first, and says whether the next page is needed: only
+    /// while this page held an execution not seen finished before, or one that was `running`
+    /// at the last read is not found yet. `more` says whether there is a next page.
+    fn take_page(&mut self, page: &[Execution], more: bool, running: &mut HashSet<String>) -> ControlFlow<()> {
+        let mut all_finished_before = true;
+        for execution in page {
+            let before = match self.known.get(&execution.id) {
+                Some((status, _)) => Some(status.clone()),
+                None if execution.start < self.horizon => continue,
+                None => None,
+            };
+            all_finished_before &= before.as_deref().is_some_and(is_final);
+            running.remove(&execution.id);
+            self.observe(execution, before.as_deref());
+        }
+        if !self.primed {
+            // Older pages hold history from before the exporter started.
+            if more {
+                self.horizon = page.iter().map(|e| e.start).fold(f64::INFINITY, f64::min);
+            }
+            return ControlFlow::Break(());
+        }
+        if all_finished_before && running.is_empty() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }
 
     fn observe(&mut self, execution: &Execution, before: Option<&str>) {
@@ -252,18 +262,14 @@ impl History {
         for status in FINAL {
             for trigger in &self.triggers {
                 let count = self.counts.get(&(status.to_string(), trigger.clone())).copied().unwrap_or(0);
-                rendered.sample(
-                    &EXECUTIONS,
-                    &[base[0], base[1], base[2], ("status", status), ("trigger_type", trigger)],
-                    count as f64,
-                );
+                rendered.sample_with(&EXECUTIONS, base, &[("status", status), ("trigger_type", trigger)], count as f64);
             }
         }
         for (status, histogram) in &self.durations {
             histogram.render(rendered, &EXECUTION_DURATION, &[base[0], base[1], base[2], ("status", status)]);
         }
         for (status, (_, seconds)) in &self.last_duration {
-            rendered.sample(&EXECUTION_LAST_DURATION, &[base[0], base[1], base[2], ("status", status)], *seconds);
+            rendered.sample_with(&EXECUTION_LAST_DURATION, base, &[("status", status)], *seconds);
         }
         if let Some((start, _)) = &self.newest {
             rendered.sample(&EXECUTION_LAST_START, base, *start);

@@ -4,8 +4,7 @@
 use ciborium::Value;
 
 use super::World;
-use super::codepipeline::page_bounds;
-use super::protocol::{Failure, list, map, member, opt_text, text, timestamp};
+use super::protocol::{Failure, list, map, member, opt_text, page_bounds, text, timestamp};
 
 /// A repository link as ListRepositoryLinks describes it.
 #[derive(Debug, Clone, Default)]

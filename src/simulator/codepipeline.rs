@@ -4,7 +4,7 @@
 use ciborium::Value;
 
 use super::World;
-use super::protocol::{Failure, int, list, map, member, opt_text, text, timestamp};
+use super::protocol::{Failure, int, list, map, member, opt_text, page_bounds, text, timestamp};
 
 /// A pipeline as GetPipelineState and ListPipelines describe it.
 #[derive(Debug, Clone, Default)]
@@ -172,17 +172,6 @@ fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {
         ])
     });
     Ok(map(vec![("pipelines", list(pipelines)), ("nextToken", opt_text(next.as_deref()))]))
-}
-
-/// The first item of the page a token asks for, and the token of the page after it, if any.
-pub fn page_bounds(token: Option<&str>, page: usize, total: usize) -> Result<(usize, Option<String>), Failure> {
-    let start = match token {
-        Some(token) => {
-            token.parse::<usize>().map_err(|_| Failure::new(400, "InvalidNextTokenException", "The next token is not valid"))?
-        }
-        None => 0,
-    };
-    Ok((start, (start + page < total).then(|| (start + page).to_string())))
 }
 
 fn pipeline_state(pipeline: &SimPipeline) -> Value {

@@ -179,6 +179,17 @@ pub fn to_json(value: &Value) -> serde_json::Value {
     }
 }
 
+/// The first item of the page a token asks for, and the token of the page after it, if any.
+pub fn page_bounds(token: Option<&str>, page: usize, total: usize) -> Result<(usize, Option<String>), Failure> {
+    let start = match token {
+        Some(token) => {
+            token.parse::<usize>().map_err(|_| Failure::new(400, "InvalidNextTokenException", "The next token is not valid"))?
+        }
+        None => 0,
+    };
+    Ok((start, (start + page < total).then(|| (start + page).to_string())))
+}
+
 /// A string member of a map input.
 pub fn member<'a>(input: &'a Value, name: &str) -> Option<&'a str> {
     input.as_map()?.iter().find(|(k, _)| k.as_text() == Some(name)).and_then(|(_, v)| v.as_text())
