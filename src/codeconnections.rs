@@ -526,3 +526,103 @@ impl Target for ResourceSyncTarget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(started_at: f64, status: &str, events: &[(i64, &str)]) -> RepositorySyncState {
+        RepositorySyncState {
+            started_at,
+            status: status.into(),
+            events: events
+                .iter()
+                .map(|(time_millis, kind)| Event {
+                    time_millis: *time_millis,
+                    kind: kind.to_string(),
+                    external_id: String::new(),
+                    event: String::new(),
+                })
+                .collect(),
+        }
+    }
+
+    fn counts(map: &BTreeMap<String, u64>) -> Vec<(&str, u64)> {
+        map.iter().map(|(k, v)| (k.as_str(), *v)).collect()
+    }
+
+    #[test]
+    fn sync_counters_count_each_outcome_and_event_once_and_not_on_the_first_poll() {
+        let mut counters = SyncCounters::default();
+        // What is there when the exporter starts is history: recorded, not counted.
+        counters.observe(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")]));
+        counters.observe(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")]));
+        assert!(counters.attempts.is_empty() && counters.events.is_empty());
+
+        // A new attempt: its events are counted as they appear, its outcome once it is final.
+        counters.observe(&state(200.0, "IN_PROGRESS", &[(200_500, "SYNC_STARTED")]));
+        assert_eq!(counts(&counters.events), [("SYNC_STARTED", 1)]);
+        assert!(counters.attempts.is_empty());
+        counters.observe(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")]));
+        counters.observe(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")]));
+        assert_eq!(counts(&counters.attempts), [("FAILED", 1)]);
+        assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 1)]);
+
+        // An attempt that started and finished between two polls is counted whole.
+        counters.observe(&state(300.0, "SUCCEEDED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")]));
+        assert_eq!(counts(&counters.attempts), [("FAILED", 1), ("SUCCEEDED", 1)]);
+        assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 2), ("SYNC_SUCCEEDED", 1)]);
+
+        // The same attempt retried to another final status counts that status too.
+        counters.observe(&state(300.0, "FAILED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")]));
+        assert_eq!(counts(&counters.attempts), [("FAILED", 2), ("SUCCEEDED", 1)]);
+    }
+
+    #[test]
+    fn discovered_configurations_replace_configured_ones_of_the_same_name() {
+        let settings = config::CodeConnections {
+            discover: true,
+            repository_syncs: vec![
+                config::RepositorySync {
+                    repository_link_id: "l1".into(),
+                    branch: "main".into(),
+                    sync_type: "CFN_STACK_SYNC".into(),
+                    resource_name: Some("stack-a".into()),
+                },
+                config::RepositorySync {
+                    repository_link_id: "l9".into(),
+                    branch: "dev".into(),
+                    sync_type: "CFN_STACK_SYNC".into(),
+                    resource_name: None,
+                },
+            ],
+            resource_syncs: true,
+        };
+        let links = [Link {
+            id: "l1".into(),
+            repository: "acme/infra".into(),
+            provider_type: "GitHub".into(),
+            connection_arn: "c".into(),
+        }];
+        let found = SyncConfiguration {
+            repository_link_id: "l1".into(),
+            repository: "acme/infra".into(),
+            branch: "main".into(),
+            sync_type: "CFN_STACK_SYNC".into(),
+            resource_name: "stack-b".into(),
+            config_file: "stack.yaml".into(),
+        };
+        let (repositories, resources) = desired(&settings, &links, vec![found.clone()]);
+        let mut names: Vec<&String> = repositories.keys().collect();
+        names.sort();
+        assert_eq!(names, ["l1/main/CFN_STACK_SYNC", "l9/dev/CFN_STACK_SYNC"]);
+        assert_eq!(repositories["l1/main/CFN_STACK_SYNC"].configuration, Some(found));
+        assert_eq!(repositories["l9/dev/CFN_STACK_SYNC"].repository, "unknown", "a link discovery did not find");
+        let mut names: Vec<&String> = resources.keys().collect();
+        names.sort();
+        assert_eq!(names, ["stack-a/CFN_STACK_SYNC", "stack-b/CFN_STACK_SYNC"]);
+
+        let (_, resources) = desired(&config::CodeConnections { resource_syncs: false, ..settings }, &links, Vec::new());
+        assert!(resources.is_empty());
+    }
+}

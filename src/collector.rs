@@ -302,3 +302,108 @@ impl Drop for Collectors {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+    use super::*;
+    use crate::aws::Limits;
+    use crate::exposition::{Family, Format, Kind};
+    use crate::telemetry::Telemetry;
+
+    static VALUE: Family = Family { name: "t_value", help: "What discovery said of the target.", kind: Kind::Gauge };
+
+    /// A target that never calls AWS and exports what discovery last told it.
+    struct Fake(watch::Receiver<u32>);
+
+    impl Target for Fake {
+        const KIND: &'static str = "fake";
+        type Info = u32;
+
+        async fn poll(&mut self, _: &Scope, _: &TargetKey) -> Outcome {
+            Outcome::Polled
+        }
+
+        fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
+            rendered.sample(&VALUE, &[("name", &key.name)], f64::from(*self.0.borrow()));
+        }
+
+        fn active(&self) -> bool {
+            false
+        }
+    }
+
+    fn round(store: &Arc<Store>) -> Round {
+        let sdk = SdkConfig::builder().behavior_version(BehaviorVersion::latest()).region(Region::new("us-east-1")).build();
+        let limits = Limits { max_concurrent_requests: 1, requests_per_second: 1.0, burst: 1 };
+        let scope = Scope::new("a", "us-east-1", &sdk, limits, Arc::new(Telemetry::new(0, 1)));
+        let context = Context {
+            store: store.clone(),
+            readiness: Arc::new(Readiness::new(store.clone())),
+            shard: Shard::default(),
+            interval: Duration::from_millis(10),
+            active_interval: Duration::from_millis(10),
+            discovery_interval: Duration::from_millis(10),
+        };
+        Round::new(scope, "svc", context, Arc::new(AtomicBool::new(true)))
+    }
+
+    /// The `t_value` lines of the store once they equal `expected`, or a failure after 5 s.
+    async fn expect(store: &Store, expected: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            store.assemble();
+            let body = store.body(Format::Text);
+            let lines: String = body.lines().filter(|l| l.starts_with("t_value")).map(|l| format!("{l}\n")).collect();
+            if lines == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "expected\n{expected}got\n{body}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn desired(entries: &[(&str, u32)]) -> HashMap<String, u32> {
+        entries.iter().map(|(name, info)| (name.to_string(), *info)).collect()
+    }
+
+    #[tokio::test]
+    async fn reconcile_starts_updates_and_stops_targets_only_on_a_complete_discovery() {
+        let store = Store::new();
+        let round = round(&store);
+        let mut targets = Targets::<Fake>::default();
+        let make = |_: &str, info| Fake(info);
+
+        round.reconcile(&mut targets, desired(&[("a", 1), ("b", 2)]), true, make).await;
+        expect(&store, "t_value{name=\"a\"} 1\nt_value{name=\"b\"} 2\n").await;
+
+        // An incomplete discovery (a listing failed) updates what it found and stops nothing.
+        round.reconcile(&mut targets, desired(&[("a", 5)]), false, make).await;
+        expect(&store, "t_value{name=\"a\"} 5\nt_value{name=\"b\"} 2\n").await;
+        assert_eq!(targets.running.len(), 2);
+
+        // A complete one stops what it no longer lists and removes its series at once.
+        round.reconcile(&mut targets, desired(&[("a", 5), ("c", 3)]), true, make).await;
+        expect(&store, "t_value{name=\"a\"} 5\nt_value{name=\"c\"} 3\n").await;
+        let mut names: Vec<&String> = targets.running.keys().collect();
+        names.sort();
+        assert_eq!(names, ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_collector_publishes_nothing_more() {
+        let store = Store::new();
+        let round = round(&store);
+        let mut targets = Targets::<Fake>::default();
+        round.reconcile(&mut targets, desired(&[("a", 1)]), true, |_, info| Fake(info)).await;
+        expect(&store, "t_value{name=\"a\"} 1\n").await;
+        round.live.store(false, Ordering::Release);
+        store.retain(|key| key.service != "svc");
+        round.reconcile(&mut targets, desired(&[("a", 2), ("b", 1)]), true, |_, info| Fake(info)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        expect(&store, "").await;
+    }
+}

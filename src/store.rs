@@ -326,21 +326,24 @@ impl Store {
 }
 
 #[cfg(test)]
+impl Store {
+    /// The body of the newest assembly, uncompressed.
+    pub(crate) fn body(&self, format: Format) -> String {
+        let exposition = self.exposition();
+        let prefix = exposition.deflated(format);
+        let mut decompress = flate2::Decompress::new(false);
+        let body: Vec<u8> = (0..prefix.segments()).flat_map(|i| prefix.inflate(i, &mut decompress)).collect();
+        String::from_utf8(body).unwrap()
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::exposition::Kind;
 
     static UP: Family = Family { name: "t_up", help: "Up.", kind: Kind::Gauge };
     static RUNS: Family = Family { name: "t_runs_total", help: "Runs.", kind: Kind::Counter };
-
-    /// The body of the newest assembly, uncompressed.
-    fn body(store: &Store, format: Format) -> String {
-        let exposition = store.exposition();
-        let prefix = exposition.deflated(format);
-        let mut decompress = flate2::Decompress::new(false);
-        let body: Vec<u8> = (0..prefix.segments()).flat_map(|i| prefix.inflate(i, &mut decompress)).collect();
-        String::from_utf8(body).unwrap()
-    }
 
     fn key(name: &str) -> TargetKey {
         TargetKey { account: "a".into(), region: "r".into(), kind: "pipeline", service: "s", name: name.into() }
@@ -357,7 +360,7 @@ mod tests {
         }
         store.assemble();
         assert_eq!(
-            body(&store, Format::Text),
+            store.body(Format::Text),
             "# HELP t_runs_total Runs.\n# TYPE t_runs_total counter\nt_runs_total{pipeline=\"p1\"} 2\nt_runs_total{pipeline=\"p2\"} 2\n\
              # HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 1\nt_up{pipeline=\"p2\"} 1\n"
         );
@@ -366,7 +369,7 @@ mod tests {
         assert!(store.update(&key("p1"), rendered));
         store.remove(&key("p2"));
         store.assemble();
-        assert_eq!(body(&store, Format::OpenMetrics), "# HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 0\n");
+        assert_eq!(store.body(Format::OpenMetrics), "# HELP t_up Up.\n# TYPE t_up gauge\nt_up{pipeline=\"p1\"} 0\n");
     }
 
     #[test]
@@ -380,7 +383,7 @@ mod tests {
         assert_eq!(newer.generation, 1);
         store.publish(Exposition::default());
         assert!(Arc::ptr_eq(&store.exposition(), &newer));
-        assert_eq!(body(&store, Format::Text), "# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
+        assert_eq!(store.body(Format::Text), "# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n");
     }
 
     #[test]
@@ -427,11 +430,11 @@ mod tests {
             }
         }
         assert_eq!(
-            body(&store, Format::OpenMetrics),
+            store.body(Format::OpenMetrics),
             format!("# HELP t_runs Runs.\n# TYPE t_runs counter\n{runs}# HELP t_up Up.\n# TYPE t_up gauge\n{ups}")
         );
         assert_eq!(
-            body(&store, Format::Text),
+            store.body(Format::Text),
             format!("# HELP t_runs_total Runs.\n# TYPE t_runs_total counter\n{runs}# HELP t_up Up.\n# TYPE t_up gauge\n{ups}")
         );
 
@@ -441,7 +444,7 @@ mod tests {
         let joined: Vec<u8> = prefix.gzip(prefix.gzip_end(b"# EOF\n")).iter().flat_map(|b| b.to_vec()).collect();
         let mut unzipped = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&joined[..]), &mut unzipped).unwrap();
-        assert_eq!(unzipped, body(&store, Format::OpenMetrics) + "# EOF\n");
+        assert_eq!(unzipped, store.body(Format::OpenMetrics) + "# EOF\n");
     }
 
     #[test]

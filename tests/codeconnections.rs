@@ -5,7 +5,7 @@ mod common;
 use codepipeline_exporter::simulator::{
     Fault, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent, World,
 };
-use common::{samples, scrape, start, value, wait_for};
+use common::{error_count, samples, scrape, start_unthrottled, target_up, value, wait_for, wait_for_calls};
 
 const FAST: &str = "interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n";
 
@@ -145,10 +145,6 @@ aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",re
 aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",resource_name="prod-network",config_file="deploy/stack.yaml"} 1
 "#;
 
-fn up(kind: &str, name: &str) -> String {
-    format!("codepipeline_exporter_target_up{{account=\"test\",region=\"us-east-1\",kind=\"{kind}\",name=\"{name}\"}}")
-}
-
 fn repo_status(branch: &str, status: &str) -> String {
     format!(
         "aws_codeconnections_repository_sync_status{{account=\"test\",region=\"us-east-1\",repository_link_id=\"{LINK_A}\",repository=\"acme/infra\",branch=\"{branch}\",sync_type=\"CFN_STACK_SYNC\",status=\"{status}\"}}"
@@ -167,19 +163,10 @@ fn events(branch: &str, kind: &str) -> String {
     )
 }
 
-fn error_count(s: &std::collections::BTreeMap<String, f64>, operation: &str, code: &str) -> Option<f64> {
-    value(
-        s,
-        &format!(
-            "codepipeline_exporter_aws_request_errors_total{{service=\"codeconnections\",operation=\"{operation}\",code=\"{code}\"}}"
-        ),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_across_pages_and_every_family_with_exact_values() {
     // One poll per target and one discovery, so that the call counts below are exact.
-    let bed = start(world(), "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n").await;
+    let bed = start_unthrottled(world(), "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n").await;
     wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
     let text = scrape(&bed.exporter).await;
     let series: String = text.lines().filter(|l| l.starts_with("aws_codeconnections_")).map(|l| format!("{l}\n")).collect();
@@ -190,13 +177,13 @@ async fn discovery_across_pages_and_every_family_with_exact_values() {
     assert_eq!(bed.simulator.calls("ListSyncConfigurations"), 4);
     let s = samples(&text);
     assert_eq!(
-        value(&s, &up("repository_sync", &format!("{LINK_A}/feature/new/CFN_STACK_SYNC"))),
+        value(&s, &target_up("repository_sync", &format!("{LINK_A}/feature/new/CFN_STACK_SYNC"))),
         Some(1.0),
         "a branch that never synced is up"
     );
-    assert_eq!(value(&s, &up("resource_sync", "feature-infra/CFN_STACK_SYNC")), Some(1.0));
+    assert_eq!(value(&s, &target_up("resource_sync", "feature-infra/CFN_STACK_SYNC")), Some(1.0));
     assert_eq!(
-        error_count(&s, "GetRepositorySyncStatus", "ResourceNotFoundException"),
+        error_count(&s, "codeconnections", "GetRepositorySyncStatus", "ResourceNotFoundException"),
         None,
         "never synced is an answer, not an error"
     );
@@ -208,7 +195,7 @@ async fn discovery_across_pages_and_every_family_with_exact_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_failed_attempt_and_its_events_are_counted_once() {
-    let bed = start(world(), FAST).await;
+    let bed = start_unthrottled(world(), FAST).await;
     let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &repo_status("main", "SUCCEEDED")) == Some(1.0)).await;
     assert_eq!(value(&s, &attempts("main", "SUCCEEDED")), Some(0.0), "an attempt from before start-up is not counted");
 
@@ -227,10 +214,7 @@ async fn a_new_failed_attempt_and_its_events_are_counted_once() {
     failed.events.push(event(1_700_001_060.0, "SYNC_FAILED", "Stack rollback"));
     bed.simulator.world().repository_syncs.insert(key, failed);
     wait_for(&bed.exporter, "the failure counted", |s| value(s, &attempts("main", "FAILED")) == Some(1.0)).await;
-    let polls = bed.simulator.calls("GetRepositorySyncStatus");
-    while bed.simulator.calls("GetRepositorySyncStatus") < polls + 8 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_calls(&bed.simulator, "GetRepositorySyncStatus", 8).await;
     let s = samples(&scrape(&bed.exporter).await);
     assert_eq!(value(&s, &attempts("main", "FAILED")), Some(1.0), "the same attempt seen again is not counted again");
     assert_eq!(value(&s, &attempts("main", "SUCCEEDED")), Some(0.0));
@@ -246,14 +230,14 @@ async fn access_denied_on_discovery_keeps_explicit_targets_alive() {
     let yaml = format!(
         "interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n    codeconnections:\n      repository_syncs:\n        - repository_link_id: {LINK_A}\n          branch: staging\n          resource_name: staging-infra\n"
     );
-    let exporter = common::start_exporter(&simulator, &yaml).await;
+    let exporter = common::start_exporter_unthrottled(&simulator, &yaml).await;
     wait_for(&exporter, "the first round", |_| exporter.readiness.is_ready()).await;
     let s = wait_for(&exporter, "the explicit target polled", |s| {
         value(s, "aws_codeconnections_repository_sync_status{account=\"test\",region=\"us-east-1\",repository_link_id=\"11111111-aaaa-bbbb-cccc-000000000001\",repository=\"unknown\",branch=\"staging\",sync_type=\"CFN_STACK_SYNC\",status=\"FAILED\"}") == Some(1.0)
     })
     .await;
-    assert_eq!(value(&s, &up("discovery", "codeconnections")), Some(0.0));
-    assert_eq!(value(&s, &up("repository_sync", &format!("{LINK_A}/staging/CFN_STACK_SYNC"))), Some(1.0));
+    assert_eq!(value(&s, &target_up("discovery", "codeconnections")), Some(0.0));
+    assert_eq!(value(&s, &target_up("repository_sync", &format!("{LINK_A}/staging/CFN_STACK_SYNC"))), Some(1.0));
     assert_eq!(
         value(
             &s,
@@ -261,7 +245,7 @@ async fn access_denied_on_discovery_keeps_explicit_targets_alive() {
         ),
         Some(1.0)
     );
-    assert!(error_count(&s, "ListRepositoryLinks", "AccessDeniedException").is_some_and(|n| n >= 1.0));
+    assert!(error_count(&s, "codeconnections", "ListRepositoryLinks", "AccessDeniedException").is_some_and(|n| n >= 1.0));
     assert_eq!(
         s.keys().filter(|k| k.starts_with("aws_codeconnections_repository_sync_status{")).count(),
         5,
@@ -271,23 +255,25 @@ async fn access_denied_on_discovery_keeps_explicit_targets_alive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_in_cbor_is_counted_and_values_are_kept() {
-    let bed = start(world(), FAST).await;
+    let bed = start_unthrottled(world(), FAST).await;
     wait_for(&bed.exporter, "the first poll", |s| value(s, &repo_status("staging", "FAILED")) == Some(1.0)).await;
     bed.simulator.inject("GetRepositorySyncStatus", Fault::error(429, "ThrottlingException"), 60);
-    let s = wait_for(&bed.exporter, "throttled", |s| error_count(s, "GetRepositorySyncStatus", "ThrottlingException").is_some())
-        .await;
+    let s = wait_for(&bed.exporter, "throttled", |s| {
+        error_count(s, "codeconnections", "GetRepositorySyncStatus", "ThrottlingException").is_some()
+    })
+    .await;
     assert_eq!(value(&s, &repo_status("staging", "FAILED")), Some(1.0), "last known values are kept");
     bed.simulator.clear_faults();
     wait_for(&bed.exporter, "recovered", |s| {
-        value(s, &up("repository_sync", &format!("{LINK_A}/staging/CFN_STACK_SYNC"))) == Some(1.0)
-            && value(s, &up("repository_sync", &format!("{LINK_A}/main/CFN_STACK_SYNC"))) == Some(1.0)
+        value(s, &target_up("repository_sync", &format!("{LINK_A}/staging/CFN_STACK_SYNC"))) == Some(1.0)
+            && value(s, &target_up("repository_sync", &format!("{LINK_A}/main/CFN_STACK_SYNC"))) == Some(1.0)
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_sync_configurations_and_links_disappear() {
-    let bed = start(world(), FAST).await;
+    let bed = start_unthrottled(world(), FAST).await;
     wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
     {
         let mut world = bed.simulator.world();

@@ -3,7 +3,7 @@
 mod common;
 
 use codepipeline_exporter::simulator::{Fault, SimActionExecution, SimPipeline, World};
-use common::{family, samples, scrape, start, value, wait_for};
+use common::{family, family_len, samples, scrape, start_unthrottled, target_up, value, wait_for, wait_for_calls};
 
 const FAST: &str =
     "interval: 150ms\ndiscovery_interval: 300ms\nrequest_timeout: 5s\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
@@ -26,10 +26,6 @@ fn stage_executions(pipeline: &str, stage: &str, status: &str) -> String {
     format!(
         "aws_codepipeline_stage_executions_total{{account=\"test\",region=\"us-east-1\",pipeline=\"{pipeline}\",stage=\"{stage}\",status=\"{status}\"}}"
     )
-}
-
-fn target_up(kind: &str, name: &str) -> String {
-    format!("codepipeline_exporter_target_up{{account=\"test\",region=\"us-east-1\",kind=\"{kind}\",name=\"{name}\"}}")
 }
 
 /// A pipeline in every state the metrics describe: a succeeded source with a revision, a failed
@@ -179,7 +175,7 @@ aws_codepipeline_stage_transition_last_changed_timestamp_seconds{account="test",
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pipeline_family_has_exact_values() {
-    let bed = start(world(vec![detailed()]), FAST).await;
+    let bed = start_unthrottled(world(vec![detailed()]), FAST).await;
     wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "checkout")) == Some(1.0)).await;
     let text = scrape(&bed.exporter).await;
     let series: String = text
@@ -198,7 +194,7 @@ async fn discovery_follows_every_page_and_applies_include_and_exclude() {
     let mut world = world(names.iter().map(|n| simple(n)).collect());
     world.page_size = 3;
     let yaml = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      include: ['^prod-']\n      exclude: ['-legacy$']\n      pipelines: [dev-api]\n";
-    let bed = start(world, yaml).await;
+    let bed = start_unthrottled(world, yaml).await;
     let samples = wait_for(&bed.exporter, "the first round", |s| family_len(s, "aws_codepipeline_pipeline_info") == 5).await;
     let polled: Vec<&str> = samples
         .keys()
@@ -215,15 +211,11 @@ async fn discovery_follows_every_page_and_applies_include_and_exclude() {
     );
 }
 
-fn family_len(samples: &std::collections::BTreeMap<String, f64>, name: &str) -> usize {
-    samples.keys().filter(|k| k.split('{').next() == Some(name)).count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_transitions_and_counters_count_each_outcome_once() {
     let mut pipeline = simple("app");
     pipeline.stages[1].latest = Some(("old".into(), "Failed".into()));
-    let bed = start(world(vec![pipeline]), FAST).await;
+    let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Failed")) == Some(1.0)).await;
     assert_eq!(
         value(&s, &stage_executions("app", "Build", "Failed")),
@@ -237,10 +229,7 @@ async fn status_transitions_and_counters_count_each_outcome_once() {
 
     bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
     wait_for(&bed.exporter, "the failure counted", |s| value(s, &stage_executions("app", "Build", "Failed")) == Some(1.0)).await;
-    let polls = bed.simulator.calls("GetPipelineState");
-    while bed.simulator.calls("GetPipelineState") < polls + 4 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_calls(&bed.simulator, "GetPipelineState", 4).await;
     let s = samples(&scrape(&bed.exporter).await);
     assert_eq!(
         value(&s, &stage_executions("app", "Build", "Failed")),
@@ -258,7 +247,7 @@ async fn status_transitions_and_counters_count_each_outcome_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn action_executions_are_counted_by_execution_id() {
-    let bed = start(world(vec![simple("app")]), FAST).await;
+    let bed = start_unthrottled(world(vec![simple("app")]), FAST).await;
     let series = |status: &str| {
         format!(
             "aws_codepipeline_action_executions_total{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",stage=\"Build\",action=\"Build\",status=\"{status}\"}}"
@@ -268,10 +257,7 @@ async fn action_executions_are_counted_by_execution_id() {
     for (id, status) in [("x1", "InProgress"), ("x1", "Failed"), ("x2", "Failed"), ("x3", "Succeeded")] {
         bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].actions[0].latest =
             Some(SimActionExecution { id: id.into(), status: status.into(), ..SimActionExecution::default() });
-        let polls = bed.simulator.calls("GetPipelineState");
-        while bed.simulator.calls("GetPipelineState") < polls + 2 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_for_calls(&bed.simulator, "GetPipelineState", 2).await;
     }
     let s = wait_for(&bed.exporter, "three outcomes", |s| value(s, &series("Succeeded")) == Some(1.0)).await;
     assert_eq!(value(&s, &series("Failed")), Some(2.0));
@@ -280,7 +266,7 @@ async fn action_executions_are_counted_by_execution_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_stages_and_deleted_pipelines_disappear() {
-    let bed = start(world(vec![simple("keep"), simple("gone"), simple("deleted")]), FAST).await;
+    let bed = start_unthrottled(world(vec![simple("keep"), simple("gone"), simple("deleted")]), FAST).await;
     wait_for(&bed.exporter, "three pipelines", |s| family_len(s, "aws_codepipeline_pipeline_info") == 3).await;
 
     bed.simulator.world().pipelines.get_mut("keep").unwrap().stages.pop();
@@ -297,7 +283,7 @@ async fn removed_stages_and_deleted_pipelines_disappear() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_deleted_between_discovery_and_poll_loses_its_series_at_once() {
     let yaml = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
-    let bed = start(world(vec![simple("a"), simple("b")]), yaml).await;
+    let bed = start_unthrottled(world(vec![simple("a"), simple("b")]), yaml).await;
     wait_for(&bed.exporter, "two pipelines", |s| family_len(s, "aws_codepipeline_pipeline_info") == 2).await;
     bed.simulator.world().pipelines.remove("b");
     let s = wait_for(&bed.exporter, "b removed", |s| family_len(s, "aws_codepipeline_pipeline_info") == 1).await;
@@ -316,7 +302,7 @@ async fn a_pipeline_deleted_between_discovery_and_poll_loses_its_series_at_once(
 async fn access_denied_keeps_the_last_values_and_marks_the_target_down() {
     let mut pipeline = simple("app");
     pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
-    let bed = start(world(vec![pipeline]), FAST).await;
+    let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
     bed.simulator.inject("GetPipelineState", Fault::error(400, "AccessDeniedException"), 3);
     let s = wait_for(&bed.exporter, "target down", |s| value(s, &target_up("pipeline", "app")) == Some(0.0)).await;
@@ -337,13 +323,10 @@ async fn access_denied_keeps_the_last_values_and_marks_the_target_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttling_is_retried_by_the_sdk_and_counted() {
-    let bed = start(world(vec![simple("app")]), FAST).await;
+    let bed = start_unthrottled(world(vec![simple("app")]), FAST).await;
     wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
-    let before = bed.simulator.calls("GetPipelineState");
     bed.simulator.inject("GetPipelineState", Fault::error(400, "ThrottlingException"), 1);
-    while bed.simulator.calls("GetPipelineState") < before + 3 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_for_calls(&bed.simulator, "GetPipelineState", 3).await;
     let s = samples(&scrape(&bed.exporter).await);
     assert_eq!(value(&s, &target_up("pipeline", "app")), Some(1.0), "one throttled attempt is retried within the same poll");
     assert_eq!(
@@ -367,7 +350,7 @@ async fn throttling_is_retried_by_the_sdk_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_never_call_aws() {
     let yaml = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1, eu-west-1]\n";
-    let bed = start(world(vec![simple("a"), simple("b")]), yaml).await;
+    let bed = start_unthrottled(world(vec![simple("a"), simple("b")]), yaml).await;
     let s = wait_for(&bed.exporter, "both regions", |s| family_len(s, "aws_codepipeline_pipeline_info") == 4).await;
     wait_for(&bed.exporter, "the first round of both services", |_| bed.exporter.readiness.is_ready()).await;
     assert_eq!(
@@ -389,7 +372,7 @@ async fn scrapes_never_call_aws() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explicit_pipelines_are_polled_without_discovery() {
     let yaml = "interval: 150ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n      pipelines: [app, missing]\n";
-    let bed = start(world(vec![simple("app"), simple("other")]), yaml).await;
+    let bed = start_unthrottled(world(vec![simple("app"), simple("other")]), yaml).await;
     let s = wait_for(&bed.exporter, "both targets polled", |s| {
         value(s, &target_up("pipeline", "missing")) == Some(0.0) && value(s, &target_up("pipeline", "app")).is_some()
     })
@@ -410,7 +393,7 @@ async fn explicit_pipelines_are_polled_without_discovery() {
 async fn unknown_status_values_appear_as_their_own_state() {
     let mut pipeline = simple("app");
     pipeline.stages[1].latest = Some(("e1".into(), "Paused".into()));
-    let bed = start(world(vec![pipeline]), FAST).await;
+    let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Paused")) == Some(1.0)).await;
     assert_eq!(value(&s, &stage_status("app", "Build", "InProgress")), Some(0.0));
 }

@@ -4,10 +4,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use codepipeline_exporter::simulator::{SimExecution, SimPipeline, Simulator, World};
-use common::{samples, scrape, start, start_exporter, value, wait_for};
+use common::{samples, scrape, start_exporter_unthrottled, start_unthrottled, value, wait_for, wait_for_calls};
 
 const FAST: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n";
 
@@ -41,16 +40,9 @@ fn push(simulator: &Simulator, new: Vec<SimExecution>, stage_status: &str) {
     }
 }
 
-async fn polls(simulator: &Simulator, operation: &str, more: u64) {
-    let target = simulator.calls(operation) + more;
-    while simulator.calls(operation) < target {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_finishing_between_polls_are_all_counted_once() {
-    let bed = start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
     let s = wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     assert_eq!(value(&s, &executions("Succeeded")), Some(0.0), "history from before start-up is not counted");
     assert_eq!(value(&s, &series("aws_codepipeline_execution_last_success_timestamp_seconds", "")), Some(1_100.0));
@@ -67,7 +59,7 @@ async fn executions_finishing_between_polls_are_all_counted_once() {
     );
     let s = wait_for(&bed.exporter, "three executions", |s| value(s, &executions("Succeeded")) == Some(2.0)).await;
     assert_eq!(value(&s, &executions("Failed")), Some(1.0));
-    polls(&bed.simulator, "GetPipelineState", 5).await;
+    wait_for_calls(&bed.simulator, "GetPipelineState", 5).await;
     let s = samples(&scrape(&bed.exporter).await);
     assert_eq!(value(&s, &executions("Succeeded")), Some(2.0), "seen again, not counted again");
     assert_eq!(value(&s, &executions("Failed")), Some(1.0));
@@ -88,7 +80,7 @@ async fn pagination_stops_at_the_first_page_of_known_executions() {
             SimExecution::new(&format!("old{i}"), "Succeeded", 1_000.0 + f64::from(i) * 100.0, 1_050.0 + f64::from(i) * 100.0)
         })
         .collect();
-    let bed = start(world(app(history), 2), FAST).await;
+    let bed = start_unthrottled(world(app(history), 2), FAST).await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 1, "the seed reads only the newest page");
 
@@ -114,7 +106,7 @@ async fn pagination_stops_at_the_first_page_of_known_executions() {
 async fn superseded_stopped_and_parallel_executions() {
     let mut pipeline = app(vec![]);
     pipeline.execution_mode = "PARALLEL".into();
-    let bed = start(world(pipeline, 100), FAST).await;
+    let bed = start_unthrottled(world(pipeline, 100), FAST).await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &series("aws_codepipeline_executions_in_progress", "")) == Some(0.0)).await;
 
     push(
@@ -147,7 +139,7 @@ async fn superseded_stopped_and_parallel_executions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_duration_histogram_gets_the_right_observations() {
-    let bed = start(world(app(vec![]), 100), FAST).await;
+    let bed = start_unthrottled(world(app(vec![]), 100), FAST).await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &series("aws_codepipeline_executions_in_progress", "")).is_some()).await;
     push(
         &bed.simulator,
@@ -200,13 +192,13 @@ async fn the_duration_histogram_gets_the_right_observations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_does_not_recount() {
     let simulator = Simulator::start(world(app(vec![SimExecution::new("e1", "Failed", 1_000.0, 1_100.0)]), 100)).await.unwrap();
-    let first = start_exporter(&simulator, FAST).await;
+    let first = start_exporter_unthrottled(&simulator, FAST).await;
     wait_for(&first, "seeded", |s| value(s, &executions("Failed")) == Some(0.0)).await;
     push(&simulator, vec![SimExecution::new("e2", "Failed", 2_000.0, 2_100.0)], "Failed");
     wait_for(&first, "e2 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
     first.shutdown().await;
 
-    let second = start_exporter(&simulator, FAST).await;
+    let second = start_exporter_unthrottled(&simulator, FAST).await;
     let s = wait_for(&second, "seeded again", |s| value(s, &executions("Failed")).is_some()).await;
     assert_eq!(value(&s, &executions("Failed")), Some(0.0), "a restart does not replay e1 or e2");
     assert_eq!(
@@ -218,16 +210,16 @@ async fn a_restart_does_not_recount() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_pipeline_makes_no_list_pipeline_executions_calls() {
-    let bed = start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
-    polls(&bed.simulator, "GetPipelineState", 10).await;
+    wait_for_calls(&bed.simulator, "GetPipelineState", 10).await;
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 1, "only the seed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_can_be_turned_off() {
     let yaml = "interval: 150ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      executions: false\n    codeconnections:\n      discover: false\n";
-    let bed = start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), yaml).await;
+    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), yaml).await;
     let s = wait_for(&bed.exporter, "polled", |s| {
         value(s, "codepipeline_exporter_target_up{account=\"test\",region=\"us-east-1\",kind=\"pipeline\",name=\"app\"}")
             == Some(1.0)

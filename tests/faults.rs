@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use codepipeline_exporter::simulator::{
     Fault, SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World,
 };
-use common::{scrape, start_exporter, value, wait_for};
+use common::{scrape, start_exporter_unthrottled, value, wait_for};
 
 const LINK: &str = "11111111-aaaa-bbbb-cccc-000000000001";
 /// The exporter's configuration with a request timeout: long enough for the SDK to finish its
@@ -81,7 +81,7 @@ async fn survives(case: Case, fault: Fault, code: &str) {
 
 async fn survives_within(case: Case, fault: Fault, code: &str, request_timeout: &str) {
     let simulator = Simulator::start(world()).await.unwrap();
-    let exporter = start_exporter(&simulator, &config(request_timeout)).await;
+    let exporter = start_exporter_unthrottled(&simulator, &config(request_timeout)).await;
     wait_for(&exporter, "the first poll", |s| value(s, &case.up) == Some(1.0)).await;
 
     simulator.inject(case.operation, fault, 10_000);
@@ -195,7 +195,7 @@ async fn invalid_credentials_cbor() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_attempts_are_counted_even_when_a_retry_succeeds() {
     let simulator = Simulator::start(world()).await.unwrap();
-    let exporter = start_exporter(&simulator, &config(TIMEOUT)).await;
+    let exporter = start_exporter_unthrottled(&simulator, &config(TIMEOUT)).await;
     let case = cbor();
     wait_for(&exporter, "the first poll", |s| value(s, &case.up) == Some(1.0)).await;
     simulator.inject("GetRepositorySyncStatus", Fault::error(429, "ThrottlingException"), 1);

@@ -5,12 +5,13 @@ mod common;
 use std::collections::BTreeSet;
 
 use codepipeline_exporter::simulator::demo;
-use common::{samples, scrape, start_exporter, wait_for};
+use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_grants_exactly_the_actions_called() {
     let simulator = demo::start().await.unwrap();
-    let exporter = start_exporter(&simulator, "interval: 1h\naccounts:\n  - name: demo\n    regions: [us-east-1]\n").await;
+    let exporter =
+        start_exporter_unthrottled(&simulator, "interval: 1h\naccounts:\n  - name: demo\n    regions: [us-east-1]\n").await;
     wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
     let called: BTreeSet<String> = samples(&scrape(&exporter).await)
         .keys()

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use codepipeline_exporter::simulator::{SimPipeline, Simulator, World};
-use common::{request, start_exporter, wait_for};
+use common::{request, start_exporter_unthrottled, wait_for};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
@@ -116,7 +116,7 @@ async fn kept_heap_bytes(interval: Duration) -> usize {
 async fn thousands_of_concurrent_scrapes_while_polling_continues() {
     let _serial = SERIAL.lock().await;
     let simulator = Simulator::start(world()).await.unwrap();
-    let exporter = start_exporter(
+    let exporter = start_exporter_unthrottled(
         &simulator,
         "interval: 500ms\nactive_interval: 500ms\naccounts:\n  - name: load\n    regions: [us-east-1]\n",
     )
@@ -154,7 +154,8 @@ async fn thousands_of_concurrent_scrapes_while_polling_continues() {
 async fn idle_connections_do_not_keep_others_from_being_served() {
     let _serial = SERIAL.lock().await;
     let simulator = Simulator::start(world()).await.unwrap();
-    let exporter = start_exporter(&simulator, "interval: 1h\naccounts:\n  - name: load\n    regions: [us-east-1]\n").await;
+    let exporter =
+        start_exporter_unthrottled(&simulator, "interval: 1h\naccounts:\n  - name: load\n    regions: [us-east-1]\n").await;
     wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
     let mut idle = Vec::new();
     for _ in 0..300 {

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use codepipeline_exporter::exporter::Options;
 use codepipeline_exporter::shard::Shard;
 use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World};
-use common::{samples, scrape, start_exporter_with, value, wait_for};
+use common::{samples, scrape, start_exporter_unthrottled_with, value, wait_for};
 
 const CONFIG: &str = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: a\n    regions: [us-east-1, eu-west-1]\n  - name: b\n    regions: [us-east-1]\n";
 
@@ -49,11 +49,16 @@ fn exported(text: &str) -> BTreeMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_together_export_exactly_what_one_exporter_exports() {
     let simulator = Simulator::start(world()).await.unwrap();
-    let whole = start_exporter_with(&simulator, CONFIG, Options::default()).await;
+    let whole = start_exporter_unthrottled_with(&simulator, CONFIG, Options::default()).await;
     let mut shards = Vec::new();
     for ordinal in 0..3 {
         shards.push(
-            start_exporter_with(&simulator, CONFIG, Options { shard: Shard { ordinal, total: 3 }, ..Options::default() }).await,
+            start_exporter_unthrottled_with(
+                &simulator,
+                CONFIG,
+                Options { shard: Shard { ordinal, total: 3 }, ..Options::default() },
+            )
+            .await,
         );
     }
     wait_for(&whole, "ready", |_| whole.readiness.is_ready()).await;

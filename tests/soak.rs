@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use codepipeline_exporter::simulator::{
     Fault, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, Simulator, World,
 };
-use common::{samples, scrape, start_exporter, wait_for};
+use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 
 const PIPELINES: usize = 150;
 const SYNCS: usize = 25;
@@ -58,7 +58,7 @@ fn resident_bytes() -> u64 {
 #[ignore = "takes three minutes; scripts/test.sh runs it"]
 async fn memory_and_tasks_stay_flat_under_faults_and_churn() {
     let simulator = Simulator::start(world()).await.unwrap();
-    let exporter = start_exporter(
+    let exporter = start_exporter_unthrottled(
         &simulator,
         "interval: 1s\nactive_interval: 1s\ndiscovery_interval: 2s\nrequest_timeout: 2s\nmax_concurrent_requests: 8\naccounts:\n  - name: soak\n    regions: [us-east-1]\n",
     )

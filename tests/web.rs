@@ -9,7 +9,7 @@ use std::process::Command;
 use codepipeline_exporter::exporter::Options;
 use codepipeline_exporter::simulator::{SimPipeline, Simulator, World};
 use common::process::tool;
-use common::start_exporter_with;
+use common::start_exporter_unthrottled_with;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
 const CONFIG: &str = "interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
@@ -38,7 +38,8 @@ async fn exporter_with(dir: &Path, web: &str) -> (codepipeline_exporter::exporte
     let simulator = Simulator::start(world).await.unwrap();
     let path = dir.join("web.yml");
     std::fs::write(&path, web).unwrap();
-    let exporter = start_exporter_with(&simulator, CONFIG, Options { web_config_path: Some(path), ..Options::default() }).await;
+    let exporter =
+        start_exporter_unthrottled_with(&simulator, CONFIG, Options { web_config_path: Some(path), ..Options::default() }).await;
     (exporter, simulator)
 }
 

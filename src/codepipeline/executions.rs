@@ -283,3 +283,51 @@ impl History {
         rendered.sample(&EXECUTIONS_IN_PROGRESS, base, self.in_progress() as f64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn execution(id: &str, status: &str, start: f64) -> Execution {
+        Execution { id: id.into(), status: status.into(), start, last_update: start + 60.0, trigger: "Webhook".into() }
+    }
+
+    fn counts(history: &History) -> Vec<(&str, u64)> {
+        history.counts.iter().map(|((status, _), n)| (status.as_str(), *n)).collect()
+    }
+
+    #[test]
+    fn the_reader_seeds_from_one_page_then_reads_only_until_it_knows_the_rest() {
+        let mut history = History::default();
+        let mut running = HashSet::new();
+        // The seed reads the newest page only; what is older is before the horizon.
+        let seed = [execution("e3", "InProgress", 300.0), execution("e2", "Succeeded", 200.0)];
+        assert_eq!(history.take_page(&seed, true, &mut running), ControlFlow::Break(()));
+        history.primed = true;
+        assert_eq!(history.horizon, 200.0);
+        assert_eq!((history.in_progress(), history.last_success), (1, Some(260.0)));
+        assert!(counts(&history).is_empty(), "the seed counts nothing");
+
+        // e3 failed and e4 started: a page with anything new asks for the next one.
+        let mut running: HashSet<String> = ["e3".to_string()].into();
+        let newest = [execution("e4", "InProgress", 400.0), execution("e3", "Failed", 300.0)];
+        assert_eq!(history.take_page(&newest, true, &mut running), ControlFlow::Continue(()));
+        assert!(running.is_empty());
+        // A page of executions already seen final ends the read; one from before the horizon is
+        // never counted.
+        let older = [execution("e2", "Succeeded", 200.0), execution("e1", "Failed", 100.0)];
+        assert_eq!(history.take_page(&older, true, &mut running), ControlFlow::Break(()));
+        assert_eq!(counts(&history), [("Failed", 1)]);
+        assert_eq!(history.last_failure, Some(360.0));
+
+        // Until e4 is found again, a page of known executions does not end the read.
+        let mut running: HashSet<String> = ["e4".to_string()].into();
+        let unrelated = [execution("e3", "Failed", 300.0)];
+        assert_eq!(history.take_page(&unrelated, true, &mut running), ControlFlow::Continue(()));
+        // A page with a change asks for the next; the listing ends here as it has no more pages.
+        let found = [execution("e4", "Succeeded", 400.0)];
+        assert_eq!(history.take_page(&found, false, &mut running), ControlFlow::Continue(()));
+        assert_eq!(counts(&history), [("Failed", 1), ("Succeeded", 1)]);
+        assert_eq!(history.in_progress(), 0);
+    }
+}

@@ -18,36 +18,37 @@ use codepipeline_exporter::simulator::{Simulator, World};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+/// The request budget the `*_unthrottled` helpers give an exporter whose YAML sets none.
+pub const UNTHROTTLED: &str = "requests_per_second: 10000\nburst: 10000\n";
+
 pub struct Bed {
     pub simulator: Simulator,
     pub exporter: Running,
 }
 
 /// Starts a simulator holding `world` and an exporter configured by `yaml`.
-pub async fn start(world: World, yaml: &str) -> Bed {
+pub async fn start_unthrottled(world: World, yaml: &str) -> Bed {
     let simulator = Simulator::start(world).await.expect("simulator starts");
-    let exporter = start_exporter(&simulator, yaml).await;
+    let exporter = start_exporter_unthrottled(&simulator, yaml).await;
     Bed { simulator, exporter }
 }
 
 /// Starts an exporter polling `simulator`. Tests poll every few hundred milliseconds, far faster
-/// than the default request budget allows, so the budget is lifted unless `yaml` sets one.
-pub async fn start_exporter(simulator: &Simulator, yaml: &str) -> Running {
-    start_exporter_from(simulator, yaml, None).await
+/// than the default request budget allows, so the budget is lifted (10,000 requests a second, as
+/// [`UNTHROTTLED`] says) unless `yaml` sets one.
+pub async fn start_exporter_unthrottled(simulator: &Simulator, yaml: &str) -> Running {
+    start_exporter_unthrottled_from(simulator, yaml, None).await
 }
 
-/// [`start_exporter`], reloading from `path` (whose content should be `yaml`).
-pub async fn start_exporter_from(simulator: &Simulator, yaml: &str, path: Option<std::path::PathBuf>) -> Running {
-    start_exporter_with(simulator, yaml, exporter::Options { config_path: path, ..exporter::Options::default() }).await
+/// [`start_exporter_unthrottled`], reloading from `path` (whose content should be `yaml`).
+pub async fn start_exporter_unthrottled_from(simulator: &Simulator, yaml: &str, path: Option<std::path::PathBuf>) -> Running {
+    start_exporter_unthrottled_with(simulator, yaml, exporter::Options { config_path: path, ..exporter::Options::default() })
+        .await
 }
 
-/// [`start_exporter`] with `options`; their AWS overrides are replaced by the simulator's.
-pub async fn start_exporter_with(simulator: &Simulator, yaml: &str, options: exporter::Options) -> Running {
-    let yaml = if yaml.contains("requests_per_second") {
-        yaml.to_string()
-    } else {
-        format!("requests_per_second: 10000\nburst: 10000\n{yaml}")
-    };
+/// [`start_exporter_unthrottled`] with `options`; their AWS overrides are replaced by the simulator's.
+pub async fn start_exporter_unthrottled_with(simulator: &Simulator, yaml: &str, options: exporter::Options) -> Running {
+    let yaml = if yaml.contains("requests_per_second") { yaml.to_string() } else { format!("{UNTHROTTLED}{yaml}") };
     let config = Config::parse(&yaml, Path::new("test.yaml")).expect("valid test configuration");
     let overrides = Overrides {
         endpoint_url: Some(simulator.endpoint_url()),
@@ -154,4 +155,41 @@ pub async fn wait_for(exporter: &Running, what: &str, done: impl Fn(&BTreeMap<St
 /// The value of one series, if present.
 pub fn value(samples: &BTreeMap<String, f64>, series: &str) -> Option<f64> {
     samples.get(series).copied()
+}
+
+/// `codepipeline_exporter_target_up` of a target of the account `test` in us-east-1, where most
+/// tests poll.
+pub fn target_up(kind: &str, name: &str) -> String {
+    target_up_in("test", "us-east-1", kind, name)
+}
+
+/// `codepipeline_exporter_target_up` of a target of any account and region.
+pub fn target_up_in(account: &str, region: &str, kind: &str, name: &str) -> String {
+    format!("codepipeline_exporter_target_up{{account=\"{account}\",region=\"{region}\",kind=\"{kind}\",name=\"{name}\"}}")
+}
+
+/// The exporter's count of failed calls of `operation` with error `code`, if it has one.
+pub fn error_count(samples: &BTreeMap<String, f64>, service: &str, operation: &str, code: &str) -> Option<f64> {
+    value(
+        samples,
+        &format!(
+            "codepipeline_exporter_aws_request_errors_total{{service=\"{service}\",operation=\"{operation}\",code=\"{code}\"}}"
+        ),
+    )
+}
+
+/// How many series of the metric `name` a scrape holds.
+pub fn family_len(samples: &BTreeMap<String, f64>, name: &str) -> usize {
+    samples.keys().filter(|k| k.split('{').next() == Some(name)).count()
+}
+
+/// Waits until the simulator has answered `more` calls of `operation` beyond those so far, which
+/// is how a test lets polls happen without guessing at their timing.
+pub async fn wait_for_calls(simulator: &Simulator, operation: &str, more: u64) {
+    let target = simulator.calls(operation) + more;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while simulator.calls(operation) < target {
+        assert!(Instant::now() < deadline, "timed out waiting for {more} more {operation} calls");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
