@@ -1,9 +1,12 @@
 //! A Prometheus exporter for AWS CodePipeline and AWS CodeConnections.
 //!
-//! Data flows one way, and the modules follow it:
-//! [`config`] → [`aws`] clients → [`scheduler`] → snapshots and series from the collectors
-//! ([`codepipeline`], [`codeconnections`]) → [`store`] → [`scrape`] → [`http`]. The [`simulator`] is a fake AWS endpoint speaking
-//! the SDK's wire protocols, for the demo and the tests.
+//! Data flows one way, and the modules follow it: [`config`] → [`aws`] clients → [`scheduler`],
+//! which runs the collectors that [`registry`] names ([`codepipeline`], [`codeconnections`]) on
+//! the generic loop of [`collector`] → rendered series of each [`target`] → [`store`] →
+//! [`scrape`] → [`http`]. No module imports one that comes after it: the collectors know the
+//! [`target`] and [`collector`] contracts but not the scheduler, and the scheduler, store, scrape
+//! and HTTP modules name no service. The [`simulator`] is a fake AWS endpoint speaking the SDK's
+//! wire protocols, for the demo and the tests.
 
 pub mod aws;
 pub mod budget;
