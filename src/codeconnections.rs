@@ -1,11 +1,14 @@
 //! The CodeConnections collector: CloudFormation Git sync status of repository links, branches and
 //! stacks, as metric series.
 //!
-//! Every `aws_codeconnections_*` family is defined here, next to the code that fills it.
+//! Every `aws_codeconnections_*` family of Git sync is defined here, next to the code that fills
+//! it; connection, host and sync blocker status are in [`health`].
 //! Discovery lists repository links and their sync configurations; each sync configuration is a
 //! repository sync target (GetRepositorySyncStatus) and its stack a resource sync target
 //! (GetResourceSyncStatus). A branch or stack that never synced answers ResourceNotFoundException:
 //! that is a target with no attempt yet, not an error.
+
+pub mod health;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -18,6 +21,7 @@ use crate::collector::{self, Round, Targets};
 use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
 use crate::target::{Outcome, Target, TargetKey};
+use health::{ALL, ConnectionsTarget, HostsTarget, SyncBlockerTarget};
 
 pub const SERVICE: &str = "codeconnections";
 
@@ -105,7 +109,7 @@ pub struct Discovered {
 
 /// Lists every repository link and, for each, its sync configurations of every sync type the SDK
 /// knows, following all pages.
-pub async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
+async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
     let mut discovered = Discovered::default();
     aws::for_each_page(
         |token| async move {
@@ -166,6 +170,9 @@ pub struct Collector {
     links: Vec<Link>,
     repositories: Targets<RepositorySyncTarget>,
     resources: Targets<ResourceSyncTarget>,
+    blockers: Targets<SyncBlockerTarget>,
+    connections: Targets<ConnectionsTarget>,
+    hosts: Targets<HostsTarget>,
 }
 
 impl collector::Collector for Collector {
@@ -173,7 +180,15 @@ impl collector::Collector for Collector {
     type Settings = config::CodeConnections;
 
     fn new(settings: config::CodeConnections) -> Collector {
-        Collector { settings, links: Vec::new(), repositories: Targets::default(), resources: Targets::default() }
+        Collector {
+            settings,
+            links: Vec::new(),
+            repositories: Targets::default(),
+            resources: Targets::default(),
+            blockers: Targets::default(),
+            connections: Targets::default(),
+            hosts: Targets::default(),
+        }
     }
 
     async fn discover(&mut self, round: &mut Round) {
@@ -195,14 +210,23 @@ impl collector::Collector for Collector {
             render_links(&mut rendered, round.scope(), &self.links);
             round.publish(outcome.as_ref().map(|_| ()), rendered);
         }
-        let (repositories, resources) = desired(&self.settings, &self.links, configurations);
+        let (repositories, stacks) = desired(&self.settings, &self.links, configurations);
+        let resources = if self.settings.resource_syncs { stacks.clone() } else { HashMap::new() };
+        let blockers = if self.settings.blockers { stacks } else { HashMap::new() };
         round.reconcile(&mut self.repositories, repositories, complete, |_, info| RepositorySyncTarget::new(info)).await;
         round.reconcile(&mut self.resources, resources, complete, |_, info| ResourceSyncTarget::new(info)).await;
+        round.reconcile(&mut self.blockers, blockers, complete, |_, info| SyncBlockerTarget::new(info)).await;
+        // The connection and host lists do not depend on what discovery found: one target each,
+        // polled every interval.
+        let lists = if self.settings.connections { HashMap::from([(ALL.to_string(), ())]) } else { HashMap::new() };
+        round.reconcile(&mut self.connections, lists.clone(), true, |_, _| ConnectionsTarget::default()).await;
+        round.reconcile(&mut self.hosts, lists, true, |_, _| HostsTarget::default()).await;
     }
 }
 
-/// The repository syncs and resources to poll, by target name: the configured ones, then the
-/// discovered ones, which replace a configured one of the same name with what AWS says of it.
+/// The repository syncs and the synced resources (stacks), by target name: the configured ones,
+/// then the discovered ones, which replace a configured one of the same name with what AWS says
+/// of it.
 fn desired(
     settings: &config::CodeConnections,
     links: &[Link],
@@ -222,19 +246,15 @@ fn desired(
             configuration: None,
         };
         repositories.insert(info.target_name(), info);
-        if let (true, Some(resource)) = (settings.resource_syncs, &sync.resource_name) {
+        if let Some(resource) = &sync.resource_name {
             let info = ResourceSyncInfo { resource_name: resource.clone(), sync_type: sync.sync_type.clone() };
             resources.insert(info.target_name(), info);
         }
     }
     for configuration in configurations {
-        if settings.resource_syncs {
-            let info = ResourceSyncInfo {
-                resource_name: configuration.resource_name.clone(),
-                sync_type: configuration.sync_type.clone(),
-            };
-            resources.insert(info.target_name(), info);
-        }
+        let info =
+            ResourceSyncInfo { resource_name: configuration.resource_name.clone(), sync_type: configuration.sync_type.clone() };
+        resources.insert(info.target_name(), info);
         let info = RepositorySyncInfo {
             repository_link_id: configuration.repository_link_id.clone(),
             branch: configuration.branch.clone(),
@@ -597,6 +617,8 @@ mod tests {
                 },
             ],
             resource_syncs: true,
+            connections: true,
+            blockers: true,
         };
         let links = [Link {
             id: "l1".into(),
@@ -621,8 +643,5 @@ mod tests {
         let mut names: Vec<&String> = resources.keys().collect();
         names.sort();
         assert_eq!(names, ["stack-a/CFN_STACK_SYNC", "stack-b/CFN_STACK_SYNC"]);
-
-        let (_, resources) = desired(&config::CodeConnections { resource_syncs: false, ..settings }, &links, Vec::new());
-        assert!(resources.is_empty());
     }
 }

@@ -262,7 +262,7 @@ impl Target for PipelineTarget {
 }
 
 /// Lists every pipeline of the scope, following all pages.
-pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
+async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
     let mut summaries = Vec::new();
     aws::for_each_page(
         |token| async move {
@@ -291,7 +291,7 @@ pub async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
 }
 
 /// Fetches the current state of one pipeline.
-pub async fn get_state(scope: &Scope, pipeline: &str) -> Result<PipelineState, CallError> {
+async fn get_state(scope: &Scope, pipeline: &str) -> Result<PipelineState, CallError> {
     let output =
         scope.call(SERVICE, "GetPipelineState", scope.codepipeline.get_pipeline_state().name(pipeline).send(), &[]).await?;
     Ok(PipelineState::from(output))

@@ -84,6 +84,10 @@ pub struct CodeConnections {
     pub repository_syncs: Vec<RepositorySync>,
     /// Also poll GetResourceSyncStatus for the resource (stack) of each sync configuration.
     pub resource_syncs: bool,
+    /// ListConnections and ListHosts: the status of every connection and host.
+    pub connections: bool,
+    /// GetSyncBlockerSummary for the resource (stack) of each sync configuration.
+    pub blockers: bool,
 }
 
 /// One explicitly configured sync configuration.
@@ -142,7 +146,13 @@ impl Account {
                 exclude: Vec::new(),
                 pipelines: Vec::new(),
             },
-            codeconnections: CodeConnections { discover: true, repository_syncs: Vec::new(), resource_syncs: true },
+            codeconnections: CodeConnections {
+                discover: true,
+                repository_syncs: Vec::new(),
+                resource_syncs: true,
+                connections: true,
+                blockers: true,
+            },
         }
     }
 }
@@ -236,6 +246,8 @@ struct RawCodeConnections {
     #[serde(default)]
     repository_syncs: Vec<RawRepositorySync>,
     resource_syncs: Option<bool>,
+    connections: Option<bool>,
+    blockers: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -421,6 +433,8 @@ impl RawCodeConnections {
             discover: self.discover.unwrap_or(true),
             repository_syncs,
             resource_syncs: self.resource_syncs.unwrap_or(true),
+            connections: self.connections.unwrap_or(true),
+            blockers: self.blockers.unwrap_or(true),
         })
     }
 }

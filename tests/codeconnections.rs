@@ -139,6 +139,10 @@ aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resou
 aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="INITIATED"} 0
 aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 0
 aws_codeconnections_resource_sync_status{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_sync_blockers_active{account="test",region="us-east-1",resource_name="feature-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blockers_active{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blockers_active{account="test",region="us-east-1",resource_name="prod-network",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blockers_active{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 0
 aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="feature/new",sync_type="CFN_STACK_SYNC",resource_name="feature-infra",config_file="deploy/stack.yaml"} 1
 aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="main",sync_type="CFN_STACK_SYNC",resource_name="prod-infra",config_file="deploy/stack.yaml"} 1
 aws_codeconnections_sync_configuration_info{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000001",repository="acme/infra",branch="staging",sync_type="CFN_STACK_SYNC",resource_name="staging-infra",config_file="deploy/stack.yaml"} 1

@@ -51,6 +51,50 @@ pub struct SimResourceSync {
     pub sha: String,
 }
 
+/// A connection as ListConnections describes it.
+#[derive(Debug, Clone, Default)]
+pub struct SimConnection {
+    pub arn: String,
+    pub name: String,
+    pub provider_type: String,
+    /// AVAILABLE, ERROR or PENDING.
+    pub status: String,
+    pub host_arn: Option<String>,
+}
+
+/// A host (GitHub Enterprise Server, GitLab self-managed) as ListHosts describes it.
+#[derive(Debug, Clone, Default)]
+pub struct SimHost {
+    pub arn: String,
+    pub name: String,
+    pub provider_type: String,
+    pub provider_endpoint: String,
+    pub status: String,
+}
+
+/// A sync blocker of a resource, as GetSyncBlockerSummary lists it.
+#[derive(Debug, Clone, Default)]
+pub struct SimSyncBlocker {
+    pub id: String,
+    /// ACTIVE or RESOLVED.
+    pub status: String,
+    pub created_at: f64,
+    pub created_reason: String,
+    pub resolved_at: Option<f64>,
+}
+
+impl SimConnection {
+    pub fn new(id: &str, name: &str, provider_type: &str, status: &str) -> SimConnection {
+        SimConnection {
+            arn: format!("arn:aws:codeconnections:us-east-1:111122223333:connection/{id}"),
+            name: name.into(),
+            provider_type: provider_type.into(),
+            status: status.into(),
+            host_arn: None,
+        }
+    }
+}
+
 impl SimRepositoryLink {
     pub fn new(id: &str, provider_type: &str, owner_id: &str, repository_name: &str) -> SimRepositoryLink {
         SimRepositoryLink {
@@ -142,6 +186,53 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                 ),
                 ("LatestSync", resource_attempt(&status.latest, &key.0, &revision)),
             ]))
+        }
+        "ListConnections" => {
+            let (start, next) = page_bounds(member(input, "NextToken"), world.page(), world.connections.len())?;
+            let connections = world.connections.values().skip(start).take(world.page()).map(|c| {
+                map(vec![
+                    ("ConnectionName", text(&c.name)),
+                    ("ConnectionArn", text(&c.arn)),
+                    ("ProviderType", text(&c.provider_type)),
+                    ("OwnerAccountId", text("111122223333")),
+                    ("ConnectionStatus", text(&c.status)),
+                    ("HostArn", opt_text(c.host_arn.as_deref())),
+                ])
+            });
+            Ok(map(vec![("Connections", list(connections)), ("NextToken", opt_text(next.as_deref()))]))
+        }
+        "ListHosts" => {
+            let (start, next) = page_bounds(member(input, "NextToken"), world.page(), world.hosts.len())?;
+            let hosts = world.hosts.values().skip(start).take(world.page()).map(|h| {
+                map(vec![
+                    ("Name", text(&h.name)),
+                    ("HostArn", text(&h.arn)),
+                    ("ProviderType", text(&h.provider_type)),
+                    ("ProviderEndpoint", text(&h.provider_endpoint)),
+                    ("Status", text(&h.status)),
+                    ("StatusMessage", text("simulated")),
+                ])
+            });
+            Ok(map(vec![("Hosts", list(hosts)), ("NextToken", opt_text(next.as_deref()))]))
+        }
+        "GetSyncBlockerSummary" => {
+            let key = (required(input, "ResourceName")?.to_string(), required(input, "SyncType")?.to_string());
+            let blockers = world.sync_blockers.get(&key).ok_or_else(|| {
+                Failure::new(400, "ResourceNotFoundException", format!("No sync blocker summary found for resource {}", key.0))
+            })?;
+            let latest = blockers.iter().map(|b| {
+                map(vec![
+                    ("Id", text(&b.id)),
+                    ("Type", text("AUTOMATED")),
+                    ("Status", text(&b.status)),
+                    ("CreatedReason", text(&b.created_reason)),
+                    ("CreatedAt", timestamp(b.created_at)),
+                    ("Contexts", list([map(vec![("Key", text("StackName")), ("Value", text(&key.0))])])),
+                    ("ResolvedReason", if b.resolved_at.is_some() { text("Resolved by the operator") } else { Value::Null }),
+                    ("ResolvedAt", b.resolved_at.map(timestamp).unwrap_or(Value::Null)),
+                ])
+            });
+            Ok(map(vec![("SyncBlockerSummary", map(vec![("ResourceName", text(&key.0)), ("LatestBlockers", list(latest))]))]))
         }
         _ => Err(Failure::new(400, "UnknownOperationException", format!("operation {operation} is not simulated"))),
     }

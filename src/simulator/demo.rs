@@ -3,12 +3,14 @@
 //!
 //! The state of each pipeline is computed from the clock alone (which run is current and how far
 //! it got), so the scenario keeps no state of its own and every tick is consistent with the last.
+//! Sync blockers are the exception: they are computed from the time the demo started, so that a
+//! newcomer sees one at once, already old enough to alert on, and then sees it resolved.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    SimActionExecution, SimExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
-    SimSyncEvent, Simulator, World,
+    SimActionExecution, SimConnection, SimExecution, SimHost, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt,
+    SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
 };
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
@@ -153,6 +155,30 @@ const SYNCS: &[SyncScenario] = &[
     SyncScenario { link: LINKS[2].0, branch: "main", stack: "observability", period: 100, offset: 25, fails: Some(|_| true) },
 ];
 
+/// The GitHub Enterprise Server host of the demo, always AVAILABLE.
+const HOST_ARN: &str = "arn:aws:codeconnections:us-east-1:111122223333:host/ghes-4a1b2c3d";
+
+/// Connections: ID, name, provider, and the host it uses.
+const CONNECTIONS: &[(&str, &str, &str, Option<&str>)] = &[
+    ("c0a1b2c3-0000-4000-8000-00000000c001", "acme-github", "GitHub", None),
+    ("c0a1b2c3-0000-4000-8000-00000000c002", "acme-gitlab-new", "GitLab", None),
+    ("c0a1b2c3-0000-4000-8000-00000000c003", "acme-ghes", "GitHubEnterpriseServer", Some(HOST_ARN)),
+];
+
+/// The connection whose app loses access now and then: ERROR for the first 90 s of every 6 minutes.
+fn flaky_connection_status(now: f64) -> &'static str {
+    if (now as u64) % 360 < 90 { "ERROR" } else { "AVAILABLE" }
+}
+
+/// The stack that gets blocked: it has been blocked since 12 minutes before the demo started (its
+/// sync fails on every attempt), the blocker is resolved 5 minutes in, and from then on a new one
+/// stays ACTIVE for 3 minutes of every 10.
+const BLOCKED_STACK: &str = "observability";
+const FIRST_BLOCKER_AGE: f64 = 720.0;
+const FIRST_BLOCKER_RESOLVED: f64 = 300.0;
+const BLOCKER_PERIOD: f64 = 600.0;
+const BLOCKER_ACTIVE: f64 = 180.0;
+
 /// Seconds an attempt spends INITIATED, then IN_PROGRESS, before it ends.
 const SYNC_INITIATED: f64 = 5.0;
 const SYNC_RUNNING: f64 = 30.0;
@@ -173,6 +199,22 @@ pub fn world(now: f64) -> World {
         });
     }
     advance_syncs(&mut world, now);
+    world.hosts.insert(
+        HOST_ARN.into(),
+        SimHost {
+            arn: HOST_ARN.into(),
+            name: "ghes".into(),
+            provider_type: "GitHubEnterpriseServer".into(),
+            provider_endpoint: "https://github.acme.example".into(),
+            status: "AVAILABLE".into(),
+        },
+    );
+    for (id, name, provider, host) in CONNECTIONS {
+        let mut connection = SimConnection::new(id, name, provider, "AVAILABLE");
+        connection.host_arn = host.map(str::to_string);
+        world.connections.insert(connection.arn.clone(), connection);
+    }
+    advance_connections(&mut world, now, now);
     // A pipeline behind a permissions boundary: listed, never readable, so the exporter's health
     // dashboard and alerts have a target that is down and an error code to show.
     let mut restricted = SimPipeline::new("audit-restricted", &[("Source", &["Source"])]);
@@ -197,7 +239,8 @@ pub fn world(now: f64) -> World {
 }
 
 /// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
-pub async fn run(simulator: Simulator) {
+/// `started` is when the demo started, which the sync blockers follow.
+pub async fn run(simulator: Simulator, started: f64) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -209,7 +252,37 @@ pub async fn run(simulator: Simulator) {
             }
         }
         advance_syncs(&mut world, now);
+        advance_connections(&mut world, now, started);
     }
+}
+
+/// Sets the second connection PENDING (its handshake was never completed), the third's status from
+/// the clock, and the blocked stack's blockers from the time since the demo `started`.
+fn advance_connections(world: &mut World, now: f64, started: f64) {
+    let statuses = ["AVAILABLE", "PENDING", flaky_connection_status(now)];
+    for ((id, ..), status) in CONNECTIONS.iter().zip(statuses) {
+        if let Some(connection) =
+            world.connections.get_mut(&format!("arn:aws:codeconnections:us-east-1:111122223333:connection/{id}"))
+        {
+            connection.status = status.into();
+        }
+    }
+    let blocker = |n: u64, created_at: f64, resolved_at: f64| SimSyncBlocker {
+        id: format!("blocker-{n}"),
+        status: if now < resolved_at { "ACTIVE" } else { "RESOLVED" }.into(),
+        created_at,
+        created_reason: "Sync failed repeatedly: stack observability is in UPDATE_ROLLBACK_FAILED".into(),
+        resolved_at: (now >= resolved_at).then_some(resolved_at),
+    };
+    let mut blockers = vec![blocker(0, started - FIRST_BLOCKER_AGE, started + FIRST_BLOCKER_RESOLVED)];
+    let since = now - started - FIRST_BLOCKER_RESOLVED;
+    if since >= BLOCKER_PERIOD - BLOCKER_ACTIVE {
+        // Blocker n is created at the end of period n and stays ACTIVE for BLOCKER_ACTIVE.
+        let n = ((since + BLOCKER_ACTIVE) / BLOCKER_PERIOD) as u64;
+        let created = started + FIRST_BLOCKER_RESOLVED + n as f64 * BLOCKER_PERIOD - BLOCKER_ACTIVE;
+        blockers.insert(0, blocker(n, created, created + BLOCKER_ACTIVE));
+    }
+    world.sync_blockers.insert((BLOCKED_STACK.into(), "CFN_STACK_SYNC".into()), blockers);
 }
 
 pub fn unix_now() -> f64 {
@@ -401,8 +474,9 @@ fn advance_syncs(world: &mut World, now: f64) {
 /// Serves the demo account, ready for the exporter to poll. A few calls are throttled, as AWS does
 /// now and then; the SDK's retries absorb them, and the exporter counts them.
 pub async fn start() -> std::io::Result<Simulator> {
-    let simulator = Simulator::start(world(unix_now())).await?;
+    let started = unix_now();
+    let simulator = Simulator::start(world(started)).await?;
     simulator.chaos(0.03, vec![super::Fault::Throttling]);
-    tokio::spawn(run(simulator.clone()));
+    tokio::spawn(run(simulator.clone(), started));
     Ok(simulator)
 }

@@ -24,7 +24,10 @@ use hyper_util::rt::TokioIo;
 use rand::Rng as _;
 use tokio::net::TcpListener;
 
-pub use codeconnections::{SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent};
+pub use codeconnections::{
+    SimConnection, SimHost, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration,
+    SimSyncEvent,
+};
 pub use codepipeline::{SimAction, SimActionExecution, SimExecution, SimPipeline, SimStage};
 use protocol::{Failure, Protocol};
 
@@ -41,6 +44,13 @@ pub struct World {
     pub repository_syncs: BTreeMap<(String, String, String), SimSyncAttempt>,
     /// Each resource's sync status, by (resource name, sync type).
     pub resource_syncs: BTreeMap<(String, String), SimResourceSync>,
+    /// Connections by ARN.
+    pub connections: BTreeMap<String, SimConnection>,
+    /// Hosts by ARN.
+    pub hosts: BTreeMap<String, SimHost>,
+    /// The latest sync blockers of each resource, by (resource name, sync type). A resource without
+    /// an entry has no blocker summary.
+    pub sync_blockers: BTreeMap<(String, String), Vec<SimSyncBlocker>>,
 }
 
 impl World {
