@@ -362,7 +362,8 @@ async fn scrapes_never_call_aws() {
     assert_eq!(bed.simulator.calls("GetPipelineState"), 4, "one per pipeline and region");
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 4, "the first poll of each pipeline seeds its history");
     assert_eq!(bed.simulator.calls("ListRepositoryLinks"), 2, "one per region, which has none");
-    assert_eq!(calls, 12);
+    assert_eq!((bed.simulator.calls("ListConnections"), bed.simulator.calls("ListHosts")), (2, 2), "one each per region");
+    assert_eq!(calls, 16);
     for _ in 0..50 {
         scrape(&bed.exporter).await;
     }
