@@ -20,7 +20,7 @@ use crate::scheduler::Scheduler;
 use crate::scrape::Scrapes;
 use crate::shard::Shard;
 use crate::store::Store;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{self, Telemetry};
 use crate::webconfig::WebConfig;
 
 /// How often the store may re-assemble the scrape body while poll results keep arriving.
@@ -51,6 +51,8 @@ pub struct Options {
     pub shard: Shard,
     /// `--web.config.file`: TLS, basic authentication, headers. Re-read on reload.
     pub web_config_path: Option<PathBuf>,
+    /// `--web.max-connections`; by default derived from the file-descriptor limit.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for Options {
@@ -61,13 +63,15 @@ impl Default for Options {
             telemetry_path: "/metrics".into(),
             shard: Shard::default(),
             web_config_path: None,
+            max_connections: None,
         }
     }
 }
 
 /// Starts polling as `config` says and serves HTTP on `listener`.
 pub async fn start(config: &Config, options: Options, listener: TcpListener) -> anyhow::Result<Running> {
-    let Options { config_path, overrides, telemetry_path, shard, web_config_path } = options;
+    let Options { config_path, overrides, telemetry_path, shard, web_config_path, max_connections } = options;
+    let max_connections = max_connections.unwrap_or_else(|| http::connections::default_limit(telemetry::open_files_limit()));
     let web = load_web_config(web_config_path.as_deref())?;
     let store = Store::new();
     let telemetry = Arc::new(Telemetry::new(shard.ordinal, shard.total));
@@ -78,6 +82,7 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let addr = listener.local_addr()?;
     let state = Arc::new(http::State {
         scrapes: Scrapes::new(store.clone(), telemetry.clone()),
+        telemetry: telemetry.clone(),
         readiness: readiness.clone(),
         reloader: reloader.clone(),
         telemetry_path,
@@ -86,7 +91,7 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let files = Files { config: config_path, web_config: web_config_path };
     let scheduler = tokio::spawn(serve_reloads(scheduler, files, state.clone(), telemetry.clone(), queue));
     let (stop_http, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, state, async move {
+    let server = tokio::spawn(http::serve(listener, state, max_connections, async move {
         let _ = stopped.await;
     }));
     Ok(Running { addr, store, telemetry, readiness, reloader, scheduler, assembler, stop_http: Some(stop_http), server })

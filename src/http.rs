@@ -2,8 +2,12 @@
 //!
 //! A scrape ([`crate::scrape`]) copies what the store already assembled and appends the
 //! exporter's own few metrics: it never calls AWS and never waits on a poll. Connections are
-//! capped and must send their headers promptly, so a slow or abusive client cannot exhaust the
-//! server; on shutdown the server stops accepting and lets responses in flight finish.
+//! capped for memory and must send their headers (and finish a TLS handshake) promptly; at the cap,
+//! the connection idle longest gives way ([`connections`]), so that no client holding idle or slow
+//! connections can keep a scraper out. On shutdown the server stops accepting and lets responses
+//! in flight finish.
+
+pub mod connections;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,26 +19,29 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use crate::readiness::Readiness;
 use crate::reload::Reloader;
 use crate::scrape::{Body, Scrapes};
+use crate::telemetry::Telemetry;
 use crate::webconfig::{Access, WebConfig};
+use connections::{Busy, Deadlines, Observed, Slot, Slots};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; further ones wait in the kernel's accept queue.
-const MAX_CONNECTIONS: usize = 512;
+/// How long a client may take to send a request's headers (and before its first request, to
+/// complete a TLS handshake), and how long a keep-alive connection may wait for its next request:
+/// longer than Prometheus keeps its own idle connections (5 minutes), so that the scraper, not the
+/// server, closes them.
+const DEADLINES: Deadlines = Deadlines { header: Duration::from_secs(10), idle: Duration::from_secs(330) };
 /// How long responses in flight may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the handlers read.
 pub struct State {
     pub scrapes: Scrapes,
+    pub telemetry: Arc<Telemetry>,
     pub readiness: Arc<Readiness>,
     pub reloader: Reloader,
     pub telemetry_path: String,
@@ -42,21 +49,27 @@ pub struct State {
     pub web: RwLock<Arc<WebConfig>>,
 }
 
-/// Serves until `shutdown` resolves, then drains connections for a few seconds.
-pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Future<Output = ()>) {
+/// Serves until `shutdown` resolves, then drains connections for a few seconds. At most
+/// `max_connections` are open at once (see [`connections`] for who gives way).
+pub async fn serve(listener: TcpListener, state: Arc<State>, max_connections: usize, shutdown: impl Future<Output = ()>) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(max_connections, state.telemetry.clone());
+    let sweeper = tokio::spawn({
+        let slots = slots.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                slots.close_expired(DEADLINES);
+            }
+        }
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).max_buf_size(64 * 1024);
+    // The header deadline is the slots' own: hyper's would also close keep-alive connections
+    // that wait 10 s for their next request.
+    builder.max_buf_size(64 * 1024);
     tokio::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
+    'accept: loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -69,40 +82,96 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: impl Futu
             },
             () = &mut shutdown => break,
         };
+        // A new connection waits for a slot only while no open one can give way: each is
+        // answering a request, or is itself new and has a moment left to send its own.
+        let slot = loop {
+            if let Some(slot) = slots.take() {
+                break slot;
+            }
+            tokio::select! {
+                () = slots.freed() => {}
+                () = &mut shutdown => break 'accept,
+            }
+        };
         // A response goes out as several buffers; with Nagle's algorithm the last small one
         // would wait for the client's delayed acknowledgement, about 40 ms on Linux.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(error = %err, "could not disable Nagle's algorithm");
         }
         let web = state.web.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let tls = web.tls.clone();
-        let connection_state = state.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let (state, web) = (connection_state.clone(), web.clone());
-            async move { Ok::<_, Infallible>(respond(&state, &web, request).await) }
-        });
         let (builder, watcher) = (builder.clone(), graceful.watcher());
-        tokio::spawn(async move {
-            match tls {
-                None => {
-                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
-                }
-                // The handshake runs in the connection's own task: a client that stalls or fails
-                // it is dropped without holding up anyone else.
-                Some(tls) => match tokio::time::timeout(HEADER_READ_TIMEOUT, TlsAcceptor::from(tls).accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
-                    }
-                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
-            }
-            drop(permit);
-        });
+        tokio::spawn(connection(stream, slot, state.clone(), web, builder, watcher));
     }
+    sweeper.abort();
     drop(listener);
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
+    }
+}
+
+/// Serves one connection until it ends, or until the server closes it to make room or for idling;
+/// its slot is released when this returns.
+async fn connection(
+    stream: TcpStream,
+    slot: Slot,
+    state: Arc<State>,
+    web: Arc<WebConfig>,
+    builder: hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let activity = slot.activity();
+    let tls = web.tls.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let (state, web, busy) = (state.clone(), web.clone(), activity.busy());
+        async move { Ok::<_, Infallible>(respond(&state, &web, request).await.map(|body| Tracked { body, _busy: busy }.boxed())) }
+    });
+    let stream = Observed::new(stream, slot.activity());
+    let served = async {
+        match tls {
+            None => {
+                let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+            }
+            // The handshake runs in the connection's own task, under the same deadline as request
+            // headers, and its connection is idle meanwhile: a client that stalls it gives way
+            // like any other.
+            Some(tls) => match TlsAcceptor::from(tls).accept(stream).await {
+                Ok(stream) => {
+                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+                }
+                Err(err) => tracing::debug!(error = %err, "TLS handshake failed"),
+            },
+        }
+    };
+    tokio::select! {
+        () = served => {}
+        // Closed by the server, which counted it: past a deadline, or to make room.
+        () = slot.close.notified() => {}
+    }
+}
+
+/// A response body that keeps its connection busy until it has been sent.
+struct Tracked {
+    body: Body,
+    _busy: Busy,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 
@@ -123,8 +192,24 @@ async fn respond(state: &State, web: &WebConfig, request: Request<Incoming>) -> 
     response
 }
 
+/// The path label of a request: one of the server's own paths, or `other`, so that scanners
+/// cannot add series.
+fn path_label<'a>(state: &'a State, path: &'a str) -> &'a str {
+    match path {
+        "/" | "/-/healthy" | "/-/ready" | "/-/reload" => path,
+        _ if path == state.telemetry_path => path,
+        _ => "other",
+    }
+}
+
 async fn route(state: &State, request: Request<Incoming>) -> Response<Body> {
-    let path = request.uri().path();
+    let path = request.uri().path().to_string();
+    let response = route_path(state, &path, request).await;
+    state.telemetry.record_http_request(path_label(state, &path), response.status().as_u16());
+    response
+}
+
+async fn route_path(state: &State, path: &str, request: Request<Incoming>) -> Response<Body> {
     if path == "/-/reload" {
         if request.method() != Method::POST && request.method() != Method::PUT {
             return text(StatusCode::METHOD_NOT_ALLOWED, "Only POST or PUT requests allowed\n");

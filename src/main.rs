@@ -24,6 +24,9 @@ struct Cli {
     /// TLS, basic authentication and headers, in the format of Prometheus's exporter-toolkit.
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config_file: Option<PathBuf>,
+    /// HTTP connections served at once [default: the open-files limit less 256, from 64 to 1024]
+    #[arg(long = "web.max-connections", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH", default_value = "/metrics")]
     telemetry_path: String,
@@ -123,6 +126,7 @@ async fn run(cli: Cli, config: Config, shard: Shard) -> anyhow::Result<()> {
         telemetry_path: cli.telemetry_path.clone(),
         shard,
         web_config_path: cli.web_config_file.clone(),
+        max_connections: cli.max_connections.map(|n| n as usize),
     };
     let running = exporter::start(&config, options, listener).await?;
     let shown = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], running.addr.port())) } else { running.addr };

@@ -6,8 +6,8 @@
 //! exposition, or [`OWN_PART_MAX_AGE`] passes. Rendering it reads procfs and deflates a few
 //! kilobytes, which cost as much CPU as sending a megabyte of body, so sharing it is what lets
 //! many concurrent scrapers cost about what one does. Only the process figures (CPU, memory, file
-//! descriptors) and the budgets' gauges, which change without telemetry being told, can be that
-//! much older than the scrape.
+//! descriptors), the budgets' gauges and the HTTP server's figures, which change without telemetry
+//! counting it as a change, can be that much older than the scrape.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, OnceLock, Weak};

@@ -82,6 +82,26 @@ pub static TOTAL_SHARDS: Family = Family {
     help: "The number of shards the targets are split into (--total-shards).",
     kind: Kind::Gauge,
 };
+pub static HTTP_CONNECTIONS: Family = Family {
+    name: "codepipeline_exporter_http_connections",
+    help: "HTTP connections open now, out of codepipeline_exporter_http_max_connections.",
+    kind: Kind::Gauge,
+};
+pub static HTTP_MAX_CONNECTIONS: Family = Family {
+    name: "codepipeline_exporter_http_max_connections",
+    help: "HTTP connections served at once; at the limit, the connection idle longest is closed to make room.",
+    kind: Kind::Gauge,
+};
+pub static HTTP_EVICTED: Family = Family {
+    name: "codepipeline_exporter_http_connections_evicted_total",
+    help: "HTTP connections the server closed: request headers or TLS handshake too slow (header_timeout), keep-alive idle too long (idle), or idle longest when the limit was reached (limit).",
+    kind: Kind::Counter,
+};
+pub static HTTP_REQUESTS: Family = Family {
+    name: "codepipeline_exporter_http_requests_total",
+    help: "HTTP requests answered, by path (other for unknown paths) and status code.",
+    kind: Kind::Counter,
+};
 pub static PROCESS_CPU: Family =
     Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
 pub static PROCESS_RESIDENT_MEMORY: Family =
@@ -127,7 +147,22 @@ pub struct Telemetry {
     reload: Mutex<(bool, f64)>,
     /// Counts the changes recorded above, so that a rendering can be reused until the next one.
     generation: AtomicU64,
+    /// The HTTP server's figures. They change with every request, so recording them does not
+    /// count as a change: like the process figures, they may be up to a rendering's age old.
+    http: Mutex<HttpStats>,
 }
+
+/// What the HTTP server reports of its connections and requests.
+#[derive(Default)]
+struct HttpStats {
+    connections: usize,
+    max_connections: usize,
+    evicted: BTreeMap<&'static str, u64>,
+    requests: BTreeMap<(String, u16), u64>,
+}
+
+/// Why the HTTP server closed a connection itself.
+pub const EVICTION_REASONS: [&str; 3] = ["header_timeout", "idle", "limit"];
 
 #[derive(Default)]
 struct ScopeStats {
@@ -146,6 +181,7 @@ impl Telemetry {
             scopes: Mutex::default(),
             reload: Mutex::new((true, unix_seconds(SystemTime::now()))),
             generation: AtomicU64::new(0),
+            http: Mutex::default(),
         }
     }
 
@@ -199,6 +235,28 @@ impl Telemetry {
         self.changed();
     }
 
+    /// Records how many HTTP connections are open, and how many may be.
+    pub fn record_http_connections(&self, open: usize, max: usize) {
+        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        (http.connections, http.max_connections) = (open, max);
+    }
+
+    /// Records a connection the server closed, for one of [`EVICTION_REASONS`].
+    pub fn record_http_eviction(&self, reason: &'static str) {
+        *self.http.lock().unwrap_or_else(|e| e.into_inner()).evicted.entry(reason).or_default() += 1;
+    }
+
+    /// Records an answered request; `path` is one of the server's own paths, or `other`.
+    pub fn record_http_request(&self, path: &str, code: u16) {
+        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        match http.requests.get_mut(&(path.to_string(), code)) {
+            Some(count) => *count += 1,
+            None => {
+                http.requests.insert((path.to_string(), code), 1);
+            }
+        }
+    }
+
     /// Reports the budget of an account and region for as long as it exists.
     pub fn register_budget(&self, account: &str, region: &str, budget: &Arc<Budget>) {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
@@ -245,6 +303,18 @@ impl Telemetry {
                     rendered.sample(&BUDGET_WAIT, &labels, budget.waited.as_secs_f64());
                     rendered.sample(&SCHEDULE_LAG, &labels, budget.lag.as_secs_f64());
                 }
+            }
+        }
+        {
+            let http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+            rendered.sample(&HTTP_CONNECTIONS, &[], http.connections as f64);
+            rendered.sample(&HTTP_MAX_CONNECTIONS, &[], http.max_connections as f64);
+            for reason in EVICTION_REASONS {
+                let count = http.evicted.get(reason).copied().unwrap_or(0);
+                rendered.sample(&HTTP_EVICTED, &[("reason", reason)], count as f64);
+            }
+            for ((path, code), count) in &http.requests {
+                rendered.sample(&HTTP_REQUESTS, &[("path", path), ("code", &code.to_string())], *count as f64);
             }
         }
         let process = ProcessStats::read();
@@ -301,13 +371,14 @@ impl ProcessStats {
         if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
             stats.open_fds = Some(entries.count() as f64);
         }
-        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
-            stats.max_fds = limits
-                .lines()
-                .find(|line| line.starts_with("Max open files"))
-                .and_then(|line| line.split_whitespace().nth(3))
-                .and_then(|soft| soft.parse().ok());
-        }
+        stats.max_fds = open_files_limit().map(|limit| limit as f64);
         stats
     }
+}
+
+/// The process's soft limit on open files, from procfs; `None` where there is none to read.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
