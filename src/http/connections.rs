@@ -30,8 +30,8 @@ use crate::telemetry::Telemetry;
 /// the listener, logs and procfs reads.
 const RESERVED_FDS: u64 = 256;
 /// The most connections served at once by default, whatever the file-descriptor limit: an idle
-/// keep-alive connection holds about 17 KiB, 27 KiB with TLS (`cargo bench --bench connections`),
-/// so this bounds them to about 27 MiB.
+/// keep-alive connection holds about 16 KiB, 24 KiB with TLS (`cargo bench --bench connections`),
+/// so this bounds them to about 25 MiB.
 const DEFAULT_MAX: usize = 1024;
 /// The fewest connections served at once by default, even under a tight file-descriptor limit.
 const DEFAULT_MIN: usize = 64;
