@@ -7,12 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian's packages for the tools the tests drive: promtool and prometheus, amtool, systemd-analyze,
-# and curl as a real TLS client.
+# curl as a real TLS client, and headless Chromium as a real browser of the status page.
 missing=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "scripts/test.sh: installing Debian's ${missing[*]}" >&2
   sudo=""

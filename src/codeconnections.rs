@@ -76,6 +76,9 @@ pub static RESOURCE_SYNC_LAST_SUCCESS: Family = Family {
     kind: Kind::Gauge,
 };
 
+/// The state the status page shows for a branch or stack that never synced.
+const NEVER_SYNCED: &str = "NEVER_SYNCED";
+
 /// Statuses after which a repository sync attempt is counted.
 const ATTEMPT_FINAL: [&str; 2] = ["FAILED", "SUCCEEDED"];
 
@@ -418,6 +421,10 @@ impl Target for RepositorySyncTarget {
         matches!(&self.last, Some(Some(state)) if matches!(state.status.as_str(), "INITIATED" | "IN_PROGRESS" | "QUEUED"))
     }
 
+    fn state(&self) -> Option<String> {
+        self.last.as_ref().map(|last| last.as_ref().map_or_else(|| NEVER_SYNCED.to_string(), |s| s.status.clone()))
+    }
+
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         let info = self.info.borrow();
         let labels = [
@@ -521,6 +528,10 @@ impl Target for ResourceSyncTarget {
 
     fn active(&self) -> bool {
         matches!(&self.last, Some(Some(state)) if matches!(state.status.as_str(), "INITIATED" | "IN_PROGRESS"))
+    }
+
+    fn state(&self) -> Option<String> {
+        self.last.as_ref().map(|last| last.as_ref().map_or_else(|| NEVER_SYNCED.to_string(), |s| s.status.clone()))
     }
 
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {

@@ -251,6 +251,16 @@ impl Target for PipelineTarget {
         stage_running || self.history.as_ref().is_some_and(|h| h.in_progress() > 0)
     }
 
+    /// The pipeline's status for the status page: its stages' latest statuses, the most pressing
+    /// first (a running execution, then a failure), else the status of its furthest stage that
+    /// ran; `None` before the first poll or when no stage ever ran.
+    fn state(&self) -> Option<String> {
+        const PRESSING: [&str; 5] = ["InProgress", "Stopping", "Failed", "Stopped", "Cancelled"];
+        let state = self.last.as_ref()?;
+        let statuses: Vec<&str> = state.stages.iter().filter_map(|s| s.latest.as_ref().map(|l| l.1.as_str())).collect();
+        PRESSING.iter().find(|p| statuses.contains(p)).copied().or(statuses.last().copied()).map(str::to_string)
+    }
+
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         if let Some(state) = &self.last {
             render(rendered, &key.account, &key.region, &key.name, self.summary.borrow().as_ref(), state, &self.counters);

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng as _;
 use tokio::sync::watch;
@@ -21,10 +21,11 @@ use tokio::task::JoinHandle;
 
 use crate::aws::{CallError, Scope};
 use crate::exposition::Rendered;
+use crate::exposition::unix_seconds;
 use crate::readiness::{Readiness, ReadyToken};
 use crate::shard::Shard;
 use crate::store::Store;
-use crate::target::{DISCOVERY, Health, Outcome, Target, TargetKey};
+use crate::target::{DISCOVERY, Health, Outcome, Statuses, Target, TargetKey};
 
 /// One AWS service's discovery in one account and region.
 pub trait Collector: Send + 'static {
@@ -50,6 +51,8 @@ fn jittered(interval: Duration) -> Duration {
 #[derive(Clone)]
 pub struct Context {
     pub store: Arc<Store>,
+    /// What the status page shows of each target.
+    pub statuses: Arc<Statuses>,
     pub readiness: Arc<Readiness>,
     /// Which targets this replica polls; discovery still sees them all.
     pub shard: Shard,
@@ -92,6 +95,9 @@ impl Round {
         self.health.record(&self.key, outcome);
         self.health.render(&mut rendered, &self.key);
         publish(&self.context, &self.live, &self.key, rendered);
+        if self.live.load(Ordering::Acquire) {
+            self.context.statuses.set(&self.key, self.health.status(None, None));
+        }
     }
 
     /// Makes the running targets of one kind those of `desired`, by target name: starts a task
@@ -116,6 +122,7 @@ impl Round {
                     let key = self.target_key::<T>(name);
                     tracing::info!(target_key = %key, "no longer discovered; its series are removed");
                     self.context.store.remove(&key);
+                    self.context.statuses.remove(&key);
                 }
             }
         }
@@ -205,6 +212,7 @@ async fn run_target<T: Target>(
             Outcome::Gone => {
                 tracing::info!(target_key = %key, "target no longer exists; its series are removed");
                 context.store.remove(&key);
+                context.statuses.remove(&key);
                 return;
             }
         }
@@ -213,8 +221,12 @@ async fn run_target<T: Target>(
         health.render(&mut rendered, &key);
         publish(&context, &live, &key, rendered);
         first_poll.done();
-        let interval = if target.active() { context.active_interval } else { context.interval };
-        tokio::time::sleep(jittered(interval)).await;
+        let interval = jittered(if target.active() { context.active_interval } else { context.interval });
+        if live.load(Ordering::Acquire) {
+            let next_poll = unix_seconds(SystemTime::now()) + interval.as_secs_f64();
+            context.statuses.set(&key, health.status(target.state(), Some(next_poll)));
+        }
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -291,7 +303,9 @@ impl Collectors {
         running.live.store(false, Ordering::Release);
         running.task.abort();
         let (account, region) = (&self.scope.account, &self.scope.region);
-        self.context.store.retain(|key| !(key.account == *account && key.region == *region && key.service == service));
+        let others = |key: &TargetKey| !(key.account == *account && key.region == *region && key.service == service);
+        self.context.store.retain(others);
+        self.context.statuses.retain(others);
     }
 }
 
@@ -342,6 +356,7 @@ mod tests {
         let scope = Scope::new("a", "us-east-1", &sdk, limits, Arc::new(Telemetry::new(0, 1)));
         let context = Context {
             store: store.clone(),
+            statuses: Arc::new(Statuses::default()),
             readiness: Arc::new(Readiness::new(store.clone())),
             shard: Shard::default(),
             interval: Duration::from_millis(10),

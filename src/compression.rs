@@ -166,6 +166,11 @@ impl Prefix {
         self.len
     }
 
+    /// The length of the deflated prefix, as a gzip body sends it.
+    pub fn deflated_len(&self) -> usize {
+        self.deflated.len()
+    }
+
     /// The number of segments, for [`Prefix::inflate`].
     pub fn segments(&self) -> usize {
         self.segments.len()

@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::http;
 use crate::readiness::Readiness;
 use crate::reload::{ReloadRequest, Reloader};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Parts, Scheduler};
 use crate::scrape::Scrapes;
 use crate::shard::Shard;
 use crate::store::Store;
+use crate::target::Statuses;
 use crate::telemetry::{self, Telemetry};
 use crate::webconfig::WebConfig;
 
@@ -76,13 +77,17 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let store = Store::new();
     let telemetry = Arc::new(Telemetry::new(shard.ordinal, shard.total));
     let readiness = Arc::new(Readiness::new(store.clone()));
-    let scheduler = Scheduler::start(config, &overrides, shard, store.clone(), telemetry.clone(), readiness.clone()).await?;
+    let statuses = Arc::new(Statuses::default());
+    let parts =
+        Parts { store: store.clone(), statuses: statuses.clone(), telemetry: telemetry.clone(), readiness: readiness.clone() };
+    let scheduler = Scheduler::start(config, &overrides, shard, parts).await?;
     let (reloader, queue) = Reloader::channel(RELOAD_QUEUE);
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
     let addr = listener.local_addr()?;
     let state = Arc::new(http::State {
         scrapes: Scrapes::new(store.clone(), telemetry.clone()),
         telemetry: telemetry.clone(),
+        statuses,
         readiness: readiness.clone(),
         reloader: reloader.clone(),
         telemetry_path,

@@ -26,6 +26,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::readiness::Readiness;
 use crate::reload::Reloader;
 use crate::scrape::{Body, Scrapes};
+use crate::status;
+use crate::target::Statuses;
 use crate::telemetry::Telemetry;
 use crate::webconfig::{Access, WebConfig};
 use connections::{Busy, Deadlines, Observed, Slot, Slots};
@@ -42,6 +44,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct State {
     pub scrapes: Scrapes,
     pub telemetry: Arc<Telemetry>,
+    pub statuses: Arc<Statuses>,
     pub readiness: Arc<Readiness>,
     pub reloader: Reloader,
     pub telemetry_path: String,
@@ -196,7 +199,7 @@ async fn respond(state: &State, web: &WebConfig, request: Request<Incoming>) -> 
 /// cannot add series.
 fn path_label<'a>(state: &'a State, path: &'a str) -> &'a str {
     match path {
-        "/" | "/-/healthy" | "/-/ready" | "/-/reload" => path,
+        "/" | "/-/healthy" | "/-/ready" | "/-/reload" | "/status" | "/api/v1/status" => path,
         _ if path == state.telemetry_path => path,
         _ => "other",
     }
@@ -232,6 +235,15 @@ async fn route_path(state: &State, path: &str, request: Request<Incoming>) -> Re
     }
     match path {
         "/" => landing_page(state),
+        "/status" | "/api/v1/status" => {
+            let filter = status::Filter::parse(request.uri().query());
+            let report = status::report(&state.statuses, &state.telemetry, state.scrapes.store(), &filter);
+            if path == "/status" {
+                body(status::html(&report, &filter, &state.telemetry_path), "text/html; charset=utf-8")
+            } else {
+                body(serde_json::to_string(&report).unwrap_or_default(), "application/json")
+            }
+        }
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" if state.readiness.is_ready() => text(StatusCode::OK, "Ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: the first discovery and poll round is not done\n"),
@@ -240,20 +252,21 @@ async fn route_path(state: &State, path: &str, request: Request<Incoming>) -> Re
 }
 
 fn landing_page(state: &State) -> Response<Body> {
-    let path = html_escape(&state.telemetry_path);
+    let path = status::escape_html(&state.telemetry_path);
     let page = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>CodePipeline Exporter</title></head>\n<body>\n\
          <h1>CodePipeline Exporter</h1>\n<p>Prometheus exporter for AWS CodePipeline and AWS CodeConnections, version {}.</p>\n\
-         <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body>\n</html>\n",
+         <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/status\">Status</a>: targets, their errors, and what is exported</li>\n\
+         <li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body>\n</html>\n",
         env!("CARGO_PKG_VERSION"),
     );
-    let mut response = Response::new(Full::new(Bytes::from(page)).boxed());
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    response
+    body(page, "text/html; charset=utf-8")
 }
 
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+fn body(content: String, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(content)).boxed());
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {

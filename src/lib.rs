@@ -26,6 +26,7 @@ pub mod scheduler;
 pub mod scrape;
 pub mod shard;
 pub mod simulator;
+pub mod status;
 pub mod store;
 pub mod target;
 pub mod telemetry;

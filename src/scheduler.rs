@@ -24,6 +24,7 @@ use crate::readiness::Readiness;
 use crate::registry;
 use crate::shard::Shard;
 use crate::store::Store;
+use crate::target::Statuses;
 use crate::telemetry::Telemetry;
 
 /// What a scope's clients and timing are built from. A reload restarts a scope, and every
@@ -67,10 +68,20 @@ struct RunningScope {
     collectors: Collectors,
 }
 
+/// Where the scheduler's tasks report: the store of series, the targets' statuses, telemetry and
+/// readiness.
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub statuses: Arc<Statuses>,
+    pub telemetry: Arc<Telemetry>,
+    pub readiness: Arc<Readiness>,
+}
+
 /// The running scheduler: one scope per account and region. Dropping it stops every discovery
 /// and polling task.
 pub struct Scheduler {
     store: Arc<Store>,
+    statuses: Arc<Statuses>,
     telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
     overrides: Overrides,
@@ -80,19 +91,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Builds the AWS clients of every account and region in `config` and starts polling.
-    pub async fn start(
-        config: &Config,
-        overrides: &Overrides,
-        shard: Shard,
-        store: Arc<Store>,
-        telemetry: Arc<Telemetry>,
-        readiness: Arc<Readiness>,
-    ) -> anyhow::Result<Scheduler> {
+    pub async fn start(config: &Config, overrides: &Overrides, shard: Shard, parts: Parts) -> anyhow::Result<Scheduler> {
+        let Parts { store, statuses, telemetry, readiness } = parts;
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
         let _starting = readiness.token();
         let mut scheduler =
-            Scheduler { store, telemetry, readiness, overrides: overrides.clone(), shard, scopes: HashMap::new() };
+            Scheduler { store, statuses, telemetry, readiness, overrides: overrides.clone(), shard, scopes: HashMap::new() };
         scheduler.apply(config).await?;
         Ok(scheduler)
     }
@@ -142,6 +147,7 @@ impl Scheduler {
                 };
                 let context = Context {
                     store: self.store.clone(),
+                    statuses: self.statuses.clone(),
                     readiness: self.readiness.clone(),
                     shard: self.shard,
                     interval: spec.interval,

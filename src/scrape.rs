@@ -57,6 +57,11 @@ impl Scrapes {
         Scrapes { store, telemetry, max_age: OWN_PART_MAX_AGE, openmetrics: Mutex::default(), text: Mutex::default() }
     }
 
+    /// The store the scrapes are answered from.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The response to a scrape with these request headers.
     pub fn respond(&self, headers: &HeaderMap) -> Response<Body> {
         let format = Format::negotiate(headers.get(ACCEPT).and_then(|v| v.to_str().ok()));

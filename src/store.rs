@@ -245,6 +245,22 @@ impl Store {
         self.changed.notify_one();
     }
 
+    /// How many series each family has, by name. It inflates every stored line, so it is for the
+    /// status page, when someone opens it, never for a scrape.
+    pub fn series_per_family(&self) -> Vec<(&'static str, usize)> {
+        let families: Vec<(&'static str, Vec<Chunk>)> = {
+            let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            slots.families.iter().map(|(name, slot)| (*name, slot.targets.values().map(|e| e.chunk.clone()).collect())).collect()
+        };
+        families
+            .into_iter()
+            .map(|(name, chunks)| {
+                let lines = chunks.iter().map(|chunk| chunk.inflate().iter().filter(|b| **b == b'\n').count()).sum();
+                (name, lines)
+            })
+            .collect()
+    }
+
     /// The newest assembled bodies.
     pub fn exposition(&self) -> Arc<Exposition> {
         self.published.read().unwrap_or_else(|e| e.into_inner()).clone()

@@ -5,9 +5,10 @@
 //! every kind the same way through it, so neither names a service. Each kind of target declares
 //! its own `kind` label, which is how a new kind is added without touching them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::aws::{self, CallError, Scope};
@@ -73,20 +74,26 @@ pub trait Target: Send + 'static {
     /// Whether something is running (an execution, a sync in progress), which polls it at the
     /// active interval rather than the idle one.
     fn active(&self) -> bool;
+    /// The status of the object in a word, for the status page's summary (a pipeline's or a
+    /// sync's status); `None` for targets that have none.
+    fn state(&self) -> Option<String> {
+        None
+    }
 }
 
-/// The success or failure of a target's polls, and the errors already logged for it.
+/// The success or failure of a target's polls, and the error already logged for it.
 #[derive(Debug, Default)]
 pub struct Health {
     up: bool,
     last_success: Option<f64>,
-    last_error: Option<String>,
+    /// The error of the last poll while it fails, for the log and the status page.
+    last_error: Option<CallError>,
 }
 
 impl Health {
     pub fn succeeded(&mut self, key: &TargetKey) {
-        if let Some(code) = self.last_error.take() {
-            tracing::info!(target_key = %key, previous_error = %code, "target recovered");
+        if let Some(err) = self.last_error.take() {
+            tracing::info!(target_key = %key, previous_error = %err.code, "target recovered");
         }
         self.up = true;
         self.last_success = Some(unix_seconds(SystemTime::now()));
@@ -96,14 +103,19 @@ impl Health {
     /// denied, a deleted pipeline) is logged once per state change rather than on every poll.
     pub fn failed(&mut self, key: &TargetKey, err: &CallError) {
         self.up = false;
-        if self.last_error.as_deref() != Some(err.code.as_str()) {
+        if self.last_error.as_ref().map(|e| e.code.as_str()) != Some(err.code.as_str()) {
             if aws::is_permanent(&err.code) {
                 tracing::error!(target_key = %key, code = %err.code, error = %err.detail, "poll failed; logged again only when the error changes");
             } else {
                 tracing::warn!(target_key = %key, code = %err.code, error = %err.detail, "poll failed; last known values are kept");
             }
-            self.last_error = Some(err.code.clone());
         }
+        self.last_error = Some(err.clone());
+    }
+
+    /// What the status page shows of the target: its health, its `state` and when it is polled next.
+    pub fn status(&self, state: Option<String>, next_poll: Option<f64>) -> Status {
+        Status { up: self.up, last_success: self.last_success, next_poll, error: self.last_error.clone(), state }
     }
 
     /// Records the outcome of a call: success, or a failure that keeps the last known values.
@@ -120,6 +132,46 @@ impl Health {
         if let Some(at) = self.last_success {
             rendered.sample(&TARGET_LAST_SUCCESS, &labels, at);
         }
+    }
+}
+
+/// What the status page shows of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub up: bool,
+    /// Seconds since the epoch.
+    pub last_success: Option<f64>,
+    /// When the target is polled next, in seconds since the epoch; `None` for discovery, which
+    /// runs on its own interval.
+    pub next_poll: Option<f64>,
+    /// The last poll's error, while the target is down.
+    pub error: Option<CallError>,
+    /// What the target reports of its object, such as a pipeline's or a sync's status.
+    pub state: Option<String>,
+}
+
+/// The status of every target, as the polling tasks last reported it. Each poll replaces its
+/// target's entry under one short lock; the status page copies them only when it is opened.
+#[derive(Debug, Default)]
+pub struct Statuses(Mutex<BTreeMap<TargetKey, Status>>);
+
+impl Statuses {
+    pub fn set(&self, key: &TargetKey, status: Status) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key.clone(), status);
+    }
+
+    pub fn remove(&self, key: &TargetKey) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    /// Forgets the targets `keep` rejects.
+    pub fn retain(&self, keep: impl Fn(&TargetKey) -> bool) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(|key, _| keep(key));
+    }
+
+    /// Every target's status, ordered by key.
+    pub fn snapshot(&self) -> Vec<(TargetKey, Status)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(k, s)| (k.clone(), s.clone())).collect()
     }
 }
 

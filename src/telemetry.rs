@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
-use crate::budget::Budget;
+use crate::budget::{Budget, BudgetStats};
 use crate::exposition::{Family, Format, Histogram, Kind, Rendered, unix_seconds};
 
 pub static BUILD_INFO: Family = Family {
@@ -263,6 +263,12 @@ impl Telemetry {
         scopes.entry((account.to_string(), region.to_string())).or_default().budget = Arc::downgrade(budget);
         drop(scopes);
         self.changed();
+    }
+
+    /// The request budget of every account and region, for the status page.
+    pub fn budgets(&self) -> Vec<((String, String), BudgetStats)> {
+        let scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        scopes.iter().filter_map(|(scope, stats)| Some((scope.clone(), stats.budget.upgrade()?.stats()))).collect()
     }
 
     /// Writes every family of the exporter's own metrics in `format`.

@@ -62,8 +62,14 @@ pub fn tool(name: &str) -> std::path::PathBuf {
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .map(|dir| dir.join(name))
         .find(|path| path.is_file());
+    let package = match name {
+        "amtool" => "prometheus-alertmanager",
+        "systemd-analyze" => "systemd",
+        "promtool" => "prometheus",
+        other => other,
+    };
     found.unwrap_or_else(|| {
-        panic!("`{name}` is not installed: install Debian's `prometheus` package (scripts/test.sh does this), then run the tests again")
+        panic!("`{name}` is not installed: install Debian's `{package}` package (scripts/test.sh does this), then run the tests again")
     })
 }
 
