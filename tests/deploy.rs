@@ -49,41 +49,89 @@ fn the_prometheus_rule_is_rendered_from_the_rule_files() {
     assert_eq!(groups, &from_files, "the PrometheusRule holds exactly the rule files' groups");
 }
 
-/// The manifests of `dir` as kustomize builds them: with `kubectl kustomize` where kubectl is
-/// installed, otherwise the listed resources read as they are, following directories (the same
-/// kinds but the generated ConfigMap, without kustomize's patches and edits).
+/// The manifests of `dir` as `kubectl kustomize` builds them, and as kubectl would apply them.
 fn manifests(dir: &str) -> Vec<serde_json::Value> {
-    let kubectl =
-        std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("kubectl")).find(|p| p.is_file()));
-    match kubectl {
-        Some(kubectl) => {
-            let (ok, out, errors) = run(&kubectl, &["kustomize", dir]);
-            assert!(ok, "kubectl kustomize {dir} failed: {errors}");
-            serde_saphyr::from_multiple(&out).unwrap()
-        }
-        None => read_resources(dir),
-    }
+    let (ok, out, errors) = run(&tool("kubectl"), &["kustomize", dir]);
+    assert!(ok, "kubectl kustomize {dir} failed: {errors}");
+    serde_saphyr::from_multiple(&out).unwrap()
 }
 
-fn read_resources(dir: &str) -> Vec<serde_json::Value> {
-    let kustomization = yaml(&read(&format!("{dir}/kustomization.yaml")));
-    let mut out = Vec::new();
-    for resource in kustomization["resources"].as_array().unwrap() {
-        let path = format!("{dir}/{}", resource.as_str().unwrap());
-        if Path::new(ROOT).join(&path).is_dir() {
-            out.extend(read_resources(&path));
-        } else {
-            out.push(yaml(&read(&path)));
+/// The oldest and newest Kubernetes versions whose schemas kubernetes-validate bundles.
+const KUBERNETES: [&str; 2] = ["1.25.0", "1.37.0"];
+
+/// Validates every object of `manifests` against the Kubernetes API schemas, strictly (unknown
+/// fields are errors), as the API server would; custom resources, which the schemas do not know,
+/// are left to the structural checks of each test.
+fn validate(name: &str, manifests: &[serde_json::Value]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{}.yaml", name.replace('/', "-")));
+    let builtin: Vec<&serde_json::Value> =
+        manifests.iter().filter(|m| !m["apiVersion"].as_str().unwrap().contains("monitoring.coreos.com")).collect();
+    let text: Vec<String> = builtin.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
+    std::fs::write(&file, text.join("\n---\n")).unwrap();
+    for version in KUBERNETES {
+        let (ok, out, errors) =
+            run(&tool("kubernetes-validate"), &["--strict", "--quiet", "-k", version, file.to_str().unwrap()]);
+        assert!(ok && !out.contains("ERROR") && !errors.contains("ERROR"), "{name} against Kubernetes {version}:\n{out}{errors}");
+    }
+    assert!(builtin.len() >= 4, "{name}: {} objects", builtin.len());
+}
+
+/// What kubectl apply would accept but the pods would not survive: every object in the namespace,
+/// the workload's selector matching its pods, the Service and ServiceMonitor finding them, the
+/// ConfigMap the pods mount existing under its generated name, and a real image.
+fn check_wiring(name: &str, manifests: &[serde_json::Value]) {
+    for object in manifests {
+        assert_eq!(object["metadata"]["namespace"], "monitoring", "{name}: {} has no namespace", object["kind"]);
+    }
+    let workloads: Vec<&serde_json::Value> =
+        manifests.iter().filter(|m| m["kind"] == "Deployment" || m["kind"] == "StatefulSet").collect();
+    assert_eq!(workloads.len(), 1, "{name}: one workload");
+    let workload = workloads[0];
+    let pod_labels = workload["spec"]["template"]["metadata"]["labels"].as_object().expect("pod labels");
+    let matches = |selector: &serde_json::Value| {
+        let selector = selector.as_object().expect("a selector");
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    };
+    assert!(matches(&workload["spec"]["selector"]["matchLabels"]), "{name}: the workload's selector matches its pods");
+    let service = manifests.iter().find(|m| m["kind"] == "Service").unwrap();
+    assert!(matches(&service["spec"]["selector"]), "{name}: the Service selects the pods");
+    let monitor = manifests.iter().find(|m| m["kind"] == "ServiceMonitor").unwrap();
+    let service_labels = service["metadata"]["labels"].as_object().unwrap();
+    assert!(
+        monitor["spec"]["selector"]["matchLabels"].as_object().unwrap().iter().all(|(k, v)| service_labels.get(k) == Some(v)),
+        "{name}: the ServiceMonitor selects the Service"
+    );
+    let port = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();
+    assert!(service["spec"]["ports"].as_array().unwrap().iter().any(|p| p["name"] == port), "{name}: port {port}");
+    let pod = &workload["spec"]["template"]["spec"];
+    for volume in pod["volumes"].as_array().unwrap() {
+        if let Some(config_map) = volume["configMap"]["name"].as_str() {
+            assert!(
+                manifests.iter().any(|m| m["kind"] == "ConfigMap" && m["metadata"]["name"] == config_map),
+                "{name}: the pods mount ConfigMap {config_map}, which the manifests do not hold"
+            );
         }
     }
-    out
+    let image = pod["containers"][0]["image"].as_str().unwrap();
+    assert!(image.contains('/') && image.contains(':'), "{name}: image {image} is the placeholder");
+    let account = pod["serviceAccountName"].as_str().unwrap();
+    assert!(manifests.iter().any(|m| m["kind"] == "ServiceAccount" && m["metadata"]["name"] == account), "{name}");
+}
+
+#[test]
+fn both_kustomize_variants_are_valid_kubernetes_objects_wired_together() {
+    for dir in ["deploy/kubernetes", "deploy/kubernetes/sharded"] {
+        let manifests = manifests(dir);
+        validate(dir, &manifests);
+        check_wiring(dir, &manifests);
+    }
 }
 
 #[test]
 fn kustomize_builds_a_hardened_deployment() {
     let manifests = manifests("deploy/kubernetes");
-    let mut kinds: BTreeSet<&str> = manifests.iter().map(|m| m["kind"].as_str().unwrap()).collect();
-    kinds.insert("ConfigMap");
+    let kinds: BTreeSet<&str> = manifests.iter().map(|m| m["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
         BTreeSet::from(["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"])
@@ -102,11 +150,10 @@ fn kustomize_builds_a_hardened_deployment() {
     assert!(account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str().unwrap().starts_with("arn:aws:iam::"));
     // The configuration the ConfigMap carries is one the exporter accepts.
     Config::parse(&read("deploy/kubernetes/base/config.yaml"), Path::new("deploy/kubernetes/base/config.yaml")).unwrap();
-    if let Some(config_map) = manifests.iter().find(|m| m["kind"] == "ConfigMap") {
-        assert_eq!(config_map["data"]["config.yaml"].as_str().unwrap(), read("deploy/kubernetes/base/config.yaml"));
-        let volume = pod["volumes"][0]["configMap"]["name"].as_str().unwrap();
-        assert_eq!(volume, config_map["metadata"]["name"].as_str().unwrap(), "the Deployment mounts the generated ConfigMap");
-    }
+    let config_map = manifests.iter().find(|m| m["kind"] == "ConfigMap").unwrap();
+    assert_eq!(config_map["data"]["config.yaml"].as_str().unwrap(), read("deploy/kubernetes/base/config.yaml"));
+    let volume = pod["volumes"][0]["configMap"]["name"].as_str().unwrap();
+    assert_eq!(volume, config_map["metadata"]["name"].as_str().unwrap(), "the Deployment mounts the generated ConfigMap");
 }
 
 #[test]
@@ -168,7 +215,12 @@ fn the_sharded_variant_runs_a_statefulset_whose_pods_take_their_shard_from_their
     let total = env.iter().find(|e| e["name"] == "TOTAL_SHARDS").unwrap()["value"].as_str().unwrap();
     assert_eq!(set["spec"]["replicas"].as_u64().unwrap().to_string(), total, "replicas and TOTAL_SHARDS agree");
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
-    if kinds.contains("ConfigMap") {
-        assert!(!kinds.contains("Deployment"), "kustomize replaced the Deployment with the StatefulSet");
-    }
+    assert!(!kinds.contains("Deployment"), "kustomize replaced the Deployment with the StatefulSet");
+    assert_eq!(set["spec"]["serviceName"], "codepipeline-exporter");
+}
+
+#[test]
+fn hadolint_finds_nothing_in_the_dockerfile() {
+    let (ok, out, errors) = run(&tool("hadolint"), &["deploy/Dockerfile"]);
+    assert!(ok && out.is_empty() && errors.is_empty(), "{out}{errors}");
 }

