@@ -21,6 +21,7 @@ fn substitute(expr: &str, range: &str) -> String {
     expr.replace("$__rate_interval", "30s")
         .replace("$__interval", "5s")
         .replace("$__range", range)
+        .replace("$job", ".*")
         .replace("$account", ".*")
         .replace("$region", ".*")
         .replace("$pipeline", ".*")
@@ -76,6 +77,27 @@ fn has_numbers(answer: &serde_json::Value) -> bool {
         })
 }
 
+/// Whether every metric `expr` reads (the exporter's own and its recording rules') is narrowed to
+/// the `$job` variable, so that two exporters in one Prometheus can be told apart.
+fn narrowed_to_job(expr: &str) -> bool {
+    let starts = ["aws_", "codepipeline_exporter_", "process_", "pipeline:"];
+    let mut rest = expr;
+    let mut metrics = 0;
+    while let Some(at) = starts.iter().filter_map(|s| rest.find(s)).min() {
+        let preceded = rest[..at].chars().last().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+        let name_len = rest[at..].find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':')).unwrap_or(rest.len() - at);
+        let after = &rest[at + name_len..];
+        if !preceded {
+            metrics += 1;
+            if !after.starts_with("{job=~\"$job\"") {
+                return false;
+            }
+        }
+        rest = after;
+    }
+    metrics > 0
+}
+
 #[test]
 fn dashboards_are_current_grafana_json_with_the_expected_variables() {
     let boards = dashboards();
@@ -91,17 +113,29 @@ fn dashboards_are_current_grafana_json_with_the_expected_variables() {
             variables.contains("datasource") && variables.contains("account") && variables.contains("region"),
             "{name}: {variables:?}"
         );
+        assert!(variables.contains("job"), "{name}: {variables:?}");
+        for variable in
+            board["templating"]["list"].as_array().unwrap().iter().filter(|v| v["type"] == "query" && v["name"] != "job")
+        {
+            assert!(narrowed_to_job(variable["definition"].as_str().unwrap()), "{name}: variable {}", variable["name"]);
+        }
         for panel in board["panels"].as_array().unwrap() {
             if panel["type"] != "row" {
-                assert_eq!(panel["datasource"]["uid"], "${datasource}", "{name}: {}", panel["title"]);
-                assert!(!panel["targets"].as_array().unwrap().is_empty(), "{name}: {}", panel["title"]);
+                let title = &panel["title"];
+                assert_eq!(panel["datasource"]["uid"], "${datasource}", "{name}: {title}");
+                assert!(!panel["targets"].as_array().unwrap().is_empty(), "{name}: {title}");
+                assert!(panel["fieldConfig"]["defaults"]["unit"].is_string(), "{name}: {title} has no unit");
+                for target in panel["targets"].as_array().unwrap() {
+                    let expr = target["expr"].as_str().unwrap();
+                    assert!(narrowed_to_job(expr), "{name}: {title}: a metric is not narrowed to $job: {expr}");
+                }
             }
         }
     }
     let overview = &boards[0].1;
     let variables: Vec<&str> =
         overview["templating"]["list"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(variables, ["datasource", "account", "region", "pipeline"]);
+    assert_eq!(variables, ["datasource", "job", "account", "region", "pipeline"]);
     let rows: Vec<&str> = overview["panels"]
         .as_array()
         .unwrap()
