@@ -9,7 +9,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codepipeline_exporter::simulator::{SimActionExecution, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{self, Simulator};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 
@@ -21,35 +21,6 @@ const INTERVAL: u64 = 60;
 /// How long each kind of load runs: long enough for CPU time, counted in 10 ms ticks, to be
 /// measured to a few percent.
 const LOAD: Duration = Duration::from_secs(3);
-
-fn world(pipelines: usize) -> World {
-    let mut world = World { page_size: 100, ..World::default() };
-    let stages: Vec<(String, Vec<String>)> =
-        (0..5).map(|s| (format!("Stage{s}"), (0..4).map(|a| format!("Action{s}{a}")).collect())).collect();
-    let stages_ref: Vec<(&str, Vec<&str>)> =
-        stages.iter().map(|(s, a)| (s.as_str(), a.iter().map(String::as_str).collect())).collect();
-    let stages_ref: Vec<(&str, &[&str])> = stages_ref.iter().map(|(s, a)| (*s, a.as_slice())).collect();
-    for i in 0..pipelines {
-        let mut pipeline = SimPipeline::new(&format!("service-{i:05}-deploy"), &stages_ref);
-        for (s, stage) in pipeline.stages.iter_mut().enumerate() {
-            stage.latest = Some((format!("exec-{i}"), "Succeeded".into()));
-            for (a, action) in stage.actions.iter_mut().enumerate() {
-                action.latest = Some(SimActionExecution {
-                    id: format!("act-{i}-{s}-{a}"),
-                    status: "Succeeded".into(),
-                    last_status_change: 1_700_000_000.0 + (s * 4 + a) as f64,
-                    ..SimActionExecution::default()
-                });
-                if s == 0 {
-                    action.revision = Some((format!("{i:040x}"), 1_700_000_000.0));
-                }
-            }
-        }
-        pipeline.executions = vec![SimExecution::new(&format!("exec-{i}"), "Succeeded", 1_700_000_000.0, 1_700_000_300.0)];
-        world.pipelines.insert(pipeline.name.clone(), pipeline);
-    }
-    world
-}
 
 struct Process {
     child: Child,
@@ -195,7 +166,7 @@ fn load(addr: std::net::SocketAddr, clients: usize, duration: Duration, gzip: bo
 }
 
 async fn bench(pipelines: usize) {
-    let simulator = Simulator::start(world(pipelines)).await.expect("simulator");
+    let simulator = Simulator::start(simulator::fleet(pipelines)).await.expect("simulator");
     let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.yaml");

@@ -209,7 +209,7 @@ impl collector::Collector for Collector {
                     Err(err)
                 }
             };
-            let mut rendered = Rendered::default();
+            let mut rendered = round.rendered();
             render_links(&mut rendered, round.scope(), &self.links);
             round.publish(outcome.as_ref().map(|_| ()), rendered);
         }

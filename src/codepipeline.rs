@@ -134,7 +134,8 @@ impl collector::Collector for Collector {
                 }
                 Err(_) => complete = false,
             }
-            round.publish(listed.as_ref().map(|_| ()), Rendered::default());
+            let rendered = round.rendered();
+            round.publish(listed.as_ref().map(|_| ()), rendered);
         }
         round
             .reconcile(&mut self.pipelines, desired, complete, |name, summary| {

@@ -20,8 +20,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::aws::{CallError, Scope};
-use crate::exposition::Rendered;
 use crate::exposition::unix_seconds;
+use crate::exposition::{Rendered, Selection};
 use crate::readiness::{Readiness, ReadyToken};
 use crate::shard::Shard;
 use crate::store::Store;
@@ -59,6 +59,8 @@ pub struct Context {
     pub interval: Duration,
     pub active_interval: Duration,
     pub discovery_interval: Duration,
+    /// Which families targets render, and how.
+    pub selection: Arc<Selection>,
 }
 
 /// A collector's view of the scope it runs in, passed to each round of its discovery.
@@ -87,6 +89,12 @@ impl Round {
     /// The clients of the account and region, within their request budget.
     pub fn scope(&self) -> &Scope {
         &self.scope
+    }
+
+    /// Where discovery writes its own series for [`Round::publish`], as the `metrics` section
+    /// of the configuration says.
+    pub fn rendered(&self) -> Rendered {
+        Rendered::selected(&self.context.selection)
     }
 
     /// Records how this round's discovery calls went and publishes the discovery target's series:
@@ -216,7 +224,7 @@ async fn run_target<T: Target>(
                 return;
             }
         }
-        let mut rendered = Rendered::default();
+        let mut rendered = Rendered::selected(&context.selection);
         target.render(&mut rendered, &key);
         health.render(&mut rendered, &key);
         publish(&context, &live, &key, rendered);
@@ -362,6 +370,7 @@ mod tests {
             interval: Duration::from_millis(10),
             active_interval: Duration::from_millis(10),
             discovery_interval: Duration::from_millis(10),
+            selection: Arc::default(),
         };
         Round::new(scope, "svc", context, Arc::new(AtomicBool::new(true)))
     }

@@ -39,7 +39,50 @@ pub struct Config {
     /// The request budget of each account and region: a sustained rate and a burst.
     pub requests_per_second: f64,
     pub burst: u32,
+    /// Which families are exported, and how state sets are written.
+    pub metrics: Metrics,
     pub accounts: Vec<Account>,
+}
+
+/// The `metrics` section: cardinality controls, like kube-state-metrics' allow and deny lists.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Metrics {
+    /// When not empty, only families whose name matches one of these are exported.
+    pub include: Vec<FamilyPattern>,
+    /// Families whose name matches one of these are not exported; they are never rendered.
+    pub exclude: Vec<FamilyPattern>,
+    pub state_sets: StateSets,
+}
+
+/// How state sets such as `aws_codepipeline_stage_status` are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateSets {
+    /// Every known status, 1 for the current one and 0 for the others.
+    #[default]
+    Full,
+    /// Only the current status's series, at 1: a series disappears when its status changes.
+    Sparse,
+}
+
+/// A regex on metric family names, matched against the whole name, that prints as written.
+#[derive(Debug, Clone)]
+pub struct FamilyPattern {
+    pub source: String,
+    /// `source` anchored at both ends.
+    pub regex: Regex,
+}
+
+impl PartialEq for FamilyPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Serialize for FamilyPattern {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
 }
 
 /// One AWS account: the `account` label, how to get its credentials and where to look.
@@ -127,6 +170,7 @@ impl Default for Config {
             max_concurrent_requests: 4,
             requests_per_second: 5.0,
             burst: 10,
+            metrics: Metrics::default(),
             accounts: vec![Account::default_account()],
         }
     }
@@ -224,7 +268,40 @@ struct RawConfig {
     max_concurrent_requests: Option<Located<usize>>,
     requests_per_second: Option<Located<f64>>,
     burst: Option<Located<u32>>,
+    metrics: Option<RawMetrics>,
     accounts: Option<Located<Vec<RawAccount>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default)]
+    include: Vec<Located<String>>,
+    #[serde(default)]
+    exclude: Vec<Located<String>>,
+    state_sets: Option<Located<String>>,
+}
+
+impl RawMetrics {
+    fn validate(self) -> Result<Metrics, Invalid> {
+        let patterns = |raw: Vec<Located<String>>| {
+            raw.into_iter()
+                .map(|p| match Regex::new(&format!("^(?:{})$", p.value)) {
+                    Ok(regex) => Ok(FamilyPattern { source: p.value, regex }),
+                    Err(err) => Err((p.referenced, format!("invalid regex {:?}: {}", p.value, regex_reason(&err)))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let state_sets = match self.state_sets {
+            None => StateSets::Full,
+            Some(value) => match value.value.as_str() {
+                "full" => StateSets::Full,
+                "sparse" => StateSets::Sparse,
+                other => return Err((value.referenced, format!("unknown state_sets {other:?}: full or sparse"))),
+            },
+        };
+        Ok(Metrics { include: patterns(self.include)?, exclude: patterns(self.exclude)?, state_sets })
+    }
 }
 
 #[derive(Deserialize)]
@@ -300,6 +377,7 @@ impl RawConfig {
             Some(n) => n.value,
             None => defaults.max_concurrent_requests,
         };
+        let metrics = self.metrics.map(RawMetrics::validate).transpose()?.unwrap_or_default();
         let accounts = match self.accounts {
             None => defaults.accounts,
             Some(raw) if raw.value.is_empty() => {
@@ -331,6 +409,7 @@ impl RawConfig {
             max_concurrent_requests,
             requests_per_second,
             burst,
+            metrics,
             accounts,
         })
     }

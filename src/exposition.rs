@@ -7,7 +7,10 @@
 //! of counters and in the `# EOF` trailer.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use regex::Regex;
 
 /// The type of a metric family, as written in its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,13 +151,51 @@ pub fn bound_label(bound: f64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// Which families are exported, and how state sets are written: the `metrics` section of the
+/// configuration, which trims what a user's Prometheus has to hold.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    /// Family names a family must match one of, when there are any; anchored regexes.
+    pub include: Vec<Regex>,
+    /// Family names excluded; anchored regexes.
+    pub exclude: Vec<Regex>,
+    /// State sets carry only the current status's series, at 1, instead of every status.
+    pub sparse: bool,
+}
+
+impl Selection {
+    /// Whether `family` is exported.
+    pub fn admits(&self, family: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(family)))
+            && !self.exclude.iter().any(|r| r.is_match(family))
+    }
+}
+
+impl PartialEq for Selection {
+    fn eq(&self, other: &Self) -> bool {
+        let sources = |r: &[Regex]| r.iter().map(|r| r.as_str().to_string()).collect::<Vec<_>>();
+        sources(&self.include) == sources(&other.include)
+            && sources(&self.exclude) == sources(&other.exclude)
+            && self.sparse == other.sparse
+    }
+}
+
 /// The sample lines of one target, grouped by family, ready to be stored.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    families: Vec<(&'static Family, Vec<u8>)>,
+    /// Each family, whether the selection admits it (an excluded family's samples are never
+    /// written), and its lines.
+    families: Vec<(&'static Family, bool, Vec<u8>)>,
+    selection: Option<Arc<Selection>>,
 }
 
 impl Rendered {
+    /// Lines for the store, written as `selection` says: excluded families are skipped as they
+    /// are added, so they cost no formatting, and state sets may be sparse.
+    pub fn selected(selection: &Arc<Selection>) -> Rendered {
+        Rendered { families: Vec::new(), selection: Some(selection.clone()) }
+    }
+
     /// Adds a sample whose name is the family's name.
     pub fn sample(&mut self, family: &'static Family, labels: &[(&str, &str)], value: f64) {
         self.sample_named(family, family.name, labels, &[], value);
@@ -168,33 +209,45 @@ impl Rendered {
 
     /// Adds a sample with its own name, for the `_bucket`, `_sum` and `_count` of a histogram.
     fn sample_named(&mut self, family: &'static Family, name: &str, labels: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
-        let position = match self.families.iter().position(|(f, _)| std::ptr::eq(*f, family)) {
+        let position = match self.families.iter().position(|(f, ..)| std::ptr::eq(*f, family)) {
             Some(position) => position,
             None => {
-                self.families.push((family, Vec::new()));
+                let admitted = self.selection.as_ref().is_none_or(|s| s.admits(family.name));
+                self.families.push((family, admitted, Vec::new()));
                 self.families.len() - 1
             }
         };
-        write_sample(&mut self.families[position].1, name, labels, extra, value);
+        let (_, admitted, lines) = &mut self.families[position];
+        if *admitted {
+            write_sample(lines, name, labels, extra, value);
+        }
     }
 
     /// Adds a state set, as kube-state-metrics renders them: one series per status the SDK
     /// knows, plus the current status if AWS returned one the SDK does not know yet, under a
     /// `status` label; the current one is 1, the others 0, and all are 0 when there is none.
+    /// With a sparse selection, only the current status's series is written, and none when
+    /// there is no current status.
     pub fn state_set(&mut self, family: &'static Family, labels: &[(&str, &str)], known: &[&str], current: Option<&str>) {
+        if self.selection.as_ref().is_some_and(|s| s.sparse) {
+            if let Some(current) = current {
+                self.sample_with(family, labels, &[("status", current)], 1.0);
+            }
+            return;
+        }
         for status in known.iter().copied().chain(current.filter(|c| !known.contains(c))) {
             self.sample_with(family, labels, &[("status", status)], if current == Some(status) { 1.0 } else { 0.0 });
         }
     }
 
-    /// Each family with its sample lines, for the store to keep.
+    /// Each admitted family with its sample lines, for the store to keep.
     pub fn into_families(self) -> Vec<(&'static Family, Vec<u8>)> {
-        self.families
+        self.families.into_iter().filter(|(_, admitted, lines)| *admitted && !lines.is_empty()).map(|(f, _, l)| (f, l)).collect()
     }
 
     /// Writes every family with its header, for metrics rendered at scrape time.
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
-        for (family, lines) in &self.families {
+        for (family, _, lines) in &self.families {
             family.write_header(out, format);
             out.extend_from_slice(lines);
         }

@@ -19,7 +19,8 @@ use aws_config::SdkConfig;
 
 use crate::aws::{self, Limits, Overrides, Scope};
 use crate::collector::{Collectors, Context};
-use crate::config::{Account, Config};
+use crate::config::{Account, Config, FamilyPattern, Metrics, StateSets};
+use crate::exposition::Selection;
 use crate::readiness::Readiness;
 use crate::registry;
 use crate::shard::Shard;
@@ -40,6 +41,8 @@ struct ScopeSpec {
     discovery_interval: Duration,
     request_timeout: Duration,
     limits: Limits,
+    /// Which families are rendered, and how: a change renders every target again.
+    selection: Arc<Selection>,
 }
 
 impl ScopeSpec {
@@ -58,7 +61,18 @@ impl ScopeSpec {
                 requests_per_second: config.requests_per_second,
                 burst: config.burst,
             },
+            selection: Arc::new(selection(&config.metrics)),
         }
+    }
+}
+
+/// The exposition's view of the `metrics` section.
+fn selection(metrics: &Metrics) -> Selection {
+    let regexes = |patterns: &[FamilyPattern]| patterns.iter().map(|p| p.regex.clone()).collect();
+    Selection {
+        include: regexes(&metrics.include),
+        exclude: regexes(&metrics.exclude),
+        sparse: metrics.state_sets == StateSets::Sparse,
     }
 }
 
@@ -153,6 +167,7 @@ impl Scheduler {
                     interval: spec.interval,
                     active_interval: spec.active_interval,
                     discovery_interval: spec.discovery_interval,
+                    selection: spec.selection.clone(),
                 };
                 let scope = Scope::new(&account.name, &region, &base, spec.limits, self.telemetry.clone());
                 tracing::info!(account = %account.name, region = %region, "starting the scope's collectors");

@@ -143,3 +143,21 @@ fn codeconnections_targets_are_validated() {
     assert_eq!(connections.repository_syncs[0].sync_type, "CFN_STACK_SYNC");
     assert_eq!(connections.repository_syncs[0].resource_name, None);
 }
+
+#[test]
+fn the_metrics_section_is_validated_with_its_location() {
+    assert_eq!(
+        error("metrics:\n  exclude: [\"aws_.*_status\", \"(\"]\n"),
+        "exporter.yaml:2:30: invalid regex \"(\": unclosed group"
+    );
+    assert_eq!(error("metrics:\n  state_sets: compact\n"), "exporter.yaml:2:15: unknown state_sets \"compact\": full or sparse");
+    assert_eq!(
+        error("metrics:\n  excludes: []\n"),
+        "exporter.yaml:2:3: unknown field `excludes`, expected one of include, exclude, state_sets"
+    );
+    let config = Config::parse("metrics:\n  include: [\"aws_.*\"]\n  state_sets: sparse\n", Path::new("exporter.yaml")).unwrap();
+    assert_eq!(config.metrics.state_sets, codepipeline_exporter::config::StateSets::Sparse);
+    // Patterns match whole family names.
+    assert!(config.metrics.include[0].regex.is_match("aws_codepipeline_stage_status"));
+    assert!(!config.metrics.include[0].regex.is_match("codepipeline_exporter_aws_requests_total"));
+}

@@ -60,6 +60,38 @@ impl World {
     }
 }
 
+/// A fleet of `pipelines` alike pipelines of 5 stages of 4 actions, each with a succeeded
+/// execution and a source revision: the shape the benchmarks measure and the README's
+/// series-per-pipeline table counts.
+pub fn fleet(pipelines: usize) -> World {
+    let mut world = World { page_size: 100, ..World::default() };
+    let stages: Vec<(String, Vec<String>)> =
+        (0..5).map(|s| (format!("Stage{s}"), (0..4).map(|a| format!("Action{s}{a}")).collect())).collect();
+    let stages_ref: Vec<(&str, Vec<&str>)> =
+        stages.iter().map(|(s, a)| (s.as_str(), a.iter().map(String::as_str).collect())).collect();
+    let stages_ref: Vec<(&str, &[&str])> = stages_ref.iter().map(|(s, a)| (*s, a.as_slice())).collect();
+    for i in 0..pipelines {
+        let mut pipeline = SimPipeline::new(&format!("service-{i:05}-deploy"), &stages_ref);
+        for (s, stage) in pipeline.stages.iter_mut().enumerate() {
+            stage.latest = Some((format!("exec-{i}"), "Succeeded".into()));
+            for (a, action) in stage.actions.iter_mut().enumerate() {
+                action.latest = Some(SimActionExecution {
+                    id: format!("act-{i}-{s}-{a}"),
+                    status: "Succeeded".into(),
+                    last_status_change: 1_700_000_000.0 + (s * 4 + a) as f64,
+                    ..SimActionExecution::default()
+                });
+                if s == 0 {
+                    action.revision = Some((format!("{i:040x}"), 1_700_000_000.0));
+                }
+            }
+        }
+        pipeline.executions = vec![SimExecution::new(&format!("exec-{i}"), "Succeeded", 1_700_000_000.0, 1_700_000_300.0)];
+        world.pipelines.insert(pipeline.name.clone(), pipeline);
+    }
+    world
+}
+
 /// A misbehaviour the endpoint shows instead of its normal answer.
 #[derive(Debug, Clone)]
 pub enum Fault {

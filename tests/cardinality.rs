@@ -1,0 +1,95 @@
+//! The `metrics` section: excluded families are never exported and the others are unchanged;
+//! sparse state sets hold only the current status; and the series each pipeline costs.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use codepipeline_exporter::simulator::{self, SimPipeline, Simulator, World};
+use common::{family, samples, scrape, start_exporter_unthrottled, value, wait_for};
+
+const ACCOUNT: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n      connections: false\n";
+
+fn world() -> World {
+    let mut pipeline = SimPipeline::new("app", &[("Source", &["Source"]), ("Build", &["Build"])]);
+    pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    World { pipelines: [(pipeline.name.clone(), pipeline)].into_iter().collect(), ..World::default() }
+}
+
+fn stage_status(stage: &str, status: &str) -> String {
+    format!(
+        "aws_codepipeline_stage_status{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",stage=\"{stage}\",status=\"{status}\"}}"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_state_sets_hold_only_the_current_status() {
+    let simulator = Simulator::start(world()).await.unwrap();
+    let exporter = start_exporter_unthrottled(&simulator, &format!("metrics:\n  state_sets: sparse\n{ACCOUNT}")).await;
+    let s = wait_for(&exporter, "the first poll", |s| value(s, &stage_status("Build", "Succeeded")).is_some()).await;
+    let text = scrape(&exporter).await;
+    let stages = |text: &str| family(text, "aws_codepipeline_stage_status").into_iter().collect::<Vec<_>>();
+    assert_eq!(stages(&text), [(stage_status("Build", "Succeeded"), 1.0), (stage_status("Source", "Succeeded"), 1.0)]);
+    assert_eq!(family(&text, "aws_codepipeline_stage_inbound_status").len(), 0, "nothing waits: no series at all");
+    assert_eq!(
+        value(&s, "codepipeline_exporter_target_up{account=\"test\",region=\"us-east-1\",kind=\"pipeline\",name=\"app\"}"),
+        Some(1.0)
+    );
+
+    simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    wait_for(&exporter, "the failure", |s| value(s, &stage_status("Build", "Failed")).is_some()).await;
+    let text = scrape(&exporter).await;
+    assert_eq!(
+        stages(&text),
+        [(stage_status("Build", "Failed"), 1.0), (stage_status("Source", "Succeeded"), 1.0)],
+        "the Succeeded series went with the status"
+    );
+}
+
+/// Every `aws_` series of a scrape but those of `excluded`, with values.
+fn aws_series(text: &str, excluded: &str) -> BTreeMap<String, f64> {
+    samples(text).into_iter().filter(|(k, _)| k.starts_with("aws_") && !k.starts_with(excluded)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_excluded_family_is_absent_and_the_others_unchanged() {
+    let simulator = Simulator::start(world()).await.unwrap();
+    let full = start_exporter_unthrottled(&simulator, ACCOUNT).await;
+    let trimmed = start_exporter_unthrottled(
+        &simulator,
+        &format!("metrics:\n  exclude: [\"aws_codepipeline_stage_inbound_.*\"]\n{ACCOUNT}"),
+    )
+    .await;
+    for exporter in [&full, &trimmed] {
+        wait_for(exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    }
+    let (full, trimmed) = (scrape(&full).await, scrape(&trimmed).await);
+    assert_eq!(family(&full, "aws_codepipeline_stage_inbound_status").len(), 14);
+    assert!(!trimmed.contains("aws_codepipeline_stage_inbound_status"), "neither series nor HELP nor TYPE");
+    let excluded = "aws_codepipeline_stage_inbound_status";
+    assert_eq!(aws_series(&trimmed, excluded), aws_series(&full, excluded));
+    assert!(aws_series(&full, excluded).len() > 50);
+}
+
+/// Series per pipeline of the benchmarks' shape (5 stages of 4 actions), as the README's table
+/// gives them: every series labelled with the pipeline, and its target's health series.
+async fn series_per_pipeline(metrics: &str) -> usize {
+    let simulator = Simulator::start(simulator::fleet(3)).await.unwrap();
+    let exporter = start_exporter_unthrottled(&simulator, &format!("{metrics}{ACCOUNT}")).await;
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    let text = scrape(&exporter).await;
+    let name = "service-00001-deploy";
+    samples(&text)
+        .keys()
+        .filter(|k| k.contains(&format!("pipeline=\"{name}\"")) || k.contains(&format!("kind=\"pipeline\",name=\"{name}\"")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_a_pipeline_costs() {
+    assert_eq!(series_per_pipeline("").await, 325);
+    assert_eq!(series_per_pipeline("metrics:\n  state_sets: sparse\n").await, 194);
+    let trimmed = "metrics:\n  state_sets: sparse\n  exclude: [aws_codepipeline_stage_inbound_status, aws_codepipeline_execution_duration_seconds]\n";
+    assert_eq!(series_per_pipeline(trimmed).await, 162);
+}
