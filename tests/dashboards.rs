@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::process::ready_demo;
-use common::prometheus::Prometheus;
+use common::prometheus::{Prometheus, servers};
 
 /// A query of a dashboard: which dashboard, which panel, and the PromQL.
 struct Query {
@@ -149,45 +149,51 @@ fn dashboards_are_current_grafana_json_with_the_expected_variables() {
 #[test]
 fn every_dashboard_query_returns_data_from_the_demo() {
     let (exporter, runtime) = ready_demo();
-    let prometheus = Prometheus::start(exporter.addr);
-    let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    runtime.block_on(async {
-        // Variable queries first: Grafana fills the drop-downs from label values.
-        for (_, board) in dashboards() {
-            for variable in board["templating"]["list"].as_array().unwrap().iter().filter(|v| v["type"] == "query") {
-                let definition = variable["definition"].as_str().unwrap();
-                let (metric, label) =
-                    definition.trim_start_matches("label_values(").trim_end_matches(')').rsplit_once(", ").unwrap();
-                let path = format!("/api/v1/label/{label}/values?match[]={}", encode(&substitute(metric, "1h")));
-                prometheus.wait(&path, 60, |a| a["data"].as_array().is_some_and(|values| !values.is_empty())).await;
+    for server in servers() {
+        eprintln!("against {}", server.display());
+        let prometheus = Prometheus::start(&server, exporter.addr);
+        let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        runtime.block_on(async {
+            // Variable queries first: Grafana fills the drop-downs from label values.
+            for (_, board) in dashboards() {
+                for variable in board["templating"]["list"].as_array().unwrap().iter().filter(|v| v["type"] == "query") {
+                    let definition = variable["definition"].as_str().unwrap();
+                    let (metric, label) =
+                        definition.trim_start_matches("label_values(").trim_end_matches(')').rsplit_once(", ").unwrap();
+                    let path = format!("/api/v1/label/{label}/values?match[]={}", encode(&substitute(metric, "1h")));
+                    prometheus.wait(&path, 60, |a| a["data"].as_array().is_some_and(|values| !values.is_empty())).await;
+                }
             }
-        }
-        let deadline = Instant::now() + Duration::from_secs(240);
-        let mut pending: Vec<Query> = queries("10m");
-        let total = pending.len();
-        while !pending.is_empty() {
-            let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-            let mut still = Vec::new();
-            for query in pending {
-                let path = format!("/api/v1/query_range?query={}&start={started}&end={end}&step=2", encode(&query.expr));
-                match prometheus.api(&path).await {
-                    Some(answer) if answer["status"] == "error" => {
-                        panic!("{} / {}: the query is invalid: {}\n{}", query.dashboard, query.panel, answer["error"], query.expr)
+            let deadline = Instant::now() + Duration::from_secs(240);
+            let mut pending: Vec<Query> = queries("10m");
+            let total = pending.len();
+            while !pending.is_empty() {
+                let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+                let mut still = Vec::new();
+                for query in pending {
+                    let path = format!("/api/v1/query_range?query={}&start={started}&end={end}&step=2", encode(&query.expr));
+                    match prometheus.api(&path).await {
+                        Some(answer) if answer["status"] == "error" => {
+                            panic!(
+                                "{} / {}: the query is invalid: {}\n{}",
+                                query.dashboard, query.panel, answer["error"], query.expr
+                            )
+                        }
+                        Some(answer) if has_numbers(&answer) => {}
+                        _ => still.push(query),
                     }
-                    Some(answer) if has_numbers(&answer) => {}
-                    _ => still.push(query),
+                }
+                pending = still;
+                if !pending.is_empty() {
+                    if Instant::now() > deadline {
+                        let missing: Vec<String> =
+                            pending.iter().map(|q| format!("{} / {}: {}", q.dashboard, q.panel, q.expr)).collect();
+                        panic!("{} of {total} queries returned no data:\n{}", missing.len(), missing.join("\n"));
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             }
-            pending = still;
-            if !pending.is_empty() {
-                if Instant::now() > deadline {
-                    let missing: Vec<String> =
-                        pending.iter().map(|q| format!("{} / {}: {}", q.dashboard, q.panel, q.expr)).collect();
-                    panic!("{} of {total} queries returned no data:\n{}", missing.len(), missing.join("\n"));
-                }
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        }
-        assert!(total > 50, "{total} queries");
-    });
+            assert!(total > 50, "{total} queries");
+        });
+    }
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod kubernetes;
 pub mod process;
 pub mod prometheus;
 

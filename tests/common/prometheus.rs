@@ -6,6 +6,27 @@ use std::time::{Duration, Instant};
 use super::process::tool;
 use super::request;
 
+/// The Prometheus servers the end-to-end tests run against: Debian's 2.42 from the PATH, and
+/// Prometheus 3 from Debian's unstable suite, which `scripts/test.sh` unpacks into `target/tools`
+/// (or `PROMETHEUS3` names another binary).
+pub fn servers() -> Vec<std::path::PathBuf> {
+    let three = std::env::var_os("PROMETHEUS3")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/prometheus3/usr/bin/prometheus"));
+    assert!(
+        three.is_file(),
+        "Prometheus 3 is not at {}: run scripts/test.sh, which downloads Debian's package, or set PROMETHEUS3",
+        three.display()
+    );
+    let servers = vec![tool("prometheus"), three];
+    for (server, major) in servers.iter().zip(["2.", "3."]) {
+        let output = Command::new(server).arg("--version").output().unwrap();
+        let version = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        assert!(version.contains(&format!("version {major}")), "{} is not Prometheus {major}x: {version}", server.display());
+    }
+    servers
+}
+
 /// A real Prometheus server scraping `target` every second, with the project's alerting rules.
 pub struct Prometheus {
     child: std::process::Child,
@@ -14,7 +35,8 @@ pub struct Prometheus {
 }
 
 impl Prometheus {
-    pub fn start(target: std::net::SocketAddr) -> Prometheus {
+    /// Starts `server` (one of [`servers`]).
+    pub fn start(server: &std::path::Path, target: std::net::SocketAddr) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         let alerts = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml");
@@ -27,7 +49,7 @@ impl Prometheus {
         )
         .unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(tool("prometheus"))
+        let child = Command::new(server)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))

@@ -1,0 +1,73 @@
+//! Kubernetes objects checked as the API server and the pods would take them.
+
+use super::process::tool;
+
+/// The oldest and newest Kubernetes versions whose schemas kubernetes-validate bundles.
+const KUBERNETES: [&str; 2] = ["1.25.0", "1.37.0"];
+
+/// Validates every object of `manifests` against the Kubernetes API schemas, strictly (unknown
+/// fields are errors), as the API server would; custom resources, which the schemas do not know,
+/// are left to the structural checks of each test.
+pub fn validate(name: &str, manifests: &[serde_json::Value]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(format!("{}.yaml", name.replace('/', "-")));
+    let builtin: Vec<&serde_json::Value> =
+        manifests.iter().filter(|m| !m["apiVersion"].as_str().unwrap().contains("monitoring.coreos.com")).collect();
+    let text: Vec<String> = builtin.iter().map(|m| serde_json::to_string(m).unwrap()).collect();
+    std::fs::write(&file, text.join("\n---\n")).unwrap();
+    for version in KUBERNETES {
+        let output = std::process::Command::new(tool("kubernetes-validate"))
+            .args(["--strict", "--quiet", "-k", version, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let (ok, out, errors) =
+            (output.status.success(), String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(ok && !out.contains("ERROR") && !errors.contains("ERROR"), "{name} against Kubernetes {version}:\n{out}{errors}");
+    }
+    assert!(builtin.len() >= 4, "{name}: {} objects", builtin.len());
+}
+
+/// What kubectl apply would accept but the pods would not survive: every object in the namespace,
+/// the workload's selector matching its pods, the Service and ServiceMonitor finding them, the
+/// ConfigMap the pods mount existing under its generated name, and a real image.
+pub fn check_wiring(name: &str, manifests: &[serde_json::Value]) {
+    for object in manifests {
+        assert_eq!(object["metadata"]["namespace"], "monitoring", "{name}: {} has no namespace", object["kind"]);
+    }
+    let workloads: Vec<&serde_json::Value> =
+        manifests.iter().filter(|m| m["kind"] == "Deployment" || m["kind"] == "StatefulSet").collect();
+    assert_eq!(workloads.len(), 1, "{name}: one workload");
+    let workload = workloads[0];
+    let pod_labels = workload["spec"]["template"]["metadata"]["labels"].as_object().expect("pod labels");
+    let matches = |selector: &serde_json::Value| {
+        let selector = selector.as_object().expect("a selector");
+        !selector.is_empty() && selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v))
+    };
+    assert!(matches(&workload["spec"]["selector"]["matchLabels"]), "{name}: the workload's selector matches its pods");
+    let service = manifests.iter().find(|m| m["kind"] == "Service").unwrap();
+    assert!(matches(&service["spec"]["selector"]), "{name}: the Service selects the pods");
+    if let Some(monitor) = manifests.iter().find(|m| m["kind"] == "ServiceMonitor") {
+        let service_labels = service["metadata"]["labels"].as_object().unwrap();
+        assert!(
+            monitor["spec"]["selector"]["matchLabels"].as_object().unwrap().iter().all(|(k, v)| service_labels.get(k) == Some(v)),
+            "{name}: the ServiceMonitor selects the Service"
+        );
+        let port = monitor["spec"]["endpoints"][0]["port"].as_str().unwrap();
+        assert!(service["spec"]["ports"].as_array().unwrap().iter().any(|p| p["name"] == port), "{name}: port {port}");
+    }
+    let pod = &workload["spec"]["template"]["spec"];
+    for volume in pod["volumes"].as_array().unwrap() {
+        for (kind, field, key) in [("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")] {
+            if let Some(source) = volume[field][key].as_str() {
+                assert!(
+                    manifests.iter().any(|m| m["kind"] == kind && m["metadata"]["name"] == source),
+                    "{name}: the pods mount {kind} {source}, which the manifests do not hold"
+                );
+            }
+        }
+    }
+    let image = pod["containers"][0]["image"].as_str().unwrap();
+    assert!(image.contains('/') && image.contains(':'), "{name}: image {image} is the placeholder");
+    let account = pod["serviceAccountName"].as_str().unwrap();
+    assert!(manifests.iter().any(|m| m["kind"] == "ServiceAccount" && m["metadata"]["name"] == account), "{name}");
+}
