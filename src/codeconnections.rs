@@ -482,6 +482,16 @@ impl ResourceSyncInfo {
     pub fn target_name(&self) -> String {
         format!("{}/{}", self.resource_name, self.sync_type)
     }
+
+    /// The labels of the resource's series, its sync status and its blockers alike.
+    pub fn labels<'a>(&'a self, key: &'a TargetKey) -> [(&'static str, &'a str); 4] {
+        [
+            ("account", &key.account),
+            ("region", &key.region),
+            ("resource_name", &self.resource_name),
+            ("sync_type", &self.sync_type),
+        ]
+    }
 }
 
 /// One resource (stack) as the scheduler polls it.
@@ -537,12 +547,7 @@ impl Target for ResourceSyncTarget {
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         let Some(last) = &self.last else { return };
         let info = self.info.borrow();
-        let labels = [
-            ("account", &*key.account),
-            ("region", &*key.region),
-            ("resource_name", info.resource_name.as_str()),
-            ("sync_type", info.sync_type.as_str()),
-        ];
+        let labels = info.labels(key);
         rendered.state_set(
             &RESOURCE_SYNC_STATUS,
             &labels,

@@ -256,12 +256,7 @@ impl Target for SyncBlockerTarget {
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         let Some(blockers) = self.last else { return };
         let info = self.info.borrow();
-        let labels = [
-            ("account", &*key.account),
-            ("region", &*key.region),
-            ("resource_name", info.resource_name.as_str()),
-            ("sync_type", info.sync_type.as_str()),
-        ];
+        let labels = info.labels(key);
         rendered.sample(&SYNC_BLOCKERS_ACTIVE, &labels, blockers.active as f64);
         if let Some(created) = blockers.oldest_active {
             rendered.sample(&SYNC_BLOCKER_OLDEST_ACTIVE_CREATED, &labels, created);
