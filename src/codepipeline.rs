@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::operation::get_pipeline_state::GetPipelineStateOutput;
-use aws_sdk_codepipeline::types::{ActionExecutionStatus, StageExecutionStatus};
+use aws_sdk_codepipeline::types::{ActionExecutionStatus, ConditionExecutionStatus, RuleExecutionStatus, StageExecutionStatus};
 use aws_smithy_types::DateTime;
 use tokio::sync::watch;
 
@@ -60,6 +60,26 @@ pub static STAGE_TRANSITION_ENABLED: Family = Family {
 pub static STAGE_TRANSITION_LAST_CHANGED: Family = Family {
     name: "aws_codepipeline_stage_transition_last_changed_timestamp_seconds",
     help: "When the stage's inbound transition was last enabled or disabled, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_CONDITION_STATUS: Family = Family {
+    name: "aws_codepipeline_stage_condition_status",
+    help: "Status of the latest evaluation of each of the stage's conditions (condition_type BeforeEntry, OnSuccess, OnFailure): 1 for the current status, all 0 when it has not run.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_RULE_STATUS: Family = Family {
+    name: "aws_codepipeline_stage_rule_status",
+    help: "Status of the latest execution of each rule of the stage's conditions: 1 for the current status, all 0 when it has not run.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_RETRY_ATTEMPT: Family = Family {
+    name: "aws_codepipeline_stage_retry_attempt",
+    help: "Retry attempts of the stage's latest execution, automated (AutomatedStageRetry) and manual (ManualStageRetry).",
+    kind: Kind::Gauge,
+};
+pub static STAGE_ROLLBACK: Family = Family {
+    name: "aws_codepipeline_stage_rollback",
+    help: "Whether the stage's latest execution is a rollback (1) or not (0), when AWS gives its type.",
     kind: Kind::Gauge,
 };
 pub static ACTION_STATUS: Family = Family {
@@ -172,10 +192,44 @@ pub struct StageState {
     pub name: String,
     /// The latest execution's pipeline execution ID and status.
     pub latest: Option<(String, String)>,
+    /// The latest execution's type (STANDARD or ROLLBACK), when AWS gives one.
+    pub latest_type: Option<String>,
     pub inbound_status: Option<String>,
     /// Enabled, and when that last changed.
     pub transition: Option<(bool, Option<f64>)>,
+    /// The stage's conditions that exist: what gates its entry, success and failure.
+    pub conditions: Vec<ConditionState>,
+    /// The latest execution's automatic and manual retry attempts, when AWS reports them.
+    pub retries: Option<(i32, i32)>,
     pub actions: Vec<ActionState>,
+}
+
+/// One of a stage's conditions (BeforeEntry, OnSuccess, OnFailure) and the rules it evaluates.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConditionState {
+    pub condition_type: &'static str,
+    /// The latest evaluation's status; `None` when the condition has not run.
+    pub status: Option<String>,
+    /// Each rule's name and latest status.
+    pub rules: Vec<(String, Option<String>)>,
+}
+
+impl ConditionState {
+    fn from(condition_type: &'static str, state: &aws_sdk_codepipeline::types::StageConditionState) -> ConditionState {
+        ConditionState {
+            condition_type,
+            status: state.latest_execution().and_then(|e| e.status()).map(|s| s.as_str().to_string()),
+            rules: state
+                .condition_states()
+                .iter()
+                .flat_map(|condition| condition.rule_states())
+                .map(|rule| {
+                    let status = rule.latest_execution().and_then(|e| e.status()).map(|s| s.as_str().to_string());
+                    (rule.rule_name().unwrap_or_default().to_string(), status)
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -318,10 +372,22 @@ impl From<GetPipelineStateOutput> for PipelineState {
                 latest: stage
                     .latest_execution()
                     .map(|e| (e.pipeline_execution_id().to_string(), e.status().as_str().to_string())),
+                latest_type: stage.latest_execution().and_then(|e| e.r#type()).map(|t| t.as_str().to_string()),
                 inbound_status: stage.inbound_execution().map(|e| e.status().as_str().to_string()),
                 transition: stage
                     .inbound_transition_state()
                     .map(|t| (t.enabled(), t.last_changed_at().map(DateTime::as_secs_f64))),
+                conditions: [
+                    ("BeforeEntry", stage.before_entry_condition_state()),
+                    ("OnSuccess", stage.on_success_condition_state()),
+                    ("OnFailure", stage.on_failure_condition_state()),
+                ]
+                .into_iter()
+                .filter_map(|(kind, state)| state.map(|state| ConditionState::from(kind, state)))
+                .collect(),
+                retries: stage
+                    .retry_stage_metadata()
+                    .map(|r| (r.auto_stage_retry_attempt().unwrap_or(0), r.manual_stage_retry_attempt().unwrap_or(0))),
                 actions: stage
                     .action_states()
                     .iter()
@@ -445,6 +511,22 @@ pub fn render(
                 &[("status", status)],
                 counters.stage(&stage.name, status) as f64,
             );
+        }
+        for condition in &stage.conditions {
+            let labels = [base[0], base[1], base[2], stage_labels[3], ("condition_type", condition.condition_type)];
+            rendered.state_set(&STAGE_CONDITION_STATUS, &labels, ConditionExecutionStatus::values(), condition.status.as_deref());
+            for (rule, status) in &condition.rules {
+                let labels = [labels[0], labels[1], labels[2], labels[3], labels[4], ("rule", rule.as_str())];
+                rendered.state_set(&STAGE_RULE_STATUS, &labels, RuleExecutionStatus::values(), status.as_deref());
+            }
+        }
+        if let Some((automated, manual)) = stage.retries {
+            for (trigger, attempts) in [("AutomatedStageRetry", automated), ("ManualStageRetry", manual)] {
+                rendered.sample_with(&STAGE_RETRY_ATTEMPT, &stage_labels, &[("trigger", trigger)], f64::from(attempts));
+            }
+        }
+        if let Some(kind) = &stage.latest_type {
+            rendered.sample(&STAGE_ROLLBACK, &stage_labels, if kind == "ROLLBACK" { 1.0 } else { 0.0 });
         }
         for action in &stage.actions {
             let action_labels = [base[0], base[1], base[2], stage_labels[3], ("action", action.name.as_str())];

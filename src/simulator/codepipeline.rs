@@ -48,7 +48,22 @@ pub struct SimStage {
     pub inbound: Option<(String, String)>,
     /// Inbound transition: enabled, last changed at. The first stage has none.
     pub transition: Option<(bool, f64)>,
+    /// The latest execution's type, STANDARD or ROLLBACK; none for a V1 pipeline.
+    pub latest_type: Option<String>,
+    /// Conditions that gate the stage.
+    pub conditions: Vec<SimCondition>,
+    /// The latest execution's automatic and manual retry attempts.
+    pub retries: Option<(i32, i32)>,
     pub actions: Vec<SimAction>,
+}
+
+/// A stage condition as GetPipelineState reports it: its type (BeforeEntry, OnSuccess or
+/// OnFailure), its latest status, and its rules' names and latest statuses.
+#[derive(Debug, Clone, Default)]
+pub struct SimCondition {
+    pub condition_type: String,
+    pub status: Option<String>,
+    pub rules: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -174,6 +189,22 @@ fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {
     Ok(map(vec![("pipelines", list(pipelines)), ("nextToken", opt_text(next.as_deref()))]))
 }
 
+/// A stage's condition as GetPipelineState reports it: one condition holding every rule.
+fn condition_state(condition: &SimCondition) -> Value {
+    let status = |status: Option<&str>| status.map(|s| map(vec![("status", text(s)), ("summary", text("simulated"))]));
+    let rules = condition.rules.iter().map(|(name, status)| {
+        map(vec![
+            ("ruleName", text(name)),
+            ("latestExecution", map(vec![("ruleExecutionId", text(&format!("rule-{name}"))), ("status", text(status))])),
+        ])
+    });
+    let conditions = list([map(vec![
+        ("latestExecution", status(condition.status.as_deref()).unwrap_or(Value::Null)),
+        ("ruleStates", list(rules)),
+    ])]);
+    map(vec![("latestExecution", status(condition.status.as_deref()).unwrap_or(Value::Null)), ("conditionStates", conditions)])
+}
+
 fn pipeline_state(pipeline: &SimPipeline) -> Value {
     let stages = pipeline.stages.iter().map(|stage| {
         let transition = stage.transition.map(|(enabled, changed)| {
@@ -216,13 +247,40 @@ fn pipeline_state(pipeline: &SimPipeline) -> Value {
                 .map(|(id, status)| map(vec![("pipelineExecutionId", text(id)), ("status", text(status))]))
                 .unwrap_or(Value::Null)
         };
-        map(vec![
+        let mut latest = execution(&stage.latest);
+        if let (Value::Map(fields), Some(kind)) = (&mut latest, &stage.latest_type) {
+            fields.push((text("type"), text(kind)));
+        }
+        let mut fields = vec![
             ("stageName", text(&stage.name)),
             ("inboundExecution", execution(&stage.inbound)),
             ("inboundTransitionState", transition.unwrap_or(Value::Null)),
             ("actionStates", list(actions)),
-            ("latestExecution", execution(&stage.latest)),
-        ])
+            ("latestExecution", latest),
+            (
+                "retryStageMetadata",
+                stage
+                    .retries
+                    .map(|(automated, manual)| {
+                        map(vec![
+                            ("autoStageRetryAttempt", int(automated.into())),
+                            ("manualStageRetryAttempt", int(manual.into())),
+                            ("latestRetryTrigger", text(if manual > 0 { "ManualStageRetry" } else { "AutomatedStageRetry" })),
+                        ])
+                    })
+                    .unwrap_or(Value::Null),
+            ),
+        ];
+        for (field, kind) in [
+            ("beforeEntryConditionState", "BeforeEntry"),
+            ("onSuccessConditionState", "OnSuccess"),
+            ("onFailureConditionState", "OnFailure"),
+        ] {
+            if let Some(condition) = stage.conditions.iter().find(|c| c.condition_type == kind) {
+                fields.push((field, condition_state(condition)));
+            }
+        }
+        map(fields)
     });
     map(vec![
         ("pipelineName", text(&pipeline.name)),

@@ -28,7 +28,7 @@ pub use codeconnections::{
     SimConnection, SimHost, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration,
     SimSyncEvent,
 };
-pub use codepipeline::{SimAction, SimActionExecution, SimExecution, SimPipeline, SimStage};
+pub use codepipeline::{SimAction, SimActionExecution, SimCondition, SimExecution, SimPipeline, SimStage};
 use protocol::{Failure, Protocol};
 
 /// Everything the simulated account holds.
