@@ -63,8 +63,9 @@ async fn shards_together_export_exactly_what_one_exporter_exports() {
     }
     wait_for(&whole, "ready", |_| whole.readiness.is_ready()).await;
     let expected = exported(&scrape(&whole).await);
-    // 3 scopes × (40 pipelines + 6 repository syncs + 6 stacks + 2 discoveries).
-    assert_eq!(expected.keys().filter(|k| k.starts_with("codepipeline_exporter_target_up")).count(), 3 * 54);
+    // 3 scopes × (40 pipelines + 6 repository syncs + 6 stacks + their 6 blocker summaries
+    // + 2 discoveries + the connection and host lists).
+    assert_eq!(expected.keys().filter(|k| k.starts_with("codepipeline_exporter_target_up")).count(), 3 * 62);
 
     let mut union: BTreeMap<String, f64> = BTreeMap::new();
     let mut sizes = Vec::new();
