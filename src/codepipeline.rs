@@ -82,6 +82,16 @@ pub static STAGE_ROLLBACK: Family = Family {
     help: "Whether the stage's latest execution is a rollback (1) or not (0), when AWS gives its type.",
     kind: Kind::Gauge,
 };
+pub static ACTION_INFO: Family = Family {
+    name: "aws_codepipeline_action_info",
+    help: "An action of the pipeline's structure and its type, from GetPipeline: join on it to tell a manual approval (category Approval) from other actions.",
+    kind: Kind::Gauge,
+};
+pub static PIPELINE_POLLING_DISABLED: Family = Family {
+    name: "aws_codepipeline_pipeline_polling_disabled_timestamp_seconds",
+    help: "When AWS stopped polling the pipeline's source after 30 idle days, in seconds since the epoch, while it is stopped.",
+    kind: Kind::Gauge,
+};
 pub static ACTION_STATUS: Family = Family {
     name: "aws_codepipeline_action_status",
     help: "Status of the action's latest execution: 1 for the current status, 0 for the others, all 0 when the action never ran.",
@@ -164,6 +174,10 @@ impl collector::Collector for Collector {
             .await;
     }
 }
+
+/// How long a pipeline's definition is trusted without a new version: a day, one GetPipeline call
+/// per pipeline and day, so that a source whose polling AWS stopped is seen within a day.
+const DEFINITION_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// Stage statuses after which a stage execution does not change by itself.
 const STAGE_FINAL: [&str; 5] = ["Cancelled", "Failed", "Skipped", "Stopped", "Succeeded"];
@@ -250,8 +264,23 @@ pub struct PipelineTarget {
     explicit: bool,
     counters: Counters,
     last: Option<PipelineState>,
+    /// What GetPipeline said of the pipeline's structure, read again only when its version changes.
+    definition: Option<Definition>,
     /// `None` when execution history is turned off.
     history: Option<executions::History>,
+}
+
+/// What GetPipeline says of a pipeline: the version of its structure, each action's type, and
+/// when AWS stopped polling its source (after 30 idle days).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Definition {
+    /// When it was read: AWS stops a source's polling without a new version, so the definition is
+    /// read again after [`DEFINITION_MAX_AGE`] too.
+    pub read_at: std::time::Instant,
+    pub version: Option<i32>,
+    /// Stage, action, category, owner and provider of every action.
+    pub actions: Vec<[String; 5]>,
+    pub polling_disabled_at: Option<f64>,
 }
 
 impl PipelineTarget {
@@ -263,6 +292,7 @@ impl PipelineTarget {
             explicit,
             counters: Counters::default(),
             last: None,
+            definition: None,
             history: executions.then(executions::History::default),
         }
     }
@@ -277,7 +307,15 @@ impl Target for PipelineTarget {
             Ok(state) => {
                 self.counters.observe(&state);
                 let changed = self.last.as_ref() != Some(&state);
+                // The structure is read at the first poll and again only when its version changes.
+                let version = state.version;
                 self.last = Some(state);
+                if self.definition.as_ref().is_none_or(|d| d.version != version || d.read_at.elapsed() > DEFINITION_MAX_AGE) {
+                    match get_definition(scope, &key.name).await {
+                        Ok(definition) => self.definition = Some(definition),
+                        Err(err) => return Outcome::Failed(err),
+                    }
+                }
                 let active = self.active();
                 if let Some(history) = &mut self.history
                     && (changed || active || history.needs_reading())
@@ -290,6 +328,7 @@ impl Target for PipelineTarget {
             Err(err) if err.code == "PipelineNotFoundException" => {
                 // A deleted pipeline's last values would be wrong, not just stale.
                 self.last = None;
+                self.definition = None;
                 if self.explicit { Outcome::Failed(err) } else { Outcome::Gone }
             }
             Err(err) => Outcome::Failed(err),
@@ -319,6 +358,9 @@ impl Target for PipelineTarget {
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         if let Some(state) = &self.last {
             render(rendered, &key.account, &key.region, &key.name, self.summary.borrow().as_ref(), state, &self.counters);
+            if let Some(definition) = &self.definition {
+                render_definition(rendered, &key.account, &key.region, &key.name, definition);
+            }
             if let Some(history) = &self.history {
                 history.render(rendered, &[("account", &key.account), ("region", &key.region), ("pipeline", &key.name)]);
             }
@@ -353,6 +395,34 @@ async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
     )
     .await?;
     Ok(summaries)
+}
+
+/// Fetches the structure of one pipeline: its version and its actions' types.
+async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, CallError> {
+    let output = scope.call(SERVICE, "GetPipeline", scope.codepipeline.get_pipeline().name(pipeline).send(), &[]).await?;
+    let declaration = output.pipeline();
+    let actions = declaration
+        .map(|p| p.stages())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|stage| stage.actions().iter().map(move |action| (stage.name(), action)))
+        .map(|(stage, action)| {
+            let id = action.action_type_id();
+            [
+                stage.to_string(),
+                action.name().to_string(),
+                id.map(|t| t.category().as_str().to_string()).unwrap_or_default(),
+                id.map(|t| t.owner().as_str().to_string()).unwrap_or_default(),
+                id.map(|t| t.provider().to_string()).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    Ok(Definition {
+        read_at: std::time::Instant::now(),
+        version: declaration.and_then(|p| p.version()),
+        actions,
+        polling_disabled_at: output.metadata().and_then(|m| m.polling_disabled_at()).map(DateTime::as_secs_f64),
+    })
 }
 
 /// Fetches the current state of one pipeline.
@@ -463,6 +533,19 @@ impl Counters {
 
     fn action(&self, stage: &str, action: &str, status: &str) -> u64 {
         self.action_counts.get(&(stage.to_string(), action.to_string(), status.to_string())).copied().unwrap_or(0)
+    }
+}
+
+/// Renders the series of a pipeline's structure.
+fn render_definition(rendered: &mut Rendered, account: &str, region: &str, pipeline: &str, definition: &Definition) {
+    let base = [("account", account), ("region", region), ("pipeline", pipeline)];
+    for [stage, action, category, owner, provider] in &definition.actions {
+        let labels =
+            [("stage", stage.as_str()), ("action", action), ("category", category), ("owner", owner), ("provider", provider)];
+        rendered.sample_with(&ACTION_INFO, &base, &labels, 1.0);
+    }
+    if let Some(at) = definition.polling_disabled_at {
+        rendered.sample(&PIPELINE_POLLING_DISABLED, &base, at);
     }
 }
 

@@ -85,6 +85,10 @@ aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipel
 aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Abandoned"} 0
 aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Failed"} 0
 aws_codepipeline_action_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Succeeded"} 0
+aws_codepipeline_action_info{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source",category="Build",owner="AWS",provider="CodeBuild"} 1
+aws_codepipeline_action_info{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build",category="Build",owner="AWS",provider="CodeBuild"} 1
+aws_codepipeline_action_info{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint",category="Build",owner="AWS",provider="CodeBuild"} 1
+aws_codepipeline_action_info{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",category="Build",owner="AWS",provider="CodeBuild"} 1
 aws_codepipeline_action_last_status_change_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Source",action="Source"} 1700000100
 aws_codepipeline_action_last_status_change_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Build"} 1700000300
 aws_codepipeline_action_last_status_change_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout",stage="Build",action="Lint"} 1700000400
@@ -363,7 +367,8 @@ async fn scrapes_never_call_aws() {
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 4, "the first poll of each pipeline seeds its history");
     assert_eq!(bed.simulator.calls("ListRepositoryLinks"), 2, "one per region, which has none");
     assert_eq!((bed.simulator.calls("ListConnections"), bed.simulator.calls("ListHosts")), (2, 2), "one each per region");
-    assert_eq!(calls, 16);
+    assert_eq!(bed.simulator.calls("GetPipeline"), 4, "the structure of each pipeline, once");
+    assert_eq!(calls, 20);
     for _ in 0..50 {
         scrape(&bed.exporter).await;
     }

@@ -98,7 +98,7 @@ fn kustomize_builds_a_hardened_deployment() {
 fn promtool_accepts_the_compose_prometheus_configuration() {
     let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "{out}{errors}");
-    assert!(out.contains("SUCCESS: 17 rules found") && out.contains("SUCCESS: 6 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 21 rules found") && out.contains("SUCCESS: 8 rules found"), "{out}");
 }
 
 #[test]

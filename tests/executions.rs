@@ -228,3 +228,33 @@ async fn executions_can_be_turned_off() {
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 0);
     assert!(!s.keys().any(|k| k.starts_with("aws_codepipeline_execution")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lead_time_is_observed_once_per_succeeded_execution_and_not_replayed_after_a_restart() {
+    let simulator =
+        Simulator::start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100)).await.unwrap();
+    let first = start_exporter_unthrottled(&simulator, FAST).await;
+    let s = wait_for(&first, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
+    let lead = |suffix: &str, extra: &str| series(&format!("aws_codepipeline_execution_lead_time_seconds{suffix}"), extra);
+    assert_eq!(value(&s, &lead("_count", "")), None, "nothing counted yet, no histogram");
+
+    // Its revision was created 600 s before it started, and it ran 300 s: a lead time of 900 s.
+    let mut e2 = SimExecution::new("e2", "Succeeded", 2_000.0, 2_300.0);
+    e2.revisions_created = vec![1_700.0, 1_400.0];
+    push(&simulator, vec![e2, SimExecution::new("e3", "Failed", 1_900.0, 1_950.0)], "Succeeded");
+    let s = wait_for(&first, "e2 counted", |s| value(s, &lead("_count", "")) == Some(1.0)).await;
+    assert_eq!(value(&s, &lead("_sum", "")), Some(900.0), "from the oldest revision");
+    assert_eq!(value(&s, &lead("_bucket", ",le=\"300\"")), Some(0.0));
+    assert_eq!(value(&s, &lead("_bucket", ",le=\"900\"")), Some(1.0));
+    assert_eq!(value(&s, &lead("_bucket", ",le=\"+Inf\"")), Some(1.0));
+    assert_eq!(simulator.calls("GetPipelineExecution"), 1, "one call, for the Succeeded execution only");
+    wait_for_calls(&simulator, "GetPipelineState", 5).await;
+    assert_eq!(simulator.calls("GetPipelineExecution"), 1, "and never again");
+    first.shutdown().await;
+
+    let second = start_exporter_unthrottled(&simulator, FAST).await;
+    let s = wait_for(&second, "seeded again", |s| value(s, &executions("Succeeded")).is_some()).await;
+    wait_for_calls(&simulator, "GetPipelineState", 3).await;
+    assert_eq!(value(&s, &lead("_count", "")), None, "a restart does not replay e2");
+    assert_eq!(simulator.calls("GetPipelineExecution"), 1);
+}

@@ -110,3 +110,51 @@ async fn a_retried_stage_and_a_rollback() {
     let text = scrape(&bed.exporter).await;
     assert_eq!(family(&text, "aws_codepipeline_stage_rollback").len(), 1, "only the stage whose execution has a type");
 }
+
+/// The `aws_codepipeline_action_info` lines of a scrape.
+fn action_info(text: &str) -> Vec<String> {
+    lines(text, "aws_codepipeline_action_info")
+}
+
+fn info(stage: &str, action: &str, category: &str, owner: &str, provider: &str) -> String {
+    format!(
+        "aws_codepipeline_action_info{{account=\"test\",region=\"us-east-1\",pipeline=\"deploy\",stage=\"{stage}\",action=\"{action}\",category=\"{category}\",owner=\"{owner}\",provider=\"{provider}\"}} 1"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_info_is_read_once_and_again_only_when_the_version_changes() {
+    let mut world = world();
+    world.pipelines.get_mut("deploy").unwrap().stages[1].actions[0].type_id =
+        Some(("Approval".into(), "AWS".into(), "Manual".into()));
+    let bed = start_unthrottled(world, FAST).await;
+    let up = "codepipeline_exporter_target_up{account=\"test\",region=\"us-east-1\",kind=\"pipeline\",name=\"deploy\"}";
+    wait_for(&bed.exporter, "the first poll", |s| value(s, up) == Some(1.0)).await;
+    let text = scrape(&bed.exporter).await;
+    assert_eq!(
+        action_info(&text),
+        [info("Prod", "Deploy", "Approval", "AWS", "Manual"), info("Source", "Source", "Build", "AWS", "CodeBuild")]
+    );
+    assert_eq!(family(&text, "aws_codepipeline_pipeline_polling_disabled_timestamp_seconds").len(), 0);
+    common::wait_for_calls(&bed.simulator, "GetPipelineState", 5).await;
+    assert_eq!(bed.simulator.calls("GetPipeline"), 1, "read at the first poll only, while the version stays");
+
+    {
+        let mut world = bed.simulator.world();
+        let pipeline = world.pipelines.get_mut("deploy").unwrap();
+        pipeline.version += 1;
+        pipeline.stages[1].actions[0].type_id = Some(("Deploy".into(), "AWS".into(), "CodeDeploy".into()));
+        pipeline.polling_disabled_at = Some(1_700_086_400.0);
+    }
+    let polling =
+        "aws_codepipeline_pipeline_polling_disabled_timestamp_seconds{account=\"test\",region=\"us-east-1\",pipeline=\"deploy\"}";
+    wait_for(&bed.exporter, "the new version read", |s| value(s, polling).is_some()).await;
+    let text = scrape(&bed.exporter).await;
+    assert_eq!(
+        action_info(&text),
+        [info("Prod", "Deploy", "Deploy", "AWS", "CodeDeploy"), info("Source", "Source", "Build", "AWS", "CodeBuild")]
+    );
+    assert_eq!(value(&common::samples(&text), polling), Some(1_700_086_400.0));
+    common::wait_for_calls(&bed.simulator, "GetPipelineState", 5).await;
+    assert_eq!(bed.simulator.calls("GetPipeline"), 2);
+}

@@ -4,15 +4,26 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use codepipeline_exporter::simulator::demo;
+use codepipeline_exporter::simulator::{SimExecution, demo};
 use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_grants_exactly_the_actions_called() {
     let simulator = demo::start().await.unwrap();
     let exporter =
-        start_exporter_unthrottled(&simulator, "interval: 1h\naccounts:\n  - name: demo\n    regions: [us-east-1]\n").await;
+        start_exporter_unthrottled(&simulator, "interval: 500ms\naccounts:\n  - name: demo\n    regions: [us-east-1]\n").await;
     wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    // A release that succeeds now is counted, and its lead time read (GetPipelineExecution).
+    let now = demo::unix_now();
+    simulator
+        .world()
+        .pipelines
+        .get_mut("mobile-release")
+        .unwrap()
+        .executions
+        .insert(0, SimExecution::new("e-iam", "Succeeded", now - 100.0, now));
+    let lead_time_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"GetPipelineExecution\"}";
+    wait_for(&exporter, "the lead time read", |s| s.contains_key(lead_time_read)).await;
     let called: BTreeSet<String> = samples(&scrape(&exporter).await)
         .keys()
         .filter_map(|series| series.strip_prefix("codepipeline_exporter_aws_requests_total{service=\""))

@@ -39,10 +39,10 @@ fn a_real_prometheus_scrapes_the_demo_with_up_1() {
         runtime.block_on(async {
             let up = prometheus.wait("/api/v1/query?query=up%7Bjob%3D%22codepipeline%22%7D", 60, |a| scalar(a).is_some()).await;
             assert_eq!(scalar(&up).as_deref(), Some("1"));
-            // The demo has four pipelines of 3 stages and two of 4: 20 stages of 7 states each.
+            // The demo has four pipelines of 3 stages, two of 4 and one of 5: 25 stages of 7 states each.
             let stages =
                 prometheus.wait("/api/v1/query?query=count(aws_codepipeline_stage_status)", 30, |a| scalar(a).is_some()).await;
-            assert_eq!(scalar(&stages).as_deref(), Some("140"));
+            assert_eq!(scalar(&stages).as_deref(), Some("175"));
         });
     }
 }
@@ -66,11 +66,17 @@ fn the_demo_fires_the_failed_sync_failed_stage_and_sync_blocked_alerts() {
             // initiating and in progress, so the wait covers one of those. The same stack starts with a
             // sync blocker created 12 minutes before the demo, and one connection is PENDING: its alert
             // waits an hour before it fires, which promtool's unit tests cover, so here it is pending.
+            // The release pipeline starts with an approval waiting for 26 hours, its canary rolled back
+            // and production blocked by an alarm rule; the batch pipeline's source polling is off.
             let alerts = prometheus
                 .wait("/api/v1/alerts", 90, |a| {
                     firing(a, "CodeConnectionsRepositorySyncFailed", "repository", "acme/observability")
                         && firing(a, "CodePipelineStageFailed", "pipeline", "data-platform-etl")
                         && firing(a, "CodeConnectionsSyncBlocked", "resource_name", "observability")
+                        && firing(a, "CodePipelineApprovalWaiting", "action", "ReleaseManager")
+                        && firing(a, "CodePipelineStageBlockedByCondition", "stage", "Prod")
+                        && firing(a, "CodePipelineStageRolledBack", "stage", "Canary")
+                        && firing(a, "CodePipelineSourcePollingDisabled", "pipeline", "legacy-batch")
                         && in_state(a, "CodeConnectionsConnectionUnavailable", "connection_name", "acme-gitlab-new", "pending")
                 })
                 .await;

@@ -113,6 +113,7 @@ async fn the_json_has_exact_values_for_a_down_an_up_and_a_never_synced_target() 
         ("aws_codeconnections_repository_sync_status", 5),
         ("aws_codeconnections_sync_configuration_info", 1),
         ("aws_codepipeline_action_executions_total", 6),
+        ("aws_codepipeline_action_info", 2),
         ("aws_codepipeline_action_status", 8),
         ("aws_codepipeline_execution_duration_seconds", 32),
         ("aws_codepipeline_execution_status", 7),

@@ -51,6 +51,11 @@ pub static EXECUTION_LAST_FAILURE: Family = Family {
     help: "When the newest failed execution finished, in seconds since the epoch.",
     kind: Kind::Gauge,
 };
+pub static EXECUTION_LEAD_TIME: Family = Family {
+    name: "aws_codepipeline_execution_lead_time_seconds",
+    help: "Lead time for changes of Succeeded executions counted since the exporter started: from the oldest source revision's creation to the execution's end.",
+    kind: Kind::Histogram,
+};
 pub static EXECUTIONS_IN_PROGRESS: Family = Family {
     name: "aws_codepipeline_executions_in_progress",
     help: "Executions InProgress or Stopping (PARALLEL and QUEUED pipelines can have several).",
@@ -64,6 +69,9 @@ const DURATION_STATUSES: [&str; 2] = ["Failed", "Succeeded"];
 /// Bucket bounds from 30 seconds to 6 hours.
 const DURATION_BUCKETS: [f64; 13] =
     [30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 7200.0, 10800.0, 21600.0];
+/// Lead time bucket bounds, from 5 minutes to 7 days.
+const LEAD_TIME_BUCKETS: [f64; 11] =
+    [300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 345600.0, 604800.0];
 /// Executions remembered per pipeline: far more than the pages one poll reads.
 const REMEMBERED: usize = 1000;
 /// Pages one poll reads at most, so that a pipeline with a long unread history cannot make one
@@ -112,6 +120,20 @@ async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Resu
     Ok((executions, aws::next_token(page.next_token())))
 }
 
+/// When the oldest source revision of an execution was created, from GetPipelineExecution; `None`
+/// when it has no revision with a creation time.
+async fn earliest_revision(scope: &Scope, pipeline: &str, execution: &str) -> Result<Option<f64>, CallError> {
+    let request = scope.codepipeline.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution).send();
+    let output = scope.call(super::SERVICE, "GetPipelineExecution", request, &[]).await?;
+    Ok(output
+        .pipeline_execution()
+        .map(|e| e.artifact_revisions())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| r.created().map(|c| c.as_secs_f64()))
+        .reduce(f64::min))
+}
+
 /// What the exporter knows of one pipeline's executions.
 #[derive(Debug)]
 pub struct History {
@@ -132,6 +154,11 @@ pub struct History {
     last_duration: BTreeMap<String, (f64, f64)>,
     last_success: Option<f64>,
     last_failure: Option<f64>,
+    /// Lead times of the Succeeded executions counted so far; `None` before the first.
+    lead_times: Option<Histogram>,
+    /// Succeeded executions counted whose lead time is still to be read (GetPipelineExecution),
+    /// with their end: kept across a failed read so that none is lost.
+    pending_lead_times: VecDeque<(String, f64)>,
     /// Start and status of the newest execution.
     newest: Option<(f64, String)>,
 }
@@ -150,6 +177,8 @@ impl Default for History {
             last_duration: BTreeMap::new(),
             last_success: None,
             last_failure: None,
+            lead_times: None,
+            pending_lead_times: VecDeque::new(),
             newest: None,
         }
     }
@@ -184,6 +213,12 @@ impl History {
         )
         .await?;
         self.primed = true;
+        while let Some((id, end)) = self.pending_lead_times.front().cloned() {
+            if let Some(created) = earliest_revision(scope, pipeline, &id).await? {
+                self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS)).observe((end - created).max(0.0));
+            }
+            self.pending_lead_times.pop_front();
+        }
         self.stale = false;
         Ok(())
     }
@@ -226,6 +261,9 @@ impl History {
             if self.primed && before != Some(status) {
                 *self.counts.entry((status.to_string(), execution.trigger.clone())).or_default() += 1;
                 self.durations.entry(status.to_string()).or_insert_with(|| Histogram::new(&DURATION_BUCKETS)).observe(duration);
+                if status == "Succeeded" {
+                    self.pending_lead_times.push_back((execution.id.clone(), execution.last_update));
+                }
             }
             if self.last_duration.get(status).is_none_or(|(start, _)| execution.start >= *start) {
                 self.last_duration.insert(status.to_string(), (execution.start, duration));
@@ -267,6 +305,9 @@ impl History {
         }
         for (status, histogram) in &self.durations {
             histogram.render(rendered, &EXECUTION_DURATION, &[base[0], base[1], base[2], ("status", status)]);
+        }
+        if let Some(lead_times) = &self.lead_times {
+            lead_times.render(rendered, &EXECUTION_LEAD_TIME, base);
         }
         for (status, (_, seconds)) in &self.last_duration {
             rendered.sample_with(&EXECUTION_LAST_DURATION, base, &[("status", status)], *seconds);

@@ -21,6 +21,8 @@ pub struct SimPipeline {
     /// Whether the caller may not read this pipeline (a permissions boundary): listed, but every
     /// read answers AccessDeniedException.
     pub denied: bool,
+    /// When AWS stopped polling the pipeline's source, as GetPipeline's metadata says.
+    pub polling_disabled_at: Option<f64>,
 }
 
 /// One pipeline execution as ListPipelineExecutions summarises it.
@@ -31,11 +33,22 @@ pub struct SimExecution {
     pub start: f64,
     pub last_update: f64,
     pub trigger_type: String,
+    /// When the source revisions of the execution were created, as GetPipelineExecution lists
+    /// them.
+    pub revisions_created: Vec<f64>,
 }
 
 impl SimExecution {
+    /// An execution whose one source revision was created ten minutes before it started.
     pub fn new(id: &str, status: &str, start: f64, last_update: f64) -> SimExecution {
-        SimExecution { id: id.into(), status: status.into(), start, last_update, trigger_type: "Webhook".into() }
+        SimExecution {
+            id: id.into(),
+            status: status.into(),
+            start,
+            last_update,
+            trigger_type: "Webhook".into(),
+            revisions_created: vec![start - 600.0],
+        }
     }
 }
 
@@ -69,6 +82,8 @@ pub struct SimCondition {
 #[derive(Debug, Clone, Default)]
 pub struct SimAction {
     pub name: String,
+    /// Category, owner and provider, as GetPipeline reports them; a CodeBuild action when none.
+    pub type_id: Option<(String, String, String)>,
     pub latest: Option<SimActionExecution>,
     /// Current revision: revision ID and created at.
     pub revision: Option<(String, f64)>,
@@ -107,6 +122,7 @@ impl SimPipeline {
                 .collect(),
             executions: Vec::new(),
             denied: false,
+            polling_disabled_at: None,
         }
     }
 }
@@ -148,6 +164,50 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
             });
             Ok(map(vec![("pipelineExecutionSummaries", list(summaries)), ("nextToken", opt_text(next.as_deref()))]))
         }
+        "GetPipelineExecution" => {
+            let name = member(input, "pipelineName")
+                .ok_or_else(|| Failure::new(400, "ValidationException", "pipelineName is required"))?;
+            let id = member(input, "pipelineExecutionId")
+                .ok_or_else(|| Failure::new(400, "ValidationException", "pipelineExecutionId is required"))?;
+            let pipeline = world.pipelines.get(name).ok_or_else(|| {
+                Failure::new(400, "PipelineNotFoundException", format!("Account does not have a pipeline with name '{name}'"))
+            })?;
+            if pipeline.denied {
+                return Err(denied(name));
+            }
+            let execution = pipeline.executions.iter().find(|e| e.id == id).ok_or_else(|| {
+                Failure::new(400, "PipelineExecutionNotFoundException", format!("Pipeline execution {id} not found"))
+            })?;
+            let revisions = execution.revisions_created.iter().enumerate().map(|(i, created)| {
+                map(vec![
+                    ("name", text(&format!("Source{i}"))),
+                    ("revisionId", text(&format!("{:040x}", i + 1))),
+                    ("created", timestamp(*created)),
+                ])
+            });
+            Ok(map(vec![(
+                "pipelineExecution",
+                map(vec![
+                    ("pipelineName", text(&pipeline.name)),
+                    ("pipelineVersion", int(pipeline.version.into())),
+                    ("pipelineExecutionId", text(&execution.id)),
+                    ("status", text(&execution.status)),
+                    ("artifactRevisions", list(revisions)),
+                ]),
+            )]))
+        }
+        "GetPipeline" => {
+            let name = member(input, "name").ok_or_else(|| Failure::new(400, "ValidationException", "name is required"))?;
+            match world.pipelines.get(name) {
+                Some(pipeline) if pipeline.denied => Err(denied(name)),
+                Some(pipeline) => Ok(pipeline_declaration(pipeline)),
+                None => Err(Failure::new(
+                    400,
+                    "PipelineNotFoundException",
+                    format!("Account does not have a pipeline with name '{name}'"),
+                )),
+            }
+        }
         "GetPipelineState" => {
             let name = member(input, "name").ok_or_else(|| Failure::new(400, "ValidationException", "name is required"))?;
             match world.pipelines.get(name) {
@@ -187,6 +247,52 @@ fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {
         ])
     });
     Ok(map(vec![("pipelines", list(pipelines)), ("nextToken", opt_text(next.as_deref()))]))
+}
+
+/// The pipeline's structure and metadata as GetPipeline reports them.
+fn pipeline_declaration(pipeline: &SimPipeline) -> Value {
+    let stages = pipeline.stages.iter().map(|stage| {
+        let actions = stage.actions.iter().map(|action| {
+            let (category, owner, provider) =
+                action.type_id.clone().unwrap_or_else(|| ("Build".into(), "AWS".into(), "CodeBuild".into()));
+            map(vec![
+                ("name", text(&action.name)),
+                (
+                    "actionTypeId",
+                    map(vec![
+                        ("category", text(&category)),
+                        ("owner", text(&owner)),
+                        ("provider", text(&provider)),
+                        ("version", text("1")),
+                    ]),
+                ),
+                ("runOrder", int(1)),
+            ])
+        });
+        map(vec![("name", text(&stage.name)), ("actions", list(actions))])
+    });
+    map(vec![
+        (
+            "pipeline",
+            map(vec![
+                ("name", text(&pipeline.name)),
+                ("roleArn", text("arn:aws:iam::111122223333:role/codepipeline-service")),
+                ("stages", list(stages)),
+                ("version", int(pipeline.version.into())),
+                ("pipelineType", text(&pipeline.pipeline_type)),
+                ("executionMode", text(&pipeline.execution_mode)),
+            ]),
+        ),
+        (
+            "metadata",
+            map(vec![
+                ("pipelineArn", text(&format!("arn:aws:codepipeline:us-east-1:111122223333:{}", pipeline.name))),
+                ("created", timestamp(pipeline.created)),
+                ("updated", timestamp(pipeline.updated)),
+                ("pollingDisabledAt", pipeline.polling_disabled_at.map(timestamp).unwrap_or(Value::Null)),
+            ]),
+        ),
+    ])
 }
 
 /// A stage's condition as GetPipelineState reports it: one condition holding every rule.

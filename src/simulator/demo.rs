@@ -9,8 +9,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    SimActionExecution, SimConnection, SimExecution, SimHost, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt,
-    SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
+    SimActionExecution, SimCondition, SimConnection, SimExecution, SimHost, SimPipeline, SimRepositoryLink, SimResourceSync,
+    SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
 };
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
@@ -232,10 +232,93 @@ pub fn world(now: f64) -> World {
         if let Some(stage) = scenario.disabled_before {
             pipeline.stages[stage].transition = Some((false, now - 3_600.0));
         }
+        for action in pipeline.stages.iter_mut().flat_map(|stage| stage.actions.iter_mut()) {
+            action.type_id = Some(action_type(&action.name));
+        }
+        // The batch pipeline runs on a schedule and has not seen a commit in 30 days.
+        if scenario.name == "legacy-batch" {
+            pipeline.polling_disabled_at = Some(now - 3.0 * 86_400.0);
+        }
         advance(&mut pipeline, index, scenario, now);
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
+    let mut release = SimPipeline::new(
+        GATED,
+        &[
+            ("Source", &["Source"]),
+            ("Build", &["Build"]),
+            ("Approve", &["ReleaseManager"]),
+            ("Canary", &["DeployCanary"]),
+            ("Prod", &["DeployProduction"]),
+        ],
+    );
+    release.version = 12;
+    for action in release.stages.iter_mut().flat_map(|stage| stage.actions.iter_mut()) {
+        action.type_id = Some(action_type(&action.name));
+    }
+    world.pipelines.insert(release.name.clone(), release);
+    advance_gates(&mut world, now, now);
     world
+}
+
+/// The type of a demo action, from its name: what GetPipeline reports.
+fn action_type(action: &str) -> (String, String, String) {
+    let (category, provider) = match action {
+        "Source" => ("Source", "CodeStarSourceConnection"),
+        "ManualApproval" | "ReleaseManager" => ("Approval", "Manual"),
+        name if name.starts_with("Deploy") => ("Deploy", "CloudFormation"),
+        _ => ("Build", "CodeBuild"),
+    };
+    (category.into(), "AWS".into(), provider.into())
+}
+
+/// The V2 pipeline whose gates the demo shows: a release waiting for its manager's approval for
+/// more than a day, a canary rolled back and production blocked by a CloudWatch alarm rule
+/// (BeforeEntry), for the first three minutes of every ten from the demo's start; then the alarm
+/// clears, production deploys, retrying once automatically, and the canary deploys normally.
+const GATED: &str = "mobile-release";
+
+fn advance_gates(world: &mut World, now: f64, started: f64) {
+    let Some(pipeline) = world.pipelines.get_mut(GATED) else { return };
+    let phase = (now - started).rem_euclid(600.0);
+    let run = ((now - started) / 600.0).floor() as u64;
+    let blocked = phase < 180.0;
+    let execution = |stage: &str| (format!("{GATED}-{run}-{stage}"), "Succeeded".to_string());
+    for stage in &mut pipeline.stages[..2] {
+        stage.latest = Some(execution(&stage.name));
+        stage.latest_type = Some("STANDARD".into());
+        if let Some(action) = stage.actions.first_mut() {
+            action.latest = Some(SimActionExecution {
+                id: format!("{GATED}-{run}-{}", action.name),
+                status: "Succeeded".into(),
+                last_status_change: started + 600.0 * run as f64,
+                ..SimActionExecution::default()
+            });
+        }
+    }
+    let approve = &mut pipeline.stages[2];
+    approve.latest = Some((format!("{GATED}-approval"), "InProgress".into()));
+    approve.actions[0].latest = Some(SimActionExecution {
+        id: format!("{GATED}-approval"),
+        status: "InProgress".into(),
+        last_status_change: started - 26.0 * 3_600.0,
+        ..SimActionExecution::default()
+    });
+    let canary = &mut pipeline.stages[3];
+    canary.latest = Some(execution("Canary"));
+    canary.latest_type = Some(if blocked { "ROLLBACK" } else { "STANDARD" }.into());
+    let prod = &mut pipeline.stages[4];
+    prod.conditions = vec![SimCondition {
+        condition_type: "BeforeEntry".into(),
+        status: Some(if blocked { "Failed" } else { "Succeeded" }.into()),
+        rules: vec![
+            ("AlarmQuiet".into(), if blocked { "Failed" } else { "Succeeded" }.into()),
+            ("DeployWindow".into(), "Succeeded".into()),
+        ],
+    }];
+    prod.latest = Some((format!("{GATED}-{run}-Prod"), if phase < 240.0 { "InProgress" } else { "Succeeded" }.into()));
+    prod.latest_type = Some("STANDARD".into());
+    prod.retries = (!blocked).then_some((1, 0));
 }
 
 /// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
@@ -253,6 +336,7 @@ pub async fn run(simulator: Simulator, started: f64) {
         }
         advance_syncs(&mut world, now);
         advance_connections(&mut world, now, started);
+        advance_gates(&mut world, now, started);
     }
 }
 
@@ -317,12 +401,14 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
                 (None, (_, end)) if elapsed < end => ("InProgress", now),
                 (None, (failed, end)) => (if failed { "Failed" } else { "Succeeded" }, start + end),
             };
+            // The commit it deploys was pushed a few minutes before the run started.
             SimExecution {
                 id: execution_id(index, j),
                 status: status.into(),
                 start,
                 last_update,
                 trigger_type: scenario.trigger.into(),
+                revisions_created: vec![start - 120.0 - 60.0 * (j % 5) as f64],
             }
         })
         .collect();
