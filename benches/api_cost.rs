@@ -1,6 +1,7 @@
 //! AWS calls per pipeline-hour for a mostly idle account of 500 pipelines (25 of them with an
-//! execution in progress), with adaptive polling on (idle pipelines every 60 s, active ones every
-//! 15 s) and off (every pipeline every 15 s, the rate that keeps active ones as fresh).
+//! execution in progress, each finishing one and starting the next every 15 minutes), with
+//! adaptive polling on (idle pipelines every 60 s, active ones every 15 s) and off (every pipeline
+//! every 15 s, the rate that keeps active ones as fresh).
 //!
 //! Time is scaled: every interval is divided by 60, so one minute of running is one hour of the
 //! exporter's schedule. The calls are counted by the simulated AWS endpoint.
@@ -35,15 +36,29 @@ fn world() -> World {
     world
 }
 
-/// Moves the active pipelines' builds along, as running executions do.
+/// Moves the active pipelines' builds along, as running executions do, and every quarter of a
+/// scaled hour finishes each one's execution (Succeeded) and starts the next.
 async fn progress(simulator: Simulator) {
-    let mut percent = 0;
+    let mut tick: u64 = 0;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        percent = (percent + 1) % 100;
+        tick += 1;
+        let percent = (tick % 100) as i32;
+        let finish = tick.is_multiple_of(HOUR.as_millis() as u64 / 100 / 4);
+        let now = 1_700_000_000.0 + tick as f64;
         let mut world = simulator.world();
         for i in 0..ACTIVE {
             if let Some(pipeline) = world.pipelines.get_mut(&format!("pipeline-{i:04}")) {
+                if finish {
+                    let run = tick / (HOUR.as_millis() as u64 / 100 / 4);
+                    if let Some(current) = pipeline.executions.first_mut() {
+                        current.status = "Succeeded".into();
+                        current.last_update = now;
+                    }
+                    let id = format!("e-{i}-{run}");
+                    pipeline.executions.insert(0, SimExecution::new(&id, "InProgress", now, now));
+                    pipeline.stages[1].latest = Some((id, "InProgress".into()));
+                }
                 pipeline.stages[1].actions[0].latest = Some(SimActionExecution {
                     id: format!("a-{i}"),
                     status: "InProgress".into(),
@@ -75,7 +90,15 @@ async fn measure(interval: &str, active_interval: &str) -> Vec<(String, f64)> {
     }
     // The first round (one call per pipeline, plus the seed of each history) is start-up, not
     // steady state: count from here.
-    let operations = ["GetPipelineState", "ListPipelineExecutions", "ListPipelines"];
+    let operations = [
+        "GetPipelineState",
+        "ListPipelineExecutions",
+        "ListPipelines",
+        "GetPipeline",
+        "GetPipelineExecution",
+        "ListConnections",
+        "ListHosts",
+    ];
     let before: Vec<u64> = operations.iter().map(|op| simulator.calls(op)).collect();
     tokio::time::sleep(HOUR).await;
     let costs = operations
