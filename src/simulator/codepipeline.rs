@@ -132,14 +132,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
     match operation {
         "ListPipelines" => list_pipelines(world, input),
         "ListPipelineExecutions" => {
-            let name = member(input, "pipelineName")
-                .ok_or_else(|| Failure::new(400, "ValidationException", "pipelineName is required"))?;
-            let pipeline = world.pipelines.get(name).ok_or_else(|| {
-                Failure::new(400, "PipelineNotFoundException", format!("Account does not have a pipeline with name '{name}'"))
-            })?;
-            if pipeline.denied {
-                return Err(denied(name));
-            }
+            let pipeline = readable(world, input, "pipelineName")?;
             let page = match input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("maxResults"))) {
                 Some((_, v)) => v.as_integer().and_then(|i| usize::try_from(i).ok()).unwrap_or(100).clamp(1, 100),
                 None => world.page(),
@@ -165,16 +158,9 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
             Ok(map(vec![("pipelineExecutionSummaries", list(summaries)), ("nextToken", opt_text(next.as_deref()))]))
         }
         "GetPipelineExecution" => {
-            let name = member(input, "pipelineName")
-                .ok_or_else(|| Failure::new(400, "ValidationException", "pipelineName is required"))?;
+            let pipeline = readable(world, input, "pipelineName")?;
             let id = member(input, "pipelineExecutionId")
                 .ok_or_else(|| Failure::new(400, "ValidationException", "pipelineExecutionId is required"))?;
-            let pipeline = world.pipelines.get(name).ok_or_else(|| {
-                Failure::new(400, "PipelineNotFoundException", format!("Account does not have a pipeline with name '{name}'"))
-            })?;
-            if pipeline.denied {
-                return Err(denied(name));
-            }
             let execution = pipeline.executions.iter().find(|e| e.id == id).ok_or_else(|| {
                 Failure::new(400, "PipelineExecutionNotFoundException", format!("Pipeline execution {id} not found"))
             })?;
@@ -196,31 +182,24 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                 ]),
             )]))
         }
-        "GetPipeline" => {
-            let name = member(input, "name").ok_or_else(|| Failure::new(400, "ValidationException", "name is required"))?;
-            match world.pipelines.get(name) {
-                Some(pipeline) if pipeline.denied => Err(denied(name)),
-                Some(pipeline) => Ok(pipeline_declaration(pipeline)),
-                None => Err(Failure::new(
-                    400,
-                    "PipelineNotFoundException",
-                    format!("Account does not have a pipeline with name '{name}'"),
-                )),
-            }
-        }
-        "GetPipelineState" => {
-            let name = member(input, "name").ok_or_else(|| Failure::new(400, "ValidationException", "name is required"))?;
-            match world.pipelines.get(name) {
-                Some(pipeline) if pipeline.denied => Err(denied(name)),
-                Some(pipeline) => Ok(pipeline_state(pipeline)),
-                None => Err(Failure::new(
-                    400,
-                    "PipelineNotFoundException",
-                    format!("Account does not have a pipeline with name '{name}'"),
-                )),
-            }
-        }
+        "GetPipeline" => readable(world, input, "name").map(pipeline_declaration),
+        "GetPipelineState" => readable(world, input, "name").map(pipeline_state),
         _ => Err(Failure::new(400, "UnknownOperationException", format!("operation {operation} is not simulated"))),
+    }
+}
+
+/// The pipeline the input's `member` names, as every read of one finds it: a ValidationException
+/// without a name, PipelineNotFoundException for a pipeline that does not exist, and
+/// AccessDeniedException for one behind a permissions boundary.
+fn readable<'a>(world: &'a World, input: &Value, member_name: &str) -> Result<&'a SimPipeline, Failure> {
+    let name = member(input, member_name)
+        .ok_or_else(|| Failure::new(400, "ValidationException", format!("{member_name} is required")))?;
+    match world.pipelines.get(name) {
+        Some(pipeline) if pipeline.denied => Err(denied(name)),
+        Some(pipeline) => Ok(pipeline),
+        None => {
+            Err(Failure::new(400, "PipelineNotFoundException", format!("Account does not have a pipeline with name '{name}'")))
+        }
     }
 }
 
