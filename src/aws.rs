@@ -125,11 +125,78 @@ impl Scope {
     {
         self.budget.acquire().await;
         let _permit = self.permits.acquire().await;
-        let started = Instant::now();
-        let result = request.await.map_err(CallError::from);
-        let code = result.as_ref().err().map(|e| e.code.as_str()).filter(|code| !answers.contains(code));
-        self.telemetry.observe(service, operation, started.elapsed(), code);
-        result
+        recorded(&self.telemetry, service, operation, request, answers).await
+    }
+}
+
+/// Runs one AWS call and records it: its duration, and its error code unless it is one of
+/// `answers`, the operation's expected answers.
+async fn recorded<T, E>(
+    telemetry: &Telemetry,
+    service: &'static str,
+    operation: &'static str,
+    request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    answers: &[&str],
+) -> Result<T, CallError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let started = Instant::now();
+    let result = request.await.map_err(CallError::from);
+    let code = result.as_ref().err().map(|e| e.code.as_str()).filter(|code| !answers.contains(code));
+    telemetry.observe(service, operation, started.elapsed(), code);
+    result
+}
+
+/// The clients of an account's events queue, in the queue's region. Their calls are recorded like
+/// every other, but draw on no request budget: SQS and STS quotas are the services' own, far above
+/// what one consumer asks.
+#[derive(Clone)]
+pub struct QueueClients {
+    pub account: Arc<str>,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sts: aws_sdk_sts::Client,
+    telemetry: Arc<Telemetry>,
+}
+
+impl QueueClients {
+    /// `long_poll` is how long ReceiveMessage may wait for a message: it is added to the
+    /// operation timeout, which would otherwise cut every empty wait short.
+    pub fn new(
+        account: &str,
+        base: &SdkConfig,
+        region: &str,
+        request_timeout: Duration,
+        long_poll: Duration,
+        telemetry: Arc<Telemetry>,
+    ) -> QueueClients {
+        let region_config = base.to_builder().region(Region::new(region.to_string())).build();
+        let account: Arc<str> = account.into();
+        let attempts = AttemptCounter { account: account.clone(), region: region.into(), telemetry: telemetry.clone() };
+        let sqs = aws_sdk_sqs::config::Builder::from(&region_config)
+            .timeout_config(TimeoutConfig::builder().operation_timeout(request_timeout + long_poll).build())
+            .interceptor(attempts.clone())
+            .build();
+        let sts = aws_sdk_sts::config::Builder::from(&region_config).interceptor(attempts).build();
+        QueueClients {
+            account,
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
+            sts: aws_sdk_sts::Client::from_conf(sts),
+            telemetry,
+        }
+    }
+
+    /// Runs one call of the queue's clients and records it.
+    pub async fn call<T, E>(
+        &self,
+        service: &'static str,
+        operation: &'static str,
+        request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    ) -> Result<T, CallError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        recorded(&self.telemetry, service, operation, request, &[]).await
     }
 }
 
@@ -265,5 +332,6 @@ pub fn is_permanent(code: &str) -> bool {
             | "UnrecognizedClientException"
             | "InvalidClientTokenId"
             | "PipelineNotFoundException"
+            | "AWS.SimpleQueueService.NonExistentQueue"
     )
 }

@@ -20,6 +20,7 @@ use crate::aws::{self, CallError, Scope};
 use crate::collector::{self, Round, Targets};
 use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
+use crate::signal::{self, Route};
 use crate::target::{Outcome, Target, TargetKey};
 use health::{ALL, ConnectionsTarget, HostsTarget, SyncBlockerTarget};
 
@@ -165,6 +166,22 @@ async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
     Ok(discovered)
 }
 
+/// The `source` of Git sync's EventBridge events, and their types.
+const EVENT_SOURCE: &str = "aws.codeconnections";
+const REPOSITORY_SYNC_EVENT: &str = "Git Sync Repository Sync Status Change";
+const RESOURCE_SYNC_EVENT: &str = "Git Sync Resource Sync Status Change";
+/// The sync type of events that name none: the only one there is.
+const DEFAULT_SYNC_TYPE: &str = "CFN_STACK_SYNC";
+
+/// A stack's name from an event's `syncTarget`, which gives the name or the stack's ARN
+/// (`arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID`).
+fn stack_name(sync_target: &str) -> &str {
+    match sync_target.split_once(":stack/") {
+        Some((_, rest)) => rest.split('/').next().unwrap_or(rest),
+        None => sync_target,
+    }
+}
+
 /// Discovers the repository links and sync configurations of one account and region and keeps one
 /// polling task for each repository sync and each resource, plus the configured repository syncs.
 pub struct Collector {
@@ -191,6 +208,43 @@ impl collector::Collector for Collector {
             blockers: Targets::default(),
             connections: Targets::default(),
             hosts: Targets::default(),
+        }
+    }
+
+    /// A repository sync's change names its repository sync target; a resource's change names its
+    /// resource sync and its blockers, which a failed sync creates.
+    fn route(settings: &config::CodeConnections, event: &signal::Event) -> Option<Route> {
+        if event.source != EVENT_SOURCE {
+            return None;
+        }
+        let sync_type = event.detail("syncType").unwrap_or(DEFAULT_SYNC_TYPE);
+        let configured = |matches: &dyn Fn(&config::RepositorySync) -> bool| {
+            settings.discover || settings.repository_syncs.iter().any(|sync| sync.sync_type == sync_type && matches(sync))
+        };
+        match event.detail_type.as_str() {
+            REPOSITORY_SYNC_EVENT => {
+                let (Some(link), Some(branch)) = (event.detail("repositoryLinkId"), event.detail("branch")) else {
+                    return Some(Route::Targets(Vec::new()));
+                };
+                if !configured(&|sync| sync.repository_link_id == link && sync.branch == branch) {
+                    return Some(Route::NotSelected);
+                }
+                Some(Route::Targets(vec![(RepositorySyncTarget::KIND, format!("{link}/{branch}/{sync_type}"))]))
+            }
+            RESOURCE_SYNC_EVENT => {
+                let Some(stack) = event.detail("syncTarget").map(stack_name) else {
+                    return Some(Route::Targets(Vec::new()));
+                };
+                let name = ResourceSyncInfo { resource_name: stack.to_string(), sync_type: sync_type.to_string() }.target_name();
+                let kinds = [(settings.resource_syncs, ResourceSyncTarget::KIND), (settings.blockers, SyncBlockerTarget::KIND)];
+                let targets: Vec<(&'static str, String)> =
+                    kinds.iter().filter(|(on, _)| *on).map(|(_, kind)| (*kind, name.clone())).collect();
+                if targets.is_empty() || !configured(&|sync| sync.resource_name.as_deref() == Some(stack)) {
+                    return Some(Route::NotSelected);
+                }
+                Some(Route::Targets(targets))
+            }
+            _ => None,
         }
     }
 
@@ -376,6 +430,7 @@ impl RepositorySyncTarget {
 
 impl Target for RepositorySyncTarget {
     const KIND: &'static str = "repository_sync";
+    const ANNOUNCED: bool = true;
     type Info = RepositorySyncInfo;
 
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
@@ -509,6 +564,7 @@ impl ResourceSyncTarget {
 
 impl Target for ResourceSyncTarget {
     const KIND: &'static str = "resource_sync";
+    const ANNOUNCED: bool = true;
     type Info = ResourceSyncInfo;
 
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {

@@ -18,6 +18,7 @@ use crate::aws::{self, CallError, Scope};
 use crate::collector::{self, Round, Targets};
 use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
+use crate::signal::{Event, Route};
 use crate::target::{Outcome, Target, TargetKey};
 
 pub const SERVICE: &str = "codepipeline";
@@ -148,6 +149,22 @@ impl collector::Collector for Collector {
         Collector { settings, pipelines: Targets::default() }
     }
 
+    /// Pipeline, stage and action execution changes all name a pipeline, whose state one
+    /// GetPipelineState call reads.
+    fn route(settings: &config::CodePipeline, event: &Event) -> Option<Route> {
+        if event.source != EVENT_SOURCE || !EVENT_TYPES.contains(&event.detail_type.as_str()) {
+            return None;
+        }
+        let Some(pipeline) = event.detail("pipeline") else {
+            return Some(Route::Targets(Vec::new()));
+        };
+        let explicit = settings.pipelines.iter().any(|p| p == pipeline);
+        if !(explicit || settings.discover && settings.selects(pipeline)) {
+            return Some(Route::NotSelected);
+        }
+        Some(Route::Targets(vec![(PipelineTarget::KIND, pipeline.to_string())]))
+    }
+
     async fn discover(&mut self, round: &mut Round) {
         let settings = &self.settings;
         let mut desired: HashMap<String, Option<Summary>> = settings.pipelines.iter().map(|name| (name.clone(), None)).collect();
@@ -174,6 +191,15 @@ impl collector::Collector for Collector {
             .await;
     }
 }
+
+/// The `source` of CodePipeline's EventBridge events.
+const EVENT_SOURCE: &str = "aws.codepipeline";
+/// The events that announce a change of a pipeline's state.
+const EVENT_TYPES: [&str; 3] = [
+    "CodePipeline Pipeline Execution State Change",
+    "CodePipeline Stage Execution State Change",
+    "CodePipeline Action Execution State Change",
+];
 
 /// How long a pipeline's definition is trusted without a new version: a day, one GetPipeline call
 /// per pipeline and day, so that a source whose polling AWS stopped is seen within a day.
@@ -300,6 +326,7 @@ impl PipelineTarget {
 
 impl Target for PipelineTarget {
     const KIND: &'static str = "pipeline";
+    const ANNOUNCED: bool = true;
     type Info = Option<Summary>;
 
     async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {

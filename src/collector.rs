@@ -16,14 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rand::Rng as _;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::aws::{CallError, Scope};
 use crate::exposition::unix_seconds;
 use crate::exposition::{Rendered, Selection};
 use crate::readiness::{Readiness, ReadyToken};
 use crate::shard::Shard;
+use crate::signal::{Event, Mode, Route, Signals};
 use crate::store::Store;
 use crate::target::{DISCOVERY, Health, Outcome, Statuses, Target, TargetKey};
 
@@ -37,6 +39,10 @@ pub trait Collector: Send + 'static {
 
     fn new(settings: Self::Settings) -> Self;
 
+    /// Which of the service's targets an EventBridge event names, as these settings select them;
+    /// `None` for events of other services and of types the collector does not know.
+    fn route(settings: &Self::Settings, event: &Event) -> Option<Route>;
+
     /// One round of discovery: list what exists, [`Round::publish`] the discovery's own series,
     /// and [`Round::reconcile`] each kind of target with what was found.
     fn discover(&mut self, round: &mut Round) -> impl Future<Output = ()> + Send;
@@ -46,6 +52,10 @@ pub trait Collector: Send + 'static {
 fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(0.9..1.1))
 }
+
+/// The least time between two discovery rounds, so that a burst of events for pipelines not yet
+/// known costs one round.
+const MIN_DISCOVERY_GAP: Duration = Duration::from_secs(2);
 
 /// What every task of a scope needs.
 #[derive(Clone)]
@@ -61,6 +71,23 @@ pub struct Context {
     pub discovery_interval: Duration,
     /// Which families targets render, and how.
     pub selection: Arc<Selection>,
+    /// Where events wake targets and discovery, and each account's polling mode.
+    pub signals: Arc<Signals>,
+}
+
+impl Context {
+    /// How long a target waits after a poll: while its account's events flow, a target whose
+    /// changes AWS announces waits for an event or `reconcile_interval`; otherwise it waits the
+    /// active or idle interval.
+    fn interval<T: Target>(&self, target: &T, mode: Mode) -> Duration {
+        if T::ANNOUNCED && mode.events {
+            mode.reconcile_interval
+        } else if target.active() {
+            self.active_interval
+        } else {
+            self.interval
+        }
+    }
 }
 
 /// A collector's view of the scope it runs in, passed to each round of its discovery.
@@ -200,7 +227,8 @@ fn publish(context: &Context, live: &AtomicBool, key: &TargetKey, rendered: Rend
     }
 }
 
-/// Polls one target until its task is aborted or the target is gone.
+/// Polls one target until its task is aborted or the target is gone: at its interval, or at once
+/// when an event names it.
 async fn run_target<T: Target>(
     scope: Scope,
     key: TargetKey,
@@ -210,7 +238,12 @@ async fn run_target<T: Target>(
     mut first_poll: ReadyToken,
 ) {
     let mut health = Health::default();
+    let registration = context.signals.register(&key);
+    let mut mode = context.signals.mode(&key.account);
     loop {
+        // The events this poll answers; events arriving while it runs make the next one due.
+        let signalled = registration.wake.take();
+        let started = Instant::now();
         // The SDK's request futures are several kilobytes. Boxed, they take memory only while a
         // poll runs; inline, every idle target's task would hold that much between polls (7 MiB
         // more resident at 1,000 pipelines in the benchmark).
@@ -229,22 +262,45 @@ async fn run_target<T: Target>(
         health.render(&mut rendered, &key);
         publish(&context, &live, &key, rendered);
         first_poll.done();
-        let interval = jittered(if target.active() { context.active_interval } else { context.interval });
-        if live.load(Ordering::Acquire) {
-            let next_poll = unix_seconds(SystemTime::now()) + interval.as_secs_f64();
-            context.statuses.set(&key, health.status(target.state(), Some(next_poll)));
+        if let Some((at, observe)) = signalled {
+            observe(SystemTime::now().duration_since(at).unwrap_or_default());
         }
-        tokio::time::sleep(interval).await;
+        // The jitter is drawn once per poll, so that a change of mode moves the next poll to the
+        // same point of the new interval.
+        let jitter = rand::rng().random_range(0.9..1.1);
+        loop {
+            let interval = context.interval(&target, *mode.borrow_and_update()).mul_f64(jitter);
+            if live.load(Ordering::Acquire) {
+                let next_poll = unix_seconds(SystemTime::now()) + interval.saturating_sub(started.elapsed()).as_secs_f64();
+                context.statuses.set(&key, health.status(target.state(), Some(next_poll)));
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(started + interval) => break,
+                () = registration.wake.notified() => break,
+                changed = mode.changed() => {
+                    // The sender lives as long as the signals; without it, the interval stands.
+                    if changed.is_err() {
+                        tokio::time::sleep_until(started + interval).await;
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
 
-/// Runs one collector's discovery every `discovery_interval`, for as long as its task lives.
-async fn run_collector<C: Collector>(settings: C::Settings, mut round: Round, mut first_round: ReadyToken) {
+/// Runs one collector's discovery every `discovery_interval`, or sooner when an event names a
+/// target it does not run yet, for as long as its task lives.
+async fn run_collector<C: Collector>(settings: C::Settings, mut round: Round, discover: Arc<Notify>, mut first_round: ReadyToken) {
     let mut collector = C::new(settings);
     loop {
+        let started = Instant::now();
         collector.discover(&mut round).await;
         first_round.done();
-        tokio::time::sleep(jittered(round.context.discovery_interval)).await;
+        tokio::select! {
+            () = tokio::time::sleep(jittered(round.context.discovery_interval)) => {}
+            () = discover.notified() => tokio::time::sleep_until(started + MIN_DISCOVERY_GAP).await,
+        }
     }
 }
 
@@ -283,7 +339,16 @@ impl Collectors {
         }
         let live = Arc::new(AtomicBool::new(true));
         let round = Round::new(self.scope.clone(), C::SERVICE, self.context.clone(), live.clone());
-        let task = tokio::spawn(run_collector::<C>(settings.clone(), round, self.context.readiness.token()));
+        let discover = Arc::new(Notify::new());
+        let routed = settings.clone();
+        self.context.signals.add_collector(
+            &self.scope.account,
+            &self.scope.region,
+            C::SERVICE,
+            Arc::new(move |event| C::route(&routed, event)),
+            discover.clone(),
+        );
+        let task = tokio::spawn(run_collector::<C>(settings.clone(), round, discover, self.context.readiness.token()));
         self.running.insert(C::SERVICE, Running { settings: Box::new(settings.clone()), live, task });
     }
 
@@ -310,6 +375,7 @@ impl Collectors {
         // series removed next cannot come back from a task that is still finishing a poll.
         running.live.store(false, Ordering::Release);
         running.task.abort();
+        self.context.signals.remove_collector(&self.scope.account, &self.scope.region, service);
         let (account, region) = (&self.scope.account, &self.scope.region);
         let others = |key: &TargetKey| !(key.account == *account && key.region == *region && key.service == service);
         self.context.store.retain(others);
@@ -319,8 +385,9 @@ impl Collectors {
 
 impl Drop for Collectors {
     fn drop(&mut self) {
-        for running in self.running.values() {
+        for (service, running) in &self.running {
             running.task.abort();
+            self.context.signals.remove_collector(&self.scope.account, &self.scope.region, service);
         }
     }
 }
@@ -371,6 +438,7 @@ mod tests {
             active_interval: Duration::from_millis(10),
             discovery_interval: Duration::from_millis(10),
             selection: Arc::default(),
+            signals: Arc::default(),
         };
         Round::new(scope, "svc", context, Arc::new(AtomicBool::new(true)))
     }

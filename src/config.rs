@@ -97,6 +97,27 @@ pub struct Account {
     pub regions: Vec<String>,
     pub codepipeline: CodePipeline,
     pub codeconnections: CodeConnections,
+    /// The SQS queue that EventBridge puts the account's CodePipeline and Git sync events on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Events>,
+}
+
+/// The `events` section of an account: where its events arrive, and how often targets are polled
+/// anyway while they do.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Events {
+    pub queue_url: String,
+    pub queue_region: String,
+    /// While events flow, each target they announce is polled this often, not at `interval`.
+    #[serde(serialize_with = "serialize_duration")]
+    pub reconcile_interval: Duration,
+}
+
+impl Events {
+    /// The queue's name: the last segment of its URL.
+    pub fn queue_name(&self) -> &str {
+        self.queue_url.rsplit('/').next().unwrap_or(&self.queue_url)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -197,6 +218,7 @@ impl Account {
                 connections: true,
                 blockers: true,
             },
+            events: None,
         }
     }
 }
@@ -314,6 +336,58 @@ struct RawAccount {
     regions: Vec<Located<String>>,
     codepipeline: Option<RawCodePipeline>,
     codeconnections: Option<RawCodeConnections>,
+    events: Option<Located<RawEvents>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    queue_url: Located<String>,
+    queue_region: Option<Located<String>>,
+    reconcile_interval: Option<Located<String>>,
+}
+
+/// How often targets are polled while events flow, unless configured.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(600);
+
+impl RawEvents {
+    /// `regions` are the account's, whose first is the queue's region when neither the URL's host
+    /// nor `queue_region` names one.
+    fn validate(self, regions: &[String]) -> Result<Events, Invalid> {
+        let url = &self.queue_url.value;
+        let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
+            return Err((self.queue_url.referenced, format!("queue_url {url:?} is not a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")));
+        };
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if path.is_empty() || path.ends_with('/') {
+            return Err((self.queue_url.referenced, format!("queue_url {url:?} names no queue (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")));
+        }
+        // sqs.us-east-1.amazonaws.com, and the legacy us-east-1.queue.amazonaws.com.
+        let from_host = host
+            .strip_prefix("sqs.")
+            .and_then(|h| h.split('.').next())
+            .or_else(|| host.split_once(".queue.").map(|(region, _)| region))
+            .filter(|region| region.contains('-'))
+            .map(str::to_string);
+        let queue_region = match (self.queue_region, from_host) {
+            (Some(region), _) => non_empty(region, "queue_region")?,
+            (None, Some(region)) => region,
+            (None, None) => match regions.first() {
+                Some(region) => region.clone(),
+                None => {
+                    return Err((
+                        self.queue_url.referenced,
+                        "the queue's region is neither in queue_url nor given as queue_region, and the account lists no regions".into(),
+                    ));
+                }
+            },
+        };
+        let reconcile_interval = match self.reconcile_interval {
+            Some(value) => parse_duration(&value.value).map_err(|message| (value.referenced, message))?,
+            None => RECONCILE_INTERVAL,
+        };
+        Ok(Events { queue_url: self.queue_url.value, queue_region, reconcile_interval })
+    }
 }
 
 #[derive(Deserialize)]
@@ -445,7 +519,8 @@ impl RawAccount {
             Some(raw) => raw.validate()?,
             None => Account::default_account().codeconnections,
         };
-        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline, codeconnections })
+        let events = self.events.map(|events| events.value.validate(&regions)).transpose()?;
+        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline, codeconnections, events })
     }
 }
 

@@ -17,13 +17,15 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_config::SdkConfig;
 
-use crate::aws::{self, Limits, Overrides, Scope};
+use crate::aws::{self, Limits, Overrides, QueueClients, Scope};
 use crate::collector::{Collectors, Context};
-use crate::config::{Account, Config, FamilyPattern, Metrics, StateSets};
+use crate::config::{Account, Config, Events, FamilyPattern, Metrics, StateSets};
+use crate::events::{self, Consumer};
 use crate::exposition::Selection;
 use crate::readiness::Readiness;
 use crate::registry;
 use crate::shard::Shard;
+use crate::signal::Signals;
 use crate::store::Store;
 use crate::target::Statuses;
 use crate::telemetry::Telemetry;
@@ -76,6 +78,28 @@ fn selection(metrics: &Metrics) -> Selection {
     }
 }
 
+/// What an account's events consumer is built from; a reload restarts it when this changed.
+#[derive(Debug, Clone, PartialEq)]
+struct QueueSpec {
+    events: Events,
+    role_arn: Option<String>,
+    external_id: Option<String>,
+    request_timeout: Duration,
+    selection: Arc<Selection>,
+}
+
+impl QueueSpec {
+    fn new(account: &Account, config: &Config) -> Option<QueueSpec> {
+        Some(QueueSpec {
+            events: account.events.clone()?,
+            role_arn: account.role_arn.clone(),
+            external_id: account.external_id.clone(),
+            request_timeout: config.request_timeout,
+            selection: Arc::new(selection(&config.metrics)),
+        })
+    }
+}
+
 /// The collectors of one account and region, and what their clients were built from.
 struct RunningScope {
     spec: ScopeSpec,
@@ -101,6 +125,10 @@ pub struct Scheduler {
     overrides: Overrides,
     shard: Shard,
     scopes: HashMap<(String, String), RunningScope>,
+    /// How events reach the targets of every scope.
+    signals: Arc<Signals>,
+    /// The events consumer of each account that has a queue.
+    queues: HashMap<String, (QueueSpec, events::Running)>,
 }
 
 impl Scheduler {
@@ -110,8 +138,17 @@ impl Scheduler {
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
         let _starting = readiness.token();
-        let mut scheduler =
-            Scheduler { store, statuses, telemetry, readiness, overrides: overrides.clone(), shard, scopes: HashMap::new() };
+        let mut scheduler = Scheduler {
+            store,
+            statuses,
+            telemetry,
+            readiness,
+            overrides: overrides.clone(),
+            shard,
+            scopes: HashMap::new(),
+            signals: Arc::default(),
+            queues: HashMap::new(),
+        };
         scheduler.apply(config).await?;
         Ok(scheduler)
     }
@@ -168,6 +205,7 @@ impl Scheduler {
                     active_interval: spec.active_interval,
                     discovery_interval: spec.discovery_interval,
                     selection: spec.selection.clone(),
+                    signals: self.signals.clone(),
                 };
                 let scope = Scope::new(&account.name, &region, &base, spec.limits, self.telemetry.clone());
                 tracing::info!(account = %account.name, region = %region, "starting the scope's collectors");
@@ -178,6 +216,44 @@ impl Scheduler {
                 scope.collectors.stop_unnamed();
             }
         }
+        self.apply_queues(config, &mut sdk_configs).await;
         Ok(())
+    }
+
+    /// Starts, restarts and stops the events consumers as `config` says. Dropping one returns its
+    /// account to interval polling.
+    async fn apply_queues(&mut self, config: &Config, sdk_configs: &mut HashMap<String, SdkConfig>) {
+        let wanted: HashMap<&str, QueueSpec> =
+            config.accounts.iter().filter_map(|a| Some((a.name.as_str(), QueueSpec::new(a, config)?))).collect();
+        self.queues.retain(|account, (spec, _)| wanted.get(account.as_str()) == Some(spec));
+        for account in &config.accounts {
+            let Some(spec) = wanted.get(account.name.as_str()) else { continue };
+            if self.queues.contains_key(&account.name) {
+                continue;
+            }
+            let base = match sdk_configs.get(&account.name) {
+                Some(base) => base.clone(),
+                None => aws::account_config(account, spec.request_timeout, &self.overrides).await,
+            };
+            let clients = QueueClients::new(
+                &account.name,
+                &base,
+                &spec.events.queue_region,
+                spec.request_timeout,
+                events::WAIT,
+                self.telemetry.clone(),
+            );
+            let parts = events::Parts {
+                signals: self.signals.clone(),
+                store: self.store.clone(),
+                statuses: self.statuses.clone(),
+                telemetry: self.telemetry.clone(),
+                shard: self.shard,
+                selection: spec.selection.clone(),
+            };
+            tracing::info!(account = %account.name, queue = %spec.events.queue_url, "starting the events consumer");
+            let consumer = Consumer::new(clients, spec.events.clone(), account.role_arn.as_deref(), parts);
+            self.queues.insert(account.name.clone(), (spec.clone(), events::Running::start(consumer)));
+        }
     }
 }

@@ -64,6 +64,10 @@ pub enum Outcome {
 pub trait Target: Send + 'static {
     /// The `kind` label of this type's targets.
     const KIND: &'static str;
+    /// Whether AWS announces changes of these objects as EventBridge events. While an account's
+    /// events flow, such targets are polled when an event names them and every
+    /// `reconcile_interval`, instead of at their interval.
+    const ANNOUNCED: bool = false;
     /// What discovery tells a running target of its object (a pipeline's type, a sync's
     /// configuration); a change reaches the target without restarting it.
     type Info: Clone + PartialEq + Send + Sync + 'static;

@@ -102,6 +102,31 @@ pub static HTTP_REQUESTS: Family = Family {
     help: "HTTP requests answered, by path (other for unknown paths) and status code.",
     kind: Kind::Counter,
 };
+pub static EVENTS_RECEIVED: Family = Family {
+    name: "codepipeline_exporter_events_received_total",
+    help: "EventBridge events read from the account's queue, by source and detail type, for the types the exporter knows.",
+    kind: Kind::Counter,
+};
+pub static EVENTS_IGNORED: Family = Family {
+    name: "codepipeline_exporter_events_ignored_total",
+    help: "Messages read from the account's queue and deleted unused: malformed, other_account, not_selected, other_shard or unknown_type.",
+    kind: Kind::Counter,
+};
+pub static EVENT_DELAY: Family = Family {
+    name: "codepipeline_exporter_event_delay_seconds",
+    help: "Time from an event's time to the publication of the poll it caused.",
+    kind: Kind::Histogram,
+};
+pub static EVENTS_ACTIVE: Family = Family {
+    name: "codepipeline_exporter_events_active",
+    help: "Whether the account's targets follow its events (1), because its last ReceiveMessage succeeded, or their intervals (0).",
+    kind: Kind::Gauge,
+};
+pub static EVENTS_QUEUE_MESSAGES: Family = Family {
+    name: "codepipeline_exporter_events_queue_messages",
+    help: "Messages in the account's queue, from GetQueueAttributes: visible (waiting) and in_flight (received, not yet deleted).",
+    kind: Kind::Gauge,
+};
 pub static PROCESS_CPU: Family =
     Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
 pub static PROCESS_RESIDENT_MEMORY: Family =
@@ -150,6 +175,8 @@ pub struct Telemetry {
     /// The HTTP server's figures. They change with every request, so recording them does not
     /// count as a change: like the process figures, they may be up to a rendering's age old.
     http: Mutex<HttpStats>,
+    /// Each events consumer's figures, by account, while it runs.
+    events: Mutex<BTreeMap<String, EventStats>>,
 }
 
 /// What the HTTP server reports of its connections and requests.
@@ -159,6 +186,34 @@ struct HttpStats {
     max_connections: usize,
     evicted: BTreeMap<&'static str, u64>,
     requests: BTreeMap<(String, u16), u64>,
+}
+
+/// Why a message from an events queue was deleted unused.
+pub const IGNORED_REASONS: [&str; 5] = ["malformed", "not_selected", "other_account", "other_shard", "unknown_type"];
+
+/// Upper bounds of the event-delay buckets, in seconds: events are meant to be seen in a second.
+const DELAY_BUCKETS: [f64; 11] = [0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
+
+/// What one account's events consumer reports.
+struct EventStats {
+    received: BTreeMap<(String, String), u64>,
+    ignored: BTreeMap<&'static str, u64>,
+    delay: Histogram,
+    active: bool,
+    /// Visible and in-flight messages, once GetQueueAttributes answered.
+    queue: Option<(f64, f64)>,
+}
+
+impl Default for EventStats {
+    fn default() -> Self {
+        EventStats {
+            received: BTreeMap::new(),
+            ignored: IGNORED_REASONS.iter().map(|reason| (*reason, 0)).collect(),
+            delay: Histogram::new(&DELAY_BUCKETS),
+            active: false,
+            queue: None,
+        }
+    }
 }
 
 /// Why the HTTP server closed a connection itself.
@@ -182,6 +237,7 @@ impl Telemetry {
             reload: Mutex::new((true, unix_seconds(SystemTime::now()))),
             generation: AtomicU64::new(0),
             http: Mutex::default(),
+            events: Mutex::default(),
         }
     }
 
@@ -257,6 +313,49 @@ impl Telemetry {
         }
     }
 
+    /// Changes the figures of `account`'s events consumer, creating them at zero.
+    fn events(&self, account: &str, change: impl FnOnce(&mut EventStats)) {
+        let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        match events.get_mut(account) {
+            Some(stats) => change(stats),
+            None => change(events.entry(account.to_string()).or_default()),
+        }
+        drop(events);
+        self.changed();
+    }
+
+    /// Starts reporting `account`'s events consumer, every counter at zero.
+    pub fn start_events(&self, account: &str) {
+        self.events(account, |_| {});
+    }
+
+    /// Stops reporting `account`'s events consumer: its series go.
+    pub fn stop_events(&self, account: &str) {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).remove(account);
+        self.changed();
+    }
+
+    pub fn event_received(&self, account: &str, source: &str, detail_type: &str) {
+        self.events(account, |stats| *stats.received.entry((source.to_string(), detail_type.to_string())).or_default() += 1);
+    }
+
+    /// Counts a message deleted unused, for one of [`IGNORED_REASONS`].
+    pub fn event_ignored(&self, account: &str, reason: &'static str) {
+        self.events(account, |stats| *stats.ignored.entry(reason).or_default() += 1);
+    }
+
+    pub fn event_delay(&self, account: &str, delay: Duration) {
+        self.events(account, |stats| stats.delay.observe(delay.as_secs_f64()));
+    }
+
+    pub fn set_events_active(&self, account: &str, active: bool) {
+        self.events(account, |stats| stats.active = active);
+    }
+
+    pub fn set_queue_messages(&self, account: &str, visible: f64, in_flight: f64) {
+        self.events(account, |stats| stats.queue = Some((visible, in_flight)));
+    }
+
     /// Reports the budget of an account and region for as long as it exists.
     pub fn register_budget(&self, account: &str, region: &str, budget: &Arc<Budget>) {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
@@ -321,6 +420,21 @@ impl Telemetry {
             }
             for ((path, code), count) in &http.requests {
                 rendered.sample(&HTTP_REQUESTS, &[("path", path), ("code", &code.to_string())], *count as f64);
+            }
+        }
+        for (account, stats) in self.events.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let labels = [("account", account.as_str())];
+            for ((source, detail_type), count) in &stats.received {
+                rendered.sample(&EVENTS_RECEIVED, &[labels[0], ("source", source), ("detail_type", detail_type)], *count as f64);
+            }
+            for (reason, count) in &stats.ignored {
+                rendered.sample(&EVENTS_IGNORED, &[labels[0], ("reason", reason)], *count as f64);
+            }
+            stats.delay.render(&mut rendered, &EVENT_DELAY, &labels);
+            rendered.sample(&EVENTS_ACTIVE, &labels, if stats.active { 1.0 } else { 0.0 });
+            if let Some((visible, in_flight)) = stats.queue {
+                rendered.sample(&EVENTS_QUEUE_MESSAGES, &[labels[0], ("state", "visible")], visible);
+                rendered.sample(&EVENTS_QUEUE_MESSAGES, &[labels[0], ("state", "in_flight")], in_flight);
             }
         }
         let process = ProcessStats::read();

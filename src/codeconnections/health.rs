@@ -216,6 +216,8 @@ impl SyncBlockerTarget {
 
 impl Target for SyncBlockerTarget {
     const KIND: &'static str = "sync_blocker";
+    /// A failed resource sync creates blockers, and its event names them.
+    const ANNOUNCED: bool = true;
     type Info = ResourceSyncInfo;
 
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {

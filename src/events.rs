@@ -1,0 +1,261 @@
+//! The events consumer: one per account with an `events` queue, reading the CodePipeline and Git
+//! sync events that an EventBridge rule puts on it.
+//!
+//! It long-polls the queue, hands each event to the collectors of the event's region through
+//! [`crate::signal`], which poll the targets it names at once, and deletes every message it read,
+//! used or not, so that nothing loops. While ReceiveMessage succeeds the account is in events
+//! mode: the targets AWS announces are polled on events and every `reconcile_interval` rather
+//! than at their intervals. When the queue fails, the account falls back to interval polling at
+//! once, and returns to events mode when receiving works again. The queue is a target of its own
+//! (`kind="events"`), with the health every target has.
+//!
+//! The consumer knows no service: which events matter, and which targets they name, is the
+//! collectors' to say.
+
+pub mod message;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
+use tokio::time::Instant;
+
+use crate::aws::{CallError, QueueClients};
+use crate::config;
+use crate::exposition::{Rendered, Selection};
+use crate::shard::Shard;
+use crate::signal::{Ignored, Mode, Observe, Signals};
+use crate::store::Store;
+use crate::target::{Health, Status, Statuses, TargetKey};
+use crate::telemetry::Telemetry;
+
+/// The `kind` and `service` of the queue's target.
+pub const KIND: &str = "events";
+
+/// How long one ReceiveMessage waits for a message: SQS's longest wait.
+pub const WAIT: Duration = Duration::from_secs(20);
+/// Messages one ReceiveMessage returns at most: SQS's largest batch.
+const BATCH: i32 = 10;
+/// How often the queue's backlog is read.
+const ATTRIBUTES_INTERVAL: Duration = Duration::from_secs(60);
+/// The first and the longest pause after a failed call, doubled in between.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
+/// Where the consumer reports: the signals it sends events through, and the store, statuses and
+/// telemetry of its own target.
+#[derive(Clone)]
+pub struct Parts {
+    pub signals: Arc<Signals>,
+    pub store: Arc<Store>,
+    pub statuses: Arc<Statuses>,
+    pub telemetry: Arc<Telemetry>,
+    pub shard: Shard,
+    pub selection: Arc<Selection>,
+}
+
+/// One account's consumer.
+pub struct Consumer {
+    clients: QueueClients,
+    settings: config::Events,
+    /// The account's 12-digit ID: from its role ARN, or else from GetCallerIdentity.
+    account_id: Option<String>,
+    parts: Parts,
+    key: TargetKey,
+    health: Health,
+}
+
+/// The account ID of an IAM role ARN (`arn:aws:iam::111122223333:role/name`).
+pub fn account_of_role(role_arn: &str) -> Option<String> {
+    let id = role_arn.split(':').nth(4)?;
+    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_string())
+}
+
+impl Consumer {
+    pub fn new(clients: QueueClients, settings: config::Events, role_arn: Option<&str>, parts: Parts) -> Consumer {
+        let key = TargetKey {
+            account: clients.account.clone(),
+            region: settings.queue_region.as_str().into(),
+            kind: KIND,
+            service: KIND,
+            name: settings.queue_name().to_string(),
+        };
+        Consumer { account_id: role_arn.and_then(account_of_role), clients, settings, parts, key, health: Health::default() }
+    }
+
+    /// Consumes the queue until the task is aborted.
+    pub async fn run(mut self) {
+        self.parts.telemetry.start_events(&self.clients.account);
+        let mut backoff = BACKOFF.0;
+        let mut attributes_read: Option<Instant> = None;
+        let mut active = false;
+        loop {
+            let outcome = self.round(&mut attributes_read, active).await;
+            self.health.record(&self.key, outcome.as_ref().map(|_| ()));
+            active = outcome.is_ok();
+            self.set_active(active);
+            self.publish();
+            if outcome.is_err() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF.1);
+            } else {
+                backoff = BACKOFF.0;
+            }
+        }
+    }
+
+    /// One receive and its deletes, after the account ID and the backlog when they are due. The
+    /// first receive after a start or a failure does not wait, so that the events mode starts as
+    /// soon as the queue answers.
+    async fn round(&mut self, attributes_read: &mut Option<Instant>, active: bool) -> Result<(), CallError> {
+        if self.account_id.is_none() {
+            let identity = self.clients.call("sts", "GetCallerIdentity", self.clients.sts.get_caller_identity().send()).await?;
+            self.account_id = identity.account().map(str::to_string);
+        }
+        if attributes_read.is_none_or(|at| at.elapsed() >= ATTRIBUTES_INTERVAL) {
+            self.read_attributes().await?;
+            *attributes_read = Some(Instant::now());
+        }
+        let wait = if active { WAIT } else { Duration::ZERO };
+        let request = self
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&self.settings.queue_url)
+            .max_number_of_messages(BATCH)
+            .wait_time_seconds(wait.as_secs() as i32)
+            .send();
+        let received = self.clients.call("sqs", "ReceiveMessage", request).await?;
+        let mut entries = Vec::new();
+        for (i, message) in received.messages().iter().enumerate() {
+            self.handle(message.body().unwrap_or_default());
+            if let Some(receipt) = message.receipt_handle() {
+                let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(receipt).build();
+                entries.extend(entry.ok());
+            }
+        }
+        if !entries.is_empty() {
+            // A message that fails to delete comes back after its visibility timeout and is handled
+            // again: events are signals, so that costs a poll, not a wrong value.
+            let request = self.clients.sqs.delete_message_batch().queue_url(&self.settings.queue_url).set_entries(Some(entries)).send();
+            let deleted = self.clients.call("sqs", "DeleteMessageBatch", request).await?;
+            if let Some(failed) = deleted.failed().first() {
+                tracing::warn!(queue = %self.key.name, code = %failed.code(), count = deleted.failed().len(), "messages were not deleted; they are read again later");
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_attributes(&mut self) -> Result<(), CallError> {
+        let request = self
+            .clients
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.settings.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send();
+        let attributes = self.clients.call("sqs", "GetQueueAttributes", request).await?;
+        let attribute = |name: QueueAttributeName| {
+            attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        };
+        self.parts.telemetry.set_queue_messages(
+            &self.clients.account,
+            attribute(QueueAttributeName::ApproximateNumberOfMessages),
+            attribute(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        );
+        Ok(())
+    }
+
+    /// Hands one message to the targets it names, or counts why it was not used. Nothing is logged
+    /// per message: a queue full of foreign events would flood the log.
+    fn handle(&self, body: &str) {
+        let telemetry = &self.parts.telemetry;
+        let account = &*self.clients.account;
+        let envelope = match message::parse(body) {
+            Ok(envelope) => envelope,
+            Err(_) => return telemetry.event_ignored(account, "malformed"),
+        };
+        if self.account_id.as_deref() != Some(envelope.account.as_str()) {
+            return telemetry.event_ignored(account, "other_account");
+        }
+        let observe: Observe = {
+            let (telemetry, account) = (telemetry.clone(), self.clients.account.clone());
+            Arc::new(move |delay| telemetry.event_delay(&account, delay))
+        };
+        let shard = self.parts.shard;
+        let delivered = self.parts.signals.deliver(
+            account,
+            &envelope.region,
+            &envelope.event,
+            envelope.time.min(SystemTime::now()),
+            |key| shard.owns(key),
+            &observe,
+        );
+        match delivered {
+            Err(Ignored::UnknownType) => telemetry.event_ignored(account, "unknown_type"),
+            Err(Ignored::Malformed) => telemetry.event_ignored(account, "malformed"),
+            known => {
+                telemetry.event_received(account, &envelope.event.source, &envelope.event.detail_type);
+                match known {
+                    Err(Ignored::NotSelected) => telemetry.event_ignored(account, "not_selected"),
+                    Err(Ignored::OtherShard) => telemetry.event_ignored(account, "other_shard"),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn set_active(&self, active: bool) {
+        let mode = Mode { events: active, reconcile_interval: self.settings.reconcile_interval };
+        self.parts.signals.set_mode(&self.clients.account, mode);
+        self.parts.telemetry.set_events_active(&self.clients.account, active);
+    }
+
+    fn publish(&self) {
+        let mut rendered = Rendered::selected(&self.parts.selection);
+        self.health.render(&mut rendered, &self.key);
+        self.parts.store.update(&self.key, rendered);
+        let status = self.health.status(None, None);
+        let state = if status.up { "receiving" } else { "interval polling" };
+        self.parts.statuses.set(&self.key, Status { state: Some(state.into()), ..status });
+    }
+}
+
+/// A running consumer; dropping it stops it, returns its account to interval polling and removes
+/// its series.
+pub struct Running {
+    task: tokio::task::JoinHandle<()>,
+    account: Arc<str>,
+    key: TargetKey,
+    parts: Parts,
+}
+
+impl Running {
+    pub fn start(consumer: Consumer) -> Running {
+        let (account, key, parts) = (consumer.clients.account.clone(), consumer.key.clone(), consumer.parts.clone());
+        Running { task: tokio::spawn(consumer.run()), account, key, parts }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.parts.signals.set_mode(&self.account, Mode::default());
+        self.parts.telemetry.stop_events(&self.account);
+        self.parts.store.remove(&self.key);
+        self.parts.statuses.remove(&self.key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_account_id_comes_from_a_role_arn() {
+        assert_eq!(account_of_role("arn:aws:iam::111122223333:role/reader").as_deref(), Some("111122223333"));
+        assert_eq!(account_of_role("arn:aws-cn:iam::444455556666:role/a/b").as_deref(), Some("444455556666"));
+        assert_eq!(account_of_role("arn:aws:iam::12345:role/short"), None);
+        assert_eq!(account_of_role("not-an-arn"), None);
+    }
+}
