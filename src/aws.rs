@@ -178,12 +178,7 @@ impl QueueClients {
             .interceptor(attempts.clone())
             .build();
         let sts = aws_sdk_sts::config::Builder::from(&region_config).interceptor(attempts).build();
-        QueueClients {
-            account,
-            sqs: aws_sdk_sqs::Client::from_conf(sqs),
-            sts: aws_sdk_sts::Client::from_conf(sts),
-            telemetry,
-        }
+        QueueClients { account, sqs: aws_sdk_sqs::Client::from_conf(sqs), sts: aws_sdk_sts::Client::from_conf(sts), telemetry }
     }
 
     /// Runs one call of the queue's clients and records it.

@@ -291,7 +291,12 @@ async fn run_target<T: Target>(
 
 /// Runs one collector's discovery every `discovery_interval`, or sooner when an event names a
 /// target it does not run yet, for as long as its task lives.
-async fn run_collector<C: Collector>(settings: C::Settings, mut round: Round, discover: Arc<Notify>, mut first_round: ReadyToken) {
+async fn run_collector<C: Collector>(
+    settings: C::Settings,
+    mut round: Round,
+    discover: Arc<Notify>,
+    mut first_round: ReadyToken,
+) {
     let mut collector = C::new(settings);
     loop {
         let started = Instant::now();

@@ -356,11 +356,17 @@ impl RawEvents {
     fn validate(self, regions: &[String]) -> Result<Events, Invalid> {
         let url = &self.queue_url.value;
         let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) else {
-            return Err((self.queue_url.referenced, format!("queue_url {url:?} is not a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")));
+            return Err((
+                self.queue_url.referenced,
+                format!("queue_url {url:?} is not a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"),
+            ));
         };
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         if path.is_empty() || path.ends_with('/') {
-            return Err((self.queue_url.referenced, format!("queue_url {url:?} names no queue (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)")));
+            return Err((
+                self.queue_url.referenced,
+                format!("queue_url {url:?} names no queue (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"),
+            ));
         }
         // sqs.us-east-1.amazonaws.com, and the legacy us-east-1.queue.amazonaws.com.
         let from_host = host
@@ -377,7 +383,8 @@ impl RawEvents {
                 None => {
                     return Err((
                         self.queue_url.referenced,
-                        "the queue's region is neither in queue_url nor given as queue_region, and the account lists no regions".into(),
+                        "the queue's region is neither in queue_url nor given as queue_region, and the account lists no regions"
+                            .into(),
                     ));
                 }
             },

@@ -24,7 +24,7 @@ use crate::aws::{CallError, QueueClients};
 use crate::config;
 use crate::exposition::{Rendered, Selection};
 use crate::shard::Shard;
-use crate::signal::{Ignored, Mode, Observe, Signals};
+use crate::signal::{Batch, Ignored, Mode, Observe, Signals};
 use crate::store::Store;
 use crate::target::{Health, Status, Statuses, TargetKey};
 use crate::telemetry::Telemetry;
@@ -62,6 +62,8 @@ pub struct Consumer {
     parts: Parts,
     key: TargetKey,
     health: Health,
+    /// Where the polls that events cause report their delay.
+    observe: Observe,
 }
 
 /// The account ID of an IAM role ARN (`arn:aws:iam::111122223333:role/name`).
@@ -79,7 +81,19 @@ impl Consumer {
             service: KIND,
             name: settings.queue_name().to_string(),
         };
-        Consumer { account_id: role_arn.and_then(account_of_role), clients, settings, parts, key, health: Health::default() }
+        let observe: Observe = {
+            let (telemetry, account) = (parts.telemetry.clone(), clients.account.clone());
+            Arc::new(move |delay| telemetry.event_delay(&account, delay))
+        };
+        Consumer {
+            account_id: role_arn.and_then(account_of_role),
+            clients,
+            settings,
+            parts,
+            key,
+            health: Health::default(),
+            observe,
+        }
     }
 
     /// Consumes the queue until the task is aborted.
@@ -126,17 +140,20 @@ impl Consumer {
             .send();
         let received = self.clients.call("sqs", "ReceiveMessage", request).await?;
         let mut entries = Vec::new();
+        let mut batch = Batch::default();
         for (i, message) in received.messages().iter().enumerate() {
-            self.handle(message.body().unwrap_or_default());
+            self.handle(message.body().unwrap_or_default(), &mut batch);
             if let Some(receipt) = message.receipt_handle() {
                 let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(receipt).build();
                 entries.extend(entry.ok());
             }
         }
+        batch.signal(&self.observe);
         if !entries.is_empty() {
             // A message that fails to delete comes back after its visibility timeout and is handled
             // again: events are signals, so that costs a poll, not a wrong value.
-            let request = self.clients.sqs.delete_message_batch().queue_url(&self.settings.queue_url).set_entries(Some(entries)).send();
+            let request =
+                self.clients.sqs.delete_message_batch().queue_url(&self.settings.queue_url).set_entries(Some(entries)).send();
             let deleted = self.clients.call("sqs", "DeleteMessageBatch", request).await?;
             if let Some(failed) = deleted.failed().first() {
                 tracing::warn!(queue = %self.key.name, code = %failed.code(), count = deleted.failed().len(), "messages were not deleted; they are read again later");
@@ -168,7 +185,7 @@ impl Consumer {
 
     /// Hands one message to the targets it names, or counts why it was not used. Nothing is logged
     /// per message: a queue full of foreign events would flood the log.
-    fn handle(&self, body: &str) {
+    fn handle(&self, body: &str, batch: &mut Batch) {
         let telemetry = &self.parts.telemetry;
         let account = &*self.clients.account;
         let envelope = match message::parse(body) {
@@ -178,28 +195,18 @@ impl Consumer {
         if self.account_id.as_deref() != Some(envelope.account.as_str()) {
             return telemetry.event_ignored(account, "other_account");
         }
-        let observe: Observe = {
-            let (telemetry, account) = (telemetry.clone(), self.clients.account.clone());
-            Arc::new(move |delay| telemetry.event_delay(&account, delay))
-        };
         let shard = self.parts.shard;
-        let delivered = self.parts.signals.deliver(
-            account,
-            &envelope.region,
-            &envelope.event,
-            envelope.time.min(SystemTime::now()),
-            |key| shard.owns(key),
-            &observe,
-        );
+        let delivered = self.parts.signals.deliver(account, &envelope.region, &envelope.event, |key| shard.owns(key));
         match delivered {
             Err(Ignored::UnknownType) => telemetry.event_ignored(account, "unknown_type"),
             Err(Ignored::Malformed) => telemetry.event_ignored(account, "malformed"),
             known => {
                 telemetry.event_received(account, &envelope.event.source, &envelope.event.detail_type);
                 match known {
+                    Ok(wakes) => batch.add(wakes, envelope.time.min(SystemTime::now())),
                     Err(Ignored::NotSelected) => telemetry.event_ignored(account, "not_selected"),
                     Err(Ignored::OtherShard) => telemetry.event_ignored(account, "other_shard"),
-                    _ => {}
+                    Err(Ignored::UnknownType | Ignored::Malformed) => {}
                 }
             }
         }

@@ -135,13 +135,23 @@ impl Signals {
     }
 
     /// Registers a running collector's router and discovery wake-up.
-    pub fn add_collector(&self, account: &Arc<str>, region: &Arc<str>, service: &'static str, router: Router, discover: Arc<Notify>) {
+    pub fn add_collector(
+        &self,
+        account: &Arc<str>,
+        region: &Arc<str>,
+        service: &'static str,
+        router: Router,
+        discover: Arc<Notify>,
+    ) {
         let key = (account.clone(), region.clone(), service);
         self.collectors.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (router, discover));
     }
 
     pub fn remove_collector(&self, account: &str, region: &str, service: &'static str) {
-        self.collectors.lock().unwrap_or_else(|e| e.into_inner()).retain(|(a, r, s), _| !(&**a == account && &**r == region && *s == service));
+        self.collectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(a, r, s), _| !(&**a == account && &**r == region && *s == service));
     }
 
     /// The polling mode of `account`, which its targets follow.
@@ -164,18 +174,18 @@ impl Signals {
         sender.send_if_modified(|old| std::mem::replace(old, mode) != mode);
     }
 
-    /// Hands an event of `account` and `region`, sent at `at`, to the collectors of that scope: the
-    /// targets it names are woken, or, when none runs yet, their collector's discovery. `owns`
-    /// says whether this replica polls a target.
+    /// Finds the targets an event of `account` and `region` names among the collectors of that
+    /// scope, and returns the wake-ups of those that run; when none runs yet, their collector's
+    /// discovery is woken instead. `owns` says whether this replica polls a target. The caller
+    /// signals the wake-ups once it has read a whole batch, so that a batch's events for one target
+    /// cost one poll.
     pub fn deliver(
         &self,
         account: &str,
         region: &str,
         event: &Event,
-        at: SystemTime,
         owns: impl Fn(&TargetKey) -> bool,
-        observe: &Observe,
-    ) -> Result<(), Ignored> {
+    ) -> Result<Vec<Arc<Wake>>, Ignored> {
         let collectors: Vec<(CollectorKey, (Router, Arc<Notify>))> = self
             .collectors
             .lock()
@@ -206,23 +216,40 @@ impl Signals {
                 return Err(Ignored::OtherShard);
             }
             let wakes = self.wakes.lock().unwrap_or_else(|e| e.into_inner());
-            let running: Vec<&Arc<Wake>> = keys.iter().filter_map(|key| wakes.get(key)).collect();
+            let running: Vec<Arc<Wake>> = keys.iter().filter_map(|key| wakes.get(key).cloned()).collect();
             if running.is_empty() {
                 discover.notify_one();
             }
-            for wake in running {
-                wake.signal(at, observe.clone());
-            }
-            return Ok(());
+            return Ok(running);
         }
         result
     }
 }
 
+/// The wake-ups a batch of events asks for, each once, with its oldest event's time.
+#[derive(Default)]
+pub struct Batch(Vec<(Arc<Wake>, SystemTime)>);
+
+impl Batch {
+    pub fn add(&mut self, wakes: Vec<Arc<Wake>>, at: SystemTime) {
+        for wake in wakes {
+            match self.0.iter_mut().find(|(w, _)| Arc::ptr_eq(w, &wake)) {
+                Some((_, oldest)) => *oldest = (*oldest).min(at),
+                None => self.0.push((wake, at)),
+            }
+        }
+    }
+
+    /// Makes every target of the batch due now.
+    pub fn signal(self, observe: &Observe) {
+        for (wake, at) in self.0 {
+            wake.signal(at, observe.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
 
     fn key(name: &str) -> TargetKey {
@@ -248,18 +275,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn events_wake_their_targets_once_and_keep_the_oldest_time() {
+    async fn a_batch_wakes_each_target_once_with_its_oldest_event_time() {
         let (signals, _) = signals();
         let registration = signals.register(&key("p"));
-        let observed = Arc::new(AtomicUsize::new(0));
-        let counter = observed.clone();
-        let observe: Observe = Arc::new(move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        });
+        let observe: Observe = Arc::new(|_| {});
         let early = SystemTime::UNIX_EPOCH + Duration::from_secs(10);
         let late = SystemTime::UNIX_EPOCH + Duration::from_secs(20);
-        assert_eq!(signals.deliver("a", "r", &event("p"), late, |_| true, &observe), Ok(()));
-        assert_eq!(signals.deliver("a", "r", &event("p"), early, |_| true, &observe), Ok(()));
+        let mut batch = Batch::default();
+        batch.add(signals.deliver("a", "r", &event("p"), |_| true).unwrap(), late);
+        batch.add(signals.deliver("a", "r", &event("p"), |_| true).unwrap(), early);
+        assert_eq!(batch.0.len(), 1);
+        batch.signal(&observe);
         registration.wake.notified().await;
         let (at, _) = registration.wake.take().unwrap();
         assert_eq!(at, early);
@@ -272,18 +298,16 @@ mod tests {
     #[tokio::test]
     async fn unknown_targets_run_discovery_and_the_rest_is_ignored_with_a_reason() {
         let (signals, discover) = signals();
-        let observe: Observe = Arc::new(|_| {});
-        let now = SystemTime::now();
-        assert_eq!(signals.deliver("a", "r", &event("new"), now, |_| true, &observe), Ok(()));
+        assert!(signals.deliver("a", "r", &event("new"), |_| true).unwrap().is_empty());
         tokio::time::timeout(Duration::from_secs(1), discover.notified()).await.unwrap();
-        assert_eq!(signals.deliver("a", "r", &event("excluded"), now, |_| true, &observe), Err(Ignored::NotSelected));
-        assert_eq!(signals.deliver("a", "other-region", &event("p"), now, |_| true, &observe), Err(Ignored::NotSelected));
-        assert_eq!(signals.deliver("a", "r", &event("p"), now, |_| false, &observe), Err(Ignored::OtherShard));
-        let unknown = Event { source: "aws.other".into(), ..event("p") };
-        assert_eq!(signals.deliver("a", "r", &unknown, now, |_| true, &observe), Err(Ignored::UnknownType));
-        assert_eq!(signals.deliver("b", "r", &event("p"), now, |_| true, &observe), Err(Ignored::UnknownType));
-        let nameless = Event { detail: serde_json::json!({}), ..event("p") };
-        assert_eq!(signals.deliver("a", "r", &nameless, now, |_| true, &observe), Err(Ignored::Malformed));
+        let ignored =
+            |account: &str, region: &str, event: &Event, owned: bool| signals.deliver(account, region, event, |_| owned).err();
+        assert_eq!(ignored("a", "r", &event("excluded"), true), Some(Ignored::NotSelected));
+        assert_eq!(ignored("a", "other-region", &event("p"), true), Some(Ignored::NotSelected));
+        assert_eq!(ignored("a", "r", &event("p"), false), Some(Ignored::OtherShard));
+        assert_eq!(ignored("a", "r", &Event { source: "aws.other".into(), ..event("p") }, true), Some(Ignored::UnknownType));
+        assert_eq!(ignored("b", "r", &event("p"), true), Some(Ignored::UnknownType));
+        assert_eq!(ignored("a", "r", &Event { detail: serde_json::json!({}), ..event("p") }, true), Some(Ignored::Malformed));
         // A registration's end removes its wake-up.
         drop(signals.register(&key("p")));
         assert!(signals.wakes.lock().unwrap().is_empty());

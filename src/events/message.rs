@@ -50,7 +50,9 @@ fn event(mut value: Value) -> Result<Envelope, Malformed> {
     if !value.is_object() {
         return Err(Malformed::NotJson);
     }
-    let text = |value: &Value, name: &'static str| value.get(name).and_then(Value::as_str).map(str::to_string).ok_or(Malformed::Missing(name));
+    let text = |value: &Value, name: &'static str| {
+        value.get(name).and_then(Value::as_str).map(str::to_string).ok_or(Malformed::Missing(name))
+    };
     let account = text(&value, "account")?;
     let region = text(&value, "region")?;
     let source = text(&value, "source")?;

@@ -10,9 +10,11 @@ pub mod codeconnections;
 pub mod codepipeline;
 pub mod demo;
 pub mod protocol;
+pub mod sqs;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +32,12 @@ pub use codeconnections::{
 };
 pub use codepipeline::{SimAction, SimActionExecution, SimCondition, SimExecution, SimPipeline, SimStage};
 use protocol::{Failure, Protocol};
+pub use sqs::SimQueue;
+
+/// The simulated account's 12-digit ID, as GetCallerIdentity and its events give it.
+pub const ACCOUNT_ID: &str = "111122223333";
+/// The region its events come from.
+pub const REGION: &str = "us-east-1";
 
 /// Everything the simulated account holds.
 #[derive(Debug, Default)]
@@ -121,6 +129,61 @@ struct Shared {
     /// Faults shown at random: the share of calls that fail, and the faults to pick from.
     chaos: Mutex<Option<(f64, Vec<Fault>)>>,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// SQS queues by URL.
+    queues: Mutex<BTreeMap<String, SimQueue>>,
+    /// Woken whenever a message is sent, for the ReceiveMessage calls that wait.
+    arrived: tokio::sync::Notify,
+    /// What the simulated EventBridge last saw of the world.
+    observed: Mutex<sqs::Observed>,
+}
+
+impl Shared {
+    fn queues(&self) -> MutexGuard<'_, BTreeMap<String, SimQueue>> {
+        self.queues.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Emits the events of what changed in `world` since it was last seen.
+    fn emit(&self, world: &World) {
+        let mut bodies = Vec::new();
+        self.observed.lock().unwrap_or_else(|e| e.into_inner()).compare(world, |body| bodies.push(body));
+        if bodies.is_empty() {
+            return;
+        }
+        let mut queues = self.queues();
+        for queue in queues.values_mut().filter(|q| q.events) {
+            for body in &bodies {
+                queue.send(body.clone());
+            }
+        }
+        drop(queues);
+        self.arrived.notify_waiters();
+    }
+}
+
+/// The simulated account's state, locked for reading or changing. When it is released, the
+/// simulated EventBridge emits an event for each status that changed, as AWS would.
+pub struct WorldGuard<'a> {
+    world: MutexGuard<'a, World>,
+    shared: &'a Shared,
+}
+
+impl Deref for WorldGuard<'_> {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl DerefMut for WorldGuard<'_> {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}
+
+impl Drop for WorldGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.emit(&self.world);
+    }
 }
 
 /// A running simulated endpoint. It serves until dropped.
@@ -148,7 +211,8 @@ impl Simulator {
     pub async fn start(world: World) -> std::io::Result<Simulator> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { world: Mutex::new(world), ..Shared::default() });
+        let observed = Mutex::new(sqs::Observed::of(&world));
+        let shared = Arc::new(Shared { world: Mutex::new(world), observed, ..Shared::default() });
         let server = AbortOnDrop(tokio::spawn(accept_loop(listener, shared.clone())));
         Ok(Simulator { shared, addr, _server: Arc::new(server) })
     }
@@ -158,9 +222,41 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
-    /// The simulated account's state, to read or change.
-    pub fn world(&self) -> MutexGuard<'_, World> {
-        self.shared.world.lock().unwrap_or_else(|e| e.into_inner())
+    /// The simulated account's state, to read or change; changes emit their events when the
+    /// guard is dropped.
+    pub fn world(&self) -> WorldGuard<'_> {
+        WorldGuard { world: self.shared.world.lock().unwrap_or_else(|e| e.into_inner()), shared: &self.shared }
+    }
+
+    /// Creates an SQS queue and returns its URL. With `events`, the simulated EventBridge rule
+    /// puts every event of the account on it.
+    pub fn create_queue(&self, name: &str, events: bool) -> String {
+        let url = format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{name}");
+        self.shared.queues().insert(url.clone(), SimQueue::new(events));
+        url
+    }
+
+    /// Sets how long a received message stays hidden unless deleted.
+    pub fn set_visibility_timeout(&self, url: &str, timeout: Duration) {
+        if let Some(queue) = self.shared.queues().get_mut(url) {
+            queue.visibility_timeout = timeout;
+        }
+    }
+
+    /// Puts messages on a queue at once, as another sender would: a receive that is waiting sees
+    /// them all.
+    pub fn send_messages(&self, url: &str, bodies: &[&str]) {
+        if let Some(queue) = self.shared.queues().get_mut(url) {
+            for body in bodies {
+                queue.send(body.to_string());
+            }
+        }
+        self.shared.arrived.notify_waiters();
+    }
+
+    /// The messages of a queue: visible, and received but not deleted.
+    pub fn queue_depth(&self, url: &str) -> (usize, usize) {
+        self.shared.queues().get(url).map(SimQueue::depth).unwrap_or_default()
     }
 
     /// Makes the next `times` calls of `operation` show `fault`.
@@ -237,6 +333,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(boxed(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))),
     };
+    if let Some(action) = protocol::query_action(&parts.headers, &body) {
+        return Ok(boxed(query(&shared, &action)));
+    }
     let call = match protocol::decode(parts.uri.path(), &parts.headers, &body) {
         None => return Ok(boxed(plain(StatusCode::NOT_FOUND, "neither awsJson nor RPC v2 CBOR"))),
         Some(Err(failure)) => return Ok(boxed(protocol::error(Protocol::AwsJson("1.1"), &failure))),
@@ -250,9 +349,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         let mut rng = rand::rng();
         (rng.random_bool(*rate) && !faults.is_empty()).then(|| faults[rng.random_range(0..faults.len())].clone())
     });
+    // SQS kept its awsQuery error codes: each of its errors names one in a header.
+    let sqs = call.service == "AmazonSQS";
     match fault {
         Some(Fault::Error { status, code, message }) => {
-            return Ok(boxed(protocol::error(call.protocol, &Failure { status, code, message })));
+            let query_error = sqs.then(|| format!("{code};Sender"));
+            return Ok(boxed(protocol::error(call.protocol, &Failure { status, code, message, query_error })));
         }
         Some(Fault::Throttling) => {
             let status = if call.protocol == Protocol::RpcV2Cbor { 429 } else { 400 };
@@ -268,7 +370,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
-    let answer = {
+    let answer = if sqs {
+        sqs::handle(&shared, &call.operation, &call.input).await
+    } else {
         let world = shared.world.lock().unwrap_or_else(|e| e.into_inner());
         match call.service.as_str() {
             "CodePipeline_20150709" => codepipeline::handle(&world, &call.operation, &call.input),
@@ -280,6 +384,27 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Ok(output) => protocol::ok(call.protocol, &output),
         Err(failure) => protocol::error(call.protocol, &failure),
     }))
+}
+
+/// Answers an awsQuery call: STS's GetCallerIdentity, which every caller may make. Faults apply
+/// as to every other operation, except delays and broken bodies.
+fn query(shared: &Shared, action: &str) -> Response<Full<Bytes>> {
+    *shared.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(action.to_string()).or_default() += 1;
+    let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(action).and_then(VecDeque::pop_front);
+    if let Some(Fault::Error { status, code, message }) = fault {
+        return protocol::query_error(&Failure::new(status, &code, message));
+    }
+    match action {
+        "GetCallerIdentity" => protocol::query_ok(
+            action,
+            &[
+                ("Arn", &format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/codepipeline-exporter/session")),
+                ("UserId", "AROAEXAMPLE:session"),
+                ("Account", ACCOUNT_ID),
+            ],
+        ),
+        other => protocol::query_error(&Failure::new(400, "InvalidAction", format!("{other} is not simulated"))),
+    }
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {

@@ -39,11 +39,14 @@ pub struct Failure {
     pub status: u16,
     pub code: String,
     pub message: String,
+    /// The `x-amzn-query-error` header of services that kept their awsQuery error codes (SQS):
+    /// `<code>;<Sender|Receiver>`, which the SDK takes as the error's code.
+    pub query_error: Option<String>,
 }
 
 impl Failure {
     pub fn new(status: u16, code: &str, message: impl Into<String>) -> Failure {
-        Failure { status, code: code.into(), message: message.into() }
+        Failure { status, code: code.into(), message: message.into(), query_error: None }
     }
 }
 
@@ -101,7 +104,53 @@ pub fn error(protocol: Protocol, failure: &Failure) -> Response<Full<Bytes>> {
             .headers_mut()
             .insert("x-amzn-errortype", failure.code.parse().unwrap_or_else(|_| "Unknown".parse().expect("static")));
     }
+    if let Some(query_error) = failure.query_error.as_ref().and_then(|q| q.parse().ok()) {
+        response.headers_mut().insert("x-amzn-query-error", query_error);
+    }
     response
+}
+
+/// An awsQuery answer (STS): XML with the operation's result members, which are all text here.
+pub fn query_ok(operation: &str, members: &[(&str, &str)]) -> Response<Full<Bytes>> {
+    let mut body = format!("<{operation}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{operation}Result>");
+    for (name, value) in members {
+        body.push_str(&format!("<{name}>{}</{name}>", xml_escape(value)));
+    }
+    body.push_str(&format!(
+        "</{operation}Result><ResponseMetadata><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ResponseMetadata></{operation}Response>"
+    ));
+    xml(StatusCode::OK, body)
+}
+
+/// An awsQuery error answer.
+pub fn query_error(failure: &Failure) -> Response<Full<Bytes>> {
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ErrorResponse>",
+        xml_escape(&failure.code),
+        xml_escape(&failure.message)
+    );
+    xml(StatusCode::from_u16(failure.status).unwrap_or(StatusCode::BAD_REQUEST), body)
+}
+
+fn xml(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert("content-type", "text/xml".parse().expect("static"));
+    response
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// The `Action` of an awsQuery request (a form-encoded POST), if it is one.
+pub fn query_action(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let form = headers.get("content-type")?.to_str().ok()?.starts_with("application/x-www-form-urlencoded");
+    if !form {
+        return None;
+    }
+    let body = std::str::from_utf8(body).ok()?;
+    body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(str::to_string)
 }
 
 /// A 200 answer whose body does not decode in the protocol.

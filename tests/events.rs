@@ -1,0 +1,262 @@
+//! Events through the real `aws-sdk-sqs` against the simulated queue: the simulated account emits
+//! the events AWS would as its pipelines and syncs change, and the exporter polls what they name.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use codepipeline_exporter::simulator::{
+    ACCOUNT_ID, Fault, SimActionExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
+    Simulator, World,
+};
+use common::{error_count, samples, scrape, start_exporter_unthrottled, target_up, value, wait_for, wait_for_calls};
+
+const ACTIVE: &str = "codepipeline_exporter_events_active{account=\"test\"}";
+
+fn ignored(reason: &str) -> String {
+    format!("codepipeline_exporter_events_ignored_total{{account=\"test\",reason=\"{reason}\"}}")
+}
+
+fn received(source: &str, detail_type: &str) -> String {
+    format!("codepipeline_exporter_events_received_total{{account=\"test\",source=\"{source}\",detail_type=\"{detail_type}\"}}")
+}
+
+fn stage_status(pipeline: &str, stage: &str, status: &str) -> String {
+    format!(
+        "aws_codepipeline_stage_status{{account=\"test\",region=\"us-east-1\",pipeline=\"{pipeline}\",stage=\"{stage}\",status=\"{status}\"}}"
+    )
+}
+
+/// A pipeline whose two stages succeeded.
+fn pipeline(name: &str) -> SimPipeline {
+    let mut pipeline = SimPipeline::new(name, &[("Source", &["Source"]), ("Build", &["Build"])]);
+    for stage in &mut pipeline.stages {
+        stage.latest = Some(("e1".into(), "Succeeded".into()));
+        stage.actions[0].latest =
+            Some(SimActionExecution { id: "a1".into(), status: "Succeeded".into(), ..SimActionExecution::default() });
+    }
+    pipeline
+}
+
+fn world(names: &[&str]) -> World {
+    World { pipelines: names.iter().map(|n| (n.to_string(), pipeline(n))).collect(), ..World::default() }
+}
+
+/// An account whose events arrive on `queue`: intervals of a minute, discovery every hour, so that
+/// anything seen sooner was seen through an event.
+fn config(queue: &str, interval: &str, reconcile: &str) -> String {
+    format!(
+        "interval: {interval}\nactive_interval: {interval}\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    events:\n      queue_url: {queue}\n      reconcile_interval: {reconcile}\n"
+    )
+}
+
+/// A simulator holding `world` with an events queue, and an exporter reading it, once it is in
+/// events mode.
+async fn start(world: World, interval: &str, reconcile: &str) -> (Simulator, String, codepipeline_exporter::exporter::Running) {
+    let simulator = Simulator::start(world).await.unwrap();
+    let queue = simulator.create_queue("codepipeline-exporter", true);
+    let exporter = start_exporter_unthrottled(&simulator, &config(&queue, interval, reconcile)).await;
+    wait_for(&exporter, "events mode", |s| value(s, ACTIVE) == Some(1.0)).await;
+    (simulator, queue, exporter)
+}
+
+/// A CodePipeline stage event as EventBridge sends it.
+fn stage_event(account: &str, pipeline: &str, state: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": "1", "detail-type": "CodePipeline Stage Execution State Change", "source": "aws.codepipeline",
+        "account": account, "time": "2026-11-23T10:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"pipeline": pipeline, "execution-id": "e2", "stage": "Build", "state": state, "version": 1}
+    })
+    .to_string()
+}
+
+async fn wait_until_empty(simulator: &Simulator, queue: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while simulator.queue_depth(queue) != (0, 0) {
+        assert!(Instant::now() < deadline, "the queue still holds {:?}", simulator.queue_depth(queue));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_shows_the_new_state_within_two_seconds_while_the_interval_is_a_minute() {
+    let (simulator, queue, exporter) = start(world(&["web"]), "60s", "1h").await;
+    wait_for(&exporter, "the first poll", |s| value(s, &stage_status("web", "Build", "Succeeded")) == Some(1.0)).await;
+    let up = samples(&scrape(&exporter).await);
+    assert_eq!(value(&up, &target_up("events", "codepipeline-exporter")), Some(1.0));
+
+    let changed = Instant::now();
+    simulator.world().pipelines.get_mut("web").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    wait_for(&exporter, "the failure", |s| value(s, &stage_status("web", "Build", "Failed")) == Some(1.0)).await;
+    let seen = changed.elapsed();
+    assert!(seen < Duration::from_secs(2), "seen after {seen:?}");
+    wait_until_empty(&simulator, &queue).await;
+    let samples = samples(&scrape(&exporter).await);
+    assert_eq!(value(&samples, &received("aws.codepipeline", "CodePipeline Stage Execution State Change")), Some(1.0));
+    assert_eq!(value(&samples, "codepipeline_exporter_event_delay_seconds_count{account=\"test\"}"), Some(1.0));
+    // The event's time is to the second, so its delay is under two seconds, not under one.
+    assert_eq!(value(&samples, "codepipeline_exporter_event_delay_seconds_bucket{account=\"test\",le=\"2\"}"), Some(1.0));
+    assert_eq!(simulator.calls("GetCallerIdentity"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_cost_one_poll_and_an_sns_envelope_is_read() {
+    let (simulator, queue, exporter) = start(world(&["web"]), "60s", "1h").await;
+    wait_for(&exporter, "the first poll", |s| value(s, &stage_status("web", "Build", "Succeeded")) == Some(1.0)).await;
+    let before = simulator.calls("GetPipelineState");
+    let event = stage_event(ACCOUNT_ID, "web", "FAILED");
+    let sns = serde_json::json!({"Type": "Notification", "MessageId": "m1", "TopicArn": "arn:aws:sns:us-east-1:111122223333:events", "Message": event}).to_string();
+    simulator.send_messages(&queue, &[&event, &event, &sns]);
+    wait_until_empty(&simulator, &queue).await;
+    wait_for(&exporter, "three events counted", |s| {
+        value(s, &received("aws.codepipeline", "CodePipeline Stage Execution State Change")) == Some(3.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(simulator.calls("GetPipelineState"), before + 1, "three signals for one pipeline cost one poll");
+    let samples = samples(&scrape(&exporter).await);
+    assert_eq!(value(&samples, "codepipeline_exporter_event_delay_seconds_count{account=\"test\"}"), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_foreign_and_unknown_messages_are_deleted_and_counted() {
+    let (simulator, queue, exporter) = start(world(&["web"]), "60s", "1h").await;
+    wait_for(&exporter, "the first poll", |s| value(s, &stage_status("web", "Build", "Succeeded")) == Some(1.0)).await;
+    let before = simulator.calls("GetPipelineState");
+    let unknown = serde_json::json!({
+        "version": "0", "id": "2", "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2",
+        "account": ACCOUNT_ID, "time": "2026-11-23T10:00:00Z", "region": "us-east-1", "resources": [], "detail": {"state": "running"}
+    })
+    .to_string();
+    let other_account = stage_event("444455556666", "web", "FAILED");
+    let nameless = stage_event(ACCOUNT_ID, "web", "FAILED").replace("\"pipeline\":\"web\",", "");
+    let excluded_region = stage_event(ACCOUNT_ID, "web", "FAILED").replace("us-east-1", "ap-south-1");
+    simulator.send_messages(&queue, &["{not json", "", &unknown, &other_account, &nameless, &excluded_region]);
+    wait_until_empty(&simulator, &queue).await;
+    let samples = wait_for(&exporter, "six messages counted", |s| {
+        ["malformed", "other_account", "unknown_type", "not_selected"]
+            .iter()
+            .map(|r| value(s, &ignored(r)).unwrap_or(0.0))
+            .sum::<f64>()
+            == 6.0
+    })
+    .await;
+    assert_eq!(value(&samples, &ignored("malformed")), Some(3.0));
+    assert_eq!(value(&samples, &ignored("other_account")), Some(1.0));
+    assert_eq!(value(&samples, &ignored("unknown_type")), Some(1.0));
+    assert_eq!(value(&samples, &ignored("not_selected")), Some(1.0));
+    assert_eq!(value(&samples, &ignored("other_shard")), Some(0.0));
+    // Only the known type that named a region counts as received.
+    assert_eq!(value(&samples, &received("aws.codepipeline", "CodePipeline Stage Execution State Change")), Some(1.0));
+    assert_eq!(simulator.calls("GetPipelineState"), before, "no message made a poll");
+    assert_eq!(simulator.queue_depth(&queue), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pipeline_is_discovered_within_seconds_and_an_excluded_one_is_not() {
+    let simulator = Simulator::start(world(&["web"])).await.unwrap();
+    let queue = simulator.create_queue("codepipeline-exporter", true);
+    let yaml = config(&queue, "60s", "1h").replace("    events:", "    codepipeline:\n      exclude: ['^scratch-']\n    events:");
+    let exporter = start_exporter_unthrottled(&simulator, &yaml).await;
+    wait_for(&exporter, "events mode", |s| value(s, ACTIVE) == Some(1.0)).await;
+    wait_for(&exporter, "the first poll", |s| value(s, &stage_status("web", "Build", "Succeeded")) == Some(1.0)).await;
+    let listed = simulator.calls("ListPipelines");
+
+    let added = Instant::now();
+    {
+        let mut world = simulator.world();
+        let mut new = pipeline("api");
+        new.stages[0].latest = Some(("n1".into(), "InProgress".into()));
+        world.pipelines.insert("api".into(), new);
+        world.pipelines.insert("scratch-1".into(), pipeline("scratch-1"));
+    }
+    wait_for(&exporter, "the new pipeline", |s| value(s, &stage_status("api", "Source", "InProgress")) == Some(1.0)).await;
+    let seen = added.elapsed();
+    assert!(seen < Duration::from_secs(5), "discovered after {seen:?}");
+    wait_until_empty(&simulator, &queue).await;
+    let samples = samples(&scrape(&exporter).await);
+    assert_eq!(value(&samples, &target_up("pipeline", "scratch-1")), None);
+    assert!(value(&samples, &ignored("not_selected")).unwrap() >= 1.0);
+    assert_eq!(simulator.calls("ListPipelines"), listed + 1, "one discovery round for the burst of events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_queue_falls_back_to_interval_polling_and_recovers() {
+    let (simulator, queue, exporter) = start(world(&["web"]), "300ms", "1h").await;
+    // In events mode an idle pipeline is not polled at its interval.
+    wait_for(&exporter, "the first poll", |s| value(s, &stage_status("web", "Build", "Succeeded")) == Some(1.0)).await;
+    let idle = simulator.calls("GetPipelineState");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(simulator.calls("GetPipelineState"), idle, "polled only on events and every reconcile_interval");
+
+    simulator.inject("ReceiveMessage", Fault::error(403, "AccessDenied"), 2);
+    // Wakes the receive that is waiting, so that the next one meets the fault.
+    simulator.send_messages(&queue, &[&stage_event(ACCOUNT_ID, "web", "SUCCEEDED")]);
+    let queue_up = target_up("events", "codepipeline-exporter");
+    let samples =
+        wait_for(&exporter, "interval polling", |s| value(s, ACTIVE) == Some(0.0) && value(s, &queue_up) == Some(0.0)).await;
+    assert_eq!(error_count(&samples, "sqs", "ReceiveMessage", "AccessDenied"), Some(1.0));
+    // Back at the interval at once: polls every 300 ms.
+    wait_for_calls(&simulator, "GetPipelineState", 2).await;
+
+    let samples =
+        wait_for(&exporter, "events mode again", |s| value(s, ACTIVE) == Some(1.0) && value(s, &queue_up) == Some(1.0)).await;
+    assert_eq!(error_count(&samples, "sqs", "ReceiveMessage", "AccessDenied"), Some(2.0));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resumed = simulator.calls("GetPipelineState");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(simulator.calls("GetPipelineState"), resumed, "events schedule resumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_queue_is_a_target_down_with_the_code_sqs_gives() {
+    let simulator = Simulator::start(world(&["web"])).await.unwrap();
+    let missing = "https://sqs.us-east-1.amazonaws.com/111122223333/missing";
+    let exporter = start_exporter_unthrottled(&simulator, &config(missing, "300ms", "1h")).await;
+    let samples = wait_for(&exporter, "the queue down", |s| value(s, &target_up("events", "missing")) == Some(0.0)).await;
+    assert_eq!(value(&samples, ACTIVE), Some(0.0));
+    assert_eq!(error_count(&samples, "sqs", "GetQueueAttributes", "AWS.SimpleQueueService.NonExistentQueue"), Some(1.0));
+    // Interval polling goes on.
+    wait_for_calls(&simulator, "GetPipelineState", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_sync_event_names_the_stack_by_arn_and_its_sync_is_read_at_once() {
+    const LINK: &str = "11111111-aaaa-bbbb-cccc-000000000001";
+    let mut world = World::default();
+    world.repository_links.insert(LINK.into(), SimRepositoryLink::new(LINK, "GitHub", "acme", "infra"));
+    world.sync_configurations = vec![SimSyncConfiguration {
+        repository_link_id: LINK.into(),
+        branch: "main".into(),
+        sync_type: "CFN_STACK_SYNC".into(),
+        resource_name: "prod-infra".into(),
+        config_file: None,
+    }];
+    let attempt = |status: &str| SimSyncAttempt { started_at: 1_700_000_000.0, status: status.into(), events: Vec::new() };
+    world.repository_syncs.insert((LINK.into(), "main".into(), "CFN_STACK_SYNC".into()), attempt("SUCCEEDED"));
+    world.resource_syncs.insert(
+        ("prod-infra".into(), "CFN_STACK_SYNC".into()),
+        SimResourceSync { latest: attempt("SUCCEEDED"), latest_successful: Some(attempt("SUCCEEDED")), sha: "abc".into() },
+    );
+    let (simulator, queue, exporter) = start(world, "60s", "1h").await;
+    let resource = "aws_codeconnections_resource_sync_status{account=\"test\",region=\"us-east-1\",resource_name=\"prod-infra\",sync_type=\"CFN_STACK_SYNC\",status=\"FAILED\"}";
+    let repository = format!(
+        "aws_codeconnections_repository_sync_status{{account=\"test\",region=\"us-east-1\",repository_link_id=\"{LINK}\",repository=\"acme/infra\",branch=\"main\",sync_type=\"CFN_STACK_SYNC\",status=\"FAILED\"}}"
+    );
+    wait_for(&exporter, "the first polls", |s| value(s, resource) == Some(0.0) && value(s, &repository) == Some(0.0)).await;
+    let blockers = simulator.calls("GetSyncBlockerSummary");
+
+    let changed = Instant::now();
+    {
+        let mut world = simulator.world();
+        world.resource_syncs.get_mut(&("prod-infra".into(), "CFN_STACK_SYNC".into())).unwrap().latest = attempt("FAILED");
+        *world.repository_syncs.get_mut(&(LINK.into(), "main".into(), "CFN_STACK_SYNC".into())).unwrap() = attempt("FAILED");
+    }
+    wait_for(&exporter, "both failures", |s| value(s, resource) == Some(1.0) && value(s, &repository) == Some(1.0)).await;
+    assert!(changed.elapsed() < Duration::from_secs(2), "seen after {:?}", changed.elapsed());
+    wait_until_empty(&simulator, &queue).await;
+    assert_eq!(simulator.calls("GetSyncBlockerSummary"), blockers + 1, "the resource's blockers are read with it");
+    let samples = samples(&scrape(&exporter).await);
+    assert_eq!(value(&samples, &received("aws.codeconnections", "Git Sync Resource Sync Status Change")), Some(1.0));
+    assert_eq!(value(&samples, &received("aws.codeconnections", "Git Sync Repository Sync Status Change")), Some(1.0));
+}
