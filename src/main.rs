@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use aws_credential_types::Credentials;
 use clap::Parser;
 use codepipeline_exporter::aws::Overrides;
-use codepipeline_exporter::config::{Config, ConfigError};
+use codepipeline_exporter::config::{Config, ConfigError, Events};
 use codepipeline_exporter::shard::Shard;
 use codepipeline_exporter::{exporter, logging, reload, simulator};
 
@@ -95,6 +95,13 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
             let mut config =
                 Config { interval: Duration::from_secs(5), discovery_interval: Duration::from_secs(30), ..Config::default() };
             config.accounts[0].name = "demo".into();
+            // Events mode, as a production set-up with a queue runs: a stage change shows within a
+            // second. Progress (percentComplete) is not announced, so reconciling is frequent.
+            config.accounts[0].events = Some(Events {
+                queue_url: simulator::demo::queue_url(),
+                queue_region: simulator::REGION.into(),
+                reconcile_interval: Duration::from_secs(30),
+            });
             Ok(config)
         }
         None => Ok(Config::default()),

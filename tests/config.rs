@@ -13,7 +13,7 @@ fn error(yaml: &str) -> String {
 fn unknown_keys_name_their_line_and_column() {
     assert_eq!(
         error("interval: 60s\naccounts:\n  - name: prod\n    regionz: [us-east-1]\n"),
-        "exporter.yaml:4:5: unknown field `regionz`, expected one of name, role_arn, external_id, regions, codepipeline, codeconnections"
+        "exporter.yaml:4:5: unknown field `regionz`, expected one of name, role_arn, external_id, regions, codepipeline, codeconnections, events"
     );
     assert!(error("intervall: 60s\n").starts_with("exporter.yaml:1:1: unknown field `intervall`"));
 }
@@ -160,4 +160,44 @@ fn the_metrics_section_is_validated_with_its_location() {
     // Patterns match whole family names.
     assert!(config.metrics.include[0].regex.is_match("aws_codepipeline_stage_status"));
     assert!(!config.metrics.include[0].regex.is_match("codepipeline_exporter_aws_requests_total"));
+}
+
+#[test]
+fn an_events_queue_takes_its_region_from_its_url_or_else_the_first_region() {
+    let parse = |yaml: &str| Config::parse(yaml, Path::new("exporter.yaml")).unwrap().accounts[0].events.clone().unwrap();
+    let events = parse(
+        "accounts:\n  - name: prod\n    regions: [eu-west-1, us-east-1]\n    events:\n      queue_url: https://sqs.us-east-1.amazonaws.com/111122223333/codepipeline-exporter\n",
+    );
+    assert_eq!(events.queue_region, "us-east-1");
+    assert_eq!(events.queue_name(), "codepipeline-exporter");
+    assert_eq!(events.reconcile_interval, Duration::from_secs(600));
+    let events = parse(
+        "accounts:\n  - name: prod\n    regions: [eu-west-1]\n    events:\n      queue_url: https://vpce-1.sqs.example.internal/111122223333/q\n      reconcile_interval: 30m\n",
+    );
+    assert_eq!((events.queue_region.as_str(), events.reconcile_interval), ("eu-west-1", Duration::from_secs(1800)));
+    let events = parse(
+        "accounts:\n  - name: prod\n    events:\n      queue_url: https://sqs.us-east-1.amazonaws.com/111122223333/q\n      queue_region: us-west-2\n",
+    );
+    assert_eq!(events.queue_region, "us-west-2");
+}
+
+#[test]
+fn events_errors_point_at_the_value() {
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    events:\n      queue_url: codepipeline-exporter\n"),
+        "exporter.yaml:4:18: queue_url \"codepipeline-exporter\" is not a queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+    );
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    events:\n      queue_url: https://vpce-1.sqs.example.internal/111122223333/q\n"),
+        "exporter.yaml:4:18: the queue's region is neither in queue_url nor given as queue_region, and the account lists no regions"
+    );
+    assert_eq!(
+        error(
+            "accounts:\n  - name: prod\n    events:\n      queue_url: https://sqs.us-east-1.amazonaws.com/1/q\n      reconcile_interval: soon\n"
+        ),
+        "exporter.yaml:5:27: invalid duration \"soon\": use a number and a unit (ms, s, m, h, d) such as 30s, 5m or 1h30m"
+    );
+    assert!(
+        error("accounts:\n  - name: prod\n    events:\n      queue: x\n").starts_with("exporter.yaml:4:7: unknown field `queue`")
+    );
 }

