@@ -294,6 +294,8 @@ pub struct PipelineTarget {
     definition: Option<Definition>,
     /// `None` when execution history is turned off.
     history: Option<executions::History>,
+    /// Whether the structure and the history are to be read right after the state was published.
+    follow_up: bool,
 }
 
 /// What GetPipeline says of a pipeline: the version of its structure, each action's type, and
@@ -320,7 +322,31 @@ impl PipelineTarget {
             last: None,
             definition: None,
             history: executions.then(executions::History::default),
+            follow_up: false,
         }
+    }
+}
+
+impl PipelineTarget {
+    /// Reads what the state does not say: the structure, at the first poll and again only when its
+    /// version changes (or after a day), and the history, when the state `changed` or something
+    /// runs.
+    async fn read_details(&mut self, scope: &Scope, pipeline: &str, changed: bool) -> Outcome {
+        let version = self.last.as_ref().and_then(|state| state.version);
+        if self.definition.as_ref().is_none_or(|d| d.version != version || d.read_at.elapsed() > DEFINITION_MAX_AGE) {
+            match get_definition(scope, pipeline).await {
+                Ok(definition) => self.definition = Some(definition),
+                Err(err) => return Outcome::Failed(err),
+            }
+        }
+        let active = self.active();
+        if let Some(history) = &mut self.history
+            && (changed || active || history.needs_reading())
+            && let Err(err) = history.read(scope, pipeline).await
+        {
+            return Outcome::Failed(err);
+        }
+        Outcome::Polled
     }
 }
 
@@ -329,28 +355,23 @@ impl Target for PipelineTarget {
     const ANNOUNCED: bool = true;
     type Info = Option<Summary>;
 
+    /// The first poll reads only the state and asks for a follow-up, which reads the structure and
+    /// seeds the history with deferred calls: at start-up every pipeline's state is published
+    /// before any history is read.
     async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
+        if std::mem::take(&mut self.follow_up) {
+            return self.read_details(scope, &key.name, true).await;
+        }
         match get_state(scope, &key.name).await {
             Ok(state) => {
                 self.counters.observe(&state);
                 let changed = self.last.as_ref() != Some(&state);
-                // The structure is read at the first poll and again only when its version changes.
-                let version = state.version;
                 self.last = Some(state);
-                if self.definition.as_ref().is_none_or(|d| d.version != version || d.read_at.elapsed() > DEFINITION_MAX_AGE) {
-                    match get_definition(scope, &key.name).await {
-                        Ok(definition) => self.definition = Some(definition),
-                        Err(err) => return Outcome::Failed(err),
-                    }
+                if self.definition.is_none() {
+                    self.follow_up = true;
+                    return Outcome::Polled;
                 }
-                let active = self.active();
-                if let Some(history) = &mut self.history
-                    && (changed || active || history.needs_reading())
-                    && let Err(err) = history.read(scope, &key.name).await
-                {
-                    return Outcome::Failed(err);
-                }
-                Outcome::Polled
+                self.read_details(scope, &key.name, changed).await
             }
             Err(err) if err.code == "PipelineNotFoundException" => {
                 // A deleted pipeline's last values would be wrong, not just stale.
@@ -360,6 +381,10 @@ impl Target for PipelineTarget {
             }
             Err(err) => Outcome::Failed(err),
         }
+    }
+
+    fn follow_up(&self) -> bool {
+        self.follow_up
     }
 
     fn active(&self) -> bool {
@@ -426,7 +451,8 @@ async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
 
 /// Fetches the structure of one pipeline: its version and its actions' types.
 async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, CallError> {
-    let output = scope.call(SERVICE, "GetPipeline", scope.codepipeline.get_pipeline().name(pipeline).send(), &[]).await?;
+    let output =
+        scope.call_deferred(SERVICE, "GetPipeline", scope.codepipeline.get_pipeline().name(pipeline).send(), &[]).await?;
     let declaration = output.pipeline();
     let actions = declaration
         .map(|p| p.stages())

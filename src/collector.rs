@@ -261,10 +261,13 @@ async fn run_target<T: Target>(
         target.render(&mut rendered, &key);
         health.render(&mut rendered, &key);
         publish(&context, &live, &key, rendered);
-        first_poll.done();
         if let Some((at, observe)) = signalled {
             observe(SystemTime::now().duration_since(at).unwrap_or_default());
         }
+        if target.follow_up() {
+            continue;
+        }
+        first_poll.done();
         // The jitter is drawn once per poll, so that a change of mode moves the next poll to the
         // same point of the new interval.
         let jitter = rand::rng().random_range(0.9..1.1);

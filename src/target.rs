@@ -78,6 +78,11 @@ pub trait Target: Send + 'static {
     /// Whether something is running (an execution, a sync in progress), which polls it at the
     /// active interval rather than the idle one.
     fn active(&self) -> bool;
+    /// Whether the poll just published left more to read at once: a target whose first poll
+    /// publishes what matters most (a pipeline's state) and then reads the rest with deferred calls.
+    fn follow_up(&self) -> bool {
+        false
+    }
     /// The status of the object in a word, for the status page's summary (a pipeline's or a
     /// sync's status); `None` for targets that have none.
     fn state(&self) -> Option<String> {

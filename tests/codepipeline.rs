@@ -403,3 +403,30 @@ async fn unknown_status_values_appear_as_their_own_state() {
     let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Paused")) == Some(1.0)).await;
     assert_eq!(value(&s, &stage_status("app", "Build", "InProgress")), Some(0.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_state_is_published_before_any_history_is_seeded() {
+    // 30 pipelines at 10 calls a second: 3 s of state reads, then 6 s of structures and histories.
+    let simulator =
+        codepipeline_exporter::simulator::Simulator::start(codepipeline_exporter::simulator::fleet(30)).await.unwrap();
+    let yaml = "requests_per_second: 10\nburst: 1\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n      connections: false\n";
+    let exporter = common::start_exporter_unthrottled(&simulator, yaml).await;
+    // The calls: every state first.
+    while simulator.calls("GetPipelineState") < 30 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert_eq!((simulator.calls("GetPipeline"), simulator.calls("ListPipelineExecutions")), (0, 0));
+    // The metrics: a state is published when its poll ends, so when the structure and the history
+    // were read in the same poll, the last state was shown only after every history was seeded.
+    // Now it is shown while they are read (the scrape body is assembled at most every 100 ms, more
+    // slowly in a debug build).
+    let samples = wait_for(&exporter, "every state", |s| family_len(s, "aws_codepipeline_pipeline_version") == 30).await;
+    let seeded = simulator.calls("ListPipelineExecutions");
+    assert!(seeded < 30, "every state was shown only after {seeded} histories were seeded");
+    assert_eq!(simulator.calls("GetPipelineState"), 30);
+    assert_eq!(value(&samples, &target_up("pipeline", "service-00029-deploy")), Some(1.0));
+    // Ready once every history is seeded too.
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    assert_eq!((simulator.calls("GetPipeline"), simulator.calls("ListPipelineExecutions")), (30, 30));
+    assert_eq!(simulator.calls("GetPipelineState"), 30, "the follow-up reads no state again");
+}
