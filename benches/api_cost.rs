@@ -232,6 +232,7 @@ async fn startup() -> (f64, f64) {
         let body = get(running.addr, "/metrics").await;
         if states.is_none() && body.matches("aws_codepipeline_pipeline_version{").count() == FLEET {
             states = Some(started.elapsed().as_secs_f64());
+            println!("start-up: every state shown after {:.0} s", started.elapsed().as_secs_f64());
         }
         if running.readiness.is_ready() {
             let ready = started.elapsed().as_secs_f64();

@@ -127,23 +127,6 @@ impl Scope {
         let _permit = self.permits.acquire().await;
         recorded(&self.telemetry, service, operation, request, answers).await
     }
-
-    /// [`Scope::call`] for calls that add detail to what another call already said (a pipeline's
-    /// history and structure after its state): it waits until no other call waits for the budget.
-    pub async fn call_deferred<T, E>(
-        &self,
-        service: &'static str,
-        operation: &'static str,
-        request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
-        answers: &[&str],
-    ) -> Result<T, CallError>
-    where
-        E: ProvideErrorMetadata + std::error::Error + 'static,
-    {
-        self.budget.acquire_deferred().await;
-        let _permit = self.permits.acquire().await;
-        recorded(&self.telemetry, service, operation, request, answers).await
-    }
 }
 
 /// Runs one AWS call and records it: its duration, and its error code unless it is one of

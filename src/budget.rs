@@ -6,17 +6,11 @@
 //! order, so when the budget cannot cover every target at its interval, the targets that have
 //! waited longest go first and none is starved, and the age of the oldest waiter says how far the
 //! schedule has fallen behind.
-//!
-//! Some calls can wait: a pipeline's state says what is happening now, its execution history and its
-//! structure only add detail. Those calls take [`Budget::acquire_deferred`], which lets every
-//! waiting state read go first, so that at start-up every pipeline's state is read before any
-//! history is seeded, and a burst of events is answered before the history reads it causes.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// A token bucket with FIFO waiters.
@@ -27,8 +21,6 @@ pub struct Budget {
     /// Held by the caller at the head of the queue; tokio's mutex is fair, so this is the queue.
     turn: tokio::sync::Mutex<()>,
     waiting: Mutex<Waiting>,
-    /// Woken when no caller of [`Budget::acquire`] waits any more, for the deferred callers.
-    urgent_done: Notify,
 }
 
 struct Bucket {
@@ -42,8 +34,6 @@ struct Waiting {
     /// Arrival time of every caller still waiting, by ticket.
     since: BTreeMap<u64, Instant>,
     waited: Duration,
-    /// Callers of [`Budget::acquire`] still waiting: deferred callers wait until there are none.
-    urgent: usize,
 }
 
 /// The budget's figures, for the exporter's own metrics.
@@ -60,7 +50,6 @@ pub struct BudgetStats {
 struct Ticket<'a> {
     budget: &'a Budget,
     ticket: u64,
-    urgent: bool,
 }
 
 impl Drop for Ticket<'_> {
@@ -68,12 +57,6 @@ impl Drop for Ticket<'_> {
         let mut waiting = self.budget.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(since) = waiting.since.remove(&self.ticket) {
             waiting.waited += since.elapsed();
-        }
-        if self.urgent {
-            waiting.urgent -= 1;
-            if waiting.urgent == 0 {
-                self.budget.urgent_done.notify_waiters();
-            }
         }
     }
 }
@@ -88,46 +71,18 @@ impl Budget {
             bucket: Mutex::new(Bucket { tokens: burst, updated: Instant::now() }),
             turn: tokio::sync::Mutex::new(()),
             waiting: Mutex::default(),
-            urgent_done: Notify::new(),
         }
     }
 
-    /// Waits for one token, in arrival order.
+    /// Waits for one token.
     pub async fn acquire(&self) {
-        let ticket = self.ticket(true);
-        self.wait_for_token(ticket).await;
-    }
-
-    /// Waits for one token once no caller of [`Budget::acquire`] waits, then in arrival order.
-    pub async fn acquire_deferred(&self) {
-        let ticket = self.ticket(false);
-        loop {
-            let done = self.urgent_done.notified();
-            tokio::pin!(done);
-            // Registered before the count is read, so that the last urgent caller's wake-up is
-            // not missed between the two.
-            done.as_mut().enable();
-            if self.waiting.lock().unwrap_or_else(|e| e.into_inner()).urgent == 0 {
-                break;
-            }
-            done.await;
-        }
-        self.wait_for_token(ticket).await;
-    }
-
-    /// Registers a waiting caller, counted in the lag from now.
-    fn ticket(&self, urgent: bool) -> Ticket<'_> {
-        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting.next_ticket += 1;
-        let ticket = waiting.next_ticket;
-        waiting.since.insert(ticket, Instant::now());
-        if urgent {
-            waiting.urgent += 1;
-        }
-        Ticket { budget: self, ticket, urgent }
-    }
-
-    async fn wait_for_token(&self, _ticket: Ticket<'_>) {
+        let _ticket = {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            waiting.next_ticket += 1;
+            let ticket = waiting.next_ticket;
+            waiting.since.insert(ticket, Instant::now());
+            Ticket { budget: self, ticket }
+        };
         let _turn = self.turn.lock().await;
         while let Some(wait) = self.take() {
             tokio::time::sleep(wait).await;
@@ -175,33 +130,6 @@ mod tests {
             budget.acquire().await;
         }
         assert_eq!(start.elapsed().as_millis(), 2000, "four more at two a second");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn deferred_callers_wait_until_no_urgent_caller_does() {
-        let budget = std::sync::Arc::new(Budget::new(1.0, 1));
-        budget.acquire().await;
-        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
-        let mut tasks = Vec::new();
-        // A deferred caller arrives while no urgent one waits, and takes its turn; then urgent ones,
-        // and a deferred one that waits until the urgent ones are served, even one after it.
-        for (i, urgent) in [(0, false), (1, true), (2, true), (3, false), (4, true)] {
-            let (budget, order) = (budget.clone(), order.clone());
-            tasks.push(tokio::spawn(async move {
-                if urgent {
-                    budget.acquire().await;
-                } else {
-                    budget.acquire_deferred().await;
-                }
-                order.lock().unwrap().push(i);
-            }));
-            tokio::task::yield_now().await;
-        }
-        for task in tasks {
-            task.await.unwrap();
-        }
-        assert_eq!(*order.lock().unwrap(), [0, 1, 2, 4, 3]);
-        assert_eq!(budget.stats().waiting, 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -356,8 +356,9 @@ impl Target for PipelineTarget {
     type Info = Option<Summary>;
 
     /// The first poll reads only the state and asks for a follow-up, which reads the structure and
-    /// seeds the history with deferred calls: at start-up every pipeline's state is published
-    /// before any history is read.
+    /// seeds the history. Calls wait for the budget in arrival order, and at start-up every
+    /// pipeline's state read is queued before any follow-up, so every state is published before
+    /// any history is read, after N / `requests_per_second` seconds rather than three times that.
     async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
         if std::mem::take(&mut self.follow_up) {
             return self.read_details(scope, &key.name, true).await;
@@ -451,8 +452,7 @@ async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
 
 /// Fetches the structure of one pipeline: its version and its actions' types.
 async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, CallError> {
-    let output =
-        scope.call_deferred(SERVICE, "GetPipeline", scope.codepipeline.get_pipeline().name(pipeline).send(), &[]).await?;
+    let output = scope.call(SERVICE, "GetPipeline", scope.codepipeline.get_pipeline().name(pipeline).send(), &[]).await?;
     let declaration = output.pipeline();
     let actions = declaration
         .map(|p| p.stages())

@@ -89,9 +89,13 @@ struct QueueSpec {
 }
 
 impl QueueSpec {
-    fn new(account: &Account, config: &Config) -> Option<QueueSpec> {
+    /// A `{shard}` in the queue's URL becomes this replica's shard, so that the replicas of a
+    /// sharded deployment, which share one configuration, each read a queue of their own.
+    fn new(account: &Account, config: &Config, shard: Shard) -> Option<QueueSpec> {
+        let mut events = account.events.clone()?;
+        events.queue_url = events.queue_url.replace("{shard}", &shard.ordinal.to_string());
         Some(QueueSpec {
-            events: account.events.clone()?,
+            events,
             role_arn: account.role_arn.clone(),
             external_id: account.external_id.clone(),
             request_timeout: config.request_timeout,
@@ -224,7 +228,7 @@ impl Scheduler {
     /// account to interval polling.
     async fn apply_queues(&mut self, config: &Config, sdk_configs: &mut HashMap<String, SdkConfig>) {
         let wanted: HashMap<&str, QueueSpec> =
-            config.accounts.iter().filter_map(|a| Some((a.name.as_str(), QueueSpec::new(a, config)?))).collect();
+            config.accounts.iter().filter_map(|a| Some((a.name.as_str(), QueueSpec::new(a, config, self.shard)?))).collect();
         self.queues.retain(|account, (spec, _)| wanted.get(account.as_str()) == Some(spec));
         for account in &config.accounts {
             let Some(spec) = wanted.get(account.name.as_str()) else { continue };

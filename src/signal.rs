@@ -53,7 +53,7 @@ type CollectorKey = (Arc<str>, Arc<str>, &'static str);
 /// How an account's targets are scheduled: by interval, or by its events and `reconcile_interval`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Mode {
-    /// Whether the account's last ReceiveMessage succeeded.
+    /// Whether the account's events consumer last read its queue successfully.
     pub events: bool,
     pub reconcile_interval: Duration,
 }

@@ -79,7 +79,7 @@ pub trait Target: Send + 'static {
     /// active interval rather than the idle one.
     fn active(&self) -> bool;
     /// Whether the poll just published left more to read at once: a target whose first poll
-    /// publishes what matters most (a pipeline's state) and then reads the rest with deferred calls.
+    /// publishes what matters most (a pipeline's state) before it reads the rest.
     fn follow_up(&self) -> bool {
         false
     }

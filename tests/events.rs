@@ -9,7 +9,7 @@ use codepipeline_exporter::simulator::{
     ACCOUNT_ID, Fault, SimActionExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
     Simulator, World,
 };
-use common::{error_count, samples, scrape, start_exporter_unthrottled, target_up, value, wait_for, wait_for_calls};
+use common::{error_count, request, samples, scrape, start_exporter_unthrottled, target_up, value, wait_for, wait_for_calls};
 
 const ACTIVE: &str = "codepipeline_exporter_events_active{account=\"test\"}";
 
@@ -58,6 +58,16 @@ async fn start(world: World, interval: &str, reconcile: &str) -> (Simulator, Str
     let exporter = start_exporter_unthrottled(&simulator, &config(&queue, interval, reconcile)).await;
     wait_for(&exporter, "events mode", |s| value(s, ACTIVE) == Some(1.0)).await;
     (simulator, queue, exporter)
+}
+
+/// The queue target as the status page's JSON reports it: up, and its state in a word.
+async fn queue_status(exporter: &codepipeline_exporter::exporter::Running) -> (bool, String) {
+    let response = request(exporter.addr, "GET", "/api/v1/status?kind=events", &[]).await;
+    let json: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 1, "{json}");
+    assert_eq!((targets[0]["account"].as_str(), targets[0]["name"].as_str()), (Some("test"), Some("codepipeline-exporter")));
+    (targets[0]["up"].as_bool().unwrap(), targets[0]["state"].as_str().unwrap().to_string())
 }
 
 /// A CodePipeline stage event as EventBridge sends it.
@@ -196,12 +206,14 @@ async fn a_denied_queue_falls_back_to_interval_polling_and_recovers() {
     let samples =
         wait_for(&exporter, "interval polling", |s| value(s, ACTIVE) == Some(0.0) && value(s, &queue_up) == Some(0.0)).await;
     assert_eq!(error_count(&samples, "sqs", "ReceiveMessage", "AccessDenied"), Some(1.0));
+    assert_eq!(queue_status(&exporter).await, (false, "interval polling".to_string()));
     // Back at the interval at once: polls every 300 ms.
     wait_for_calls(&simulator, "GetPipelineState", 2).await;
 
     let samples =
         wait_for(&exporter, "events mode again", |s| value(s, ACTIVE) == Some(1.0) && value(s, &queue_up) == Some(1.0)).await;
     assert_eq!(error_count(&samples, "sqs", "ReceiveMessage", "AccessDenied"), Some(2.0));
+    assert_eq!(queue_status(&exporter).await, (true, "receiving".to_string()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let resumed = simulator.calls("GetPipelineState");
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -259,4 +271,78 @@ async fn a_git_sync_event_names_the_stack_by_arn_and_its_sync_is_read_at_once() 
     let samples = samples(&scrape(&exporter).await);
     assert_eq!(value(&samples, &received("aws.codeconnections", "Git Sync Resource Sync Status Change")), Some(1.0));
     assert_eq!(value(&samples, &received("aws.codeconnections", "Git Sync Repository Sync Status Change")), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_reads_its_own_queue_and_deletes_the_events_it_does_not_own() {
+    use codepipeline_exporter::exporter::Options;
+    use codepipeline_exporter::shard::Shard;
+
+    let names = ["web", "api", "billing", "search"];
+    let simulator = Simulator::start(world(&names)).await.unwrap();
+    let queues = [simulator.create_queue("events-0", true), simulator.create_queue("events-1", true)];
+    let yaml = config("https://sqs.us-east-1.amazonaws.com/111122223333/events-{shard}", "60s", "1h");
+    let mut exporters = Vec::new();
+    for ordinal in 0..2 {
+        let options = Options { shard: Shard { ordinal, total: 2 }, ..Options::default() };
+        let exporter = common::start_exporter_unthrottled_with(&simulator, &yaml, options).await;
+        let queue_up = target_up("events", &format!("events-{ordinal}"));
+        wait_for(&exporter, "events mode", |s| value(s, ACTIVE) == Some(1.0) && value(s, &queue_up) == Some(1.0)).await;
+        exporters.push(exporter);
+    }
+    // Each pipeline is polled by one shard: wait until each has polled its own.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let owned = loop {
+        let mut owned = Vec::new();
+        for exporter in &exporters {
+            let samples = samples(&scrape(exporter).await);
+            owned.push(names.iter().filter(|n| value(&samples, &stage_status(n, "Build", "Succeeded")).is_some()).count());
+        }
+        if owned.iter().sum::<usize>() == 4 {
+            break owned;
+        }
+        assert!(Instant::now() < deadline, "the shards polled {owned:?} of the pipelines");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+
+    {
+        let mut world = simulator.world();
+        for name in names {
+            world.pipelines.get_mut(name).unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+        }
+    }
+    for queue in &queues {
+        wait_until_empty(&simulator, queue).await;
+    }
+    for (exporter, owned) in exporters.iter().zip(&owned) {
+        let samples = wait_for(exporter, "the failures of its pipelines", |s| {
+            names.iter().filter(|n| value(s, &stage_status(n, "Build", "Failed")) == Some(1.0)).count() == *owned
+        })
+        .await;
+        assert_eq!(value(&samples, &received("aws.codepipeline", "CodePipeline Stage Execution State Change")), Some(4.0));
+        assert_eq!(value(&samples, &ignored("other_shard")), Some((4 - owned) as f64));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_without_the_queue_returns_to_interval_polling_and_removes_its_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exporter.yaml");
+    let simulator = Simulator::start(world(&["web"])).await.unwrap();
+    let queue = simulator.create_queue("codepipeline-exporter", true);
+    let with_events = config(&queue, "300ms", "1h");
+    std::fs::write(&path, &with_events).unwrap();
+    let exporter = common::start_exporter_unthrottled_from(&simulator, &with_events, Some(path.clone())).await;
+    let queue_up = target_up("events", "codepipeline-exporter");
+    wait_for(&exporter, "events mode", |s| value(s, ACTIVE) == Some(1.0) && value(s, &queue_up) == Some(1.0)).await;
+    wait_for(&exporter, "the first poll", |s| value(s, &stage_status("web", "Build", "Succeeded")) == Some(1.0)).await;
+
+    std::fs::write(&path, with_events.split("    events:").next().unwrap()).unwrap();
+    assert_eq!(exporter.reloader.reload().await, Ok(()));
+    let samples =
+        wait_for(&exporter, "the queue's series gone", |s| value(s, ACTIVE).is_none() && value(s, &queue_up).is_none()).await;
+    assert_eq!(value(&samples, &ignored("malformed")), None);
+    // The pipeline, untouched by the reload, is polled at its interval again.
+    wait_for_calls(&simulator, "GetPipelineState", 3).await;
+    assert_eq!(value(&samples, &stage_status("web", "Build", "Succeeded")), Some(1.0));
 }

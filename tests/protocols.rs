@@ -50,3 +50,71 @@ async fn codeconnections_answers_aws_json_1_0() {
     assert!(response.contains("content-type: application/x-amz-json-1.0\r\n"), "{response}");
     assert!(response.ends_with(r#"{"RepositoryLinks":[{"ConnectionArn":"arn:aws:codeconnections:us-east-1:111122223333:connection/l1","OwnerId":"acme","ProviderType":"GitHub","RepositoryLinkArn":"arn:aws:codeconnections:us-east-1:111122223333:repository-link/l1","RepositoryLinkId":"l1","RepositoryName":"infra"}]}"#), "{response}");
 }
+
+/// SQS as the pinned `aws-sdk-sqs` speaks it: long polls that return when a message arrives,
+/// visibility timeouts, batch deletes by receipt handle, and errors the SDK recognises by the
+/// `x-amzn-query-error` header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_long_polls_hides_received_messages_and_names_its_errors() {
+    use std::time::{Duration, Instant};
+
+    use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+
+    let simulator = Simulator::start(World::default()).await.unwrap();
+    let queue = simulator.create_queue("q", false);
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("AKIDTEST", "secret", None, None, "test"))
+        .endpoint_url(simulator.endpoint_url())
+        .build();
+    let client = aws_sdk_sqs::Client::from_conf(config);
+
+    // A long poll returns as soon as a message arrives, not after its 20 s.
+    let receive = {
+        let (client, queue) = (client.clone(), queue.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let out = client.receive_message().queue_url(queue).wait_time_seconds(20).visibility_timeout(1).send().await.unwrap();
+            (started.elapsed(), out)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    simulator.send_messages(&queue, &["first"]);
+    let (waited, out) = receive.await.unwrap();
+    assert!(waited < Duration::from_secs(2), "returned after {waited:?}");
+    assert_eq!(out.messages().iter().map(|m| m.body().unwrap()).collect::<Vec<_>>(), ["first"]);
+    let first_receipt = out.messages()[0].receipt_handle().unwrap().to_string();
+
+    // Hidden while its visibility timeout runs; back after it, with a new receipt handle.
+    let hidden = client.receive_message().queue_url(&queue).send().await.unwrap();
+    assert!(hidden.messages().is_empty());
+    assert_eq!(simulator.queue_depth(&queue), (0, 1));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = client.receive_message().queue_url(&queue).max_number_of_messages(10).send().await.unwrap();
+    assert_eq!(again.messages().len(), 1);
+    let receipt = again.messages()[0].receipt_handle().unwrap().to_string();
+    assert_ne!(receipt, first_receipt);
+
+    // The stale receipt fails; the current one deletes.
+    let entry =
+        |id: &str, receipt: &str| DeleteMessageBatchRequestEntry::builder().id(id).receipt_handle(receipt).build().unwrap();
+    let deleted = client
+        .delete_message_batch()
+        .queue_url(&queue)
+        .entries(entry("stale", &first_receipt))
+        .entries(entry("current", &receipt))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.successful().iter().map(|s| s.id()).collect::<Vec<_>>(), ["current"]);
+    assert_eq!(deleted.failed().iter().map(|f| (f.id(), f.code())).collect::<Vec<_>>(), [("stale", "ReceiptHandleIsInvalid")]);
+    assert_eq!(simulator.queue_depth(&queue), (0, 0));
+
+    // A missing queue is the SDK's QueueDoesNotExist, by the query error code in the header.
+    let missing = "https://sqs.us-east-1.amazonaws.com/111122223333/missing";
+    let err = client.receive_message().queue_url(missing).send().await.unwrap_err();
+    let err = err.into_service_error();
+    assert!(err.is_queue_does_not_exist(), "{err:?}");
+    assert_eq!(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err), Some("AWS.SimpleQueueService.NonExistentQueue"));
+}

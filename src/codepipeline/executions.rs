@@ -99,7 +99,7 @@ pub struct Execution {
 /// Reads one page of executions, newest first.
 async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Result<(Vec<Execution>, Option<String>), CallError> {
     let request = scope.codepipeline.list_pipeline_executions().pipeline_name(pipeline).set_next_token(token).send();
-    let page = scope.call_deferred(super::SERVICE, "ListPipelineExecutions", request, &[]).await?;
+    let page = scope.call(super::SERVICE, "ListPipelineExecutions", request, &[]).await?;
     let executions = page
         .pipeline_execution_summaries()
         .iter()
@@ -124,7 +124,7 @@ async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Resu
 /// when it has no revision with a creation time.
 async fn earliest_revision(scope: &Scope, pipeline: &str, execution: &str) -> Result<Option<f64>, CallError> {
     let request = scope.codepipeline.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution).send();
-    let output = scope.call_deferred(super::SERVICE, "GetPipelineExecution", request, &[]).await?;
+    let output = scope.call(super::SERVICE, "GetPipelineExecution", request, &[]).await?;
     Ok(output
         .pipeline_execution()
         .map(|e| e.artifact_revisions())

@@ -192,7 +192,7 @@ pub(super) async fn handle(shared: &Shared, operation: &str, input: &Value) -> R
 #[derive(Debug, Default)]
 pub struct Observed {
     /// By pipeline: each execution's status, each stage's latest (execution, status), each
-    /// action's latest status.
+    /// action's latest (action execution, status).
     pipelines: HashMap<String, PipelineSeen>,
     repository_syncs: BTreeMap<(String, String, String), String>,
     resource_syncs: BTreeMap<(String, String), String>,
@@ -253,9 +253,9 @@ impl Observed {
                     .stages
                     .iter()
                     .flat_map(|s| {
-                        let execution = s.latest.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
                         s.actions.iter().filter_map(move |a| {
-                            Some(((s.name.clone(), a.name.clone()), (execution.clone(), a.latest.as_ref()?.status.clone())))
+                            let latest = a.latest.as_ref()?;
+                            Some(((s.name.clone(), a.name.clone()), (latest.id.clone(), latest.status.clone())))
                         })
                     })
                     .collect(),
@@ -290,8 +290,15 @@ impl Observed {
                         );
                     }
                 }
-                for ((stage, action), (execution, status)) in &seen.actions {
-                    if before.actions.get(&(stage.clone(), action.clone())) != Some(&(execution.clone(), status.clone())) {
+                for ((stage, action), (action_execution, status)) in &seen.actions {
+                    if before.actions.get(&(stage.clone(), action.clone())) != Some(&(action_execution.clone(), status.clone())) {
+                        let execution = pipeline
+                            .stages
+                            .iter()
+                            .find(|s| &s.name == stage)
+                            .and_then(|s| s.latest.as_ref())
+                            .map(|(id, _)| id.as_str())
+                            .unwrap_or_default();
                         let detail = json!({"pipeline": name, "execution-id": execution, "stage": stage, "action": action, "state": event_state(status), "region": REGION, "version": version});
                         event(
                             &mut self.next_id,
