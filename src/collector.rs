@@ -48,9 +48,9 @@ pub trait Collector: Send + 'static {
     fn discover(&mut self, round: &mut Round) -> impl Future<Output = ()> + Send;
 }
 
-/// The interval with ±10% of random jitter, so that targets started together drift apart.
-fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(rand::rng().random_range(0.9..1.1))
+/// A random factor of ±10%, so that targets started together drift apart.
+fn jitter() -> f64 {
+    rand::rng().random_range(0.9..1.1)
 }
 
 /// The least time between two discovery rounds, so that a burst of events for pipelines not yet
@@ -270,7 +270,7 @@ async fn run_target<T: Target>(
         first_poll.done();
         // The jitter is drawn once per poll, so that a change of mode moves the next poll to the
         // same point of the new interval.
-        let jitter = rand::rng().random_range(0.9..1.1);
+        let jitter = jitter();
         loop {
             let interval = context.interval(&target, *mode.borrow_and_update()).mul_f64(jitter);
             if live.load(Ordering::Acquire) {
@@ -306,7 +306,7 @@ async fn run_collector<C: Collector>(
         collector.discover(&mut round).await;
         first_round.done();
         tokio::select! {
-            () = tokio::time::sleep(jittered(round.context.discovery_interval)) => {}
+            () = tokio::time::sleep(round.context.discovery_interval.mul_f64(jitter())) => {}
             () = discover.notified() => tokio::time::sleep_until(started + MIN_DISCOVERY_GAP).await,
         }
     }

@@ -220,13 +220,13 @@ impl Scheduler {
                 scope.collectors.stop_unnamed();
             }
         }
-        self.apply_queues(config, &mut sdk_configs).await;
+        self.apply_queues(config, &sdk_configs).await;
         Ok(())
     }
 
     /// Starts, restarts and stops the events consumers as `config` says. Dropping one returns its
     /// account to interval polling.
-    async fn apply_queues(&mut self, config: &Config, sdk_configs: &mut HashMap<String, SdkConfig>) {
+    async fn apply_queues(&mut self, config: &Config, sdk_configs: &HashMap<String, SdkConfig>) {
         let wanted: HashMap<&str, QueueSpec> =
             config.accounts.iter().filter_map(|a| Some((a.name.as_str(), QueueSpec::new(a, config, self.shard)?))).collect();
         self.queues.retain(|account, (spec, _)| wanted.get(account.as_str()) == Some(spec));

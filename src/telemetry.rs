@@ -313,20 +313,21 @@ impl Telemetry {
         }
     }
 
-    /// Changes the figures of `account`'s events consumer, creating them at zero.
+    /// Changes the figures of `account`'s events consumer while it runs. A poll that an event
+    /// caused may end after its consumer stopped: its delay is dropped rather than bringing the
+    /// consumer's series back.
     fn events(&self, account: &str, change: impl FnOnce(&mut EventStats)) {
         let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-        match events.get_mut(account) {
-            Some(stats) => change(stats),
-            None => change(events.entry(account.to_string()).or_default()),
-        }
+        let Some(stats) = events.get_mut(account) else { return };
+        change(stats);
         drop(events);
         self.changed();
     }
 
     /// Starts reporting `account`'s events consumer, every counter at zero.
     pub fn start_events(&self, account: &str) {
-        self.events(account, |_| {});
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).entry(account.to_string()).or_default();
+        self.changed();
     }
 
     /// Stops reporting `account`'s events consumer: its series go.
@@ -501,4 +502,36 @@ pub fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
     line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events_lines(telemetry: &Telemetry) -> Vec<String> {
+        let mut out = Vec::new();
+        telemetry.render(&mut out, Format::Text);
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("codepipeline_exporter_event"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_stopped_consumer_s_series_stay_gone() {
+        let telemetry = Telemetry::new(0, 1);
+        telemetry.start_events("a");
+        telemetry.event_ignored("a", "malformed");
+        assert!(
+            events_lines(&telemetry)
+                .contains(&"codepipeline_exporter_events_ignored_total{account=\"a\",reason=\"malformed\"} 1".to_string())
+        );
+        telemetry.stop_events("a");
+        // A poll an event caused ends after the consumer stopped.
+        telemetry.event_delay("a", Duration::from_millis(300));
+        telemetry.set_events_active("a", false);
+        assert_eq!(events_lines(&telemetry), Vec::<String>::new());
+    }
 }
