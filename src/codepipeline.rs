@@ -1,9 +1,12 @@
 //! The CodePipeline collector: what ListPipelines and GetPipelineState say, as metric series.
 //!
 //! Every `aws_codepipeline_*` family from those two calls is defined here, next to the function
-//! that fills it; the execution history from ListPipelineExecutions is in [`executions`]. A poll turns the API's answer into a [`PipelineState`] snapshot; [`Counters`]
-//! remembers which outcomes were already counted; [`render`] turns both into series.
+//! that fills it; the execution history from ListPipelineExecutions is in [`executions`], and the
+//! action executions of each run, from ListActionExecutions, in [`anatomy`]. A poll turns the
+//! API's answer into a [`PipelineState`] snapshot; [`Counters`] remembers which outcomes were
+//! already counted; [`render`] turns both into series.
 
+pub mod anatomy;
 pub mod executions;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +23,7 @@ use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
 use crate::signal::{Event, Route};
 use crate::target::{Outcome, Target, TargetKey};
+use anatomy::{ACTION_EXECUTIONS, ACTION_FINAL};
 
 pub const SERVICE: &str = "codepipeline";
 
@@ -128,11 +132,6 @@ pub static STAGE_EXECUTIONS: Family = Family {
     help: "Pipeline executions seen reaching a final status in the stage since the exporter started.",
     kind: Kind::Counter,
 };
-pub static ACTION_EXECUTIONS: Family = Family {
-    name: "aws_codepipeline_action_executions_total",
-    help: "Action executions seen reaching a final status since the exporter started.",
-    kind: Kind::Counter,
-};
 
 /// Discovers the pipelines of one account and region and keeps one polling task for each, plus
 /// one for each configured pipeline.
@@ -207,8 +206,6 @@ const DEFINITION_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(8
 
 /// Stage statuses after which a stage execution does not change by itself.
 const STAGE_FINAL: [&str; 5] = ["Cancelled", "Failed", "Skipped", "Stopped", "Succeeded"];
-/// Action statuses after which an action execution does not change.
-const ACTION_FINAL: [&str; 3] = ["Abandoned", "Failed", "Succeeded"];
 
 /// What ListPipelines says of a pipeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,6 +303,8 @@ pub struct Definition {
     /// read again after [`DEFINITION_MAX_AGE`] too.
     pub read_at: std::time::Instant,
     pub version: Option<i32>,
+    /// V1 or V2: only V2 pipelines are billed per action minute.
+    pub pipeline_type: Option<String>,
     /// Stage, action, category, owner and provider of every action.
     pub actions: Vec<[String; 5]>,
     pub polling_disabled_at: Option<f64>,
@@ -318,7 +317,8 @@ impl PipelineTarget {
         PipelineTarget {
             summary,
             explicit,
-            counters: Counters::default(),
+            // With the history on, action executions are counted from ListActionExecutions.
+            counters: Counters::new(!executions),
             last: None,
             definition: None,
             history: executions.then(executions::History::default),
@@ -335,14 +335,20 @@ impl PipelineTarget {
         let version = self.last.as_ref().and_then(|state| state.version);
         if self.definition.as_ref().is_none_or(|d| d.version != version || d.read_at.elapsed() > DEFINITION_MAX_AGE) {
             match get_definition(scope, pipeline).await {
-                Ok(definition) => self.definition = Some(definition),
+                Ok(definition) => {
+                    if let Some(history) = &mut self.history {
+                        history.anatomy_mut().retain(&definition.actions);
+                    }
+                    self.definition = Some(definition);
+                }
                 Err(err) => return Outcome::Failed(err),
             }
         }
         let active = self.active();
+        let billed = self.definition.as_ref().is_some_and(|d| d.pipeline_type.as_deref() == Some("V2"));
         if let Some(history) = &mut self.history
             && (changed || active || history.needs_reading())
-            && let Err(err) = history.read(scope, pipeline).await
+            && let Err(err) = history.read(scope, pipeline, billed).await
         {
             return Outcome::Failed(err);
         }
@@ -411,11 +417,15 @@ impl Target for PipelineTarget {
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
         if let Some(state) = &self.last {
             render(rendered, &key.account, &key.region, &key.name, self.summary.borrow().as_ref(), state, &self.counters);
+            let base = [("account", &*key.account), ("region", &*key.region), ("pipeline", &*key.name)];
             if let Some(definition) = &self.definition {
                 render_definition(rendered, &key.account, &key.region, &key.name, definition);
+                if let Some(history) = &self.history {
+                    history.anatomy().render(rendered, &base, &definition.actions);
+                }
             }
             if let Some(history) = &self.history {
-                history.render(rendered, &[("account", &key.account), ("region", &key.region), ("pipeline", &key.name)]);
+                history.render(rendered, &base);
             }
         }
     }
@@ -473,6 +483,7 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
     Ok(Definition {
         read_at: std::time::Instant::now(),
         version: declaration.and_then(|p| p.version()),
+        pipeline_type: declaration.and_then(|p| p.pipeline_type()).map(|t| t.as_str().to_string()),
         actions,
         polling_disabled_at: output.metadata().and_then(|m| m.polling_disabled_at()).map(DateTime::as_secs_f64),
     })
@@ -543,9 +554,12 @@ impl From<GetPipelineStateOutput> for PipelineState {
 /// Counts each outcome once: a stage's (pipeline execution ID, final status) and an action's
 /// (action execution ID, final status) are counted the first time a poll sees them, except on the
 /// first poll, which only records what is there so that a restart does not replay old outcomes.
+/// Actions are counted here only while the history is off: a poll sees only each action's latest
+/// execution, while [`anatomy`] reads them all.
 #[derive(Debug, Default)]
 pub struct Counters {
     primed: bool,
+    actions: bool,
     stage_seen: HashMap<String, (String, String)>,
     stage_counts: BTreeMap<(String, String), u64>,
     action_seen: HashMap<(String, String), (String, String)>,
@@ -553,6 +567,11 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// `actions`: whether action executions are counted from the state.
+    pub fn new(actions: bool) -> Counters {
+        Counters { actions, ..Counters::default() }
+    }
+
     pub fn observe(&mut self, state: &PipelineState) {
         for stage in &state.stages {
             if let Some(latest) = &stage.latest
@@ -564,7 +583,7 @@ impl Counters {
                     *self.stage_counts.entry((stage.name.clone(), latest.1.clone())).or_default() += 1;
                 }
             }
-            for action in &stage.actions {
+            for action in stage.actions.iter().filter(|_| self.actions) {
                 let id = (stage.name.clone(), action.name.clone());
                 if let Some(latest) = &action.latest
                     && ACTION_FINAL.contains(&latest.1.as_str())
@@ -685,7 +704,7 @@ pub fn render(
             if let Some(code) = &action.error_code {
                 rendered.sample_with(&ACTION_ERROR_INFO, &action_labels, &[("code", code)], 1.0);
             }
-            for status in ACTION_FINAL {
+            for status in ACTION_FINAL.iter().filter(|_| counters.actions) {
                 let count = counters.action(&stage.name, &action.name, status) as f64;
                 rendered.sample_with(&ACTION_EXECUTIONS, &action_labels, &[("status", status)], count);
             }

@@ -255,7 +255,7 @@ impl Rendered {
 }
 
 /// A histogram's cumulative bucket counts, count and sum.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
     bounds: &'static [f64],
     buckets: Vec<u64>,

@@ -110,10 +110,41 @@ aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="check
 aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Failed"} 0
 aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="InProgress"} 0
 aws_codepipeline_action_status{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",action="Deploy",status="Succeeded"} 0
+aws_codepipeline_billed_action_seconds_total{account="test",region="us-east-1",pipeline="checkout"} 0
 aws_codepipeline_pipeline_created_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout"} 1700000000
 aws_codepipeline_pipeline_info{account="test",region="us-east-1",pipeline="checkout",pipeline_type="V2",execution_mode="PARALLEL"} 1
 aws_codepipeline_pipeline_updated_timestamp_seconds{account="test",region="us-east-1",pipeline="checkout"} 1700000500.5
 aws_codepipeline_pipeline_version{account="test",region="us-east-1",pipeline="checkout"} 7
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="30"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="60"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="120"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="300"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="600"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="1800"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="3600"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Source",le="+Inf"} 0
+aws_codepipeline_stage_duration_seconds_sum{account="test",region="us-east-1",pipeline="checkout",stage="Source"} 0
+aws_codepipeline_stage_duration_seconds_count{account="test",region="us-east-1",pipeline="checkout",stage="Source"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="30"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="60"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="120"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="300"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="600"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="1800"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="3600"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Build",le="+Inf"} 0
+aws_codepipeline_stage_duration_seconds_sum{account="test",region="us-east-1",pipeline="checkout",stage="Build"} 0
+aws_codepipeline_stage_duration_seconds_count{account="test",region="us-east-1",pipeline="checkout",stage="Build"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="30"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="60"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="120"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="300"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="600"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="1800"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="3600"} 0
+aws_codepipeline_stage_duration_seconds_bucket{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",le="+Inf"} 0
+aws_codepipeline_stage_duration_seconds_sum{account="test",region="us-east-1",pipeline="checkout",stage="Deploy"} 0
+aws_codepipeline_stage_duration_seconds_count{account="test",region="us-east-1",pipeline="checkout",stage="Deploy"} 0
 aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Cancelled"} 0
 aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Failed"} 0
 aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Skipped"} 0
@@ -249,9 +280,12 @@ async fn status_transitions_and_counters_count_each_outcome_once() {
     assert_eq!(value(&s, &stage_executions("app", "Build", "Failed")), Some(1.0));
 }
 
+/// Without the history, action executions are counted from the latest execution each
+/// GetPipelineState poll shows; with it, from ListActionExecutions (tests/anatomy.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn action_executions_are_counted_by_execution_id() {
-    let bed = start_unthrottled(world(vec![simple("app")]), FAST).await;
+async fn without_history_action_executions_are_counted_by_execution_id_from_the_state() {
+    let yaml = format!("{FAST}    codepipeline:\n      executions: false\n");
+    let bed = start_unthrottled(world(vec![simple("app")]), &yaml).await;
     let series = |status: &str| {
         format!(
             "aws_codepipeline_action_executions_total{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",stage=\"Build\",action=\"Build\",status=\"{status}\"}}"

@@ -12,6 +12,7 @@ use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 
+use super::anatomy::Anatomy;
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Kind};
 use crate::exposition::{Histogram, Rendered};
@@ -140,9 +141,9 @@ pub struct History {
     primed: bool,
     /// Set when the last read failed, so that the next poll reads again whatever the state says.
     stale: bool,
-    /// Last seen status and start of each remembered execution, and their IDs in the order first
-    /// seen.
-    known: HashMap<String, (String, f64)>,
+    /// Last seen status, start and last update of each remembered execution, and their IDs in the
+    /// order first seen.
+    known: HashMap<String, (String, f64, f64)>,
     order: VecDeque<String>,
     /// Executions that started before this and are not remembered finished before the exporter
     /// first read the history (or were forgotten since): they are never counted.
@@ -161,6 +162,8 @@ pub struct History {
     pending_lead_times: VecDeque<(String, f64)>,
     /// Start and status of the newest execution.
     newest: Option<(f64, String)>,
+    /// The action executions of the executions counted final.
+    anatomy: Anatomy,
 }
 
 impl Default for History {
@@ -180,6 +183,7 @@ impl Default for History {
             lead_times: None,
             pending_lead_times: VecDeque::new(),
             newest: None,
+            anatomy: Anatomy::default(),
         }
     }
 }
@@ -192,16 +196,25 @@ impl History {
     }
 
     pub fn in_progress(&self) -> usize {
-        self.known.values().filter(|(s, _)| is_running(s)).count()
+        self.known.values().filter(|(s, ..)| is_running(s)).count()
     }
 
-    /// Reads the executions that are new or were still running, newest first. The first read only
-    /// takes the newest page, to fill the `last_*` gauges without counting executions from before
-    /// the exporter started.
-    pub async fn read(&mut self, scope: &Scope, pipeline: &str) -> Result<(), CallError> {
+    pub fn anatomy(&self) -> &Anatomy {
+        &self.anatomy
+    }
+
+    pub fn anatomy_mut(&mut self) -> &mut Anatomy {
+        &mut self.anatomy
+    }
+
+    /// Reads the executions that are new or were still running, newest first, then the lead time
+    /// and the action executions of those that ended. The first read only takes the newest page,
+    /// to fill the `last_*` gauges without counting executions from before the exporter started.
+    /// `billed` says whether the pipeline is billed per action minute (V2).
+    pub async fn read(&mut self, scope: &Scope, pipeline: &str, billed: bool) -> Result<(), CallError> {
         self.stale = true;
         let mut running: HashSet<String> =
-            self.known.iter().filter(|(_, (s, _))| is_running(s)).map(|(id, _)| id.clone()).collect();
+            self.known.iter().filter(|(_, (s, ..))| is_running(s)).map(|(id, _)| id.clone()).collect();
         let mut pages = 0;
         aws::for_each_page(
             |token| list_page(scope, pipeline, token),
@@ -219,6 +232,7 @@ impl History {
             }
             self.pending_lead_times.pop_front();
         }
+        self.anatomy.read(scope, pipeline, billed).await?;
         self.stale = false;
         Ok(())
     }
@@ -230,13 +244,13 @@ impl History {
         let mut all_finished_before = true;
         for execution in page {
             let before = match self.known.get(&execution.id) {
-                Some((status, _)) => Some(status.clone()),
+                Some((status, _, last_update)) => Some((status.clone(), *last_update)),
                 None if execution.start < self.horizon => continue,
                 None => None,
             };
-            all_finished_before &= before.as_deref().is_some_and(is_final);
+            all_finished_before &= before.as_ref().is_some_and(|(status, _)| is_final(status));
             running.remove(&execution.id);
-            self.observe(execution, before.as_deref());
+            self.observe(execution, before.as_ref().map(|(status, at)| (status.as_str(), *at)));
         }
         if !self.primed {
             // Older pages hold history from before the exporter started.
@@ -248,7 +262,8 @@ impl History {
         if all_finished_before && running.is_empty() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }
 
-    fn observe(&mut self, execution: &Execution, before: Option<&str>) {
+    /// Takes one execution; `before` is its status and last update at the previous read.
+    fn observe(&mut self, execution: &Execution, before: Option<(&str, f64)>) {
         self.triggers.insert(execution.trigger.clone());
         if self.newest.as_ref().is_none_or(|(start, _)| execution.start >= *start) {
             self.newest = Some((execution.start, execution.status.clone()));
@@ -258,7 +273,13 @@ impl History {
             let duration = (execution.last_update - execution.start).max(0.0);
             // Each (execution, final status) once: a retried execution that failed and then
             // succeeded counts both outcomes.
-            if self.primed && before != Some(status) {
+            let reached = before.map(|(status, _)| status) != Some(status);
+            // A stage retried between two reads may end at the status it had: its last update
+            // tells, and its new action executions are read all the same.
+            if self.primed && (reached || before.is_some_and(|(_, at)| at != execution.last_update)) {
+                self.anatomy.reached_final(&execution.id);
+            }
+            if self.primed && reached {
                 *self.counts.entry((status.to_string(), execution.trigger.clone())).or_default() += 1;
                 self.durations.entry(status.to_string()).or_insert_with(|| Histogram::new(&DURATION_BUCKETS)).observe(duration);
                 if status == "Succeeded" {
@@ -279,11 +300,11 @@ impl History {
                 *latest = Some(execution.last_update);
             }
         }
-        if self.known.insert(execution.id.clone(), (execution.status.clone(), execution.start)).is_none() {
+        if self.known.insert(execution.id.clone(), (execution.status.clone(), execution.start, execution.last_update)).is_none() {
             self.order.push_back(execution.id.clone());
             if self.order.len() > REMEMBERED
                 && let Some(oldest) = self.order.pop_front()
-                && let Some((_, start)) = self.known.remove(&oldest)
+                && let Some((_, start, _)) = self.known.remove(&oldest)
             {
                 self.horizon = self.horizon.max(start);
             }

@@ -36,6 +36,40 @@ pub struct SimExecution {
     /// When the source revisions of the execution were created, as GetPipelineExecution lists
     /// them.
     pub revisions_created: Vec<f64>,
+    /// Every action execution of the run, as ListActionExecutions details them: a retried action
+    /// has several.
+    pub actions: Vec<SimActionRun>,
+}
+
+/// One action execution of a pipeline execution, as ListActionExecutions details it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimActionRun {
+    pub stage: String,
+    pub action: String,
+    pub id: String,
+    pub status: String,
+    pub start: f64,
+    pub last_update: f64,
+    /// Category, owner and provider of the action's type.
+    pub type_id: (String, String, String),
+    /// The error code of a failed execution.
+    pub error_code: Option<String>,
+}
+
+impl SimActionRun {
+    /// A CodeBuild action execution.
+    pub fn new(stage: &str, action: &str, id: &str, status: &str, start: f64, last_update: f64) -> SimActionRun {
+        SimActionRun {
+            stage: stage.into(),
+            action: action.into(),
+            id: id.into(),
+            status: status.into(),
+            start,
+            last_update,
+            type_id: ("Build".into(), "AWS".into(), "CodeBuild".into()),
+            error_code: None,
+        }
+    }
 }
 
 impl SimExecution {
@@ -48,6 +82,7 @@ impl SimExecution {
             last_update,
             trigger_type: "Webhook".into(),
             revisions_created: vec![start - 600.0],
+            actions: Vec::new(),
         }
     }
 }
@@ -182,6 +217,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                 ]),
             )]))
         }
+        "ListActionExecutions" => list_action_executions(world, input),
         "GetPipeline" => readable(world, input, "name").map(pipeline_declaration),
         "GetPipelineState" => readable(world, input, "name").map(pipeline_state),
         _ => Err(Failure::new(400, "UnknownOperationException", format!("operation {operation} is not simulated"))),
@@ -211,6 +247,79 @@ fn denied(name: &str) -> Failure {
             "User: arn:aws:sts::111122223333:assumed-role/codepipeline-exporter is not authorized to perform this action on pipeline {name}"
         ),
     )
+}
+
+/// ListActionExecutions: the action executions of one pipeline execution (the `filter`'s
+/// `pipelineExecutionId`), or of all its remembered executions, newest first, `maxResults` (1 to
+/// 100) a page, else the world's page size.
+fn list_action_executions(world: &World, input: &Value) -> Result<Value, Failure> {
+    let pipeline = readable(world, input, "pipelineName")?;
+    let filter = input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("filter"))).map(|(_, v)| v);
+    let wanted = filter.and_then(|f| member(f, "pipelineExecutionId"));
+    if let Some(id) = wanted
+        && !pipeline.executions.iter().any(|e| e.id == id)
+    {
+        return Err(Failure::new(400, "PipelineExecutionNotFoundException", format!("Pipeline execution {id} not found")));
+    }
+    let page = match input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("maxResults"))) {
+        Some((_, v)) => v
+            .as_integer()
+            .and_then(|i| usize::try_from(i).ok())
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| Failure::new(400, "ValidationException", "maxResults must be between 1 and 100"))?,
+        None => world.page(),
+    };
+    let mut runs: Vec<(&str, &SimActionRun)> = pipeline
+        .executions
+        .iter()
+        .filter(|e| wanted.is_none_or(|id| e.id == id))
+        .flat_map(|e| e.actions.iter().map(move |a| (e.id.as_str(), a)))
+        .collect();
+    runs.sort_by(|a, b| b.1.start.total_cmp(&a.1.start));
+    let (start, next) = page_bounds(member(input, "nextToken"), page, runs.len())?;
+    let details = runs.iter().skip(start).take(page).map(|(execution, run)| {
+        let (category, owner, provider) = &run.type_id;
+        let result = map(vec![
+            ("externalExecutionId", text(&format!("build:{}", run.id))),
+            ("externalExecutionSummary", text("free text that never becomes a label")),
+            ("externalExecutionUrl", text(&format!("https://console.aws.amazon.com/codesuite/codebuild/builds/{}", run.id))),
+            (
+                "errorDetails",
+                run.error_code
+                    .as_ref()
+                    .map(|code| map(vec![("code", text(code)), ("message", text("Step \"test\" exited with code 1"))]))
+                    .unwrap_or(Value::Null),
+            ),
+        ]);
+        map(vec![
+            ("pipelineExecutionId", text(execution)),
+            ("actionExecutionId", text(&run.id)),
+            ("pipelineVersion", int(pipeline.version.into())),
+            ("stageName", text(&run.stage)),
+            ("actionName", text(&run.action)),
+            ("startTime", timestamp(run.start)),
+            ("lastUpdateTime", timestamp(run.last_update)),
+            ("status", text(&run.status)),
+            (
+                "input",
+                map(vec![
+                    (
+                        "actionTypeId",
+                        map(vec![
+                            ("category", text(category)),
+                            ("owner", text(owner)),
+                            ("provider", text(provider)),
+                            ("version", text("1")),
+                        ]),
+                    ),
+                    ("configuration", map(vec![("ProjectName", text(&run.action))])),
+                    ("region", text("us-east-1")),
+                ]),
+            ),
+            ("output", map(vec![("executionResult", result)])),
+        ])
+    });
+    Ok(map(vec![("actionExecutionDetails", list(details)), ("nextToken", opt_text(next.as_deref()))]))
 }
 
 fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {

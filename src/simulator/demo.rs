@@ -9,8 +9,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    SimActionExecution, SimCondition, SimConnection, SimExecution, SimHost, SimPipeline, SimRepositoryLink, SimResourceSync,
-    SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
+    SimActionExecution, SimActionRun, SimCondition, SimConnection, SimExecution, SimHost, SimPipeline, SimRepositoryLink,
+    SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
 };
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
@@ -27,6 +27,9 @@ struct Scenario {
     offset: u64,
     /// Which (stage, action) fails in run `k`, if any.
     fails: fn(u64) -> Option<(usize, usize)>,
+    /// Which (stage, action) fails a third of the way through its first attempt in run `k`, after
+    /// which the stage is retried automatically and the action runs again.
+    retried: fn(u64) -> Option<(usize, usize)>,
     /// A stage whose inbound transition is disabled: runs wait in front of it.
     disabled_before: Option<usize>,
     /// What starts the pipeline's executions.
@@ -42,7 +45,7 @@ const SERVICE: &[(&str, &[ActionSpec])] = &[
 const BATCH: &[(&str, &[ActionSpec])] = &[
     ("Source", &[("Source", 3, false)]),
     ("Build", &[("Build", 20, true)]),
-    ("Approval", &[("ManualApproval", 10, false)]),
+    ("Approval", &[("ManualApproval", 20, false)]),
     ("Deploy", &[("Deploy", 15, true)]),
 ];
 
@@ -55,6 +58,7 @@ const SCENARIOS: &[Scenario] = &[
         period: 90,
         offset: 0,
         fails: |_| None,
+        retried: |k| (k % 2 == 0).then_some((1, 0)),
         disabled_before: None,
         trigger: "Webhook",
     },
@@ -66,6 +70,7 @@ const SCENARIOS: &[Scenario] = &[
         period: 80,
         offset: 20,
         fails: |k| (k % 3 == 1).then_some((1, 1)),
+        retried: |_| None,
         disabled_before: None,
         trigger: "Webhook",
     },
@@ -77,6 +82,7 @@ const SCENARIOS: &[Scenario] = &[
         period: 120,
         offset: 45,
         fails: |_| None,
+        retried: |_| None,
         disabled_before: None,
         trigger: "PollForSourceChanges",
     },
@@ -88,6 +94,7 @@ const SCENARIOS: &[Scenario] = &[
         period: 150,
         offset: 10,
         fails: |_| None,
+        retried: |_| None,
         disabled_before: Some(3),
         trigger: "StartPipelineExecution",
     },
@@ -99,6 +106,7 @@ const SCENARIOS: &[Scenario] = &[
         period: 100,
         offset: 30,
         fails: |_| Some((2, 0)),
+        retried: |_| None,
         disabled_before: None,
         trigger: "Webhook",
     },
@@ -110,6 +118,7 @@ const SCENARIOS: &[Scenario] = &[
         period: 70,
         offset: 5,
         fails: |k| (k % 4 == 3).then_some((2, 1)),
+        retried: |k| (k % 2 == 1).then_some((1, 1)),
         disabled_before: None,
         trigger: "Webhook",
     },
@@ -318,7 +327,7 @@ fn advance_gates(world: &mut World, now: f64, started: f64) {
     }];
     prod.latest = Some((format!("{GATED}-{run}-Prod"), if phase < 240.0 { "InProgress" } else { "Succeeded" }.into()));
     prod.latest_type = Some("STANDARD".into());
-    prod.retries = (!blocked).then_some((1, 0));
+    prod.retries = Some((i32::from(!blocked), 0));
 }
 
 /// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
@@ -409,6 +418,7 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
                 last_update,
                 trigger_type: scenario.trigger.into(),
                 revisions_created: vec![start - 120.0 - 60.0 * (j % 5) as f64],
+                actions: action_runs(scenario, index, j, start, now),
             }
         })
         .collect();
@@ -417,73 +427,145 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
 /// Runs the demo keeps in each pipeline's execution history.
 const HISTORY: u64 = 20;
 
-/// Whether run `k` fails, and how many seconds after its start it ends.
-fn run_end(scenario: &Scenario, k: u64) -> (bool, f64) {
-    let failure = (scenario.fails)(k);
+/// One attempt of an action in a run: which action, which attempt (0 for the first), when it
+/// starts and how long it takes, in seconds from the run's start, and whether it fails.
+struct Attempt {
+    stage: usize,
+    action: usize,
+    attempt: u64,
+    offset: f64,
+    duration: f64,
+    failed: bool,
+}
+
+/// Every action attempt of run `k`, in the order they run: the actions of a stage one after the
+/// other, a retried action's failed attempt followed by its second, and nothing after a failure
+/// or in front of a disabled transition.
+fn timeline(scenario: &Scenario, k: u64) -> Vec<Attempt> {
+    let (failure, retry) = ((scenario.fails)(k), (scenario.retried)(k));
+    let mut attempts = Vec::new();
     let mut clock = 0.0;
-    for (s, (_, actions)) in scenario.stages.iter().enumerate() {
-        for (a, (_, duration, _)) in actions.iter().enumerate() {
-            clock += *duration as f64;
-            if failure == Some((s, a)) {
-                return (true, clock);
+    for (stage, (_, actions)) in scenario.stages.iter().enumerate() {
+        if scenario.disabled_before == Some(stage) {
+            break;
+        }
+        for (action, (_, duration, _)) in actions.iter().enumerate() {
+            let duration = *duration as f64;
+            if retry == Some((stage, action)) {
+                attempts.push(Attempt { stage, action, attempt: 0, offset: clock, duration: duration / 3.0, failed: true });
+                clock += duration / 3.0;
+            }
+            let failed = failure == Some((stage, action));
+            let attempt = u64::from(retry == Some((stage, action)));
+            attempts.push(Attempt { stage, action, attempt, offset: clock, duration, failed });
+            clock += duration;
+            if failed {
+                return attempts;
             }
         }
     }
-    (false, clock)
+    attempts
+}
+
+/// Whether run `k` fails, and how many seconds after its start it ends.
+fn run_end(scenario: &Scenario, k: u64) -> (bool, f64) {
+    let attempts = timeline(scenario, k);
+    let failed = (scenario.fails)(k).is_some_and(|(s, a)| attempts.iter().any(|t| t.stage == s && t.action == a));
+    (failed, attempts.last().map_or(0.0, |t| t.offset + t.duration))
 }
 
 fn execution_id(index: usize, k: u64) -> String {
     format!("{:08x}-5a1e-4c0d-8e00-{:012x}", 0x1000_0000 + index as u64, k)
 }
 
-fn apply_run(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, k: u64, started: f64, elapsed: f64) {
-    let id = execution_id(index, k);
-    let failure = (scenario.fails)(k);
-    let mut clock = 0.0;
-    for (s, (_, actions)) in scenario.stages.iter().enumerate() {
-        if elapsed < clock {
-            return;
-        }
-        let stage = &mut pipeline.stages[s];
-        if scenario.disabled_before == Some(s) {
-            stage.inbound = Some((id.clone(), "InProgress".into()));
-            return;
-        }
-        stage.inbound = None;
-        stage.latest = Some((id.clone(), "InProgress".into()));
-        for (a, (_, duration, reports_percent)) in actions.iter().enumerate() {
-            if elapsed < clock {
-                return;
-            }
-            let action = &mut stage.actions[a];
-            let action_started = started + clock;
-            let finished = elapsed >= clock + *duration as f64;
-            let failed = failure == Some((s, a));
-            if s == 0 && a == 0 {
-                action.revision = Some((format!("{:040x}", ((index as u128) << 64) | (u128::from(k) * 0x9e37_79b9)), started));
-            }
-            action.latest = Some(SimActionExecution {
-                id: format!("{:08x}-ac7e-4b00-9000-{:012x}", 0x2000_0000 + (index * 100 + s * 10 + a) as u64, k),
-                status: match (finished, failed) {
+fn action_execution_id(index: usize, attempt: &Attempt, k: u64) -> String {
+    let n = index * 1000 + attempt.stage * 100 + attempt.action * 10 + attempt.attempt as usize;
+    format!("{:08x}-ac7e-4b00-9000-{k:012x}", 0x2000_0000 + n as u64)
+}
+
+/// The action executions of run `k`, started at `started`, as ListActionExecutions gives them
+/// at `now`: those that started, newest first.
+fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64) -> Vec<SimActionRun> {
+    let mut runs: Vec<SimActionRun> = timeline(scenario, k)
+        .iter()
+        .filter(|t| started + t.offset <= now)
+        .map(|t| {
+            let (stage, actions) = scenario.stages[t.stage];
+            let name = actions[t.action].0;
+            let (start, end) = (started + t.offset, started + t.offset + t.duration);
+            let finished = now >= end;
+            SimActionRun {
+                stage: stage.into(),
+                action: name.into(),
+                id: action_execution_id(index, t, k),
+                status: match (finished, t.failed) {
                     (false, _) => "InProgress",
                     (true, false) => "Succeeded",
                     (true, true) => "Failed",
                 }
                 .into(),
-                summary: Some(format!("Run {k} of {}", scenario.name)),
-                last_status_change: if finished { action_started + *duration as f64 } else { action_started },
-                percent_complete: (*reports_percent && !finished)
-                    .then(|| (((elapsed - clock) / *duration as f64) * 100.0) as i32),
-                error: (finished && failed)
-                    .then(|| ("JobFailed".to_string(), format!("Step \"test\" exited with code 1 in run {k}"))),
-            });
-            if finished && failed {
-                stage.latest = Some((id, "Failed".into()));
-                return;
+                start,
+                last_update: if finished { end } else { now },
+                type_id: action_type(name),
+                error_code: (finished && t.failed).then(|| "JobFailed".to_string()),
             }
-            clock += *duration as f64;
+        })
+        .collect();
+    runs.reverse();
+    runs
+}
+
+fn apply_run(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, k: u64, started: f64, elapsed: f64) {
+    let id = execution_id(index, k);
+    let attempts = timeline(scenario, k);
+    if let Some(stage) = scenario.disabled_before
+        && attempts.last().is_some_and(|t| elapsed >= t.offset + t.duration)
+    {
+        pipeline.stages[stage].inbound = Some((id.clone(), "InProgress".into()));
+    }
+    for (i, attempt) in attempts.iter().enumerate() {
+        if elapsed < attempt.offset {
+            return;
         }
-        if elapsed >= clock {
+        let stage = &mut pipeline.stages[attempt.stage];
+        let first_of_stage = i == 0 || attempts[i - 1].stage != attempt.stage;
+        if first_of_stage {
+            stage.inbound = None;
+            stage.retries = None;
+        }
+        if attempt.attempt > 0 {
+            stage.retries = Some((1, 0));
+        }
+        stage.latest = Some((id.clone(), "InProgress".into()));
+        let (_, actions) = scenario.stages[attempt.stage];
+        let reports_percent = actions[attempt.action].2;
+        let action = &mut stage.actions[attempt.action];
+        let action_started = started + attempt.offset;
+        let finished = elapsed >= attempt.offset + attempt.duration;
+        if attempt.stage == 0 && attempt.action == 0 {
+            action.revision = Some((format!("{:040x}", ((index as u128) << 64) | (u128::from(k) * 0x9e37_79b9)), started));
+        }
+        action.latest = Some(SimActionExecution {
+            id: action_execution_id(index, attempt, k),
+            status: match (finished, attempt.failed) {
+                (false, _) => "InProgress",
+                (true, false) => "Succeeded",
+                (true, true) => "Failed",
+            }
+            .into(),
+            summary: Some(format!("Run {k} of {}", scenario.name)),
+            last_status_change: if finished { action_started + attempt.duration } else { action_started },
+            percent_complete: (reports_percent && !finished)
+                .then(|| (((elapsed - attempt.offset) / attempt.duration) * 100.0) as i32),
+            error: (finished && attempt.failed)
+                .then(|| ("JobFailed".to_string(), format!("Step \"test\" exited with code 1 in run {k}"))),
+        });
+        let last_of_stage = attempts.get(i + 1).is_none_or(|next| next.stage != attempt.stage);
+        if finished && attempt.failed && last_of_stage {
+            stage.latest = Some((id, "Failed".into()));
+            return;
+        }
+        if finished && last_of_stage {
             stage.latest = Some((id.clone(), "Succeeded".into()));
         }
     }

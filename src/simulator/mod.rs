@@ -30,7 +30,7 @@ pub use codeconnections::{
     SimConnection, SimHost, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration,
     SimSyncEvent,
 };
-pub use codepipeline::{SimAction, SimActionExecution, SimCondition, SimExecution, SimPipeline, SimStage};
+pub use codepipeline::{SimAction, SimActionExecution, SimActionRun, SimCondition, SimExecution, SimPipeline, SimStage};
 use protocol::{Failure, Protocol};
 pub use sqs::SimQueue;
 
