@@ -22,7 +22,7 @@ use aws_credential_types::Credentials;
 use codepipeline_exporter::aws::Overrides;
 use codepipeline_exporter::config::Config;
 use codepipeline_exporter::exporter;
-use codepipeline_exporter::simulator::{self, SimActionExecution, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{self, SimActionExecution, SimActionRun, SimExecution, SimPipeline, Simulator, World};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const PIPELINES: usize = 500;
@@ -68,6 +68,20 @@ async fn progress(simulator: Simulator, changes: Changes) {
                     if let Some(current) = pipeline.executions.first_mut() {
                         current.status = "Succeeded".into();
                         current.last_update = now;
+                        // One execution of each action, which run anatomy reads once.
+                        current.actions = ["Source", "Build", "Deploy"]
+                            .iter()
+                            .map(|stage| {
+                                SimActionRun::new(
+                                    stage,
+                                    stage,
+                                    &format!("{}-{stage}", current.id),
+                                    "Succeeded",
+                                    current.start,
+                                    now,
+                                )
+                            })
+                            .collect();
                         let deploy = if run.is_multiple_of(2) { "Failed" } else { "Succeeded" };
                         pipeline.stages[2].latest = Some((current.id.clone(), deploy.into()));
                         changes.lock().unwrap()[i] = Some((Instant::now(), deploy));
@@ -170,6 +184,7 @@ async fn measure(mode: Mode) -> Measured {
         "ListPipelines",
         "GetPipeline",
         "GetPipelineExecution",
+        "ListActionExecutions",
         "ReceiveMessage",
         "DeleteMessageBatch",
         "GetQueueAttributes",

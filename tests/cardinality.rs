@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use codepipeline_exporter::simulator::{self, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{self, SimActionRun, SimExecution, SimPipeline, Simulator, World};
 use common::{family, samples, scrape, start_exporter_unthrottled, value, wait_for};
 
 const ACCOUNT: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n      connections: false\n";
@@ -88,8 +88,58 @@ async fn series_per_pipeline(metrics: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_series_a_pipeline_costs() {
-    assert_eq!(series_per_pipeline("").await, 345);
-    assert_eq!(series_per_pipeline("metrics:\n  state_sets: sparse\n").await, 214);
+    assert_eq!(series_per_pipeline("").await, 410);
+    assert_eq!(series_per_pipeline("metrics:\n  state_sets: sparse\n").await, 279);
     let trimmed = "metrics:\n  state_sets: sparse\n  exclude: [aws_codepipeline_stage_inbound_status, aws_codepipeline_execution_duration_seconds]\n";
-    assert_eq!(series_per_pipeline(trimmed).await, 182);
+    assert_eq!(series_per_pipeline(trimmed).await, 247);
+}
+
+/// The run-anatomy families of a pipeline of the benchmarks' shape, after a run in which every
+/// action succeeded: the stage histograms (5 × 10), the last stage durations (5), the seconds of
+/// each action's one status (20) and the billed seconds (1). The README's budget is 80 by
+/// default; each further status an action ends in adds one series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_anatomy_adds_76_series_per_pipeline_after_a_run() {
+    let simulator = Simulator::start(simulator::fleet(3)).await.unwrap();
+    let exporter = start_exporter_unthrottled(&simulator, ACCOUNT).await;
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    let name = "service-00001-deploy";
+    {
+        let mut world = simulator.world();
+        let pipeline = world.pipelines.get_mut(name).unwrap();
+        let mut run = SimExecution::new("exec-1-next", "Succeeded", 1_800_000_000.0, 1_800_000_400.0);
+        for s in 0..5 {
+            for a in 0..4 {
+                let start = 1_800_000_000.0 + f64::from(s * 4 + a) * 20.0;
+                run.actions.push(SimActionRun::new(
+                    &format!("Stage{s}"),
+                    &format!("Action{s}{a}"),
+                    &format!("act-next-{s}-{a}"),
+                    "Succeeded",
+                    start,
+                    start + 20.0,
+                ));
+            }
+        }
+        pipeline.executions.insert(0, run);
+        pipeline.stages[4].latest = Some(("exec-1-next".into(), "Succeeded".into()));
+    }
+    let billed =
+        format!("aws_codepipeline_billed_action_seconds_total{{account=\"test\",region=\"us-east-1\",pipeline=\"{name}\"}}");
+    wait_for(&exporter, "the run read", |s| value(s, &billed) == Some(1_200.0)).await;
+    let text = scrape(&exporter).await;
+    let anatomy = [
+        "aws_codepipeline_stage_duration_seconds",
+        "aws_codepipeline_stage_last_duration_seconds",
+        "aws_codepipeline_action_duration_seconds_total",
+        "aws_codepipeline_billed_action_seconds_total",
+    ];
+    let count = |pipeline: &str| {
+        samples(&text)
+            .keys()
+            .filter(|k| anatomy.iter().any(|f| k.starts_with(f)) && k.contains(&format!("pipeline=\"{pipeline}\"")))
+            .count()
+    };
+    assert_eq!(count(name), 76);
+    assert_eq!(count("service-00002-deploy"), 51, "no run read yet: the histograms and the billed seconds, at 0");
 }

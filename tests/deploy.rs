@@ -42,7 +42,10 @@ fn the_prometheus_rule_is_rendered_from_the_rule_files() {
     let rule = yaml(&rendered);
     let groups = rule["spec"]["groups"].as_array().unwrap();
     let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["codeconnections", "codepipeline", "codepipeline-exporter", "codepipeline-delivery"]);
+    assert_eq!(
+        names,
+        ["codeconnections", "codepipeline", "codepipeline-exporter", "codepipeline-delivery", "codepipeline-anatomy"]
+    );
     let mut from_files = Vec::new();
     for file in ["deploy/prometheus/alerts.yml", "deploy/prometheus/recording.yml"] {
         from_files.extend(yaml(&read(file))["groups"].as_array().unwrap().clone());
@@ -98,7 +101,7 @@ fn kustomize_builds_a_hardened_deployment() {
 fn promtool_accepts_the_compose_prometheus_configuration() {
     let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "{out}{errors}");
-    assert!(out.contains("SUCCESS: 23 rules found") && out.contains("SUCCESS: 8 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 24 rules found") && out.contains("SUCCESS: 14 rules found"), "{out}");
 }
 
 #[test]

@@ -16,7 +16,8 @@ async fn the_policy_grants_exactly_the_actions_called() {
     );
     let exporter = start_exporter_unthrottled(&simulator, &yaml).await;
     wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
-    // A release that succeeds now is counted, and its lead time read (GetPipelineExecution).
+    // A release that succeeds now is counted, its lead time read (GetPipelineExecution) and its
+    // action executions (ListActionExecutions).
     let now = demo::unix_now();
     simulator
         .world()
@@ -26,9 +27,12 @@ async fn the_policy_grants_exactly_the_actions_called() {
         .executions
         .insert(0, SimExecution::new("e-iam", "Succeeded", now - 100.0, now));
     let lead_time_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"GetPipelineExecution\"}";
+    let anatomy_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"ListActionExecutions\"}";
     let deleted = "codepipeline_exporter_aws_requests_total{service=\"sqs\",operation=\"DeleteMessageBatch\"}";
-    wait_for(&exporter, "the lead time read and an event deleted", |s| s.contains_key(lead_time_read) && s.contains_key(deleted))
-        .await;
+    wait_for(&exporter, "the lead time and action executions read and an event deleted", |s| {
+        s.contains_key(lead_time_read) && s.contains_key(anatomy_read) && s.contains_key(deleted)
+    })
+    .await;
     let called: BTreeSet<String> = samples(&scrape(&exporter).await)
         .keys()
         .filter_map(|series| series.strip_prefix("codepipeline_exporter_aws_requests_total{service=\""))

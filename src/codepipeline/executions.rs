@@ -155,7 +155,8 @@ pub struct History {
     last_duration: BTreeMap<String, (f64, f64)>,
     last_success: Option<f64>,
     last_failure: Option<f64>,
-    /// Lead times of the Succeeded executions counted so far; `None` before the first.
+    /// Lead times of the Succeeded executions counted so far; `None` until the pipeline is seen
+    /// with a Succeeded execution.
     lead_times: Option<Histogram>,
     /// Succeeded executions counted whose lead time is still to be read (GetPipelineExecution),
     /// with their end: kept across a failed read so that none is lost.
@@ -269,6 +270,11 @@ impl History {
             self.newest = Some((execution.start, execution.status.clone()));
         }
         let status = execution.status.as_str();
+        if !self.primed && status == "Succeeded" {
+            // A pipeline that delivers has its lead time histogram from the start, at 0, so that
+            // increase() sees the first lead time counted.
+            self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS));
+        }
         if is_final(status) {
             let duration = (execution.last_update - execution.start).max(0.0);
             // Each (execution, final status) once: a retried execution that failed and then
