@@ -28,6 +28,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use crate::budget::Budget;
 use crate::config::Account;
 use crate::telemetry::Telemetry;
+use crate::traces::Sink;
 
 /// Settings the configuration file does not carry: the in-process simulator of the demo and of
 /// the tests replaces the AWS endpoint and the credential chain with these.
@@ -37,14 +38,15 @@ pub struct Overrides {
     pub credentials: Option<Credentials>,
 }
 
-/// The clients of one account and region, the permits their calls share, and the telemetry they
-/// report to.
+/// The clients of one account and region, the permits their calls share, the telemetry they
+/// report to, and where finished runs go as traces when traces are on.
 #[derive(Clone)]
 pub struct Scope {
     pub account: Arc<str>,
     pub region: Arc<str>,
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub codeconnections: aws_sdk_codeconnections::Client,
+    pub traces: Option<Sink>,
     budget: Arc<Budget>,
     permits: Arc<Semaphore>,
     telemetry: Arc<Telemetry>,
@@ -103,10 +105,17 @@ impl Scope {
             region,
             codepipeline: aws_sdk_codepipeline::Client::from_conf(codepipeline),
             codeconnections: aws_sdk_codeconnections::Client::from_conf(codeconnections),
+            traces: None,
             budget,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             telemetry,
         }
+    }
+
+    /// The same scope, handing finished runs to `traces`.
+    pub fn with_traces(mut self, traces: Option<Sink>) -> Scope {
+        self.traces = traces;
+        self
     }
 
     /// Runs one AWS call within this scope's request budget and concurrency limit, and records it.

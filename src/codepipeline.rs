@@ -8,6 +8,7 @@
 
 pub mod anatomy;
 pub mod executions;
+pub mod trace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
@@ -305,6 +306,10 @@ pub struct Definition {
     pub version: Option<i32>,
     /// V1 or V2: only V2 pipelines are billed per action minute.
     pub pipeline_type: Option<String>,
+    /// The account the pipeline is in, from its ARN: traces name it.
+    pub account_id: Option<String>,
+    /// The repository and branch of the first source action, from its configuration.
+    pub source: (Option<String>, Option<String>),
     /// Stage, action, category, owner and provider of every action.
     pub actions: Vec<[String; 5]>,
     pub polling_disabled_at: Option<f64>,
@@ -346,13 +351,30 @@ impl PipelineTarget {
         }
         let active = self.active();
         let billed = self.definition.as_ref().is_some_and(|d| d.pipeline_type.as_deref() == Some("V2"));
+        let traced = self.definition.as_ref().and(scope.traces.as_ref()).map(|_| self.trace_names(scope, pipeline));
+        let tracing = scope.traces.as_ref().zip(traced.as_ref()).map(|(sink, pipeline)| anatomy::Tracing { sink, pipeline });
         if let Some(history) = &mut self.history
             && (changed || active || history.needs_reading())
-            && let Err(err) = history.read(scope, pipeline, billed).await
+            && let Err(err) = history.read(scope, pipeline, billed, tracing.as_ref()).await
         {
             return Outcome::Failed(err);
         }
         Outcome::Polled
+    }
+}
+
+impl PipelineTarget {
+    /// What names this pipeline's traces: its account's ID (from its ARN, else the account's
+    /// name), region and name, and its source.
+    fn trace_names(&self, scope: &Scope, pipeline: &str) -> trace::Pipeline {
+        let definition = self.definition.as_ref();
+        trace::Pipeline {
+            account_id: definition.and_then(|d| d.account_id.clone()).unwrap_or_else(|| scope.account.to_string()),
+            region: scope.region.to_string(),
+            name: pipeline.to_string(),
+            repository: definition.and_then(|d| d.source.0.clone()),
+            branch: definition.and_then(|d| d.source.1.clone()),
+        }
     }
 }
 
@@ -480,10 +502,31 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
             ]
         })
         .collect();
+    // CodeStar connections name the repository FullRepositoryId, CodeCommit RepositoryName.
+    let source = declaration
+        .map(|p| p.stages())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|stage| stage.actions())
+        .find(|action| action.action_type_id().is_some_and(|t| t.category().as_str() == "Source"))
+        .and_then(|action| action.configuration())
+        .map(|configuration| {
+            let repository = configuration.get("FullRepositoryId").or_else(|| configuration.get("RepositoryName"));
+            (repository.cloned(), configuration.get("BranchName").cloned())
+        })
+        .unwrap_or_default();
+    let account_id = output
+        .metadata()
+        .and_then(|m| m.pipeline_arn())
+        .and_then(|arn| arn.split(':').nth(4))
+        .filter(|id| !id.is_empty())
+        .map(str::to_string);
     Ok(Definition {
         read_at: std::time::Instant::now(),
         version: declaration.and_then(|p| p.version()),
         pipeline_type: declaration.and_then(|p| p.pipeline_type()).map(|t| t.as_str().to_string()),
+        account_id,
+        source,
         actions,
         polling_disabled_at: output.metadata().and_then(|m| m.polling_disabled_at()).map(DateTime::as_secs_f64),
     })

@@ -41,7 +41,40 @@ pub struct Config {
     pub burst: u32,
     /// Which families are exported, and how state sets are written.
     pub metrics: Metrics,
+    /// Where pipeline runs are sent as OpenTelemetry traces, over what OTEL_EXPORTER_OTLP_* says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces: Option<Traces>,
     pub accounts: Vec<Account>,
+}
+
+/// The `traces` section. Each key overrides the OpenTelemetry variable of the same meaning; an
+/// endpoint from either turns traces on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Traces {
+    /// The URL spans are POSTed to, used as it is (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Headers of every export (OTEL_EXPORTER_OTLP_HEADERS), which often carry a token: their
+    /// values are never printed.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_header_names")]
+    pub headers: Option<Vec<(String, String)>>,
+    /// How long one export may take (OTEL_EXPORTER_OTLP_TIMEOUT).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_optional_duration")]
+    pub timeout: Option<Duration>,
+    /// A PEM file of the certificate authorities to trust (OTEL_EXPORTER_OTLP_CERTIFICATE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// `service.name` of every run's resource (OTEL_SERVICE_NAME).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// Spans waiting to be sent at most; past it, runs are dropped and counted.
+    pub queue_size: usize,
+}
+
+impl Default for Traces {
+    fn default() -> Self {
+        Traces { endpoint: None, headers: None, timeout: None, certificate: None, service_name: None, queue_size: 32_768 }
+    }
 }
 
 /// The `metrics` section: cardinality controls, like kube-state-metrics' allow and deny lists.
@@ -192,6 +225,7 @@ impl Default for Config {
             requests_per_second: 5.0,
             burst: 10,
             metrics: Metrics::default(),
+            traces: None,
             accounts: vec![Account::default_account()],
         }
     }
@@ -291,7 +325,56 @@ struct RawConfig {
     requests_per_second: Option<Located<f64>>,
     burst: Option<Located<u32>>,
     metrics: Option<RawMetrics>,
+    traces: Option<RawTraces>,
     accounts: Option<Located<Vec<RawAccount>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTraces {
+    endpoint: Option<Located<String>>,
+    headers: Option<Located<std::collections::BTreeMap<String, String>>>,
+    timeout: Option<Located<String>>,
+    certificate: Option<Located<String>>,
+    service_name: Option<Located<String>>,
+    queue_size: Option<Located<usize>>,
+}
+
+impl RawTraces {
+    fn validate(self) -> Result<Traces, Invalid> {
+        let defaults = Traces::default();
+        let endpoint = match self.endpoint {
+            Some(url) if !(url.value.starts_with("http://") || url.value.starts_with("https://")) => {
+                return Err((
+                    url.referenced,
+                    format!(
+                        "endpoint {:?} is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces)",
+                        url.value
+                    ),
+                ));
+            }
+            Some(url) => Some(url.value),
+            None => None,
+        };
+        let headers = self.headers.map(|h| h.value.into_iter().collect());
+        let timeout = match self.timeout {
+            Some(value) => Some(parse_duration(&value.value).map_err(|message| (value.referenced, message))?),
+            None => None,
+        };
+        let queue_size = match self.queue_size {
+            Some(n) if n.value == 0 => return Err((n.referenced, "queue_size must be at least 1".into())),
+            Some(n) => n.value,
+            None => defaults.queue_size,
+        };
+        Ok(Traces {
+            endpoint,
+            headers,
+            timeout,
+            certificate: self.certificate.map(|c| non_empty(c, "certificate")).transpose()?,
+            service_name: self.service_name.map(|n| non_empty(n, "service_name")).transpose()?,
+            queue_size,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -459,6 +542,7 @@ impl RawConfig {
             None => defaults.max_concurrent_requests,
         };
         let metrics = self.metrics.map(RawMetrics::validate).transpose()?.unwrap_or_default();
+        let traces = self.traces.map(RawTraces::validate).transpose()?;
         let accounts = match self.accounts {
             None => defaults.accounts,
             Some(raw) if raw.value.is_empty() => {
@@ -491,6 +575,7 @@ impl RawConfig {
             requests_per_second,
             burst,
             metrics,
+            traces,
             accounts,
         })
     }
@@ -659,6 +744,24 @@ impl fmt::Display for PrettyDuration {
 
 fn serialize_duration<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&PrettyDuration(*duration))
+}
+
+fn serialize_optional_duration<S: Serializer>(duration: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serialize_duration(duration, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Header values often hold tokens: only the names are printed.
+fn serialize_header_names<S: Serializer>(headers: &Option<Vec<(String, String)>>, serializer: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap as _;
+    let headers = headers.as_deref().unwrap_or_default();
+    let mut map = serializer.serialize_map(Some(headers.len()))?;
+    for (name, _) in headers {
+        map.serialize_entry(name, "<secret>")?;
+    }
+    map.end()
 }
 
 /// The external ID is a shared secret of the role's trust policy: never print it.

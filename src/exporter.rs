@@ -22,12 +22,15 @@ use crate::shard::Shard;
 use crate::store::Store;
 use crate::target::Statuses;
 use crate::telemetry::{self, Telemetry};
+use crate::traces;
 use crate::webconfig::WebConfig;
 
 /// How often the store may re-assemble the scrape body while poll results keep arriving.
 const ASSEMBLY_PAUSE: Duration = Duration::from_millis(100);
 /// Reload requests queued at most; further requesters wait for a place.
 const RELOAD_QUEUE: usize = 4;
+/// How long a shutdown waits for queued spans to reach the trace collector.
+const TRACES_FLUSH: Duration = Duration::from_secs(5);
 
 /// A running exporter. Dropping it stops polling; [`Running::shutdown`] also drains HTTP.
 pub struct Running {
@@ -40,6 +43,7 @@ pub struct Running {
     assembler: JoinHandle<()>,
     stop_http: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    traces: Option<traces::Exporter>,
 }
 
 /// How the exporter runs, besides its configuration file.
@@ -78,8 +82,18 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let telemetry = Arc::new(Telemetry::new(shard.ordinal, shard.total));
     let readiness = Arc::new(Readiness::new(store.clone()));
     let statuses = Arc::new(Statuses::default());
-    let parts =
-        Parts { store: store.clone(), statuses: statuses.clone(), telemetry: telemetry.clone(), readiness: readiness.clone() };
+    // Traces are set when the exporter starts: a reload does not change where they go.
+    let traces = match traces::Settings::resolve(config.traces.as_ref(), |name| std::env::var(name).ok())? {
+        Some(settings) => Some(traces::Exporter::start(&settings, telemetry.clone())?),
+        None => None,
+    };
+    let parts = Parts {
+        store: store.clone(),
+        statuses: statuses.clone(),
+        telemetry: telemetry.clone(),
+        readiness: readiness.clone(),
+        traces: traces.as_ref().map(traces::Exporter::sink),
+    };
     let scheduler = Scheduler::start(config, &overrides, shard, parts).await?;
     let (reloader, queue) = Reloader::channel(RELOAD_QUEUE);
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
@@ -99,7 +113,7 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let server = tokio::spawn(http::serve(listener, state, max_connections, async move {
         let _ = stopped.await;
     }));
-    Ok(Running { addr, store, telemetry, readiness, reloader, scheduler, assembler, stop_http: Some(stop_http), server })
+    Ok(Running { addr, store, telemetry, readiness, reloader, scheduler, assembler, stop_http: Some(stop_http), server, traces })
 }
 
 /// The files a reload re-reads.
@@ -146,12 +160,17 @@ async fn reload(scheduler: &mut Scheduler, files: &Files, state: &http::State) -
 }
 
 impl Running {
-    /// Stops accepting connections, lets responses in flight finish, and stops polling.
+    /// Stops accepting connections, lets responses in flight finish, stops polling, and sends the
+    /// spans still queued within a deadline.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop_http.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
+        self.scheduler.abort();
+        if let Some(traces) = self.traces.take() {
+            traces.shutdown(TRACES_FLUSH).await;
+        }
     }
 }
 

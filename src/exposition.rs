@@ -185,8 +185,65 @@ impl PartialEq for Selection {
 pub struct Rendered {
     /// Each family, whether the selection admits it (an excluded family's samples are never
     /// written), and its lines.
-    families: Vec<(&'static Family, bool, Vec<u8>)>,
+    families: Vec<RenderedFamily>,
     selection: Option<Arc<Selection>>,
+}
+
+#[derive(Debug)]
+struct RenderedFamily {
+    family: &'static Family,
+    admitted: bool,
+    lines: Vec<u8>,
+    /// The lines as OpenMetrics writes them, once a sample carries an exemplar, which the text
+    /// format has no place for.
+    openmetrics: Option<Vec<u8>>,
+}
+
+/// The lines of one family of a target: the same in both formats, or, when samples carry
+/// exemplars, the OpenMetrics lines beside the text ones.
+#[derive(Debug)]
+pub struct FamilyLines {
+    pub family: &'static Family,
+    pub lines: Vec<u8>,
+    pub openmetrics: Option<Vec<u8>>,
+}
+
+/// A trace that one observation of a histogram came from, as OpenMetrics links them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Exemplar {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub value: f64,
+    /// When it was observed, in seconds since the epoch.
+    pub timestamp: f64,
+}
+
+impl Exemplar {
+    /// ` # {trace_id="…",span_id="…"} value timestamp`, after a sample's value.
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b" # {trace_id=\"");
+        for byte in self.trace_id {
+            let _ = write!(Hex(out), "{byte:02x}");
+        }
+        out.extend_from_slice(b"\",span_id=\"");
+        for byte in self.span_id {
+            let _ = write!(Hex(out), "{byte:02x}");
+        }
+        out.extend_from_slice(b"\"} ");
+        write_value(out, self.value);
+        out.push(b' ');
+        write_value(out, self.timestamp);
+    }
+}
+
+/// A `fmt::Write` into a byte buffer, for the hex digits of IDs.
+struct Hex<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Hex<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 impl Rendered {
@@ -209,17 +266,47 @@ impl Rendered {
 
     /// Adds a sample with its own name, for the `_bucket`, `_sum` and `_count` of a histogram.
     fn sample_named(&mut self, family: &'static Family, name: &str, labels: &[(&str, &str)], extra: &[(&str, &str)], value: f64) {
-        let position = match self.families.iter().position(|(f, ..)| std::ptr::eq(*f, family)) {
+        self.sample_exemplar(family, name, labels, extra, value, None);
+    }
+
+    /// Adds a sample that may carry an exemplar: the OpenMetrics lines then part from the text
+    /// ones, which cannot carry it.
+    fn sample_exemplar(
+        &mut self,
+        family: &'static Family,
+        name: &str,
+        labels: &[(&str, &str)],
+        extra: &[(&str, &str)],
+        value: f64,
+        exemplar: Option<&Exemplar>,
+    ) {
+        let position = match self.families.iter().position(|f| std::ptr::eq(f.family, family)) {
             Some(position) => position,
             None => {
                 let admitted = self.selection.as_ref().is_none_or(|s| s.admits(family.name));
-                self.families.push((family, admitted, Vec::new()));
+                self.families.push(RenderedFamily { family, admitted, lines: Vec::new(), openmetrics: None });
                 self.families.len() - 1
             }
         };
-        let (_, admitted, lines) = &mut self.families[position];
-        if *admitted {
-            write_sample(lines, name, labels, extra, value);
+        let rendered = &mut self.families[position];
+        if !rendered.admitted {
+            return;
+        }
+        let start = rendered.lines.len();
+        write_sample(&mut rendered.lines, name, labels, extra, value);
+        if exemplar.is_some() && rendered.openmetrics.is_none() {
+            rendered.openmetrics = Some(rendered.lines[..start].to_vec());
+        }
+        if let Some(openmetrics) = &mut rendered.openmetrics {
+            let line = &rendered.lines[start..];
+            match exemplar {
+                Some(exemplar) => {
+                    openmetrics.extend_from_slice(&line[..line.len() - 1]);
+                    exemplar.write(openmetrics);
+                    openmetrics.push(b'\n');
+                }
+                None => openmetrics.extend_from_slice(line),
+            }
         }
     }
 
@@ -241,32 +328,43 @@ impl Rendered {
     }
 
     /// Each admitted family with its sample lines, for the store to keep.
-    pub fn into_families(self) -> Vec<(&'static Family, Vec<u8>)> {
-        self.families.into_iter().filter(|(_, admitted, lines)| *admitted && !lines.is_empty()).map(|(f, _, l)| (f, l)).collect()
+    pub fn into_families(self) -> Vec<FamilyLines> {
+        self.families
+            .into_iter()
+            .filter(|f| f.admitted && !f.lines.is_empty())
+            .map(|f| FamilyLines { family: f.family, lines: f.lines, openmetrics: f.openmetrics })
+            .collect()
     }
 
     /// Writes every family with its header, for metrics rendered at scrape time.
     pub fn write(&self, out: &mut Vec<u8>, format: Format) {
-        for (family, _, lines) in &self.families {
-            family.write_header(out, format);
-            out.extend_from_slice(lines);
+        for rendered in &self.families {
+            rendered.family.write_header(out, format);
+            match (&rendered.openmetrics, format) {
+                (Some(openmetrics), Format::OpenMetrics) => out.extend_from_slice(openmetrics),
+                _ => out.extend_from_slice(&rendered.lines),
+            }
         }
     }
 }
 
-/// A histogram's cumulative bucket counts, count and sum.
+/// A histogram's cumulative bucket counts, count and sum, and the exemplar of the latest
+/// observation of each bucket once one came with a trace.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
     bounds: &'static [f64],
     buckets: Vec<u64>,
     count: u64,
     sum: f64,
+    /// One per bucket and one for `+Inf`: each holds an observation that falls in that bucket
+    /// alone, as OpenMetrics requires of a bucket's exemplar.
+    exemplars: Option<Box<[Option<Exemplar>]>>,
 }
 
 impl Histogram {
     /// An empty histogram with the given upper bounds (`+Inf` is implied).
     pub fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, buckets: vec![0; bounds.len()], count: 0, sum: 0.0 }
+        Histogram { bounds, buckets: vec![0; bounds.len()], count: 0, sum: 0.0, exemplars: None }
     }
 
     pub fn observe(&mut self, value: f64) {
@@ -279,14 +377,26 @@ impl Histogram {
         }
     }
 
+    /// Observes a value that came from a trace: it becomes the exemplar of its bucket.
+    pub fn observe_with(&mut self, value: f64, exemplar: Option<Exemplar>) {
+        self.observe(value);
+        if let Some(exemplar) = exemplar {
+            let bucket = self.bounds.iter().position(|bound| value <= *bound).unwrap_or(self.bounds.len());
+            let exemplars = self.exemplars.get_or_insert_with(|| vec![None; self.bounds.len() + 1].into_boxed_slice());
+            exemplars[bucket] = Some(exemplar);
+        }
+    }
+
     /// Writes the `_bucket`, `_sum` and `_count` samples of this histogram.
     pub fn render(&self, rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)]) {
         let bucket_name = format!("{}_bucket", family.name);
         let bounds: Vec<String> = self.bounds.iter().map(|b| bound_label(*b)).collect();
-        for (le, count) in bounds.iter().zip(&self.buckets) {
-            rendered.sample_named(family, &bucket_name, labels, &[("le", le)], *count as f64);
+        let exemplar = |i: usize| self.exemplars.as_ref().and_then(|e| e[i].as_ref());
+        for (i, (le, count)) in bounds.iter().zip(&self.buckets).enumerate() {
+            rendered.sample_exemplar(family, &bucket_name, labels, &[("le", le)], *count as f64, exemplar(i));
         }
-        rendered.sample_named(family, &bucket_name, labels, &[("le", "+Inf")], self.count as f64);
+        let inf = self.bounds.len();
+        rendered.sample_exemplar(family, &bucket_name, labels, &[("le", "+Inf")], self.count as f64, exemplar(inf));
         rendered.sample_named(family, &format!("{}_sum", family.name), labels, &[], self.sum);
         rendered.sample_named(family, &format!("{}_count", family.name), labels, &[], self.count as f64);
     }

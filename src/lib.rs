@@ -32,4 +32,5 @@ pub mod status;
 pub mod store;
 pub mod target;
 pub mod telemetry;
+pub mod traces;
 pub mod webconfig;

@@ -29,6 +29,7 @@ use crate::signal::Signals;
 use crate::store::Store;
 use crate::target::Statuses;
 use crate::telemetry::Telemetry;
+use crate::traces::Sink;
 
 /// What a scope's clients and timing are built from. A reload restarts a scope, and every
 /// collector in it, only when this changed; the collectors' own settings are compared one by one.
@@ -117,6 +118,8 @@ pub struct Parts {
     pub statuses: Arc<Statuses>,
     pub telemetry: Arc<Telemetry>,
     pub readiness: Arc<Readiness>,
+    /// Where finished runs go as traces, when traces are on.
+    pub traces: Option<Sink>,
 }
 
 /// The running scheduler: one scope per account and region. Dropping it stops every discovery
@@ -126,6 +129,7 @@ pub struct Scheduler {
     statuses: Arc<Statuses>,
     telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
+    traces: Option<Sink>,
     overrides: Overrides,
     shard: Shard,
     scopes: HashMap<(String, String), RunningScope>,
@@ -138,7 +142,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// Builds the AWS clients of every account and region in `config` and starts polling.
     pub async fn start(config: &Config, overrides: &Overrides, shard: Shard, parts: Parts) -> anyhow::Result<Scheduler> {
-        let Parts { store, statuses, telemetry, readiness } = parts;
+        let Parts { store, statuses, telemetry, readiness, traces } = parts;
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
         let _starting = readiness.token();
@@ -147,6 +151,7 @@ impl Scheduler {
             statuses,
             telemetry,
             readiness,
+            traces,
             overrides: overrides.clone(),
             shard,
             scopes: HashMap::new(),
@@ -211,7 +216,8 @@ impl Scheduler {
                     selection: spec.selection.clone(),
                     signals: self.signals.clone(),
                 };
-                let scope = Scope::new(&account.name, &region, &base, spec.limits, self.telemetry.clone());
+                let scope = Scope::new(&account.name, &region, &base, spec.limits, self.telemetry.clone())
+                    .with_traces(self.traces.clone());
                 tracing::info!(account = %account.name, region = %region, "starting the scope's collectors");
                 self.scopes.insert(key.clone(), RunningScope { spec, collectors: Collectors::new(scope, context) });
             }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::compression::{Chunk, Deflater, Prefix, Segment, WINDOW};
-use crate::exposition::{Family, Format, Rendered};
+use crate::exposition::{Family, FamilyLines, Format, Rendered};
 use crate::target::TargetKey;
 
 /// One complete scrape body in both formats, without the trailer that the HTTP layer adds after
@@ -53,6 +53,8 @@ impl Exposition {
 #[derive(Clone)]
 struct Entry {
     chunk: Chunk,
+    /// The lines as OpenMetrics writes them, when they carry exemplars.
+    openmetrics: Option<Chunk>,
     /// Unique to this version of these lines, so that a segment can be known unchanged by the
     /// identities of its entries.
     id: u64,
@@ -133,6 +135,40 @@ fn text_end(entries: &[Entry]) -> Vec<u8> {
     text[text.len().saturating_sub(WINDOW)..].to_vec()
 }
 
+/// A target's new lines of a family, deflated: the text lines and, when they differ, the
+/// OpenMetrics ones.
+type NewChunks = (Chunk, Option<Chunk>);
+
+/// Marks the id of an entry's OpenMetrics lines, apart from its text lines' id.
+const OPENMETRICS_ID: u64 = 1 << 63;
+
+/// Deflates a family's entries into segments, reusing those of the last assembly whose entries,
+/// and those of the segment before, are the same. A family's first segment follows a header that
+/// differs by format, so only the segments after it take the one before as their dictionary.
+fn family_segments(
+    entries: &[Entry],
+    cache: &mut HashMap<SegmentIds, Arc<Segment>>,
+    kept: &mut HashMap<SegmentIds, Arc<Segment>>,
+    deflater: &mut Deflater,
+) -> Vec<Arc<Segment>> {
+    let mut out = Vec::new();
+    let mut previous: &[Entry] = &[];
+    for entries in segments(entries) {
+        let ids = SegmentIds {
+            previous: previous.iter().map(|entry| entry.id).collect(),
+            own: entries.iter().map(|entry| entry.id).collect(),
+        };
+        let segment = match cache.remove(&ids).or_else(|| kept.get(&ids).cloned()) {
+            Some(segment) => segment,
+            None => Arc::new(deflater.segment(&text_end(previous), entries.iter().map(|entry| entry.chunk.inflate()))),
+        };
+        kept.insert(ids, segment.clone());
+        out.push(segment);
+        previous = entries;
+    }
+    out
+}
+
 #[derive(Default)]
 pub struct Store {
     slots: Mutex<Slots>,
@@ -165,15 +201,24 @@ impl Store {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             families
                 .iter()
-                .map(|(family, _)| slots.families.get(family.name).and_then(|slot| slot.targets.get(key)).cloned())
+                .map(|lines| slots.families.get(lines.family.name).and_then(|slot| slot.targets.get(key)).cloned())
                 .collect()
         };
-        let fresh: Vec<(&'static Family, Result<Entry, Chunk>)> = families
+        let fresh: Vec<(&'static Family, Result<Entry, NewChunks>)> = families
             .into_iter()
             .zip(stored)
-            .map(|((family, lines), stored)| match stored {
-                Some(entry) if entry.chunk.holds(&lines) => (family, Ok(entry)),
-                _ => (family, Err(Chunk::new(&lines))),
+            .map(|(FamilyLines { family, lines, openmetrics }, stored)| match stored {
+                Some(entry)
+                    if entry.chunk.holds(&lines)
+                        && match (&entry.openmetrics, &openmetrics) {
+                            (None, None) => true,
+                            (Some(chunk), Some(lines)) => chunk.holds(lines),
+                            _ => false,
+                        } =>
+                {
+                    (family, Ok(entry))
+                }
+                _ => (family, Err((Chunk::new(&lines), openmetrics.as_deref().map(Chunk::new)))),
             })
             .collect();
 
@@ -190,14 +235,14 @@ impl Store {
         }
         for (family, entry) in fresh {
             let slot = slots.families.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new() });
-            let chunk = match entry {
+            let (chunk, openmetrics) = match entry {
                 // Unchanged, and still stored: nothing to do.
                 Ok(entry) if slot.targets.get(key).is_some_and(|stored| stored.id == entry.id) => continue,
-                Ok(entry) => entry.chunk,
-                Err(chunk) => chunk,
+                Ok(entry) => (entry.chunk, entry.openmetrics),
+                Err(chunks) => chunks,
             };
             slots.next_id += 1;
-            slot.targets.insert(key.clone(), Entry { chunk, id: slots.next_id, boundary: boundary(key) });
+            slot.targets.insert(key.clone(), Entry { chunk, openmetrics, id: slots.next_id, boundary: boundary(key) });
             changed = true;
         }
         slots.families.retain(|_, slot| !slot.targets.is_empty());
@@ -287,22 +332,23 @@ impl Store {
                 family.write_header(&mut header, format);
                 parts.push(Arc::new(deflater.segment(b"", [header])));
             }
-            // A family's first segment follows a header that differs by format, so only the
-            // segments after it take the one before as their dictionary.
-            let mut previous: &[Entry] = &[];
-            for entries in segments(entries) {
-                let ids = SegmentIds {
-                    previous: previous.iter().map(|entry| entry.id).collect(),
-                    own: entries.iter().map(|entry| entry.id).collect(),
-                };
-                let segment = match cache.remove(&ids) {
-                    Some(segment) => segment,
-                    None => Arc::new(deflater.segment(&text_end(previous), entries.iter().map(|entry| entry.chunk.inflate()))),
-                };
-                openmetrics.push(segment.clone());
-                text.push(segment.clone());
-                kept.insert(ids, segment);
-                previous = entries;
+            if entries.iter().all(|entry| entry.openmetrics.is_none()) {
+                for segment in family_segments(entries, &mut cache, &mut kept, &mut deflater) {
+                    openmetrics.push(segment.clone());
+                    text.push(segment);
+                }
+            } else {
+                // Exemplars: OpenMetrics has lines of its own where they are, the same elsewhere,
+                // which keep their ids and so share their segments with the text format.
+                let with_exemplars: Vec<Entry> = entries
+                    .iter()
+                    .map(|entry| match &entry.openmetrics {
+                        Some(chunk) => Entry { chunk: chunk.clone(), openmetrics: None, id: entry.id | OPENMETRICS_ID, ..*entry },
+                        None => entry.clone(),
+                    })
+                    .collect();
+                text.extend(family_segments(entries, &mut cache, &mut kept, &mut deflater));
+                openmetrics.extend(family_segments(&with_exemplars, &mut cache, &mut kept, &mut deflater));
             }
         }
         *cache = kept;
@@ -465,7 +511,8 @@ mod tests {
 
     #[test]
     fn segments_end_at_a_boundary_past_the_minimum_or_at_the_maximum() {
-        let entry = |len: usize, boundary: bool| Entry { chunk: Chunk::new(&vec![b'x'; len]), id: 0, boundary };
+        let entry =
+            |len: usize, boundary: bool| Entry { chunk: Chunk::new(&vec![b'x'; len]), openmetrics: None, id: 0, boundary };
         let entries = vec![
             entry(40_000, true),
             entry(40_000, false),

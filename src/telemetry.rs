@@ -127,6 +127,26 @@ pub static EVENTS_QUEUE_MESSAGES: Family = Family {
     help: "Messages in the account's queue, from GetQueueAttributes: visible (waiting) and in_flight (received, not yet deleted).",
     kind: Kind::Gauge,
 };
+pub static TRACE_SPANS_EXPORTED: Family = Family {
+    name: "codepipeline_exporter_trace_spans_exported_total",
+    help: "Spans of pipeline runs the OTLP receiver accepted.",
+    kind: Kind::Counter,
+};
+pub static TRACE_SPANS_DROPPED: Family = Family {
+    name: "codepipeline_exporter_trace_spans_dropped_total",
+    help: "Spans of pipeline runs never delivered, by reason: queue_full (the queue's bound), refused (a non-retryable answer), rejected (partial success), shutdown (still queued at the shutdown deadline).",
+    kind: Kind::Counter,
+};
+pub static TRACE_EXPORT_ERRORS: Family = Family {
+    name: "codepipeline_exporter_trace_export_errors_total",
+    help: "OTLP exports that failed, by kind: timeout, connection, tls or http_<status>; retryable ones are sent again.",
+    kind: Kind::Counter,
+};
+pub static TRACE_QUEUE: Family = Family {
+    name: "codepipeline_exporter_trace_queue_spans",
+    help: "Spans waiting to be sent to the OTLP receiver.",
+    kind: Kind::Gauge,
+};
 pub static PROCESS_CPU: Family =
     Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
 pub static PROCESS_RESIDENT_MEMORY: Family =
@@ -177,7 +197,25 @@ pub struct Telemetry {
     http: Mutex<HttpStats>,
     /// Each events consumer's figures, by account, while it runs.
     events: Mutex<BTreeMap<String, EventStats>>,
+    /// The trace exporter's figures, when traces are on.
+    traces: Mutex<Option<TraceStats>>,
 }
+
+/// What the trace exporter reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TraceStats {
+    pub endpoint: String,
+    pub exported: u64,
+    pub dropped: BTreeMap<&'static str, u64>,
+    pub errors: BTreeMap<String, u64>,
+    pub queued: usize,
+    /// The last failed export's reason and when it happened; cleared by a success.
+    pub last_error: Option<(String, f64)>,
+    pub last_export: Option<f64>,
+}
+
+/// Why spans were dropped, each exported from the start.
+const TRACE_DROP_REASONS: [&str; 4] = ["queue_full", "refused", "rejected", "shutdown"];
 
 /// What the HTTP server reports of its connections and requests.
 #[derive(Default)]
@@ -238,6 +276,7 @@ impl Telemetry {
             generation: AtomicU64::new(0),
             http: Mutex::default(),
             events: Mutex::default(),
+            traces: Mutex::default(),
         }
     }
 
@@ -358,6 +397,58 @@ impl Telemetry {
     }
 
     /// Reports the budget of an account and region for as long as it exists.
+    /// Traces are on, sent to `endpoint`: their series are exported from now on.
+    pub fn enable_traces(&self, endpoint: &str) {
+        *self.traces.lock().unwrap_or_else(|e| e.into_inner()) = Some(TraceStats {
+            endpoint: endpoint.to_string(),
+            dropped: TRACE_DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
+            ..TraceStats::default()
+        });
+        self.changed();
+    }
+
+    fn with_traces(&self, update: impl FnOnce(&mut TraceStats)) {
+        if let Some(stats) = self.traces.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            update(stats);
+        }
+        self.changed();
+    }
+
+    pub fn trace_spans_exported(&self, spans: u64) {
+        self.with_traces(|t| {
+            t.exported += spans;
+            t.last_error = None;
+            t.last_export = Some(unix_seconds(SystemTime::now()));
+        });
+    }
+
+    pub fn trace_spans_dropped(&self, reason: &'static str, spans: u64) {
+        self.with_traces(|t| *t.dropped.entry(reason).or_default() += spans);
+    }
+
+    /// Records a failed export; `reason` says what happened ("HTTP 503", "timeout", "connect: …").
+    pub fn trace_export_failed(&self, reason: &str) {
+        let kind = match reason {
+            "timeout" => "timeout".to_string(),
+            r if r.starts_with("HTTP ") => format!("http_{}", r.trim_start_matches("HTTP ")),
+            r if r.starts_with("TLS") => "tls".to_string(),
+            _ => "connection".to_string(),
+        };
+        self.with_traces(|t| {
+            *t.errors.entry(kind).or_default() += 1;
+            t.last_error = Some((reason.to_string(), unix_seconds(SystemTime::now())));
+        });
+    }
+
+    pub fn set_trace_queue(&self, spans: usize) {
+        self.with_traces(|t| t.queued = spans);
+    }
+
+    /// The trace exporter's figures, for the status page; `None` when traces are off.
+    pub fn trace_stats(&self) -> Option<TraceStats> {
+        self.traces.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn register_budget(&self, account: &str, region: &str, budget: &Arc<Budget>) {
         let mut scopes = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
         scopes.entry((account.to_string(), region.to_string())).or_default().budget = Arc::downgrade(budget);
@@ -437,6 +528,16 @@ impl Telemetry {
                 rendered.sample(&EVENTS_QUEUE_MESSAGES, &[labels[0], ("state", "visible")], visible);
                 rendered.sample(&EVENTS_QUEUE_MESSAGES, &[labels[0], ("state", "in_flight")], in_flight);
             }
+        }
+        if let Some(traces) = self.traces.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            rendered.sample(&TRACE_SPANS_EXPORTED, &[], traces.exported as f64);
+            for (reason, spans) in &traces.dropped {
+                rendered.sample(&TRACE_SPANS_DROPPED, &[("reason", reason)], *spans as f64);
+            }
+            for (kind, count) in &traces.errors {
+                rendered.sample(&TRACE_EXPORT_ERRORS, &[("kind", kind)], *count as f64);
+            }
+            rendered.sample(&TRACE_QUEUE, &[], traces.queued as f64);
         }
         let process = ProcessStats::read();
         if let Some(cpu) = process.cpu_seconds {

@@ -173,6 +173,9 @@ fn every_dashboard_query_returns_data_from_the_demo() {
     for server in servers() {
         eprintln!("against {}", server.display());
         let prometheus = Prometheus::start(&server, exporter.addr);
+        // A newcomer looks once, in the first minute and a half: every variable, every panel and
+        // every run anatomy rule shows data by then.
+        let deadline = Instant::now() + Duration::from_secs(90);
         let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         runtime.block_on(async {
             // Variable queries first: Grafana fills the drop-downs from label values.
@@ -185,9 +188,6 @@ fn every_dashboard_query_returns_data_from_the_demo() {
                     prometheus.wait(&path, 60, |a| a["data"].as_array().is_some_and(|values| !values.is_empty())).await;
                 }
             }
-            // A newcomer looks once, in the first minute and a half: every panel, and every run
-            // anatomy rule, shows data by then.
-            let deadline = Instant::now() + Duration::from_secs(90);
             let mut pending: Vec<Query> = queries("10m");
             pending.extend(anatomy_rules().into_iter().map(|record| Query {
                 dashboard: "deploy/prometheus/recording.yml".into(),

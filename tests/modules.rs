@@ -89,8 +89,20 @@ fn no_module_imports_a_module_that_imports_it_back() {
 
 #[test]
 fn generic_modules_name_no_service_operation_or_collector() {
-    let generic =
-        ["scheduler", "collector", "signal", "target", "store", "scrape", "http", "exporter", "readiness", "reload", "status"];
+    let generic = [
+        "scheduler",
+        "collector",
+        "signal",
+        "target",
+        "store",
+        "scrape",
+        "http",
+        "exporter",
+        "readiness",
+        "reload",
+        "status",
+        "traces",
+    ];
     // Every operation the exporter may call, as the IAM policy grants them.
     let policy: serde_json::Value = serde_json::from_str(&std::fs::read_to_string("deploy/iam-policy.json").unwrap()).unwrap();
     let operations: Vec<String> = policy["Statement"]

@@ -15,8 +15,10 @@ use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::types::ActionExecutionFilter;
 
+use super::trace::{self, Revision};
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Histogram, Kind, Rendered};
+use crate::traces::Sink;
 
 pub static ACTION_EXECUTIONS: Family = Family {
     name: "aws_codepipeline_action_executions_total",
@@ -65,6 +67,25 @@ pub struct ActionRun {
     pub end: f64,
     pub category: String,
     pub owner: String,
+    pub provider: String,
+    /// Where the action's own system shows this execution (a CodeBuild build, a deployment).
+    pub url: Option<String>,
+    pub error_code: Option<String>,
+}
+
+/// A pipeline execution that ended, as the history saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    pub id: String,
+    pub status: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// Where the runs of a pipeline go as traces, and what names them.
+pub struct Tracing<'a> {
+    pub sink: &'a Sink,
+    pub pipeline: &'a trace::Pipeline,
 }
 
 impl ActionRun {
@@ -91,7 +112,7 @@ struct ActionTotals {
 pub struct Anatomy {
     /// Executions counted final whose action executions are still to be read, oldest first: kept
     /// across a failed read, so that none is lost.
-    pending: VecDeque<String>,
+    pending: VecDeque<Run>,
     /// The action executions counted, as hashes of their IDs, for the newest runs read.
     seen: VecDeque<(String, Vec<u64>)>,
     actions: BTreeMap<(String, String), ActionTotals>,
@@ -109,26 +130,51 @@ fn hash(id: &str) -> u64 {
 
 impl Anatomy {
     /// Queues an execution that the history counted at a final status.
-    pub fn reached_final(&mut self, execution: &str) {
-        if !self.pending.iter().any(|e| e == execution) {
-            self.pending.push_back(execution.to_string());
+    pub fn reached_final(&mut self, run: Run) {
+        match self.pending.iter_mut().find(|r| r.id == run.id) {
+            Some(pending) => *pending = run,
+            None => self.pending.push_back(run),
         }
+    }
+
+    /// The executions whose action executions are still to be read.
+    pub fn pending(&self) -> impl Iterator<Item = &Run> {
+        self.pending.iter()
     }
 
     /// Reads the action executions of every queued execution, oldest first; one that fails stays
     /// queued for the next poll, with those after it. `billed` says whether the pipeline is billed
-    /// per action minute (V2).
-    pub async fn read(&mut self, scope: &Scope, pipeline: &str, billed: bool) -> Result<(), CallError> {
-        while let Some(execution) = self.pending.front().cloned() {
-            let runs = list_action_executions(scope, pipeline, &execution).await?;
-            self.take(&execution, &runs, billed);
+    /// per action minute (V2). With `tracing`, each run's new spans are queued for export, with
+    /// its source revision from `revisions`.
+    pub async fn read(
+        &mut self,
+        scope: &Scope,
+        pipeline: &str,
+        billed: bool,
+        tracing: Option<&Tracing<'_>>,
+        revisions: &BTreeMap<String, Revision>,
+    ) -> Result<(), CallError> {
+        while let Some(run) = self.pending.front().cloned() {
+            let runs = list_action_executions(scope, pipeline, &run.id).await?;
+            let new = self.take(&run.id, &runs, billed, tracing.map(|t| t.pipeline));
+            if let Some(tracing) = tracing {
+                let spans = trace::build(tracing.pipeline, tracing.sink.service_name(), &run, &new, revisions.get(&run.id));
+                tracing.sink.send(spans);
+            }
             self.pending.pop_front();
         }
         Ok(())
     }
 
-    /// Counts the final action executions of one run that were not counted before.
-    pub fn take(&mut self, execution: &str, runs: &[ActionRun], billed: bool) {
+    /// Counts the final action executions of one run that were not counted before, and returns
+    /// them. With `traced`, each stage's duration carries the exemplar of its span.
+    pub fn take(
+        &mut self,
+        execution: &str,
+        runs: &[ActionRun],
+        billed: bool,
+        traced: Option<&trace::Pipeline>,
+    ) -> Vec<ActionRun> {
         let at = match self.seen.iter().position(|(id, _)| id == execution) {
             Some(at) => at,
             None => {
@@ -139,7 +185,7 @@ impl Anatomy {
                 self.seen.len() - 1
             }
         };
-        let mut stage_spans: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        let mut new = Vec::new();
         for run in runs {
             let Some(status) = ACTION_FINAL.iter().position(|s| *s == run.status) else { continue };
             let id = hash(&run.id);
@@ -147,22 +193,30 @@ impl Anatomy {
                 continue;
             }
             self.seen[at].1.push(id);
+            new.push(run.clone());
             let totals = self.actions.entry((run.stage.clone(), run.action.clone())).or_default();
             totals.executions[status] += 1;
             totals.seconds[status] += run.duration();
             if billed {
                 self.billed += run.billed_seconds();
             }
-            let span = stage_spans.entry(&run.stage).or_insert((run.start, run.end));
-            *span = (span.0.min(run.start), span.1.max(run.end));
         }
-        for (stage, (start, end)) in stage_spans {
+        for attempt in trace::stage_attempts(&new) {
+            let (start, end) = (attempt.start(), attempt.end());
             let duration = (end - start).max(0.0);
-            self.stages.entry(stage.to_string()).or_insert_with(|| Histogram::new(&STAGE_BUCKETS)).observe(duration);
-            if self.stage_last.get(stage).is_none_or(|(last_end, _)| end >= *last_end) {
-                self.stage_last.insert(stage.to_string(), (end, duration));
+            let exemplar = traced.map(|pipeline| crate::exposition::Exemplar {
+                trace_id: pipeline.trace_id(execution),
+                span_id: pipeline.stage_span_id(execution, attempt.stage, attempt.first()),
+                value: duration,
+                timestamp: end,
+            });
+            let histogram = self.stages.entry(attempt.stage.to_string()).or_insert_with(|| Histogram::new(&STAGE_BUCKETS));
+            histogram.observe_with(duration, exemplar);
+            if self.stage_last.get(attempt.stage).is_none_or(|(last_end, _)| end >= *last_end) {
+                self.stage_last.insert(attempt.stage.to_string(), (end, duration));
             }
         }
+        new
     }
 
     /// Forgets the stages and actions that the pipeline's structure no longer has, so that their
@@ -229,6 +283,7 @@ async fn list_action_executions(scope: &Scope, pipeline: &str, execution: &str) 
             runs.extend(page.action_execution_details().iter().filter_map(|detail| {
                 let start = detail.start_time()?.as_secs_f64();
                 let type_id = detail.input().and_then(|i| i.action_type_id());
+                let result = detail.output().and_then(|o| o.execution_result());
                 Some(ActionRun {
                     stage: detail.stage_name()?.to_string(),
                     action: detail.action_name()?.to_string(),
@@ -238,6 +293,9 @@ async fn list_action_executions(scope: &Scope, pipeline: &str, execution: &str) 
                     end: detail.last_update_time().map_or(start, |t| t.as_secs_f64()),
                     category: type_id.map(|t| t.category().as_str().to_string()).unwrap_or_default(),
                     owner: type_id.map(|t| t.owner().as_str().to_string()).unwrap_or_default(),
+                    provider: type_id.map(|t| t.provider().to_string()).unwrap_or_default(),
+                    url: result.and_then(|r| r.external_execution_url()).filter(|u| !u.is_empty()).map(str::to_string),
+                    error_code: result.and_then(|r| r.error_details()).and_then(|d| d.code()).map(str::to_string),
                 })
             }));
             ControlFlow::Continue(())
@@ -261,6 +319,9 @@ mod tests {
             end,
             category: "Build".into(),
             owner: "AWS".into(),
+            provider: "CodeBuild".into(),
+            url: None,
+            error_code: None,
         }
     }
 
@@ -280,9 +341,9 @@ mod tests {
     fn a_run_read_again_counts_only_its_new_action_executions() {
         let mut anatomy = Anatomy::default();
         let first = [run("Build", "Build", "a1", "Failed", 100.0, 130.0), run("Source", "Source", "a0", "Succeeded", 90.0, 95.0)];
-        anatomy.take("e1", &first, true);
+        assert_eq!(anatomy.take("e1", &first, true, None).len(), 2);
         let retried = [first[0].clone(), first[1].clone(), run("Build", "Build", "a2", "Succeeded", 200.0, 290.0)];
-        anatomy.take("e1", &retried, true);
+        assert_eq!(anatomy.take("e1", &retried, true, None), [retried[2].clone()]);
         let build = &anatomy.actions[&("Build".to_string(), "Build".to_string())];
         assert_eq!(build.executions, [0, 1, 1]);
         assert_eq!(build.seconds, [0.0, 30.0, 90.0]);

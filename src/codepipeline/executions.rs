@@ -12,7 +12,8 @@ use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 
-use super::anatomy::Anatomy;
+use super::anatomy::{Anatomy, Run, Tracing};
+use super::trace::Revision;
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Kind};
 use crate::exposition::{Histogram, Rendered};
@@ -121,9 +122,9 @@ async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Resu
     Ok((executions, aws::next_token(page.next_token())))
 }
 
-/// When the oldest source revision of an execution was created, from GetPipelineExecution; `None`
-/// when it has no revision with a creation time.
-async fn earliest_revision(scope: &Scope, pipeline: &str, execution: &str) -> Result<Option<f64>, CallError> {
+/// The source revisions of an execution, from GetPipelineExecution: for its lead time (when the
+/// oldest was created) and its trace (the commit).
+async fn revisions(scope: &Scope, pipeline: &str, execution: &str) -> Result<Vec<Revision>, CallError> {
     let request = scope.codepipeline.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution).send();
     let output = scope.call(super::SERVICE, "GetPipelineExecution", request, &[]).await?;
     Ok(output
@@ -131,8 +132,8 @@ async fn earliest_revision(scope: &Scope, pipeline: &str, execution: &str) -> Re
         .map(|e| e.artifact_revisions())
         .unwrap_or_default()
         .iter()
-        .filter_map(|r| r.created().map(|c| c.as_secs_f64()))
-        .reduce(f64::min))
+        .map(|r| Revision { id: r.revision_id().unwrap_or_default().to_string(), created: r.created().map(|c| c.as_secs_f64()) })
+        .collect())
 }
 
 /// What the exporter knows of one pipeline's executions.
@@ -165,6 +166,9 @@ pub struct History {
     newest: Option<(f64, String)>,
     /// The action executions of the executions counted final.
     anatomy: Anatomy,
+    /// What names the pipeline's traces, while they are exported: observations then carry
+    /// exemplars.
+    traced: Option<super::trace::Pipeline>,
 }
 
 impl Default for History {
@@ -185,6 +189,7 @@ impl Default for History {
             pending_lead_times: VecDeque::new(),
             newest: None,
             anatomy: Anatomy::default(),
+            traced: None,
         }
     }
 }
@@ -211,8 +216,16 @@ impl History {
     /// Reads the executions that are new or were still running, newest first, then the lead time
     /// and the action executions of those that ended. The first read only takes the newest page,
     /// to fill the `last_*` gauges without counting executions from before the exporter started.
-    /// `billed` says whether the pipeline is billed per action minute (V2).
-    pub async fn read(&mut self, scope: &Scope, pipeline: &str, billed: bool) -> Result<(), CallError> {
+    /// `billed` says whether the pipeline is billed per action minute (V2). With `tracing`, the
+    /// runs that ended go out as traces, and the histograms carry their exemplars.
+    pub async fn read(
+        &mut self,
+        scope: &Scope,
+        pipeline: &str,
+        billed: bool,
+        tracing: Option<&Tracing<'_>>,
+    ) -> Result<(), CallError> {
+        self.traced = tracing.map(|t| t.pipeline.clone());
         self.stale = true;
         let mut running: HashSet<String> =
             self.known.iter().filter(|(_, (s, ..))| is_running(s)).map(|(id, _)| id.clone()).collect();
@@ -227,13 +240,25 @@ impl History {
         )
         .await?;
         self.primed = true;
+        // A run's revisions serve its lead time and its trace: one GetPipelineExecution each.
+        let mut read = BTreeMap::new();
         while let Some((id, end)) = self.pending_lead_times.front().cloned() {
-            if let Some(created) = earliest_revision(scope, pipeline, &id).await? {
-                self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS)).observe((end - created).max(0.0));
+            let revisions = revisions(scope, pipeline, &id).await?;
+            if let Some(created) = revisions.iter().filter_map(|r| r.created).reduce(f64::min) {
+                let lead_time = (end - created).max(0.0);
+                let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&id, lead_time, end));
+                self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS)).observe_with(lead_time, exemplar);
             }
+            read.extend(revisions.into_iter().next().map(|r| (id, r)));
             self.pending_lead_times.pop_front();
         }
-        self.anatomy.read(scope, pipeline, billed).await?;
+        if tracing.is_some() {
+            let unread: Vec<String> = self.anatomy.pending().map(|r| r.id.clone()).filter(|id| !read.contains_key(id)).collect();
+            for id in unread {
+                read.extend(revisions(scope, pipeline, &id).await?.into_iter().next().map(|r| (id, r)));
+            }
+        }
+        self.anatomy.read(scope, pipeline, billed, tracing, &read).await?;
         self.stale = false;
         Ok(())
     }
@@ -283,11 +308,18 @@ impl History {
             // A stage retried between two reads may end at the status it had: its last update
             // tells, and its new action executions are read all the same.
             if self.primed && (reached || before.is_some_and(|(_, at)| at != execution.last_update)) {
-                self.anatomy.reached_final(&execution.id);
+                self.anatomy.reached_final(Run {
+                    id: execution.id.clone(),
+                    status: execution.status.clone(),
+                    start: execution.start,
+                    end: execution.last_update,
+                });
             }
             if self.primed && reached {
                 *self.counts.entry((status.to_string(), execution.trigger.clone())).or_default() += 1;
-                self.durations.entry(status.to_string()).or_insert_with(|| Histogram::new(&DURATION_BUCKETS)).observe(duration);
+                let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, duration, execution.last_update));
+                let histogram = self.durations.entry(status.to_string()).or_insert_with(|| Histogram::new(&DURATION_BUCKETS));
+                histogram.observe_with(duration, exemplar);
                 if status == "Succeeded" {
                     self.pending_lead_times.push_back((execution.id.clone(), execution.last_update));
                 }

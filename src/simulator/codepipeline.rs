@@ -343,8 +343,20 @@ fn pipeline_declaration(pipeline: &SimPipeline) -> Value {
         let actions = stage.actions.iter().map(|action| {
             let (category, owner, provider) =
                 action.type_id.clone().unwrap_or_else(|| ("Build".into(), "AWS".into(), "CodeBuild".into()));
+            // A source action reads a repository's branch through a connection.
+            let configuration = (category == "Source").then(|| {
+                map(vec![
+                    (
+                        "ConnectionArn",
+                        text("arn:aws:codeconnections:us-east-1:111122223333:connection/c0a1b2c3-0000-4000-8000-00000000c001"),
+                    ),
+                    ("FullRepositoryId", text(&format!("acme/{}", pipeline.name))),
+                    ("BranchName", text("main")),
+                ])
+            });
             map(vec![
                 ("name", text(&action.name)),
+                ("configuration", configuration.unwrap_or(Value::Null)),
                 (
                     "actionTypeId",
                     map(vec![
