@@ -80,6 +80,10 @@ pub struct Run {
     pub status: String,
     pub start: f64,
     pub end: f64,
+    /// For a run that had already ended when the exporter started and was resumed since (a stage
+    /// retry): when it had ended. Its action executions from before were not seen, and are not
+    /// counted, so that a restart replays nothing.
+    pub resumed_after: Option<f64>,
 }
 
 /// Where the runs of a pipeline go as traces, and what names them.
@@ -88,9 +92,15 @@ pub struct Tracing<'a> {
     pub pipeline: &'a trace::Pipeline,
 }
 
+/// Seconds from `start` to `end`, to the millisecond: AWS's timestamps have no finer precision,
+/// and the float noise of a subtraction would otherwise show in every sum and exemplar.
+pub fn elapsed(start: f64, end: f64) -> f64 {
+    ((end - start).max(0.0) * 1000.0).round() / 1000.0
+}
+
 impl ActionRun {
     fn duration(&self) -> f64 {
-        (self.end - self.start).max(0.0)
+        elapsed(self.start, self.end)
     }
 
     /// Billed seconds as AWS's pricing page defines them for V2 pipelines: each action's duration,
@@ -156,6 +166,7 @@ impl Anatomy {
     ) -> Result<(), CallError> {
         while let Some(run) = self.pending.front().cloned() {
             let runs = list_action_executions(scope, pipeline, &run.id).await?;
+            let runs: Vec<ActionRun> = runs.into_iter().filter(|r| run.resumed_after.is_none_or(|at| r.start >= at)).collect();
             let new = self.take(&run.id, &runs, billed, tracing.map(|t| t.pipeline));
             if let Some(tracing) = tracing {
                 let spans = trace::build(tracing.pipeline, tracing.sink.service_name(), &run, &new, revisions.get(&run.id));
@@ -203,7 +214,7 @@ impl Anatomy {
         }
         for attempt in trace::stage_attempts(&new) {
             let (start, end) = (attempt.start(), attempt.end());
-            let duration = (end - start).max(0.0);
+            let duration = elapsed(start, end);
             let exemplar = traced.map(|pipeline| crate::exposition::Exemplar {
                 trace_id: pipeline.trace_id(execution),
                 span_id: pipeline.stage_span_id(execution, attempt.stage, attempt.first()),

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::types::PipelineExecutionStatus;
 
-use super::anatomy::{Anatomy, Run, Tracing};
+use super::anatomy::{Anatomy, Run, Tracing, elapsed};
 use super::trace::Revision;
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Kind};
@@ -169,7 +169,14 @@ pub struct History {
     /// What names the pipeline's traces, while they are exported: observations then carry
     /// exemplars.
     traced: Option<super::trace::Pipeline>,
+    /// The newest executions that had ended when the history was first read, with their last
+    /// update: one resumed by a stage retry counts only what ran after.
+    ended_at_start: VecDeque<(String, f64)>,
 }
+
+/// Executions that had ended at start-up remembered, for a stage retry of one of them: retries
+/// resume one of the newest runs.
+const ENDED_AT_START: usize = 8;
 
 impl Default for History {
     fn default() -> Self {
@@ -190,6 +197,7 @@ impl Default for History {
             newest: None,
             anatomy: Anatomy::default(),
             traced: None,
+            ended_at_start: VecDeque::new(),
         }
     }
 }
@@ -245,7 +253,7 @@ impl History {
         while let Some((id, end)) = self.pending_lead_times.front().cloned() {
             let revisions = revisions(scope, pipeline, &id).await?;
             if let Some(created) = revisions.iter().filter_map(|r| r.created).reduce(f64::min) {
-                let lead_time = (end - created).max(0.0);
+                let lead_time = elapsed(created, end);
                 let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&id, lead_time, end));
                 self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS)).observe_with(lead_time, exemplar);
             }
@@ -301,19 +309,25 @@ impl History {
             self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS));
         }
         if is_final(status) {
-            let duration = (execution.last_update - execution.start).max(0.0);
+            let duration = elapsed(execution.start, execution.last_update);
             // Each (execution, final status) once: a retried execution that failed and then
             // succeeded counts both outcomes.
             let reached = before.map(|(status, _)| status) != Some(status);
             // A stage retried between two reads may end at the status it had: its last update
             // tells, and its new action executions are read all the same.
             if self.primed && (reached || before.is_some_and(|(_, at)| at != execution.last_update)) {
+                let resumed_after = self.ended_at_start.iter().find(|(id, _)| *id == execution.id).map(|(_, at)| *at);
                 self.anatomy.reached_final(Run {
                     id: execution.id.clone(),
                     status: execution.status.clone(),
                     start: execution.start,
                     end: execution.last_update,
+                    resumed_after,
                 });
+            }
+            if !self.primed && self.ended_at_start.len() < ENDED_AT_START {
+                // The seed page is newest first.
+                self.ended_at_start.push_back((execution.id.clone(), execution.last_update));
             }
             if self.primed && reached {
                 *self.counts.entry((status.to_string(), execution.trigger.clone())).or_default() += 1;

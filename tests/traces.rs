@@ -1,0 +1,370 @@
+//! Pipeline runs as OpenTelemetry traces, received by an OTLP/HTTP receiver that decodes them with
+//! opentelemetry-proto's reference classes (tests/tools/otlp_receiver.py): the span tree, times
+//! and attributes of a run, the same trace after a restart and a stage retry, a receiver that is
+//! down for a while or for too long, and exemplars in OpenMetrics only.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use codepipeline_exporter::simulator::{SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use common::{request, samples, scrape, start_exporter_unthrottled, value, wait_for, wait_for_calls};
+use serde_json::Value;
+
+/// The test receiver, killed when dropped.
+struct Receiver {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools/bin/python");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/otlp_receiver.py");
+        assert!(
+            Command::new(python).args(["-c", "import opentelemetry.proto"]).output().is_ok_and(|o| o.status.success()),
+            "opentelemetry-proto is not installed in target/tools: run scripts/test.sh, which installs it from PyPI"
+        );
+        let mut child = Command::new(python).arg(script).stdout(Stdio::piped()).spawn().expect("the receiver starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("no port in {line:?}"));
+        Receiver { child, addr: format!("127.0.0.1:{port}").parse().unwrap() }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}/v1/traces", self.addr)
+    }
+
+    async fn received(&self) -> Value {
+        serde_json::from_str(&request(self.addr, "GET", "/spans", &[]).await.body).unwrap()
+    }
+
+    async fn spans(&self) -> Vec<Value> {
+        self.received().await["spans"].as_array().unwrap().clone()
+    }
+
+    async fn control(&self, query: &str) {
+        assert_eq!(request(self.addr, "POST", &format!("/control?{query}"), &[]).await.status, 200);
+    }
+
+    /// Waits until `count` spans have arrived, and a moment more for any that should not.
+    async fn wait_spans(&self, count: usize, seconds: u64) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        loop {
+            let spans = self.spans().await;
+            if spans.len() >= count {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                return self.spans().await;
+            }
+            assert!(Instant::now() < deadline, "{} of {count} spans after {seconds} s: {spans:#?}", spans.len());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn yaml(receiver: &Receiver, queue_size: usize) -> String {
+    format!(
+        "interval: 150ms\ndiscovery_interval: 1h\ntraces:\n  endpoint: {}\n  headers:\n    authorization: Bearer test-token\n  service_name: ci-traces\n  queue_size: {queue_size}\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n",
+        receiver.endpoint()
+    )
+}
+
+fn run(stage: &str, action: &str, id: &str, status: &str, start: f64, end: f64) -> SimActionRun {
+    let mut run = SimActionRun::new(stage, action, id, status, start, end);
+    if action == "Source" {
+        run.type_id = ("Source".into(), "AWS".into(), "CodeStarSourceConnection".into());
+    }
+    if action == "Deploy" {
+        run.type_id = ("Deploy".into(), "AWS".into(), "CloudFormation".into());
+    }
+    if status == "Failed" {
+        run.error_code = Some("JobFailed".into());
+    }
+    run
+}
+
+/// A V2 pipeline of three stages whose history holds one run from before start-up.
+fn pipeline() -> SimPipeline {
+    let mut pipeline =
+        SimPipeline::new("app", &[("Source", &["Source"]), ("Build", &["Build", "Test"]), ("Deploy", &["Deploy"])]);
+    pipeline.stages[0].actions[0].type_id = Some(("Source".into(), "AWS".into(), "CodeStarSourceConnection".into()));
+    pipeline.stages[2].actions[0].type_id = Some(("Deploy".into(), "AWS".into(), "CloudFormation".into()));
+    pipeline.executions = vec![SimExecution::new("e0", "Succeeded", 500.0, 900.0)];
+    pipeline
+}
+
+fn world() -> World {
+    let pipeline = pipeline();
+    World { pipelines: [(pipeline.name.clone(), pipeline)].into_iter().collect(), ..World::default() }
+}
+
+/// Run e1: the source and the build succeed, the tests fail after 39.5 s, so deploy never runs.
+fn e1_failed() -> SimExecution {
+    let mut e1 = SimExecution::new("e1", "Failed", 1_000.123, 1_050.5);
+    e1.actions = vec![
+        run("Build", "Test", "a-test-1", "Failed", 1_010.5, 1_050.0),
+        run("Build", "Build", "a-build", "Succeeded", 1_010.5, 1_100.25),
+        run("Source", "Source", "a-source", "Succeeded", 1_000.123, 1_010.456),
+    ];
+    e1
+}
+
+/// Puts `execution` at the head of the history and changes the state so that it is read.
+fn finish(simulator: &Simulator, execution: SimExecution) {
+    let mut world = simulator.world();
+    let pipeline = world.pipelines.get_mut("app").unwrap();
+    pipeline.stages[1].latest = Some((execution.id.clone(), execution.status.clone()));
+    pipeline.executions.retain(|e| e.id != execution.id);
+    pipeline.executions.insert(0, execution);
+}
+
+fn by_name(spans: &[Value]) -> BTreeMap<String, Vec<Value>> {
+    let mut named: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for span in spans {
+        named.entry(span["name"].as_str().unwrap().to_string()).or_default().push(span.clone());
+    }
+    named
+}
+
+fn millis(span: &Value, field: &str) -> u64 {
+    span[field].as_u64().unwrap() / 1_000_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_is_one_trace_of_its_stages_and_actions_the_same_after_a_restart_and_a_stage_retry() {
+    let receiver = Receiver::start();
+    let simulator = Simulator::start(world()).await.unwrap();
+    let exporter = start_exporter_unthrottled(&simulator, &yaml(&receiver, 1000)).await;
+    wait_for(&exporter, "seeded", |s| s.keys().any(|k| k.starts_with("aws_codepipeline_execution_status"))).await;
+    finish(&simulator, e1_failed());
+    let spans = receiver.wait_spans(6, 20).await;
+    assert_eq!(spans.len(), 6, "the root, two stages and three actions: {spans:#?}");
+    let trace_ids: BTreeSet<&str> = spans.iter().map(|s| s["trace_id"].as_str().unwrap()).collect();
+    assert_eq!(trace_ids.len(), 1, "one trace");
+    let trace_id = trace_ids.into_iter().next().unwrap().to_string();
+    assert_eq!(trace_id.len(), 32);
+    let named = by_name(&spans);
+    assert_eq!(named.keys().map(String::as_str).collect::<Vec<_>>(), ["Build", "RUN app", "Source", "Test"]);
+    assert_eq!((named["Build"].len(), named["Source"].len()), (2, 2), "a stage and its action of the same name");
+    let root = &named["RUN app"][0];
+    let root_id = root["span_id"].as_str().unwrap().to_string();
+    assert_eq!((root["kind"].as_u64(), root["parent_span_id"].as_str()), (Some(2), Some("")), "SERVER, no parent");
+    assert_eq!((millis(root, "start"), millis(root, "end")), (1_000_123, 1_050_500), "AWS's times to the millisecond");
+    assert_eq!(root["attributes"]["cicd.pipeline.result"], "failure");
+    assert_eq!(root["attributes"]["cicd.pipeline.action.name"], "RUN");
+    assert_eq!(root["attributes"]["error.type"], "JobFailed");
+    assert_eq!(root["status"], serde_json::json!({"code": 2, "message": "JobFailed"}));
+    let resource = &root["resource"];
+    let expected_resource = serde_json::json!({
+        "service.name": "ci-traces",
+        "cicd.pipeline.name": "app",
+        "cicd.pipeline.run.id": "e1",
+        "cicd.pipeline.run.url.full": "https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/app/executions/e1/timeline?region=us-east-1",
+        "cloud.provider": "aws",
+        "cloud.account.id": "111122223333",
+        "cloud.region": "us-east-1",
+        "vcs.ref.head.revision": "0000000000000000000000000000000000000001",
+        "vcs.ref.head.name": "main",
+        "vcs.repository.name": "app",
+    });
+    assert_eq!(resource, &expected_resource);
+    assert_eq!(root["schema_url"], "https://opentelemetry.io/schemas/1.44.0");
+    assert_eq!(root["scope"], "codepipeline-exporter");
+    assert_eq!(root["authorization"], "Bearer test-token", "the configured headers are sent");
+
+    // Stages: children of the root, from their first action's start to their last action's end.
+    let stages: BTreeMap<&str, &Value> =
+        spans.iter().filter(|s| s["parent_span_id"] == root_id.as_str()).map(|s| (s["name"].as_str().unwrap(), s)).collect();
+    assert_eq!(stages.keys().copied().collect::<Vec<_>>(), ["Build", "Source"]);
+    let build = stages["Build"];
+    assert_eq!((build["kind"].as_u64(), millis(build, "start"), millis(build, "end")), (Some(1), 1_010_500, 1_100_250));
+    assert_eq!(build["attributes"]["error.type"], "JobFailed");
+    let source = stages["Source"];
+    assert_eq!((millis(source, "start"), millis(source, "end")), (1_000_123, 1_010_456));
+    assert_eq!(source["status"]["code"], 0, "UNSET when it succeeded");
+
+    // Actions: task spans under their stage.
+    let test = &named["Test"][0];
+    assert_eq!(test["parent_span_id"], build["span_id"]);
+    assert_eq!(test["kind"], 1);
+    assert_eq!(
+        test["attributes"],
+        serde_json::json!({
+            "cicd.pipeline.task.name": "Test",
+            "cicd.pipeline.task.run.id": "a-test-1",
+            "cicd.pipeline.task.run.url.full": "https://console.aws.amazon.com/codesuite/codebuild/builds/a-test-1",
+            "cicd.pipeline.task.run.result": "failure",
+            "cicd.pipeline.task.type": "build",
+            "aws.codepipeline.action.category": "Build",
+            "aws.codepipeline.action.owner": "AWS",
+            "aws.codepipeline.action.provider": "CodeBuild",
+            "error.type": "JobFailed",
+        })
+    );
+    assert_eq!((millis(test, "start"), millis(test, "end")), (1_010_500, 1_050_000));
+    let source_action = named["Source"].iter().find(|s| s["parent_span_id"] == source["span_id"]).unwrap();
+    assert_eq!(source_action["attributes"]["cicd.pipeline.task.run.result"], "success");
+    assert!(source_action["attributes"].get("cicd.pipeline.task.type").is_none(), "Source maps to no task type");
+
+    // A restart, then a retry of the failed stage: the tests run again and pass, and deploy runs.
+    drop(exporter);
+    let exporter = start_exporter_unthrottled(&simulator, &yaml(&receiver, 1000)).await;
+    wait_for(&exporter, "seeded again", |s| s.keys().any(|k| k.starts_with("aws_codepipeline_execution_status"))).await;
+    let mut resumed = e1_failed();
+    resumed.status = "InProgress".into();
+    finish(&simulator, resumed);
+    wait_for_calls(&simulator, "ListPipelineExecutions", 2).await;
+    let mut retried = e1_failed();
+    retried.status = "Succeeded".into();
+    retried.last_update = 1_300.0;
+    retried.actions.insert(0, run("Deploy", "Deploy", "a-deploy", "Succeeded", 1_250.0, 1_299.75));
+    retried.actions.insert(0, run("Build", "Test", "a-test-2", "Succeeded", 1_200.0, 1_240.0));
+    finish(&simulator, retried);
+    let spans = receiver.wait_spans(11, 20).await;
+    assert_eq!(spans.len(), 11, "the root again, two stage attempts and two actions: {spans:#?}");
+    assert!(spans.iter().all(|s| s["trace_id"] == trace_id.as_str()), "the same trace after a restart");
+    let new = &spans[6..];
+    let names: BTreeSet<&str> = new.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Build", "Deploy", "RUN app", "Test"].into_iter().collect());
+    let root_again = new.iter().find(|s| s["name"] == "RUN app").unwrap();
+    assert_eq!(root_again["span_id"], root_id.as_str(), "the root keeps its ID");
+    assert_eq!(
+        (millis(root_again, "end"), root_again["attributes"]["cicd.pipeline.result"].as_str()),
+        (1_300_000, Some("success"))
+    );
+    let attempt = new.iter().find(|s| s["name"] == "Build").unwrap();
+    assert_ne!(attempt["span_id"], build["span_id"], "the stage's second attempt is a span of its own");
+    assert_eq!((millis(attempt, "start"), millis(attempt, "end")), (1_200_000, 1_240_000));
+    let retested = new.iter().find(|s| s["name"] == "Test").unwrap();
+    assert_eq!(retested["parent_span_id"], attempt["span_id"]);
+    assert_eq!(retested["attributes"]["cicd.pipeline.task.run.id"], "a-test-2");
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(5.0), "this process sent five");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_down_for_30_seconds_gets_every_span_once_and_past_the_bound_the_drops_are_counted() {
+    let receiver = Receiver::start();
+    let simulator = Simulator::start(world()).await.unwrap();
+    // Room for 12 spans: two runs of five (the root, two stages, two actions), not three.
+    let exporter = start_exporter_unthrottled(&simulator, &yaml(&receiver, 12)).await;
+    wait_for(&exporter, "seeded", |s| s.keys().any(|k| k.starts_with("aws_codepipeline_execution_status"))).await;
+    receiver.control("status=503").await;
+    let started = Instant::now();
+    for (i, id) in ["r1", "r2", "r3"].iter().enumerate() {
+        let start = 2_000.0 + 100.0 * i as f64;
+        let mut execution = SimExecution::new(id, "Succeeded", start, start + 20.0);
+        execution.actions = vec![
+            run("Source", "Source", &format!("{id}-source"), "Succeeded", start, start + 10.0),
+            run("Build", "Build", &format!("{id}-build"), "Succeeded", start + 10.0, start + 20.0),
+        ];
+        finish(&simulator, execution);
+        wait_for_calls(&simulator, "ListActionExecutions", 1).await;
+    }
+    let s = wait_for(&exporter, "the third run dropped", |s| {
+        value(s, "codepipeline_exporter_trace_spans_dropped_total{reason=\"queue_full\"}") == Some(5.0)
+    })
+    .await;
+    assert_eq!(value(&s, "codepipeline_exporter_trace_queue_spans"), Some(10.0));
+    assert!(value(&s, "codepipeline_exporter_trace_export_errors_total{kind=\"http_503\"}").is_some_and(|n| n >= 1.0));
+    assert!(receiver.spans().await.is_empty());
+    // Down for 30 s in all, then up: what the queue held arrives, once.
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(started.elapsed())).await;
+    receiver.control("status=200").await;
+    let spans = receiver.wait_spans(10, 30).await;
+    assert_eq!(spans.len(), 10);
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 10, "each span once");
+    let runs: BTreeSet<&str> = spans.iter().map(|s| s["resource"]["cicd.pipeline.run.id"].as_str().unwrap()).collect();
+    assert_eq!(runs, ["r1", "r2"].into_iter().collect());
+    let s = wait_for(&exporter, "the queue empty", |s| value(s, "codepipeline_exporter_trace_queue_spans") == Some(0.0)).await;
+    assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(10.0));
+    assert_eq!(value(&s, "codepipeline_exporter_trace_spans_dropped_total{reason=\"queue_full\"}"), Some(5.0), "what was lost");
+    assert!(receiver.received().await["requests"]["refused"].as_u64().unwrap() >= 2, "it was retried while down");
+
+    // A partial success: the receiver keeps all but one span, and says so; nothing is sent again.
+    receiver.control("reject=1").await;
+    let mut r4 = SimExecution::new("r4", "Succeeded", 3_000.0, 3_010.0);
+    r4.actions = vec![run("Source", "Source", "r4-source", "Succeeded", 3_000.0, 3_010.0)];
+    finish(&simulator, r4);
+    let s = wait_for(&exporter, "the partial success", |s| {
+        value(s, "codepipeline_exporter_trace_spans_dropped_total{reason=\"rejected\"}") == Some(1.0)
+    })
+    .await;
+    assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(12.0), "three spans, one rejected");
+    assert_eq!(receiver.spans().await.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemplars_link_the_duration_histograms_to_the_run_in_openmetrics_only() {
+    let receiver = Receiver::start();
+    let simulator = Simulator::start(world()).await.unwrap();
+    let exporter = start_exporter_unthrottled(&simulator, &yaml(&receiver, 1000)).await;
+    wait_for(&exporter, "seeded", |s| s.keys().any(|k| k.starts_with("aws_codepipeline_execution_status"))).await;
+    let mut e1 = e1_failed();
+    e1.status = "Succeeded".into();
+    e1.actions = vec![run("Source", "Source", "a-source", "Succeeded", 1_000.123, 1_010.456)];
+    finish(&simulator, e1);
+    let spans = receiver.wait_spans(3, 20).await;
+    let trace_id = spans[0]["trace_id"].as_str().unwrap().to_string();
+    let root = spans.iter().find(|s| s["name"] == "RUN app").unwrap()["span_id"].as_str().unwrap().to_string();
+    let stage = spans.iter().find(|s| s["name"] == "Source" && s["parent_span_id"] == root.as_str()).unwrap();
+    let openmetrics =
+        request(exporter.addr, "GET", "/metrics", &[("Accept", "application/openmetrics-text; version=1.0.0")]).await.body;
+    let bucket = |name: &str, le: &str| {
+        openmetrics
+            .lines()
+            .find(|l| l.starts_with(name) && l.contains(&format!("le=\"{le}\"")) && !l.contains("status=\"Failed\""))
+            .unwrap_or_else(|| panic!("no {name} {le}"))
+            .to_string()
+    };
+    // The run took 50.377 s: its exemplar is on the 60 s bucket alone, with the root's IDs.
+    assert_eq!(
+        bucket("aws_codepipeline_execution_duration_seconds_bucket{", "60"),
+        format!(
+            "aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",le=\"60\"}} 1 # {{trace_id=\"{trace_id}\",span_id=\"{root}\"}} 50.377 1050.5"
+        )
+    );
+    assert!(!bucket("aws_codepipeline_execution_duration_seconds_bucket{", "120").contains('#'), "only the bucket it fell in");
+    assert_eq!(
+        bucket("aws_codepipeline_stage_duration_seconds_bucket{", "30"),
+        format!(
+            "aws_codepipeline_stage_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",stage=\"Source\",le=\"30\"}} 1 # {{trace_id=\"{trace_id}\",span_id=\"{}\"}} 10.333 1010.456",
+            stage["span_id"].as_str().unwrap()
+        )
+    );
+    // The text format has no exemplars.
+    let text = scrape(&exporter).await;
+    assert!(text.contains("aws_codepipeline_execution_duration_seconds_bucket{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",le=\"60\"} 1\n"));
+    assert!(!text.contains("trace_id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_endpoint_nothing_is_exported_and_no_call_is_added() {
+    let simulator = Simulator::start(world()).await.unwrap();
+    let yaml = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n";
+    let exporter = start_exporter_unthrottled(&simulator, yaml).await;
+    wait_for(&exporter, "seeded", |s| s.keys().any(|k| k.starts_with("aws_codepipeline_execution_status"))).await;
+    let mut e1 = e1_failed();
+    e1.status = "Failed".into();
+    finish(&simulator, e1);
+    let failed = "aws_codepipeline_action_executions_total{account=\"test\",region=\"us-east-1\",pipeline=\"app\",stage=\"Build\",action=\"Test\",status=\"Failed\"}";
+    let s = wait_for(&exporter, "the run read", |s| value(s, failed) == Some(1.0)).await;
+    assert_eq!(simulator.calls("GetPipelineExecution"), 0, "a failed run's revision is read for its trace alone");
+    assert!(!s.keys().any(|k| k.starts_with("codepipeline_exporter_trace_")));
+    let openmetrics =
+        request(exporter.addr, "GET", "/metrics", &[("Accept", "application/openmetrics-text; version=1.0.0")]).await.body;
+    assert!(!openmetrics.contains("trace_id"));
+}
