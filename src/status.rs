@@ -87,6 +87,23 @@ pub struct Report {
     pub scopes: Vec<ScopeReport>,
     pub targets: Vec<TargetReport>,
     pub summary: Summary,
+    /// The trace exporter, when traces are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traces: Option<TracesReport>,
+}
+
+/// Where runs go as traces, and how that goes.
+#[derive(Debug, Serialize)]
+pub struct TracesReport {
+    pub endpoint: String,
+    /// Whether the last export succeeded, or none failed yet.
+    pub up: bool,
+    pub spans_exported: u64,
+    pub spans_dropped: u64,
+    pub spans_queued: usize,
+    pub last_export: Option<f64>,
+    /// The last failed export's reason, until an export succeeds.
+    pub last_error: Option<String>,
 }
 
 /// One account and region.
@@ -256,6 +273,15 @@ pub fn report(statuses: &Statuses, telemetry: &Telemetry, store: &Store, filter:
             families: store.series_per_family().into_iter().map(|(name, series)| FamilyCount { name, series }).collect(),
             body_bytes: BodyBytes { text: body.text_len(), gzip: body.deflated_len() },
         },
+        traces: telemetry.trace_stats().map(|t| TracesReport {
+            up: t.last_error.is_none(),
+            spans_exported: t.exported,
+            spans_dropped: t.dropped.values().sum(),
+            spans_queued: t.queued,
+            last_export: t.last_export,
+            last_error: t.last_error.map(|(reason, _)| reason),
+            endpoint: t.endpoint,
+        }),
     }
 }
 
@@ -330,7 +356,23 @@ pub fn html(report: &Report, filter: &Filter, telemetry_path: &str) -> String {
             discovery.join("<br>")
         );
     }
-    page.push_str("</table>\n<h2>Targets</h2>\n<form method=\"get\" action=\"/status\">\n<label>kind <select name=\"kind\"><option value=\"\">all</option>");
+    page.push_str("</table>\n");
+    if let Some(traces) = &report.traces {
+        let state = match &traces.last_error {
+            None => "<span class=\"up\">up</span>".to_string(),
+            Some(reason) => format!("<span class=\"bad\">down: {}</span>", escape_html(reason)),
+        };
+        let _ = writeln!(
+            page,
+            "<h2>Traces</h2>\n<table id=\"traces\">\n<tr><th>endpoint</th><th>state</th><th>spans exported</th><th>dropped</th><th>queued</th><th>last export</th></tr>\n<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n</table>",
+            escape_html(&traces.endpoint),
+            traces.spans_exported,
+            traces.spans_dropped,
+            traces.spans_queued,
+            relative(traces.last_export, now),
+        );
+    }
+    page.push_str("<h2>Targets</h2>\n<form method=\"get\" action=\"/status\">\n<label>kind <select name=\"kind\"><option value=\"\">all</option>");
     for kind in &report.summary.kinds {
         let selected = if filter.kind.as_deref() == Some(kind.kind.as_str()) { " selected" } else { "" };
         let kind = escape_html(&kind.kind);

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use common::process::Exporter;
+use common::prometheus::{Prometheus, servers};
 use common::{request, samples, scrape, start_exporter_unthrottled, value, wait_for, wait_for_calls};
 use serde_json::Value;
 
@@ -280,6 +282,13 @@ async fn a_receiver_down_for_30_seconds_gets_every_span_once_and_past_the_bound_
     assert_eq!(value(&s, "codepipeline_exporter_trace_queue_spans"), Some(10.0));
     assert!(value(&s, "codepipeline_exporter_trace_export_errors_total{kind=\"http_503\"}").is_some_and(|n| n >= 1.0));
     assert!(receiver.spans().await.is_empty());
+    let status = |body: String| serde_json::from_str::<Value>(&body).unwrap()["traces"].clone();
+    let down = status(request(exporter.addr, "GET", "/api/v1/status", &[]).await.body);
+    assert_eq!((down["up"].as_bool(), down["last_error"].as_str()), (Some(false), Some("HTTP 503")));
+    assert_eq!((down["spans_queued"].as_u64(), down["spans_dropped"].as_u64()), (Some(10), Some(5)));
+    assert_eq!(down["endpoint"], receiver.endpoint());
+    let page = request(exporter.addr, "GET", "/status", &[]).await.body;
+    assert!(page.contains("<h2>Traces</h2>") && page.contains("down: HTTP 503"), "{page}");
     // Down for 30 s in all, then up: what the queue held arrives, once.
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(started.elapsed())).await;
     receiver.control("status=200").await;
@@ -293,6 +302,8 @@ async fn a_receiver_down_for_30_seconds_gets_every_span_once_and_past_the_bound_
     assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(10.0));
     assert_eq!(value(&s, "codepipeline_exporter_trace_spans_dropped_total{reason=\"queue_full\"}"), Some(5.0), "what was lost");
     assert!(receiver.received().await["requests"]["refused"].as_u64().unwrap() >= 2, "it was retried while down");
+    let up = status(request(exporter.addr, "GET", "/api/v1/status", &[]).await.body);
+    assert_eq!((up["up"].as_bool(), up["spans_exported"].as_u64(), up["spans_queued"].as_u64()), (Some(true), Some(10), Some(0)));
 
     // A partial success: the receiver keeps all but one span, and says so; nothing is sent again.
     receiver.control("reject=1").await;
@@ -367,4 +378,51 @@ async fn without_an_endpoint_nothing_is_exported_and_no_call_is_added() {
     let openmetrics =
         request(exporter.addr, "GET", "/metrics", &[("Accept", "application/openmetrics-text; version=1.0.0")]).await.body;
     assert!(!openmetrics.contains("trace_id"));
+}
+
+#[test]
+fn prometheus_with_exemplar_storage_links_the_demo_s_durations_to_the_traces_received() {
+    let receiver = Receiver::start();
+    let endpoint = format!("http://{}", receiver.addr);
+    let exporter = Exporter::start_with_env(&["--demo"], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for server in servers() {
+        eprintln!("against {}", server.display());
+        let prometheus = Prometheus::start_with(&server, exporter.addr, &["--enable-feature=exemplar-storage"]);
+        runtime.block_on(async {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let query = format!(
+                "/api/v1/query_exemplars?query=aws_codepipeline_execution_duration_seconds_bucket&start={}&end={}",
+                now - 3_600,
+                now + 3_600
+            );
+            // A demo run ends every minute or so; its exemplar is scraped with the next scrape.
+            let answer = prometheus
+                .wait(&query, 150, |a| {
+                    a["data"]
+                        .as_array()
+                        .is_some_and(|series| series.iter().any(|s| s["exemplars"].as_array().is_some_and(|e| !e.is_empty())))
+                })
+                .await;
+            let linked: BTreeSet<String> = answer["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
+                .map(|e| e["labels"]["trace_id"].as_str().unwrap().to_string())
+                .collect();
+            assert!(!linked.is_empty());
+            // The spans of a run are sent a moment after its exemplar is on /metrics.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let received: BTreeSet<String> =
+                    receiver.spans().await.iter().map(|s| s["trace_id"].as_str().unwrap().to_string()).collect();
+                if linked.is_subset(&received) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "every exemplar names a trace the receiver got: {linked:?} of {received:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
 }

@@ -14,8 +14,14 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the binary with `args` plus a free loopback port, and waits for its address line.
     pub fn start(args: &[&str]) -> Exporter {
+        Exporter::start_with_env(args, &[])
+    }
+
+    /// [`Exporter::start`] with further environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Exporter {
         let mut child = Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter"))
             .args(args)
+            .envs(env.iter().copied())
             .args(["--web.listen-address", "127.0.0.1:0", "--log.level", "warn"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -37,6 +37,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts `server` (one of [`servers`]).
     pub fn start(server: &std::path::Path, target: std::net::SocketAddr) -> Prometheus {
+        Prometheus::start_with(server, target, &[])
+    }
+
+    /// Starts `server` with further command-line arguments, such as feature flags.
+    pub fn start_with(server: &std::path::Path, target: std::net::SocketAddr, args: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         let alerts = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/prometheus/alerts.yml");
@@ -53,6 +58,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
