@@ -201,3 +201,26 @@ fn events_errors_point_at_the_value() {
         error("accounts:\n  - name: prod\n    events:\n      queue: x\n").starts_with("exporter.yaml:4:7: unknown field `queue`")
     );
 }
+
+#[test]
+fn the_traces_section_is_checked_and_its_header_values_never_printed() {
+    assert_eq!(
+        error("traces:\n  endpoint: grpc://collector:4317\n"),
+        "exporter.yaml:2:13: endpoint \"grpc://collector:4317\" is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces)"
+    );
+    assert_eq!(error("traces:\n  queue_size: 0\n"), "exporter.yaml:2:15: queue_size must be at least 1");
+    assert_eq!(
+        error("traces:\n  timeout: soon\n"),
+        "exporter.yaml:2:12: invalid duration \"soon\": use a number and a unit (ms, s, m, h, d) such as 30s, 5m or 1h30m"
+    );
+    assert!(error("traces:\n  endpont: http://a\n").starts_with("exporter.yaml:2:3: unknown field `endpont`"));
+    let config = Config::parse(
+        "traces:\n  endpoint: https://otel.example/v1/traces\n  headers:\n    authorization: Bearer s3cr3t\n",
+        Path::new("exporter.yaml"),
+    )
+    .unwrap();
+    let traces = config.traces.as_ref().unwrap();
+    assert_eq!(traces.headers.as_deref(), Some(&[("authorization".to_string(), "Bearer s3cr3t".to_string())][..]));
+    let printed = config.to_yaml();
+    assert!(printed.contains("authorization: <secret>") && !printed.contains("s3cr3t"), "{printed}");
+}

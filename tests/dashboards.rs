@@ -139,6 +139,12 @@ fn dashboards_are_current_grafana_json_with_the_expected_variables() {
                 for target in panel["targets"].as_array().unwrap() {
                     let expr = target["expr"].as_str().unwrap();
                     assert!(narrowed_to_job(expr), "{name}: {title}: a metric is not narrowed to $job: {expr}");
+                    // The buckets of run durations carry exemplars: each dot opens the run.
+                    let traced =
+                        ["execution_duration_seconds_bucket", "stage_duration_seconds_bucket", "lead_time_seconds_bucket"];
+                    if panel["type"] == "timeseries" && traced.iter().any(|f| expr.contains(&format!("aws_codepipeline_{f}"))) {
+                        assert_eq!(target["exemplar"], true, "{name}: {title}: exemplars are off");
+                    }
                 }
             }
         }

@@ -101,7 +101,7 @@ fn kustomize_builds_a_hardened_deployment() {
 fn promtool_accepts_the_compose_prometheus_configuration() {
     let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "{out}{errors}");
-    assert!(out.contains("SUCCESS: 24 rules found") && out.contains("SUCCESS: 14 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 25 rules found") && out.contains("SUCCESS: 14 rules found"), "{out}");
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn amtool_accepts_the_alertmanager_configuration() {
 fn the_compose_file_mounts_files_that_exist() {
     let compose = yaml(&read("deploy/docker-compose.yml"));
     let services: BTreeSet<&str> = compose["services"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(services, BTreeSet::from(["alertmanager", "exporter", "grafana", "prometheus"]));
+    assert_eq!(services, BTreeSet::from(["alertmanager", "exporter", "grafana", "otel-collector", "prometheus", "tempo"]));
     assert_eq!(compose["services"]["exporter"]["command"][0], "--demo");
     for service in compose["services"].as_object().unwrap().values() {
         for volume in service["volumes"].as_array().into_iter().flatten() {
@@ -128,6 +128,47 @@ fn the_compose_file_mounts_files_that_exist() {
     let final_stage = dockerfile.rsplit("FROM ").next().unwrap();
     assert!(final_stage.contains("\nUSER 65532:65532\n"), "the final image runs as a non-root user");
     assert!(!dockerfile.to_lowercase().contains("openssl"));
+}
+
+/// The compose setup's trace path holds together: the exporter sends to the collector's OTLP/HTTP
+/// receiver, the collector's pipeline uses only components it defines and exports to Tempo's OTLP
+/// gRPC port, Prometheus keeps exemplars, and Grafana's Prometheus data source opens their
+/// `trace_id` in the Tempo data source, which points at Tempo's HTTP port.
+#[test]
+fn the_compose_trace_path_is_wired_from_the_exporter_to_grafana() {
+    let compose = yaml(&read("deploy/docker-compose.yml"));
+    let services = &compose["services"];
+    let collector = yaml(&read("deploy/otel-collector/config.yaml"));
+    let tempo = yaml(&read("deploy/tempo/tempo.yaml"));
+    let receiver_port =
+        collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].as_str().unwrap().rsplit(':').next().unwrap();
+    assert_eq!(
+        services["exporter"]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"],
+        format!("http://otel-collector:{receiver_port}")
+    );
+    assert_eq!(services["otel-collector"]["volumes"][0], "./otel-collector:/etc/otelcol:ro");
+    assert_eq!(services["otel-collector"]["command"][0], "--config=/etc/otelcol/config.yaml");
+    for (kind, section) in [("receivers", "receivers"), ("processors", "processors"), ("exporters", "exporters")] {
+        for (_, pipeline) in collector["service"]["pipelines"].as_object().unwrap() {
+            for component in pipeline[kind].as_array().unwrap() {
+                assert!(collector[section].get(component.as_str().unwrap()).is_some(), "{component} is used but not defined");
+            }
+        }
+    }
+    let grpc_port =
+        tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].as_str().unwrap().rsplit(':').next().unwrap();
+    assert_eq!(collector["exporters"]["otlp/tempo"]["endpoint"], format!("tempo:{grpc_port}"));
+    assert_eq!(services["tempo"]["command"][0], "-config.file=/etc/tempo/tempo.yaml");
+    let prometheus: Vec<&str> =
+        services["prometheus"]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(prometheus.contains(&"--enable-feature=exemplar-storage"), "{prometheus:?}");
+    let datasources = yaml(&read("grafana/provisioning/datasources/prometheus.yaml"));
+    let datasources = datasources["datasources"].as_array().unwrap();
+    let by_type = |kind: &str| datasources.iter().find(|d| d["type"] == kind).unwrap();
+    let destination = &by_type("prometheus")["jsonData"]["exemplarTraceIdDestinations"][0];
+    assert_eq!(destination["name"], "trace_id", "the exemplar label the exporter writes");
+    assert_eq!(destination["datasourceUid"], by_type("tempo")["uid"]);
+    assert_eq!(by_type("tempo")["url"], format!("http://tempo:{}", tempo["server"]["http_listen_port"]));
 }
 
 #[test]

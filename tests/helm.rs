@@ -87,6 +87,7 @@ fn everything() -> Value {
             "files": {"tls.crt": "-----BEGIN CERTIFICATE-----\n", "tls.key": "-----BEGIN PRIVATE KEY-----\n"},
         },
         "extraArgs": ["--log.level=debug"],
+        "otlp": {"endpoint": "http://otel-collector.monitoring:4318", "serviceName": "ci"},
         "serviceMonitor": {"enabled": true, "labels": {"release": "kube-prometheus-stack"}},
         "prometheusRule": {"enabled": true, "labels": {"release": "kube-prometheus-stack"}},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
@@ -118,6 +119,14 @@ fn every_option_on_renders_valid_objects_and_the_rules_of_the_rule_files() {
         args.contains(&"--web.config.file=/etc/codepipeline-exporter/web/web-config.yaml") && args.contains(&"--log.level=debug")
     );
     assert_eq!(container["livenessProbe"]["httpGet"]["scheme"], "HTTPS", "TLS is probed over TLS");
+    assert_eq!(
+        container["env"],
+        json!([
+            {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring:4318"},
+            {"name": "OTEL_SERVICE_NAME", "value": "ci"},
+        ]),
+        "traces go to the collector"
+    );
     assert_eq!(pod["metadata"]["annotations"]["example.com/team"], "platform");
     assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");
     assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");

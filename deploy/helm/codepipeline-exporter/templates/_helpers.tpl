@@ -75,12 +75,22 @@ spec:
         {{- range .Values.extraArgs }}
         - {{ . | quote }}
         {{- end }}
-      {{- if gt (int .Values.shards) 1 }}
+      {{- if or (gt (int .Values.shards) 1) .Values.otlp.endpoint }}
       env:
+        {{- if gt (int .Values.shards) 1 }}
         - name: POD_NAME
           valueFrom:
             fieldRef:
               fieldPath: metadata.name
+        {{- end }}
+        {{- with .Values.otlp.endpoint }}
+        - name: OTEL_EXPORTER_OTLP_ENDPOINT
+          value: {{ . | quote }}
+        {{- end }}
+        {{- with .Values.otlp.serviceName }}
+        - name: OTEL_SERVICE_NAME
+          value: {{ . | quote }}
+        {{- end }}
       {{- end }}
       ports:
         - name: http-metrics
