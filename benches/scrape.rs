@@ -1,15 +1,21 @@
 //! The exporter under load, as a separate process polling the simulated AWS endpoint: for 100,
 //! 1,000 and 5,000 pipelines of 5 stages and 4 actions each, the time to the first complete
-//! exposition, its size, scrape latency with 1 and 32 concurrent clients (identity and gzip),
-//! memory, CPU per poll cycle and per scrape, and AWS calls per pipeline-hour.
+//! exposition, its size, scrape latency with 1 and 32 concurrent clients (OpenMetrics and text,
+//! gzip and identity), memory, CPU per poll cycle and per scrape, and AWS calls per
+//! pipeline-hour.
+//!
+//! With `traces`, the exporter sends traces to a bare OTLP receiver, and every pipeline ends a
+//! run of all its actions right after start-up: the poll cycle reads them, and the OpenMetrics
+//! body carries an exemplar on a bucket of each duration histogram.
 //!
 //!     cargo bench --bench scrape                 # all sizes
 //!     cargo bench --bench scrape -- 1000         # one size
+//!     cargo bench --bench scrape -- 1000 traces  # one size, runs ending, traces and exemplars
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codepipeline_exporter::simulator::{self, Simulator};
+use codepipeline_exporter::simulator::{self, SimActionRun, SimExecution, Simulator};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 
@@ -64,20 +70,26 @@ impl Process {
 struct Scraper {
     stream: BufReader<TcpStream>,
     gzip: bool,
+    /// OpenMetrics, as Prometheus asks; else the text format.
+    openmetrics: bool,
     /// The last body, its buffer reused so that the scrapers allocate as little as they can.
     body: Vec<u8>,
 }
 
 impl Scraper {
-    fn connect(addr: std::net::SocketAddr, gzip: bool) -> Scraper {
+    fn connect(addr: std::net::SocketAddr, gzip: bool, openmetrics: bool) -> Scraper {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_nodelay(true).expect("TCP_NODELAY");
-        Scraper { stream: BufReader::with_capacity(64 * 1024, stream), gzip, body: Vec::new() }
+        Scraper { stream: BufReader::with_capacity(64 * 1024, stream), gzip, openmetrics, body: Vec::new() }
     }
 
     /// Scrapes once; returns the body.
     fn scrape(&mut self) -> &[u8] {
-        let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n";
+        let accept = if self.openmetrics {
+            "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n"
+        } else {
+            "Accept: text/plain;version=0.0.4\r\n"
+        };
         let encoding = if self.gzip { "Accept-Encoding: gzip\r\n" } else { "" };
         self.stream
             .get_mut()
@@ -142,13 +154,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Scrapes with `clients` concurrent connections for `duration`, each at least once; returns the
 /// sorted latencies.
-fn load(addr: std::net::SocketAddr, clients: usize, duration: Duration, gzip: bool) -> Vec<Duration> {
+fn load(addr: std::net::SocketAddr, clients: usize, duration: Duration, gzip: bool, openmetrics: bool) -> Vec<Duration> {
     let started = Instant::now();
     let mut all: Vec<Duration> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..clients)
             .map(|_| {
                 scope.spawn(move || {
-                    let mut scraper = Scraper::connect(addr, gzip);
+                    let mut scraper = Scraper::connect(addr, gzip, openmetrics);
                     let mut latencies = Vec::new();
                     while latencies.is_empty() || started.elapsed() < duration {
                         let began = Instant::now();
@@ -165,7 +177,71 @@ fn load(addr: std::net::SocketAddr, clients: usize, duration: Duration, gzip: bo
     all
 }
 
-async fn bench(pipelines: usize) {
+/// An OTLP receiver that takes every export and answers 200 with nothing, on a thread per
+/// connection; the exporter opens one connection per export.
+fn otlp_sink() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {
+                                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                                    length = value.trim().parse().unwrap_or(0);
+                                }
+                            }
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err()
+                        || reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Ends a run of every action of every pipeline of the fleet, now, as the next poll sees it.
+fn end_runs(simulator: &Simulator, pipelines: usize) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let mut world = simulator.world();
+    for i in 0..pipelines {
+        let Some(pipeline) = world.pipelines.get_mut(&format!("service-{i:05}-deploy")) else { continue };
+        let id = format!("exec-{i}-next");
+        let mut run = SimExecution::new(&id, "Succeeded", now - 400.0, now);
+        for s in 0..5 {
+            for a in 0..4 {
+                let start = now - 400.0 + f64::from(s * 4 + a) * 20.0;
+                let (stage, action) = (format!("Stage{s}"), format!("Action{s}{a}"));
+                run.actions.push(SimActionRun::new(
+                    &stage,
+                    &action,
+                    &format!("act-{i}-{s}-{a}-next"),
+                    "Succeeded",
+                    start,
+                    start + 20.0,
+                ));
+            }
+        }
+        pipeline.executions.insert(0, run);
+        pipeline.stages[4].latest = Some((id, "Succeeded".into()));
+    }
+}
+
+async fn bench(pipelines: usize, traces: bool) {
     let simulator = Simulator::start(simulator::fleet(pipelines)).await.expect("simulator");
     let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -178,8 +254,12 @@ async fn bench(pipelines: usize) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter"));
+    if traces {
+        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", otlp_sink()));
+    }
     let process = Process {
-        child: Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter"))
+        child: command
             .args(["--config.file", config.to_str().unwrap(), "--web.listen-address", &addr.to_string(), "--log.level", "error"])
             .env("AWS_ENDPOINT_URL", simulator.endpoint_url())
             .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
@@ -202,10 +282,9 @@ async fn bench(pipelines: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ready = started.elapsed();
-    let mut scraper = Scraper::connect(addr, false);
-    let body = scraper.scrape().to_vec();
-    let series = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
-    let gzip_body = Scraper::connect(addr, true).scrape().to_vec();
+    if traces {
+        end_runs(&simulator, pipelines);
+    }
 
     // One poll cycle with nothing else going on: its CPU, and the AWS calls it makes. Each target
     // polls again one interval ±10 % after its first poll, so a window of one interval starting
@@ -217,17 +296,25 @@ async fn bench(pipelines: usize) {
     let calls_per_pipeline_hour = (simulator.total_calls() - calls) as f64 / pipelines as f64 * 3600.0 / INTERVAL as f64;
 
     let (idle_rss, _) = process.memory();
+    let body = Scraper::connect(addr, false, true).scrape().to_vec();
+    let series = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
+    let exemplars = body.split(|b| *b == b'\n').filter(|l| l.windows(11).any(|w| w == b"# {trace_id")).count();
+    let gzip_openmetrics = Scraper::connect(addr, true, true).scrape().to_vec();
+    let gzip_text = Scraper::connect(addr, true, false).scrape().to_vec();
 
     let mut rows = Vec::new();
     let mut gzip_rss = 0.0;
-    for (clients, gzip) in [(1, true), (32, true), (1, false), (32, false)] {
+    for (clients, gzip, openmetrics) in
+        [(1, true, true), (32, true, true), (1, true, false), (32, true, false), (1, false, true), (32, false, true)]
+    {
         let cpu = process.cpu_seconds();
         let wall = Instant::now();
-        let latencies = tokio::task::spawn_blocking(move || load(addr, clients, LOAD, gzip)).await.unwrap();
+        let latencies = tokio::task::spawn_blocking(move || load(addr, clients, LOAD, gzip, openmetrics)).await.unwrap();
         let elapsed = wall.elapsed().as_secs_f64();
         let per_scrape = (process.cpu_seconds() - cpu) / latencies.len() as f64;
         rows.push(format!(
-            "  {clients:>2} client(s), {:<8}: p50 {:>7.2} ms, p99 {:>7.2} ms, CPU {:.2} ms/scrape, {:.0} scrapes/s",
+            "  {clients:>2} client(s), {:<11} {:<8}: p50 {:>7.2} ms, p99 {:>7.2} ms, CPU {:.2} ms/scrape, {:.0} scrapes/s",
+            if openmetrics { "OpenMetrics" } else { "text" },
             if gzip { "gzip" } else { "identity" },
             percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
             percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
@@ -240,10 +327,12 @@ async fn bench(pipelines: usize) {
     }
     let (rss, peak) = process.memory();
     println!(
-        "{pipelines} pipelines: first complete exposition after {:.2} s; {series} series, {:.1} MB ({:.2} MB gzip)",
+        "{pipelines} pipelines{}: first complete exposition after {:.2} s; {series} series, {exemplars} with an exemplar, {:.1} MB ({:.2} MB gzip OpenMetrics, {:.2} MB gzip text)",
+        if traces { ", every one ending a run, with traces" } else { "" },
         ready.as_secs_f64(),
         body.len() as f64 / 1e6,
-        gzip_body.len() as f64 / 1e6
+        gzip_openmetrics.len() as f64 / 1e6,
+        gzip_text.len() as f64 / 1e6
     );
     println!(
         "  resident memory: {idle_rss:.0} MiB after a poll cycle, {gzip_rss:.0} MiB after the gzip scrapes, {rss:.0} MiB after the uncompressed ones; peak {peak:.0} MiB"
@@ -256,25 +345,29 @@ async fn bench(pipelines: usize) {
     }
     drop(process);
 
-    // The floor this machine puts under those figures: the same gzip body sent by a server that
+    // The floor this machine puts under those figures: the same gzip bodies sent by a server that
     // does nothing else, to the same scrapers.
-    for clients in [1, 32] {
-        let floor = copy_server(gzip_body.clone(), clients);
-        let latencies = tokio::task::spawn_blocking(move || load(floor, clients, LOAD, true)).await.unwrap();
-        println!(
-            "  {clients:>2} client(s), copy floor: p50 {:>7.2} ms, p99 {:>7.2} ms",
-            percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
-            percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-        );
+    for (format, body) in [("OpenMetrics", &gzip_openmetrics), ("text", &gzip_text)] {
+        for clients in [1, 32] {
+            let floor = copy_server(body.clone(), clients);
+            let latencies = tokio::task::spawn_blocking(move || load(floor, clients, LOAD, true, true)).await.unwrap();
+            println!(
+                "  {clients:>2} client(s), {format:<11} copy floor: p50 {:>7.2} ms, p99 {:>7.2} ms",
+                percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
+                percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::main]
 async fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
     let sizes = if sizes.is_empty() { vec![100, 1000, 5000] } else { sizes };
+    let traces = args.iter().any(|a| a == "traces");
     for pipelines in sizes {
-        bench(pipelines).await;
+        bench(pipelines, traces).await;
     }
 }

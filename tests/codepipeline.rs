@@ -211,7 +211,11 @@ aws_codepipeline_stage_transition_last_changed_timestamp_seconds{account="test",
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_pipeline_family_has_exact_values() {
     let bed = start_unthrottled(world(vec![detailed()]), FAST).await;
-    wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "checkout")) == Some(1.0)).await;
+    // The structure (GetPipeline) is read by the poll after the first, which publishes the state.
+    wait_for(&bed.exporter, "the structure read", |s| {
+        value(s, &target_up("pipeline", "checkout")) == Some(1.0) && family_len(s, "aws_codepipeline_action_info") == 4
+    })
+    .await;
     let text = scrape(&bed.exporter).await;
     let series: String = text
         .lines()
