@@ -25,7 +25,7 @@ use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Class, Promote};
 use crate::config::Account;
 use crate::telemetry::Telemetry;
 use crate::traces::Sink;
@@ -47,6 +47,10 @@ pub struct Scope {
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub codeconnections: aws_sdk_codeconnections::Client,
     pub traces: Option<Sink>,
+    /// The place in the budget's queue of this scope's calls, and what makes one waiting there
+    /// urgent.
+    class: Class,
+    promote: Option<Arc<Promote>>,
     budget: Arc<Budget>,
     permits: Arc<Semaphore>,
     telemetry: Arc<Telemetry>,
@@ -106,10 +110,22 @@ impl Scope {
             codepipeline: aws_sdk_codepipeline::Client::from_conf(codepipeline),
             codeconnections: aws_sdk_codeconnections::Client::from_conf(codeconnections),
             traces: None,
+            class: Class::Scheduled,
+            promote: None,
             budget,
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             telemetry,
         }
+    }
+
+    /// The same scope, its calls queued in `class` (see [`crate::budget`]).
+    pub fn with_class(&self, class: Class) -> Scope {
+        Scope { class, ..self.clone() }
+    }
+
+    /// The same scope, its waiting calls made urgent once `promote` says so.
+    pub fn promoted_by(&self, promote: Arc<Promote>) -> Scope {
+        Scope { promote: Some(promote), ..self.clone() }
     }
 
     /// The same scope, handing finished runs to `traces`.
@@ -132,7 +148,7 @@ impl Scope {
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        self.budget.acquire().await;
+        self.budget.acquire(self.class, self.promote.as_deref()).await;
         let _permit = self.permits.acquire().await;
         recorded(&self.telemetry, service, operation, request, answers).await
     }

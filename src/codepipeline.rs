@@ -292,8 +292,9 @@ pub struct PipelineTarget {
     definition: Option<Definition>,
     /// `None` when execution history is turned off.
     history: Option<executions::History>,
-    /// Whether the structure and the history are to be read right after the state was published.
-    follow_up: bool,
+    /// Whether the structure and the history are to be read right after the state was published,
+    /// and whether the state had changed.
+    follow_up: Option<bool>,
 }
 
 /// What GetPipeline says of a pipeline: the version of its structure, each action's type, and
@@ -327,18 +328,31 @@ impl PipelineTarget {
             last: None,
             definition: None,
             history: executions.then(executions::History::default),
-            follow_up: false,
+            follow_up: None,
         }
     }
 }
 
 impl PipelineTarget {
+    /// Whether the structure or the history is to be read after a state read: the structure at
+    /// first, when its version changed, or after a day; the history when the state `changed` or
+    /// something runs.
+    fn details_due(&self, changed: bool) -> bool {
+        let active = self.active();
+        self.definition_due() || self.history.as_ref().is_some_and(|h| changed || active || h.needs_reading())
+    }
+
+    /// Whether the structure is to be read: at first, when its version changed, or after a day.
+    fn definition_due(&self) -> bool {
+        let version = self.last.as_ref().and_then(|state| state.version);
+        self.definition.as_ref().is_none_or(|d| d.version != version || d.read_at.elapsed() > DEFINITION_MAX_AGE)
+    }
+
     /// Reads what the state does not say: the structure, at the first poll and again only when its
     /// version changes (or after a day), and the history, when the state `changed` or something
     /// runs.
     async fn read_details(&mut self, scope: &Scope, pipeline: &str, changed: bool) -> Outcome {
-        let version = self.last.as_ref().and_then(|state| state.version);
-        if self.definition.as_ref().is_none_or(|d| d.version != version || d.read_at.elapsed() > DEFINITION_MAX_AGE) {
+        if self.definition_due() {
             match get_definition(scope, pipeline).await {
                 Ok(definition) => {
                     if let Some(history) = &mut self.history {
@@ -383,24 +397,24 @@ impl Target for PipelineTarget {
     const ANNOUNCED: bool = true;
     type Info = Option<Summary>;
 
-    /// The first poll reads only the state and asks for a follow-up, which reads the structure and
-    /// seeds the history. Calls wait for the budget in arrival order, and at start-up every
-    /// pipeline's state read is queued before any follow-up, so every state is published before
-    /// any history is read, after N / `requests_per_second` seconds rather than three times that.
+    /// A poll reads only the state, and publishes it; when the structure or the history is due
+    /// too, it asks for a follow-up, whose calls wait behind other targets' state reads in the
+    /// budget's queue (see [`crate::budget`]). So at start-up every state is published before any
+    /// history is read, after N / `requests_per_second` seconds rather than three times that, and
+    /// the state an event asked for reaches `/metrics` without waiting for any history.
     async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
-        if std::mem::take(&mut self.follow_up) {
-            return self.read_details(scope, &key.name, true).await;
+        if let Some(changed) = self.follow_up.take() {
+            return self.read_details(scope, &key.name, changed).await;
         }
         match get_state(scope, &key.name).await {
             Ok(state) => {
                 self.counters.observe(&state);
                 let changed = self.last.as_ref() != Some(&state);
                 self.last = Some(state);
-                if self.definition.is_none() {
-                    self.follow_up = true;
-                    return Outcome::Polled;
+                if self.details_due(changed) {
+                    self.follow_up = Some(changed);
                 }
-                self.read_details(scope, &key.name, changed).await
+                Outcome::Polled
             }
             Err(err) if err.code == "PipelineNotFoundException" => {
                 // A deleted pipeline's last values would be wrong, not just stale.
@@ -413,7 +427,7 @@ impl Target for PipelineTarget {
     }
 
     fn follow_up(&self) -> bool {
-        self.follow_up
+        self.follow_up.is_some()
     }
 
     fn active(&self) -> bool {

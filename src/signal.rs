@@ -86,6 +86,11 @@ impl Wake {
     pub fn take(&self) -> Option<(SystemTime, Observe)> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+
+    /// Whether a signal waits for the next poll.
+    pub fn is_pending(&self) -> bool {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
 }
 
 /// The routes, the wake-ups and the modes of every scope. Shared by the scheduler's tasks.

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
@@ -213,7 +213,7 @@ pub fn report(statuses: &Statuses, telemetry: &Telemetry, store: &Store, filter:
                 requests_per_second: budget.requests_per_second,
                 waiting_requests: budget.waiting,
                 schedule_lag_seconds: budget.lag.as_secs_f64(),
-                wait_seconds_total: budget.waited.as_secs_f64(),
+                wait_seconds_total: budget.waited.iter().map(Duration::as_secs_f64).sum(),
             });
         }
     }

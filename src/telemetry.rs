@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
-use crate::budget::{Budget, BudgetStats};
+use crate::budget::{Budget, BudgetStats, Class};
 use crate::exposition::{Family, Format, Histogram, Kind, Rendered, unix_seconds};
 
 pub static BUILD_INFO: Family = Family {
@@ -54,7 +54,7 @@ pub static BUDGET_WAITING: Family = Family {
 };
 pub static BUDGET_WAIT: Family = Family {
     name: "codepipeline_exporter_budget_wait_seconds_total",
-    help: "Time AWS calls spent waiting for the request budget of the account and region.",
+    help: "Time AWS calls spent waiting for the request budget of the account and region, by class: urgent (event-driven and first state reads), scheduled (state reads at their interval), deferred (structure, history and run anatomy).",
     kind: Kind::Counter,
 };
 pub static SCHEDULE_LAG: Family = Family {
@@ -497,7 +497,9 @@ impl Telemetry {
                     let budget = budget.stats();
                     rendered.sample(&BUDGET_RATE, &labels, budget.requests_per_second);
                     rendered.sample(&BUDGET_WAITING, &labels, budget.waiting as f64);
-                    rendered.sample(&BUDGET_WAIT, &labels, budget.waited.as_secs_f64());
+                    for (class, waited) in Class::ALL.iter().zip(budget.waited) {
+                        rendered.sample(&BUDGET_WAIT, &[labels[0], labels[1], ("class", class.as_str())], waited.as_secs_f64());
+                    }
                     rendered.sample(&SCHEDULE_LAG, &labels, budget.lag.as_secs_f64());
                 }
             }

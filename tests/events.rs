@@ -345,3 +345,59 @@ async fn a_reload_without_the_queue_returns_to_interval_polling_and_removes_its_
     wait_for_calls(&simulator, "GetPipelineState", 3).await;
     assert_eq!(value(&samples, &stage_status("web", "Build", "Succeeded")), Some(1.0));
 }
+
+/// 20 pipelines polled every 2 s (each poll a state read, then a history read while they run) on
+/// a budget of 5 calls a second: four times what it covers. An event still reaches `/metrics`
+/// within a second, ahead of every scheduled poll, while scheduled polls and history reads go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_goes_ahead_of_a_saturated_schedule_which_still_runs_and_reads_history() {
+    let names: Vec<String> = (0..20).map(|i| format!("p{i:02}")).collect();
+    let mut world = world(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    for pipeline in world.pipelines.values_mut().filter(|p| p.name != "p00") {
+        // Running: each poll reads the history too.
+        pipeline.stages[1].latest = Some(("e1".into(), "InProgress".into()));
+        pipeline.executions = vec![codepipeline_exporter::simulator::SimExecution::new("e1", "InProgress", 1_000.0, 1_000.0)];
+    }
+    let simulator = Simulator::start(world).await.unwrap();
+    let queue = simulator.create_queue("codepipeline-exporter", true);
+    let yaml = format!("requests_per_second: 5\nburst: 5\n{}", config(&queue, "2s", "2s"));
+    let exporter = start_exporter_unthrottled(&simulator, &yaml).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all_polled = |s: &std::collections::BTreeMap<String, f64>| {
+        names.iter().all(|n| value(s, &stage_status(n, "Source", "Succeeded")).is_some()) && value(s, ACTIVE) == Some(1.0)
+    };
+    while !all_polled(&samples(&scrape(&exporter).await)) {
+        assert!(Instant::now() < deadline, "not every pipeline polled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Saturated for a while: the queue holds every target's next call.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let s = samples(&scrape(&exporter).await);
+    assert!(
+        value(&s, "codepipeline_exporter_budget_waiting_requests{account=\"test\",region=\"us-east-1\"}")
+            .is_some_and(|n| n >= 5.0),
+        "the budget is saturated"
+    );
+    let (states, histories) = (simulator.calls("GetPipelineState"), simulator.calls("ListPipelineExecutions"));
+    let changed = Instant::now();
+    simulator.world().pipelines.get_mut("p00").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    wait_for(&exporter, "the failure", |s| value(s, &stage_status("p00", "Build", "Failed")) == Some(1.0)).await;
+    let seen = changed.elapsed();
+    eprintln!("with the budget saturated, the event's poll was on /metrics {seen:?} after the change");
+    assert!(seen < Duration::from_secs(1), "seen after {seen:?} with the budget saturated");
+    // The schedule goes on, history included, at the budget's pace.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (states, histories) =
+        (simulator.calls("GetPipelineState") - states, simulator.calls("ListPipelineExecutions") - histories);
+    assert!(states >= 8, "{states} state reads in 4 s");
+    assert!(histories >= 3, "{histories} history reads in 4 s: the deferred class is not starved");
+    let s = samples(&scrape(&exporter).await);
+    for class in ["urgent", "scheduled", "deferred"] {
+        let waited =
+            format!("codepipeline_exporter_budget_wait_seconds_total{{account=\"test\",region=\"us-east-1\",class=\"{class}\"}}");
+        assert!(value(&s, &waited).is_some(), "{waited}");
+    }
+    let deferred = "codepipeline_exporter_budget_wait_seconds_total{account=\"test\",region=\"us-east-1\",class=\"deferred\"}";
+    let urgent = "codepipeline_exporter_budget_wait_seconds_total{account=\"test\",region=\"us-east-1\",class=\"urgent\"}";
+    assert!(value(&s, deferred).unwrap() > value(&s, urgent).unwrap(), "deferred calls wait longest");
+}
