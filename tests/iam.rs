@@ -1,4 +1,4 @@
-//! deploy/iam-policy.json grants exactly the actions the exporter calls, and the README lists them.
+//! deploy/iam-policy.json grants exactly the actions the exporter calls, and docs/aws.md lists them.
 
 mod common;
 
@@ -65,8 +65,8 @@ async fn the_policy_grants_exactly_the_actions_called() {
         assert_eq!(actions, ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]);
         assert_eq!(statement["Resource"], "arn:aws:sqs:*:*:codepipeline-exporter");
     }
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/aws.md")).unwrap();
     for action in &granted {
-        assert!(readme.contains(&format!("`{action}`")), "the README does not list {action}");
+        assert!(doc.contains(&format!("`{action}`")), "docs/aws.md does not list {action}");
     }
 }
