@@ -34,7 +34,8 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn defined_families() -> BTreeMap<String, (String, String)> {
     let mut files = Vec::new();
     rust_files(&Path::new(ROOT).join("src"), &mut files);
-    let pattern = regex::Regex::new(r#"Family\s*\{\s*name:\s*"([^"]+)",\s*help:\s*"((?:[^"\\]|\\.)*)",\s*kind:\s*Kind::(\w+)"#).unwrap();
+    let pattern =
+        regex::Regex::new(r#"Family\s*\{\s*name:\s*"([^"]+)",\s*help:\s*"((?:[^"\\]|\\.)*)",\s*kind:\s*Kind::(\w+)"#).unwrap();
     let mut families = BTreeMap::new();
     for file in files {
         let code = std::fs::read_to_string(&file).unwrap();
@@ -167,16 +168,19 @@ async fn the_metrics_reference_lists_exactly_the_families_the_exporter_defines()
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    for (family, labels) in &seen {
-        if let Some((_, documented)) = documented.get(family) {
-            assert_eq!(labels, documented, "{family}: docs/metrics.md lists other labels");
-        }
-    }
+    let wrong: Vec<String> = seen
+        .iter()
+        .filter_map(|(family, labels)| {
+            let (_, documented) = documented.get(family)?;
+            (labels != documented).then(|| format!("{family}: docs/metrics.md lists {documented:?}, the exporter serves {labels:?}"))
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
-/// Families the demo never serves, whose labels the test cannot see: they appear only on a
-/// shutdown with spans still queued, or never in the demo's account.
-const ABSENT_FROM_THE_DEMO: [&str; 0] = [];
+/// Families the demo never serves, whose labels the test cannot see: a family of failed OTLP
+/// exports has a series only once an export failed, which the demo's receiver never lets happen.
+const ABSENT_FROM_THE_DEMO: [&str; 1] = ["codepipeline_exporter_trace_export_errors_total"];
 
 /// GitHub's anchor of a heading: lower case, punctuation but `-` and `_` dropped, spaces to `-`.
 fn slug(heading: &str) -> String {
@@ -307,7 +311,7 @@ fn every_alert_links_to_its_runbook_section_and_every_section_to_an_alert() {
             assert!(anchors.contains(anchor), "{alert}: docs/runbook.md has no #{anchor}");
         }
     }
-    assert!(alerts.len() >= 25, "{alerts:?}");
+    assert!(alerts.len() >= 24, "{alerts:?}");
     let orphans: Vec<&String> = sections.difference(&alerts).collect();
     assert!(orphans.is_empty(), "runbook sections of no alert: {orphans:?}");
 }
@@ -354,7 +358,9 @@ fn the_configuration_reference_the_parser_and_the_example_know_the_same_keys() {
         ("accounts[].codeconnections.", format!("{account}    codeconnections:\n      zzz: 1\n")),
         (
             "accounts[].codeconnections.repository_syncs[].",
-            format!("{account}    codeconnections:\n      repository_syncs:\n        - repository_link_id: l\n          branch: b\n          zzz: 1\n"),
+            format!(
+                "{account}    codeconnections:\n      repository_syncs:\n        - repository_link_id: l\n          branch: b\n          zzz: 1\n"
+            ),
         ),
         (
             "accounts[].events.",
