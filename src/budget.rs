@@ -20,7 +20,7 @@
 //! fallen behind.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -49,8 +49,12 @@ impl Class {
 /// While scheduled calls wait too, every this many tokens one goes to a deferred call.
 pub const DEFERRED_SHARE: u32 = 4;
 
-/// Says whether a waiting call has become urgent.
-pub type Promote = dyn Fn() -> bool + Send + Sync;
+/// What makes a waiting call urgent: `urgent` says whether it is, and `changed` is notified
+/// (`notify_waiters`) when that may have changed.
+pub struct Promote {
+    pub urgent: Box<dyn Fn() -> bool + Send + Sync>,
+    pub changed: Arc<Notify>,
+}
 
 /// A token bucket with prioritised waiters.
 pub struct Budget {
@@ -58,8 +62,6 @@ pub struct Budget {
     burst: f64,
     bucket: Mutex<Bucket>,
     queue: Mutex<Queue>,
-    /// Wakes the waiters whenever the queue's head may have changed.
-    changed: Notify,
 }
 
 struct Bucket {
@@ -78,6 +80,8 @@ struct Queue {
     waited: [Duration; 3],
     /// Scheduled calls served since the last deferred one.
     scheduled_in_a_row: u32,
+    /// Each waiter's wake-up: only the head is woken when the head changes, not every waiter.
+    wakes: BTreeMap<u64, Arc<Notify>>,
 }
 
 impl Queue {
@@ -96,8 +100,16 @@ impl Queue {
 
     fn remove(&mut self, class: Class, ticket: u64) {
         self.waiting[class as usize].retain(|t| *t != ticket);
+        self.wakes.remove(&ticket);
         if let Some(since) = self.since.remove(&ticket) {
             self.waited[class as usize] += since.elapsed();
+        }
+    }
+
+    /// Wakes the waiter whose turn it is; a wake-up it was not waiting for yet is kept for it.
+    fn wake_head(&self) {
+        if let Some(wake) = self.head().and_then(|ticket| self.wakes.get(&ticket)) {
+            wake.notify_one();
         }
     }
 }
@@ -122,8 +134,9 @@ struct Ticket<'a> {
 
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
-        self.budget.queue.lock().unwrap_or_else(|e| e.into_inner()).remove(self.class, self.ticket);
-        self.budget.changed.notify_waiters();
+        let mut queue = self.budget.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.remove(self.class, self.ticket);
+        queue.wake_head();
     }
 }
 
@@ -136,35 +149,46 @@ impl Budget {
             burst,
             bucket: Mutex::new(Bucket { tokens: burst, updated: Instant::now() }),
             queue: Mutex::default(),
-            changed: Notify::new(),
         }
     }
 
     /// Waits for one token, in `class`'s place in the queue, or in the urgent class's once
     /// `promote` says so.
     pub async fn acquire(&self, class: Class, promote: Option<&Promote>) {
+        let wake = Arc::new(Notify::new());
         let mut ticket = {
             let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             queue.next_ticket += 1;
             let ticket = queue.next_ticket;
             queue.waiting[class as usize].push_back(ticket);
             queue.since.insert(ticket, Instant::now());
+            queue.wakes.insert(ticket, wake.clone());
+            // A newcomer may go before the waiter at the head, which then sleeps no more.
+            queue.wake_head();
             Ticket { budget: self, class, ticket }
         };
-        // A newcomer may go before the waiter at the head: it looks again.
-        self.changed.notify_waiters();
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
+            // Registered before `urgent` is read, so that a promotion in between is not missed.
+            let promotion = promote.filter(|_| ticket.class != Class::Urgent).map(|p| p.changed.notified());
+            let mut promotion = std::pin::pin!(promotion);
+            if let Some(notified) = promotion.as_mut().as_pin_mut() {
+                notified.enable();
+            }
+            let mut promoted = std::pin::pin!(async move {
+                match promotion.as_mut().as_pin_mut() {
+                    Some(notified) => notified.await,
+                    None => std::future::pending().await,
+                }
+            });
             let wait = {
                 let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                if ticket.class != Class::Urgent && promote.is_some_and(|promote| promote()) {
+                if ticket.class != Class::Urgent && promote.is_some_and(|p| (p.urgent)()) {
                     queue.waiting[ticket.class as usize].retain(|t| *t != ticket.ticket);
                     let urgent = &mut queue.waiting[Class::Urgent as usize];
                     let at = urgent.partition_point(|t| *t < ticket.ticket);
                     urgent.insert(at, ticket.ticket);
                     ticket.class = Class::Urgent;
+                    queue.wake_head();
                 }
                 if queue.head() != Some(ticket.ticket) {
                     None
@@ -187,10 +211,16 @@ impl Budget {
                 Some(wait) => {
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
-                        () = &mut changed => {}
+                        () = wake.notified() => {}
+                        () = &mut promoted => {}
                     }
                 }
-                None => changed.await,
+                None => {
+                    tokio::select! {
+                        () = wake.notified() => {}
+                        () = &mut promoted => {}
+                    }
+                }
             }
         }
     }
@@ -222,8 +252,6 @@ impl Budget {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
     #[tokio::test(start_paused = true)]
@@ -296,22 +324,27 @@ mod tests {
         let budget = Arc::new(Budget::new(10.0, 1));
         budget.acquire(Class::Urgent, None).await;
         let promoted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let changed = Arc::new(Notify::new());
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for i in 0..4 {
-            let (budget, order, promoted) = (budget.clone(), order.clone(), promoted.clone());
+            let (budget, order, promoted, changed) = (budget.clone(), order.clone(), promoted.clone(), changed.clone());
             tasks.push(tokio::spawn(async move {
-                let promote = move || i == 3 && promoted.load(std::sync::atomic::Ordering::SeqCst);
+                let promote = Promote {
+                    urgent: Box::new(move || i == 3 && promoted.load(std::sync::atomic::Ordering::SeqCst)),
+                    changed: changed.clone(),
+                };
                 budget.acquire(Class::Scheduled, Some(&promote)).await;
                 order.lock().unwrap().push(i);
             }));
             tokio::task::yield_now().await;
         }
         promoted.store(true, std::sync::atomic::Ordering::SeqCst);
+        changed.notify_waiters();
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), [0, 3, 1, 2], "the last goes once the first has its token");
+        assert_eq!(*order.lock().unwrap(), [3, 0, 1, 2], "the call promoted while all four wait goes first");
     }
 
     #[tokio::test(start_paused = true)]

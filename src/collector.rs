@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::aws::{CallError, Scope};
-use crate::budget::Class;
+use crate::budget::{Class, Promote};
 use crate::exposition::unix_seconds;
 use crate::exposition::{Rendered, Selection};
 use crate::readiness::{Readiness, ReadyToken};
@@ -247,7 +247,7 @@ async fn run_target<T: Target>(
     // A call of this target's that waits in the budget's queue when an event names the target
     // goes ahead.
     let wake = registration.wake.clone();
-    let scope = scope.promoted_by(Arc::new(move || wake.is_pending()));
+    let scope = scope.promoted_by(Arc::new(Promote { changed: wake.signalled(), urgent: Box::new(move || wake.is_pending()) }));
     loop {
         // The events this poll answers; events arriving while it runs make the next one due.
         let signalled = registration.wake.take();

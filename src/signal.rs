@@ -62,6 +62,8 @@ pub struct Mode {
 #[derive(Default)]
 pub struct Wake {
     notify: Notify,
+    /// Notified with every signal, for a call of the target that waits for the request budget.
+    signalled: Arc<Notify>,
     /// The oldest event time among the signals not yet polled, and where to report the delay.
     pending: Mutex<Option<(SystemTime, Observe)>>,
 }
@@ -75,6 +77,12 @@ impl Wake {
         }
         drop(pending);
         self.notify.notify_one();
+        self.signalled.notify_waiters();
+    }
+
+    /// Notified with every signal: a waiting call of the target then becomes urgent.
+    pub fn signalled(&self) -> Arc<Notify> {
+        self.signalled.clone()
     }
 
     /// Waits for a signal.

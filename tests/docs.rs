@@ -172,7 +172,8 @@ async fn the_metrics_reference_lists_exactly_the_families_the_exporter_defines()
         .iter()
         .filter_map(|(family, labels)| {
             let (_, documented) = documented.get(family)?;
-            (labels != documented).then(|| format!("{family}: docs/metrics.md lists {documented:?}, the exporter serves {labels:?}"))
+            (labels != documented)
+                .then(|| format!("{family}: docs/metrics.md lists {documented:?}, the exporter serves {labels:?}"))
         })
         .collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
