@@ -72,7 +72,7 @@ async fn an_excluded_family_is_absent_and_the_others_unchanged() {
     assert!(aws_series(&full, excluded).len() > 50);
 }
 
-/// Series per pipeline of the benchmarks' shape (5 stages of 4 actions), as the README's table
+/// Series per pipeline of the benchmarks' shape (5 stages of 4 actions), as docs/metrics.md's table
 /// gives them: every series labelled with the pipeline, and its target's health series.
 async fn series_per_pipeline(metrics: &str) -> usize {
     let simulator = Simulator::start(simulator::fleet(3)).await.unwrap();
@@ -96,7 +96,7 @@ async fn the_series_a_pipeline_costs() {
 
 /// The run-anatomy families of a pipeline of the benchmarks' shape, after a run in which every
 /// action succeeded: the stage histograms (5 × 10), the last stage durations (5), the seconds of
-/// each action's one status (20) and the billed seconds (1). The README's budget is 80 by
+/// each action's one status (20) and the billed seconds (1). The budget of docs/metrics.md is 80 by
 /// default; each further status an action ends in adds one series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_anatomy_adds_76_series_per_pipeline_after_a_run() {
