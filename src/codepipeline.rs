@@ -338,8 +338,14 @@ impl PipelineTarget {
     /// first, when its version changed, or after a day; the history when the state `changed` or
     /// something runs.
     fn details_due(&self, changed: bool) -> bool {
+        self.definition_due() || self.history_due(changed)
+    }
+
+    /// Whether the history is to be read: when the state `changed`, something runs, or the last
+    /// read failed or has not happened yet.
+    fn history_due(&self, changed: bool) -> bool {
         let active = self.active();
-        self.definition_due() || self.history.as_ref().is_some_and(|h| changed || active || h.needs_reading())
+        self.history.as_ref().is_some_and(|h| changed || active || h.needs_reading())
     }
 
     /// Whether the structure is to be read: at first, when its version changed, or after a day.
@@ -363,21 +369,20 @@ impl PipelineTarget {
                 Err(err) => return Outcome::Failed(err),
             }
         }
-        let active = self.active();
+        if !self.history_due(changed) {
+            return Outcome::Polled;
+        }
         let billed = self.definition.as_ref().is_some_and(|d| d.pipeline_type.as_deref() == Some("V2"));
-        let traced = self.definition.as_ref().and(scope.traces.as_ref()).map(|_| self.trace_names(scope, pipeline));
+        let traced = scope.traces.as_ref().map(|_| self.trace_names(scope, pipeline));
         let tracing = scope.traces.as_ref().zip(traced.as_ref()).map(|(sink, pipeline)| anatomy::Tracing { sink, pipeline });
         if let Some(history) = &mut self.history
-            && (changed || active || history.needs_reading())
             && let Err(err) = history.read(scope, pipeline, billed, tracing.as_ref()).await
         {
             return Outcome::Failed(err);
         }
         Outcome::Polled
     }
-}
 
-impl PipelineTarget {
     /// What names this pipeline's traces: its account's ID (from its ARN, else the account's
     /// name), region and name, and its source.
     fn trace_names(&self, scope: &Scope, pipeline: &str) -> trace::Pipeline {

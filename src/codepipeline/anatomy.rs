@@ -215,12 +215,8 @@ impl Anatomy {
         for attempt in trace::stage_attempts(&new) {
             let (start, end) = (attempt.start(), attempt.end());
             let duration = elapsed(start, end);
-            let exemplar = traced.map(|pipeline| crate::exposition::Exemplar {
-                trace_id: pipeline.trace_id(execution),
-                span_id: pipeline.stage_span_id(execution, attempt.stage, attempt.first()),
-                value: duration,
-                timestamp: end,
-            });
+            let exemplar =
+                traced.map(|pipeline| pipeline.stage_exemplar(execution, attempt.stage, attempt.first(), duration, end));
             let histogram = self.stages.entry(attempt.stage.to_string()).or_insert_with(|| Histogram::new(&STAGE_BUCKETS));
             histogram.observe_with(duration, exemplar);
             if self.stage_last.get(attempt.stage).is_none_or(|(last_end, _)| end >= *last_end) {

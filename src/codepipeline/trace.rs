@@ -90,6 +90,23 @@ impl Pipeline {
         Exemplar { trace_id: self.trace_id(execution), span_id: self.root_span_id(execution), value, timestamp }
     }
 
+    /// The exemplar that links an observation of a stage's attempt to its span.
+    pub fn stage_exemplar(
+        &self,
+        execution: &str,
+        stage: &str,
+        first_action_execution: &str,
+        value: f64,
+        timestamp: f64,
+    ) -> Exemplar {
+        Exemplar {
+            trace_id: self.trace_id(execution),
+            span_id: self.stage_span_id(execution, stage, first_action_execution),
+            value,
+            timestamp,
+        }
+    }
+
     /// The console page of an execution.
     pub fn console_url(&self, execution: &str) -> String {
         format!(
