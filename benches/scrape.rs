@@ -254,7 +254,15 @@ async fn bench(pipelines: usize, traces: bool) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter"));
+    // A profiler may run the exporter: `SCRAPE_BENCH_WRAPPER=heaptrack` records its heap.
+    let mut command = match std::env::var("SCRAPE_BENCH_WRAPPER") {
+        Ok(wrapper) if !wrapper.is_empty() => {
+            let mut command = Command::new(wrapper);
+            command.arg(env!("CARGO_BIN_EXE_codepipeline-exporter"));
+            command
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter")),
+    };
     if traces {
         command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", otlp_sink()));
     }

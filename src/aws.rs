@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future};
 use aws_sdk_codepipeline::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::timeout::TimeoutConfig;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
@@ -26,7 +26,6 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::budget::{Budget, Class, Promote};
-use crate::config::Account;
 use crate::telemetry::Telemetry;
 use crate::traces::Sink;
 
@@ -47,6 +46,8 @@ pub struct Scope {
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub codeconnections: aws_sdk_codeconnections::Client,
     pub traces: Option<Sink>,
+    /// The account's role, when it has one: its collectors wait until it is assumed.
+    pub credentials: Option<Assumed>,
     /// The place in the budget's queue of this scope's calls, and what makes one waiting there
     /// urgent.
     class: Class,
@@ -72,8 +73,44 @@ pub async fn default_region(overrides: &Overrides) -> Option<String> {
     aws_config::default_provider::region::DefaultRegionChain::builder().build().region().await.map(|r| r.to_string())
 }
 
-/// The SDK configuration shared by every region of one account.
-pub async fn account_config(account: &Account, request_timeout: Duration, overrides: &Overrides) -> SdkConfig {
+/// The newest credentials of the role, for the SDK clients of the account: none until the role
+/// was first assumed.
+#[derive(Debug, Clone)]
+pub struct Assumed(watch::Receiver<Option<Credentials>>);
+
+impl Assumed {
+    /// The credentials `receiver` is sent, as [`crate::credentials`] renews them.
+    pub fn new(receiver: watch::Receiver<Option<Credentials>>) -> Assumed {
+        Assumed(receiver)
+    }
+
+    /// Whether the role was assumed.
+    pub fn ready(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+
+    /// Waits until the role was assumed.
+    pub async fn wait(&self) {
+        let mut receiver = self.0.clone();
+        // The sender lives as long as the account's task; without it there is nothing to wait for.
+        let _ = receiver.wait_for(Option::is_some).await;
+    }
+}
+
+impl ProvideCredentials for Assumed {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::ready(
+            self.0.borrow().clone().ok_or_else(|| CredentialsError::not_loaded("the account's role is not assumed yet")),
+        )
+    }
+}
+
+/// The SDK configuration shared by every region of one account: the standard credential chain,
+/// or the credentials of the account's role once [`crate::credentials`] assumed it.
+pub async fn account_config(request_timeout: Duration, overrides: &Overrides, role: Option<&Assumed>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(TimeoutConfig::builder().operation_timeout(request_timeout).build());
     if let Some(url) = &overrides.endpoint_url {
@@ -83,15 +120,10 @@ pub async fn account_config(account: &Account, request_timeout: Duration, overri
         loader = loader.credentials_provider(credentials.clone());
     }
     let base = loader.load().await;
-    let Some(role_arn) = &account.role_arn else {
-        return base;
-    };
-    let mut role = aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name("codepipeline-exporter").configure(&base);
-    if let Some(external_id) = &account.external_id {
-        role = role.external_id(external_id);
+    match role {
+        Some(assumed) => base.into_builder().credentials_provider(SharedCredentialsProvider::new(assumed.clone())).build(),
+        None => base,
     }
-    let provider = role.build().await;
-    base.into_builder().credentials_provider(SharedCredentialsProvider::new(provider)).build()
 }
 
 impl Scope {
@@ -110,6 +142,7 @@ impl Scope {
             codepipeline: aws_sdk_codepipeline::Client::from_conf(codepipeline),
             codeconnections: aws_sdk_codeconnections::Client::from_conf(codeconnections),
             traces: None,
+            credentials: None,
             class: Class::Scheduled,
             promote: None,
             budget,
@@ -126,6 +159,23 @@ impl Scope {
     /// The same scope, its waiting calls made urgent once `promote` says so.
     pub fn promoted_by(&self, promote: Arc<Promote>) -> Scope {
         Scope { promote: Some(promote), ..self.clone() }
+    }
+
+    /// The same scope, its collectors waiting for `credentials`.
+    pub fn with_credentials(mut self, credentials: Option<Assumed>) -> Scope {
+        self.credentials = credentials;
+        self
+    }
+
+    /// Waits until the account's credentials are there; returns whether it had to wait.
+    pub async fn credentials_ready(&self) -> bool {
+        match &self.credentials {
+            Some(assumed) if !assumed.ready() => {
+                assumed.wait().await;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The same scope, handing finished runs to `traces`.
@@ -156,7 +206,7 @@ impl Scope {
 
 /// Runs one AWS call and records it: its duration, and its error code unless it is one of
 /// `answers`, the operation's expected answers.
-async fn recorded<T, E>(
+pub async fn recorded<T, E>(
     telemetry: &Telemetry,
     service: &'static str,
     operation: &'static str,

@@ -12,6 +12,7 @@ pub mod trace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use aws_sdk_codepipeline::operation::get_pipeline_state::GetPipelineStateOutput;
 use aws_sdk_codepipeline::types::{ActionExecutionStatus, ConditionExecutionStatus, RuleExecutionStatus, StageExecutionStatus};
@@ -22,6 +23,7 @@ use crate::aws::{self, CallError, Scope};
 use crate::collector::{self, Round, Targets};
 use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
+use crate::intern::intern;
 use crate::signal::{Event, Route};
 use crate::target::{Outcome, Target, TargetKey};
 use anatomy::{ACTION_EXECUTIONS, ACTION_FINAL};
@@ -128,6 +130,11 @@ pub static ACTION_ERROR_INFO: Family = Family {
     help: "The error code of the action's latest execution, while it has one.",
     kind: Kind::Gauge,
 };
+pub static PIPELINE_TAGS: Family = Family {
+    name: "aws_codepipeline_pipeline_tags",
+    help: "The pipeline's tags of the configured allowlist, each as a tag_* label; always 1.",
+    kind: Kind::Gauge,
+};
 pub static STAGE_EXECUTIONS: Family = Family {
     name: "aws_codepipeline_stage_executions_total",
     help: "Pipeline executions seen reaching a final status in the stage since the exporter started.",
@@ -184,9 +191,14 @@ impl collector::Collector for Collector {
             let rendered = round.rendered();
             round.publish(listed.as_ref().map(|_| ()), rendered);
         }
+        let tags = (!settings.tags.is_empty()).then(|| {
+            let labels = settings.tags.iter().map(|key| (key.clone(), config::tag_label(key))).collect();
+            Arc::new(TagSettings { labels, max_age: round.discovery_interval() })
+        });
         round
             .reconcile(&mut self.pipelines, desired, complete, |name, summary| {
-                PipelineTarget::new(summary, settings.pipelines.iter().any(|p| p == name), settings.executions)
+                let explicit = settings.pipelines.iter().any(|p| p == name);
+                PipelineTarget::new(summary, explicit, settings.executions).with_tags(tags.clone())
             })
             .await;
     }
@@ -295,6 +307,25 @@ pub struct PipelineTarget {
     /// Whether the structure and the history are to be read right after the state was published,
     /// and whether the state had changed.
     follow_up: Option<bool>,
+    /// The allowlist of tags to read, when there is one, and the tags last read.
+    tags: Option<(Arc<TagSettings>, Option<Tags>)>,
+}
+
+/// Which pipeline tags become labels, and how often they are read again.
+#[derive(Debug)]
+pub struct TagSettings {
+    /// Each tag key and the label name it is exported as.
+    pub labels: Vec<(String, String)>,
+    /// Tags are read at a pipeline's first poll and then at most this often: discovery's interval.
+    pub max_age: std::time::Duration,
+}
+
+/// A pipeline's allowlisted tags, in the allowlist's order, and when they were read.
+#[derive(Debug)]
+struct Tags {
+    read_at: std::time::Instant,
+    /// The label name and the tag's value of each allowlisted tag the pipeline has.
+    values: Vec<(String, String)>,
 }
 
 /// What GetPipeline says of a pipeline: the version of its structure, each action's type, and
@@ -309,10 +340,13 @@ pub struct Definition {
     pub pipeline_type: Option<String>,
     /// The account the pipeline is in, from its ARN: traces name it.
     pub account_id: Option<String>,
+    /// The pipeline's ARN, which its tags are read by.
+    pub arn: Option<String>,
     /// The repository and branch of the first source action, from its configuration.
     pub source: (Option<String>, Option<String>),
-    /// Stage, action, category, owner and provider of every action.
-    pub actions: Vec<[String; 5]>,
+    /// Stage, action, category, owner and provider of every action, each name shared with every
+    /// other pipeline that has it.
+    pub actions: Box<[[Arc<str>; 5]]>,
     pub polling_disabled_at: Option<f64>,
 }
 
@@ -329,7 +363,14 @@ impl PipelineTarget {
             definition: None,
             history: executions.then(executions::History::default),
             follow_up: None,
+            tags: None,
         }
+    }
+
+    /// The same target, reading `tags` when there is an allowlist.
+    pub fn with_tags(mut self, tags: Option<Arc<TagSettings>>) -> PipelineTarget {
+        self.tags = tags.map(|settings| (settings, None));
+        self
     }
 }
 
@@ -338,7 +379,42 @@ impl PipelineTarget {
     /// first, when its version changed, or after a day; the history when the state `changed` or
     /// something runs.
     fn details_due(&self, changed: bool) -> bool {
-        self.definition_due() || self.history_due(changed)
+        self.definition_due() || self.history_due(changed) || self.tags_due()
+    }
+
+    /// Whether the tags are to be read: with an allowlist, at first and after `max_age`.
+    fn tags_due(&self) -> bool {
+        self.tags.as_ref().is_some_and(|(settings, tags)| tags.as_ref().is_none_or(|t| t.read_at.elapsed() >= settings.max_age))
+    }
+
+    /// Reads the pipeline's tags, keeping those of the allowlist.
+    async fn read_tags(&mut self, scope: &Scope) -> Result<(), CallError> {
+        let Some(arn) = self.definition.as_ref().and_then(|d| d.arn.clone()) else { return Ok(()) };
+        let Some((settings, tags)) = &mut self.tags else { return Ok(()) };
+        let mut all: Vec<(String, String)> = Vec::new();
+        aws::for_each_page(
+            |token| {
+                let arn = arn.clone();
+                async move {
+                    let request = scope.codepipeline.list_tags_for_resource().resource_arn(arn).set_next_token(token).send();
+                    let page = scope.call(SERVICE, "ListTagsForResource", request, &[]).await?;
+                    let next = aws::next_token(page.next_token());
+                    Ok((page, next))
+                }
+            },
+            |page, _| {
+                all.extend(page.tags().iter().map(|tag| (tag.key().to_string(), tag.value().to_string())));
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
+        let values = settings
+            .labels
+            .iter()
+            .filter_map(|(key, label)| all.iter().find(|(k, _)| k == key).map(|(_, value)| (label.clone(), value.clone())))
+            .collect();
+        *tags = Some(Tags { read_at: std::time::Instant::now(), values });
+        Ok(())
     }
 
     /// Whether the history is to be read: when the state `changed`, something runs, or the last
@@ -368,6 +444,11 @@ impl PipelineTarget {
                 }
                 Err(err) => return Outcome::Failed(err),
             }
+        }
+        if self.tags_due()
+            && let Err(err) = self.read_tags(scope).await
+        {
+            return Outcome::Failed(err);
         }
         if !self.history_due(changed) {
             return Outcome::Polled;
@@ -459,6 +540,10 @@ impl Target for PipelineTarget {
         if let Some(state) = &self.last {
             render(rendered, &key.account, &key.region, &key.name, self.summary.borrow().as_ref(), state, &self.counters);
             let base = [("account", &*key.account), ("region", &*key.region), ("pipeline", &*key.name)];
+            if let Some((_, Some(tags))) = &self.tags {
+                let labels: Vec<(&str, &str)> = tags.values.iter().map(|(l, v)| (l.as_str(), v.as_str())).collect();
+                rendered.sample_with(&PIPELINE_TAGS, &base, &labels, 1.0);
+            }
             if let Some(definition) = &self.definition {
                 render_definition(rendered, &key.account, &key.region, &key.name, definition);
                 if let Some(history) = &self.history {
@@ -513,11 +598,11 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
         .map(|(stage, action)| {
             let id = action.action_type_id();
             [
-                stage.to_string(),
-                action.name().to_string(),
-                id.map(|t| t.category().as_str().to_string()).unwrap_or_default(),
-                id.map(|t| t.owner().as_str().to_string()).unwrap_or_default(),
-                id.map(|t| t.provider().to_string()).unwrap_or_default(),
+                intern(stage),
+                intern(action.name()),
+                intern(id.map(|t| t.category().as_str()).unwrap_or_default()),
+                intern(id.map(|t| t.owner().as_str()).unwrap_or_default()),
+                intern(id.map(|t| t.provider()).unwrap_or_default()),
             ]
         })
         .collect();
@@ -534,17 +619,14 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
             (repository.cloned(), configuration.get("BranchName").cloned())
         })
         .unwrap_or_default();
-    let account_id = output
-        .metadata()
-        .and_then(|m| m.pipeline_arn())
-        .and_then(|arn| arn.split(':').nth(4))
-        .filter(|id| !id.is_empty())
-        .map(str::to_string);
+    let arn = output.metadata().and_then(|m| m.pipeline_arn()).map(str::to_string);
+    let account_id = arn.as_deref().and_then(|arn| arn.split(':').nth(4)).filter(|id| !id.is_empty()).map(str::to_string);
     Ok(Definition {
         read_at: std::time::Instant::now(),
         version: declaration.and_then(|p| p.version()),
         pipeline_type: declaration.and_then(|p| p.pipeline_type()).map(|t| t.as_str().to_string()),
         account_id,
+        arn,
         source,
         actions,
         polling_disabled_at: output.metadata().and_then(|m| m.polling_disabled_at()).map(DateTime::as_secs_f64),
@@ -674,8 +756,13 @@ impl Counters {
 fn render_definition(rendered: &mut Rendered, account: &str, region: &str, pipeline: &str, definition: &Definition) {
     let base = [("account", account), ("region", region), ("pipeline", pipeline)];
     for [stage, action, category, owner, provider] in &definition.actions {
-        let labels =
-            [("stage", stage.as_str()), ("action", action), ("category", category), ("owner", owner), ("provider", provider)];
+        let labels = [
+            ("stage", &**stage),
+            ("action", &**action),
+            ("category", &**category),
+            ("owner", &**owner),
+            ("provider", &**provider),
+        ];
         rendered.sample_with(&ACTION_INFO, &base, &labels, 1.0);
     }
     if let Some(at) = definition.polling_disabled_at {

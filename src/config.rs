@@ -45,6 +45,93 @@ pub struct Config {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traces: Option<Traces>,
     pub accounts: Vec<Account>,
+    /// Accounts listed from an AWS Organization, beside `accounts`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub organization: Option<Organization>,
+}
+
+/// The `organization` section: every selected account of an AWS Organization, each polled as an
+/// account of `accounts` would be, through the same role.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Organization {
+    /// Assumed in each member: `arn:aws:iam::<id>:role/<role_name>`.
+    pub role_name: String,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_redacted")]
+    pub external_id: Option<String>,
+    /// A role in the management or a delegated-administrator account that may list accounts;
+    /// without one, the exporter's own credentials list them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_role_arn: Option<String>,
+    /// Empty means the region of the environment.
+    pub regions: Vec<String>,
+    pub include: Selector,
+    pub exclude: Selector,
+    pub account_label: AccountLabel,
+    #[serde(serialize_with = "serialize_duration")]
+    pub refresh_interval: Duration,
+    /// What every member is polled with: `codepipeline`, `codeconnections` and `tags` as an
+    /// account of `accounts` takes them.
+    pub codepipeline: CodePipeline,
+    pub codeconnections: CodeConnections,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// One queue for the events of every member.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<Events>,
+}
+
+/// Which accounts of the organization are selected, or excluded.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Selector {
+    /// Organizational units (or the root), each with every account below it: what is listed, or
+    /// what is left out of it.
+    pub ous: Vec<String>,
+    /// 12-digit account IDs.
+    pub accounts: Vec<String>,
+    /// Regexes on account names.
+    pub names: Vec<Pattern>,
+}
+
+impl Selector {
+    /// Whether an account matches by its ID or name.
+    fn matches(&self, id: &str, name: &str) -> bool {
+        self.accounts.iter().any(|a| a == id) || self.names.iter().any(|p| p.0.is_match(name))
+    }
+}
+
+/// What the `account` label of a member holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountLabel {
+    /// The account's name in the organization.
+    #[default]
+    Name,
+    /// Its 12-digit ID.
+    Id,
+}
+
+impl Organization {
+    /// Whether a listed account is polled. `ous` decide what is listed; of that, an account is
+    /// selected when `include` names no account and no name pattern or it matches one of them,
+    /// and it matches nothing in `exclude`.
+    pub fn selects(&self, id: &str, name: &str) -> bool {
+        let include = &self.include;
+        (include.accounts.is_empty() && include.names.is_empty() || include.matches(id, name)) && !self.exclude.matches(id, name)
+    }
+
+    /// The account a member is polled as.
+    pub fn member(&self, id: &str, label: &str) -> Account {
+        Account {
+            name: label.to_string(),
+            role_arn: Some(format!("arn:aws:iam::{id}:role/{}", self.role_name)),
+            external_id: self.external_id.clone(),
+            regions: self.regions.clone(),
+            codepipeline: self.codepipeline.clone(),
+            codeconnections: self.codeconnections.clone(),
+            events: None,
+            tags: self.tags.clone(),
+        }
+    }
 }
 
 /// The `traces` section. Each key overrides the OpenTelemetry variable of the same meaning; an
@@ -133,6 +220,33 @@ pub struct Account {
     /// The SQS queue that EventBridge puts the account's CodePipeline and Git sync events on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<Events>,
+    /// The allowlist of pipeline tags, as configured; `codepipeline.tags` holds the same.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+impl Account {
+    /// The account's 12-digit ID, when its role names it.
+    pub fn id(&self) -> Option<String> {
+        self.role_arn.as_deref().and_then(account_of_role)
+    }
+}
+
+/// The account ID of an IAM role ARN (`arn:aws:iam::111122223333:role/name`).
+pub fn account_of_role(role_arn: &str) -> Option<String> {
+    let id = role_arn.split(':').nth(4)?;
+    is_account_id(id).then(|| id.to_string())
+}
+
+fn is_account_id(id: &str) -> bool {
+    id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The label name a tag key is exported as: `tag_` and the key with every character that a label
+/// name cannot hold replaced by `_`, as YACE does.
+pub fn tag_label(key: &str) -> String {
+    let sanitized: String = key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    format!("tag_{sanitized}")
 }
 
 /// The `events` section of an account: where its events arrive, and how often targets are polled
@@ -161,6 +275,10 @@ pub struct CodePipeline {
     pub include: Vec<Pattern>,
     pub exclude: Vec<Pattern>,
     pub pipelines: Vec<String>,
+    /// The pipeline tags exported as labels of `aws_codepipeline_pipeline_tags`: the account's
+    /// `tags`, which the collector is given here; none are read when empty.
+    #[serde(skip)]
+    pub tags: Vec<String>,
 }
 
 impl CodePipeline {
@@ -227,6 +345,7 @@ impl Default for Config {
             metrics: Metrics::default(),
             traces: None,
             accounts: vec![Account::default_account()],
+            organization: None,
         }
     }
 }
@@ -244,6 +363,7 @@ impl Account {
                 include: Vec::new(),
                 exclude: Vec::new(),
                 pipelines: Vec::new(),
+                tags: Vec::new(),
             },
             codeconnections: CodeConnections {
                 discover: true,
@@ -253,6 +373,7 @@ impl Account {
                 blockers: true,
             },
             events: None,
+            tags: Vec::new(),
         }
     }
 }
@@ -327,6 +448,156 @@ struct RawConfig {
     metrics: Option<RawMetrics>,
     traces: Option<RawTraces>,
     accounts: Option<Located<Vec<RawAccount>>>,
+    organization: Option<RawOrganization>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrganization {
+    role_name: Located<String>,
+    external_id: Option<String>,
+    list_role_arn: Option<Located<String>>,
+    #[serde(default)]
+    regions: Vec<Located<String>>,
+    include: Option<RawSelector>,
+    exclude: Option<RawSelector>,
+    account_label: Option<Located<String>>,
+    refresh_interval: Option<Located<String>>,
+    codepipeline: Option<RawCodePipeline>,
+    codeconnections: Option<RawCodeConnections>,
+    #[serde(default)]
+    tags: Vec<Located<String>>,
+    events: Option<Located<RawEvents>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSelector {
+    #[serde(default)]
+    ous: Vec<Located<String>>,
+    #[serde(default)]
+    accounts: Vec<Located<String>>,
+    #[serde(default)]
+    names: Vec<Located<String>>,
+}
+
+/// How often the organization's accounts are listed, unless configured.
+const REFRESH_INTERVAL: Duration = Duration::from_secs(3600);
+
+impl RawSelector {
+    fn validate(self) -> Result<Selector, Invalid> {
+        let mut selector = Selector::default();
+        for ou in self.ous {
+            let valid = (ou.value.starts_with("ou-") || ou.value.starts_with("r-"))
+                && ou.value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if !valid {
+                return Err((
+                    ou.referenced,
+                    format!("ous: {:?} is not an OU or root ID such as ou-ab12-cdef3456 or r-ab12", ou.value),
+                ));
+            }
+            selector.ous.push(ou.value);
+        }
+        for account in self.accounts {
+            if !is_account_id(&account.value) {
+                return Err((account.referenced, format!("accounts: {:?} is not a 12-digit account ID", account.value)));
+            }
+            selector.accounts.push(account.value);
+        }
+        selector.names = patterns(self.names)?;
+        Ok(selector)
+    }
+}
+
+impl RawOrganization {
+    fn validate(self) -> Result<Organization, Invalid> {
+        let role_name = non_empty(self.role_name, "role_name")?;
+        let list_role_arn = self.list_role_arn.map(|arn| role_arn(arn, "list_role_arn")).transpose()?;
+        let regions = regions(self.regions)?;
+        let account_label = match self.account_label {
+            None => AccountLabel::Name,
+            Some(value) => match value.value.as_str() {
+                "name" => AccountLabel::Name,
+                "id" => AccountLabel::Id,
+                other => return Err((value.referenced, format!("unknown account_label {other:?}: name or id"))),
+            },
+        };
+        let refresh_interval = match self.refresh_interval {
+            Some(value) => parse_duration(&value.value).map_err(|message| (value.referenced, message))?,
+            None => REFRESH_INTERVAL,
+        };
+        let defaults = Account::default_account();
+        let mut codepipeline = self.codepipeline.map(RawCodePipeline::validate).transpose()?.unwrap_or(defaults.codepipeline);
+        let tags = tags(self.tags)?;
+        codepipeline.tags = tags.clone();
+        Ok(Organization {
+            role_name,
+            external_id: self.external_id,
+            list_role_arn,
+            include: self.include.map(RawSelector::validate).transpose()?.unwrap_or_default(),
+            exclude: self.exclude.map(RawSelector::validate).transpose()?.unwrap_or_default(),
+            account_label,
+            refresh_interval,
+            codepipeline,
+            tags,
+            codeconnections: self
+                .codeconnections
+                .map(RawCodeConnections::validate)
+                .transpose()?
+                .unwrap_or(defaults.codeconnections),
+            events: self.events.map(|events| events.value.validate(&regions)).transpose()?,
+            regions,
+        })
+    }
+}
+
+/// Regexes, each pointing at its own line when invalid.
+fn patterns(raw: Vec<Located<String>>) -> Result<Vec<Pattern>, Invalid> {
+    raw.into_iter()
+        .map(|p| {
+            Regex::new(&p.value)
+                .map(Pattern)
+                .map_err(|err| (p.referenced, format!("invalid regex {:?}: {}", p.value, regex_reason(&err))))
+        })
+        .collect()
+}
+
+fn role_arn(arn: Located<String>, what: &str) -> Result<String, Invalid> {
+    if arn.value.starts_with("arn:") {
+        Ok(arn.value)
+    } else {
+        Err((arn.referenced, format!("{what} {:?} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", arn.value)))
+    }
+}
+
+fn regions(raw: Vec<Located<String>>) -> Result<Vec<String>, Invalid> {
+    let mut regions = Vec::with_capacity(raw.len());
+    for region in raw {
+        let at = region.referenced;
+        let region = non_empty(region, "region")?;
+        if !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err((at, format!("region {region:?} is not an AWS region name such as us-east-1")));
+        }
+        if regions.contains(&region) {
+            return Err((at, format!("region {region:?} is listed twice")));
+        }
+        regions.push(region);
+    }
+    Ok(regions)
+}
+
+/// The tag keys of an allowlist, each once and each a distinct label name.
+fn tags(raw: Vec<Located<String>>) -> Result<Vec<String>, Invalid> {
+    let mut tags: Vec<String> = Vec::with_capacity(raw.len());
+    for tag in raw {
+        let at = tag.referenced;
+        let key = non_empty(tag, "tag key")?;
+        if let Some(other) = tags.iter().find(|other| tag_label(other) == tag_label(&key)) {
+            return Err((at, format!("tags {key:?} and {other:?} are both exported as the label {}", tag_label(&key))));
+        }
+        tags.push(key);
+    }
+    Ok(tags)
 }
 
 #[derive(Deserialize)]
@@ -420,6 +691,8 @@ struct RawAccount {
     codepipeline: Option<RawCodePipeline>,
     codeconnections: Option<RawCodeConnections>,
     events: Option<Located<RawEvents>>,
+    #[serde(default)]
+    tags: Vec<Located<String>>,
 }
 
 #[derive(Deserialize)]
@@ -543,7 +816,10 @@ impl RawConfig {
         };
         let metrics = self.metrics.map(RawMetrics::validate).transpose()?.unwrap_or_default();
         let traces = self.traces.map(RawTraces::validate).transpose()?;
+        let organization = self.organization.map(RawOrganization::validate).transpose()?;
         let accounts = match self.accounts {
+            // With an organization, its accounts are all there is unless others are listed.
+            None if organization.is_some() => Vec::new(),
             None => defaults.accounts,
             Some(raw) if raw.value.is_empty() => {
                 return Err((
@@ -577,6 +853,7 @@ impl RawConfig {
             metrics,
             traces,
             accounts,
+            organization,
         })
     }
 }
@@ -584,49 +861,25 @@ impl RawConfig {
 impl RawAccount {
     fn validate(self) -> Result<Account, Invalid> {
         let name = non_empty(self.name, "account name")?;
-        let role_arn = match self.role_arn {
-            Some(arn) if !arn.value.starts_with("arn:") => {
-                return Err((arn.referenced, format!("role_arn {:?} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", arn.value)));
-            }
-            Some(arn) => Some(arn.value),
-            None => None,
-        };
-        let mut regions = Vec::with_capacity(self.regions.len());
-        for region in self.regions {
-            let at = region.referenced;
-            let region = non_empty(region, "region")?;
-            if !region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                return Err((at, format!("region {region:?} is not an AWS region name such as us-east-1")));
-            }
-            if regions.contains(&region) {
-                return Err((at, format!("region {region:?} is listed twice")));
-            }
-            regions.push(region);
-        }
-        let codepipeline = match self.codepipeline {
+        let role_arn = self.role_arn.map(|arn| role_arn(arn, "role_arn")).transpose()?;
+        let regions = regions(self.regions)?;
+        let mut codepipeline = match self.codepipeline {
             Some(raw) => raw.validate()?,
             None => Account::default_account().codepipeline,
         };
+        let tags = tags(self.tags)?;
+        codepipeline.tags = tags.clone();
         let codeconnections = match self.codeconnections {
             Some(raw) => raw.validate()?,
             None => Account::default_account().codeconnections,
         };
         let events = self.events.map(|events| events.value.validate(&regions)).transpose()?;
-        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline, codeconnections, events })
+        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline, codeconnections, events, tags })
     }
 }
 
 impl RawCodePipeline {
     fn validate(self) -> Result<CodePipeline, Invalid> {
-        let patterns = |raw: Vec<Located<String>>| {
-            raw.into_iter()
-                .map(|p| {
-                    Regex::new(&p.value)
-                        .map(Pattern)
-                        .map_err(|err| (p.referenced, format!("invalid regex {:?}: {}", p.value, regex_reason(&err))))
-                })
-                .collect::<Result<Vec<_>, _>>()
-        };
         let mut pipelines = Vec::with_capacity(self.pipelines.len());
         for pipeline in self.pipelines {
             let name = non_empty(pipeline, "pipeline name")?;
@@ -640,6 +893,7 @@ impl RawCodePipeline {
             include: patterns(self.include)?,
             exclude: patterns(self.exclude)?,
             pipelines,
+            tags: Vec::new(),
         })
     }
 }
@@ -772,6 +1026,20 @@ fn serialize_redacted<S: Serializer>(_: &Option<String>, serializer: S) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_id_comes_from_a_role_arn() {
+        assert_eq!(account_of_role("arn:aws:iam::111122223333:role/reader").as_deref(), Some("111122223333"));
+        assert_eq!(account_of_role("arn:aws-cn:iam::444455556666:role/a/b").as_deref(), Some("444455556666"));
+        assert_eq!(account_of_role("arn:aws:iam::12345:role/short"), None);
+        assert_eq!(account_of_role("not-an-arn"), None);
+    }
+
+    #[test]
+    fn tag_keys_become_label_names() {
+        assert_eq!(tag_label("team"), "tag_team");
+        assert_eq!(tag_label("aws:cloudformation:stack-name"), "tag_aws_cloudformation_stack_name");
+    }
 
     #[test]
     fn parses_durations() {

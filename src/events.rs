@@ -14,12 +14,14 @@
 
 pub mod message;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
 use tokio::time::Instant;
 
+use crate::aws::Assumed;
 use crate::aws::{CallError, QueueClients};
 use crate::config;
 use crate::exposition::{Rendered, Selection};
@@ -53,12 +55,20 @@ pub struct Parts {
     pub selection: Arc<Selection>,
 }
 
-/// One account's consumer.
+/// Which account each 12-digit ID is polled as: the organization's queue routes each event by its
+/// `account` to that account's collectors.
+pub type Routes = Arc<RwLock<HashMap<String, Arc<str>>>>;
+
+/// One account's consumer, or the organization's.
 pub struct Consumer {
     clients: QueueClients,
     settings: config::Events,
     /// The account's 12-digit ID: from its role ARN, or else from GetCallerIdentity.
     account_id: Option<String>,
+    /// For the organization's queue: the accounts its events go to.
+    routes: Option<Routes>,
+    /// The account's role, when it has one: the consumer waits until it is assumed.
+    assumed: Option<Assumed>,
     parts: Parts,
     key: TargetKey,
     health: Health,
@@ -66,14 +76,15 @@ pub struct Consumer {
     observe: Observe,
 }
 
-/// The account ID of an IAM role ARN (`arn:aws:iam::111122223333:role/name`).
-pub fn account_of_role(role_arn: &str) -> Option<String> {
-    let id = role_arn.split(':').nth(4)?;
-    (id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_string())
-}
-
 impl Consumer {
-    pub fn new(clients: QueueClients, settings: config::Events, role_arn: Option<&str>, parts: Parts) -> Consumer {
+    pub fn new(
+        clients: QueueClients,
+        settings: config::Events,
+        role_arn: Option<&str>,
+        routes: Option<Routes>,
+        assumed: Option<Assumed>,
+        parts: Parts,
+    ) -> Consumer {
         let key = TargetKey {
             account: clients.account.clone(),
             region: settings.queue_region.as_str().into(),
@@ -86,7 +97,9 @@ impl Consumer {
             Arc::new(move |delay| telemetry.event_delay(&account, delay))
         };
         Consumer {
-            account_id: role_arn.and_then(account_of_role),
+            account_id: role_arn.and_then(config::account_of_role),
+            routes,
+            assumed,
             clients,
             settings,
             parts,
@@ -99,6 +112,9 @@ impl Consumer {
     /// Consumes the queue until the task is aborted.
     pub async fn run(mut self) {
         self.parts.telemetry.start_events(&self.clients.account);
+        if let Some(assumed) = &self.assumed {
+            assumed.wait().await;
+        }
         let mut backoff = BACKOFF.0;
         let mut attributes_read: Option<Instant> = None;
         let mut active = false;
@@ -121,7 +137,7 @@ impl Consumer {
     /// first receive after a start or a failure does not wait, so that the events mode starts as
     /// soon as the queue answers.
     async fn round(&mut self, attributes_read: &mut Option<Instant>, active: bool) -> Result<(), CallError> {
-        if self.account_id.is_none() {
+        if self.account_id.is_none() && self.routes.is_none() {
             let identity = self.clients.call("sts", "GetCallerIdentity", self.clients.sts.get_caller_identity().send()).await?;
             self.account_id = identity.account().map(str::to_string);
         }
@@ -192,11 +208,17 @@ impl Consumer {
             Ok(envelope) => envelope,
             Err(_) => return telemetry.event_ignored(account, "malformed"),
         };
-        if self.account_id.as_deref() != Some(envelope.account.as_str()) {
-            return telemetry.event_ignored(account, "other_account");
-        }
+        let target_account: Arc<str> = match &self.routes {
+            Some(routes) => match routes.read().unwrap_or_else(|e| e.into_inner()).get(&envelope.account) {
+                Some(routed) => routed.clone(),
+                // An account of the organization that the configuration does not select.
+                None => return telemetry.event_ignored(account, "not_selected"),
+            },
+            None if self.account_id.as_deref() == Some(envelope.account.as_str()) => self.clients.account.clone(),
+            None => return telemetry.event_ignored(account, "other_account"),
+        };
         let shard = self.parts.shard;
-        let delivered = self.parts.signals.deliver(account, &envelope.region, &envelope.event, |key| shard.owns(key));
+        let delivered = self.parts.signals.deliver(&target_account, &envelope.region, &envelope.event, |key| shard.owns(key));
         match delivered {
             Err(Ignored::UnknownType) => telemetry.event_ignored(account, "unknown_type"),
             Err(Ignored::Malformed) => telemetry.event_ignored(account, "malformed"),
@@ -212,9 +234,19 @@ impl Consumer {
         }
     }
 
+    /// The accounts whose events this queue carries.
+    fn accounts(&self) -> Vec<Arc<str>> {
+        match &self.routes {
+            Some(routes) => routes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect(),
+            None => vec![self.clients.account.clone()],
+        }
+    }
+
     fn set_active(&self, active: bool) {
         let mode = Mode { events: active, reconcile_interval: self.settings.reconcile_interval };
-        self.parts.signals.set_mode(&self.clients.account, mode);
+        for account in self.accounts() {
+            self.parts.signals.set_mode(&account, mode);
+        }
         self.parts.telemetry.set_events_active(&self.clients.account, active);
     }
 
@@ -233,6 +265,7 @@ impl Consumer {
 pub struct Running {
     task: tokio::task::JoinHandle<()>,
     account: Arc<str>,
+    routes: Option<Routes>,
     key: TargetKey,
     parts: Parts,
 }
@@ -240,29 +273,23 @@ pub struct Running {
 impl Running {
     pub fn start(consumer: Consumer) -> Running {
         let (account, key, parts) = (consumer.clients.account.clone(), consumer.key.clone(), consumer.parts.clone());
-        Running { task: tokio::spawn(consumer.run()), account, key, parts }
+        let routes = consumer.routes.clone();
+        Running { task: tokio::spawn(consumer.run()), account, routes, key, parts }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
-        self.parts.signals.set_mode(&self.account, Mode::default());
+        let accounts = match &self.routes {
+            Some(routes) => routes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect(),
+            None => vec![self.account.clone()],
+        };
+        for account in accounts {
+            self.parts.signals.set_mode(&account, Mode::default());
+        }
         self.parts.telemetry.stop_events(&self.account);
         self.parts.store.remove(&self.key);
         self.parts.statuses.remove(&self.key);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_account_id_comes_from_a_role_arn() {
-        assert_eq!(account_of_role("arn:aws:iam::111122223333:role/reader").as_deref(), Some("111122223333"));
-        assert_eq!(account_of_role("arn:aws-cn:iam::444455556666:role/a/b").as_deref(), Some("444455556666"));
-        assert_eq!(account_of_role("arn:aws:iam::12345:role/short"), None);
-        assert_eq!(account_of_role("not-an-arn"), None);
     }
 }

@@ -138,7 +138,19 @@ async fn serve_reloads(
     telemetry: Arc<Telemetry>,
     mut requests: mpsc::Receiver<ReloadRequest>,
 ) {
-    while let Some(reply) = requests.recv().await {
+    loop {
+        let reply = tokio::select! {
+            request = requests.recv() => match request {
+                Some(reply) => reply,
+                None => return,
+            },
+            () = scheduler.listing_changed() => {
+                if let Err(err) = scheduler.apply_listing().await {
+                    tracing::error!(error = %format!("{err:#}"), "the organization's new accounts could not be applied");
+                }
+                continue;
+            }
+        };
         let outcome = reload(&mut scheduler, &files, &state).await;
         match &outcome {
             Ok(()) => tracing::info!("configuration reloaded"),

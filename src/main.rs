@@ -95,6 +95,8 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
             let mut config =
                 Config { interval: Duration::from_secs(5), discovery_interval: Duration::from_secs(30), ..Config::default() };
             config.accounts[0].name = "demo".into();
+            config.accounts[0].tags = vec!["team".into()];
+            config.accounts[0].codepipeline.tags = vec!["team".into()];
             // Events mode, as a production set-up with a queue runs: a stage change shows within a
             // second. Progress (percentComplete) is not announced, so reconciling is frequent.
             config.accounts[0].events = Some(Events {

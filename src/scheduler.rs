@@ -10,8 +10,8 @@
 //! A reload changes only what it must: a scope whose clients or timing changed restarts, and
 //! within a scope that stays, only the collectors whose settings changed restart.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -19,9 +19,11 @@ use aws_config::SdkConfig;
 
 use crate::aws::{self, Limits, Overrides, QueueClients, Scope};
 use crate::collector::{Collectors, Context};
-use crate::config::{Account, Config, Events, FamilyPattern, Metrics, StateSets};
-use crate::events::{self, Consumer};
+use crate::config::{Account, AccountLabel, Config, Events, FamilyPattern, Metrics, Organization, StateSets};
+use crate::credentials::{self, Role};
+use crate::events::{self, Consumer, Routes};
 use crate::exposition::Selection;
+use crate::organization;
 use crate::readiness::Readiness;
 use crate::registry;
 use crate::shard::Shard;
@@ -79,7 +81,7 @@ fn selection(metrics: &Metrics) -> Selection {
     }
 }
 
-/// What an account's events consumer is built from; a reload restarts it when this changed.
+/// What an events consumer is built from; a reload restarts it when this changed.
 #[derive(Debug, Clone, PartialEq)]
 struct QueueSpec {
     events: Events,
@@ -92,17 +94,50 @@ struct QueueSpec {
 impl QueueSpec {
     /// A `{shard}` in the queue's URL becomes this replica's shard, so that the replicas of a
     /// sharded deployment, which share one configuration, each read a queue of their own.
-    fn new(account: &Account, config: &Config, shard: Shard) -> Option<QueueSpec> {
-        let mut events = account.events.clone()?;
+    fn new(
+        events: Option<&Events>,
+        role_arn: Option<&str>,
+        external_id: Option<&str>,
+        config: &Config,
+        shard: Shard,
+    ) -> Option<QueueSpec> {
+        let mut events = events?.clone();
         events.queue_url = events.queue_url.replace("{shard}", &shard.ordinal.to_string());
         Some(QueueSpec {
             events,
-            role_arn: account.role_arn.clone(),
-            external_id: account.external_id.clone(),
+            role_arn: role_arn.map(str::to_string),
+            external_id: external_id.map(str::to_string),
             request_timeout: config.request_timeout,
             selection: Arc::new(selection(&config.metrics)),
         })
     }
+}
+
+/// The `account` label of the organization's own targets: its listing and its queue.
+const ORGANIZATION: &str = "organization";
+
+/// What the organization's listing is built from; a reload restarts it when this changed.
+#[derive(Debug, Clone, PartialEq)]
+struct ListingSpec {
+    organization: Organization,
+    request_timeout: Duration,
+    selection: Arc<Selection>,
+}
+
+/// The role an account's credentials come from, and where STS is asked.
+#[derive(Debug, Clone, PartialEq)]
+struct RoleSpec {
+    role: Role,
+    region: String,
+    request_timeout: Duration,
+    selection: Arc<Selection>,
+}
+
+/// An account's assumed role and the SDK configuration its clients share.
+struct AccountRole {
+    spec: RoleSpec,
+    running: credentials::Running,
+    config: SdkConfig,
 }
 
 /// The collectors of one account and region, and what their clients were built from.
@@ -135,8 +170,17 @@ pub struct Scheduler {
     scopes: HashMap<(String, String), RunningScope>,
     /// How events reach the targets of every scope.
     signals: Arc<Signals>,
-    /// The events consumer of each account that has a queue.
+    /// The events consumer of each account that has a queue, and the organization's (under
+    /// [`ORGANIZATION`]).
     queues: HashMap<String, (QueueSpec, events::Running)>,
+    /// The credentials of each account with a role, by account.
+    roles: HashMap<String, AccountRole>,
+    /// The organization's listing, while the configuration has one.
+    listing: Option<(ListingSpec, organization::Running)>,
+    /// Which account each member's ID is polled as, for the organization's queue.
+    routes: Routes,
+    /// The configuration last applied, which a new listing is applied with.
+    config: Option<Config>,
 }
 
 impl Scheduler {
@@ -157,9 +201,129 @@ impl Scheduler {
             scopes: HashMap::new(),
             signals: Arc::default(),
             queues: HashMap::new(),
+            roles: HashMap::new(),
+            listing: None,
+            routes: Arc::new(RwLock::new(HashMap::new())),
+            config: None,
         };
         scheduler.apply(config).await?;
         Ok(scheduler)
+    }
+
+    /// Waits until the organization's listing has a new list of accounts; never, without one.
+    pub async fn listing_changed(&mut self) {
+        match &mut self.listing {
+            Some((_, running)) => {
+                if running.members.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Applies the configuration again with the organization's newest list of accounts: new
+    /// members start, removed or closed ones stop and their series go.
+    pub async fn apply_listing(&mut self) -> anyhow::Result<()> {
+        match self.config.clone() {
+            Some(config) => self.apply(&config).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The accounts to poll: those of `accounts`, and the organization's selected members that
+    /// are not among them (an explicit entry wins over the same account listed).
+    fn accounts(&self, config: &Config) -> Vec<Account> {
+        let mut accounts = config.accounts.clone();
+        let mut routes = HashMap::new();
+        for account in &accounts {
+            if let Some(id) = account.id() {
+                routes.insert(id, Arc::<str>::from(account.name.as_str()));
+            }
+        }
+        if let (Some(organization), Some((_, listing))) = (&config.organization, &self.listing) {
+            let explicit: HashSet<String> = accounts.iter().filter_map(Account::id).collect();
+            let mut labels: HashSet<String> = accounts.iter().map(|a| a.name.clone()).collect();
+            for member in listing.members.borrow().iter().flatten() {
+                if explicit.contains(&member.id) || !organization.selects(&member.id, &member.name) {
+                    continue;
+                }
+                let label = match organization.account_label {
+                    AccountLabel::Name => member.name.clone(),
+                    AccountLabel::Id => member.id.clone(),
+                };
+                // Two members of one name: the second is labelled by its ID.
+                let label = if labels.contains(&label) { member.id.clone() } else { label };
+                labels.insert(label.clone());
+                routes.insert(member.id.clone(), Arc::from(label.as_str()));
+                accounts.push(organization.member(&member.id, &label));
+            }
+        }
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+        accounts
+    }
+
+    /// Starts, restarts or stops the organization's listing as `config` says.
+    async fn apply_listing_spec(&mut self, config: &Config) {
+        let wanted = config.organization.as_ref().map(|organization| ListingSpec {
+            organization: organization.clone(),
+            request_timeout: config.request_timeout,
+            selection: Arc::new(selection(&config.metrics)),
+        });
+        if self.listing.as_ref().map(|(spec, _)| spec) == wanted.as_ref() {
+            return;
+        }
+        self.listing = None;
+        let Some(spec) = wanted else { return };
+        let client = organization::clients(&spec.organization, spec.request_timeout, &self.overrides).await;
+        let parts = organization::Parts {
+            store: self.store.clone(),
+            statuses: self.statuses.clone(),
+            telemetry: self.telemetry.clone(),
+            selection: spec.selection.clone(),
+        };
+        let mut running = organization::Running::start(client, spec.organization.clone(), parts);
+        tracing::info!("listing the organization's accounts");
+        // The first listing is waited for, so that start-up polls the members at once and
+        // readiness covers them; a listing that fails starts with none.
+        let deadline = spec.request_timeout * 4;
+        let _ = tokio::time::timeout(deadline, running.members.wait_for(Option::is_some)).await;
+        running.members.mark_unchanged();
+        self.listing = Some((spec, running));
+    }
+
+    /// The SDK configuration of `account`: with its role's credentials, which are assumed (or
+    /// kept) here, when it has one.
+    async fn account_sdk_config(
+        &mut self,
+        account: &Account,
+        region: &str,
+        config: &Config,
+    ) -> (SdkConfig, Option<aws::Assumed>) {
+        let Some(arn) = &account.role_arn else {
+            return (aws::account_config(config.request_timeout, &self.overrides, None).await, None);
+        };
+        let spec = RoleSpec {
+            role: Role { arn: arn.clone(), external_id: account.external_id.clone() },
+            region: region.to_string(),
+            request_timeout: config.request_timeout,
+            selection: Arc::new(selection(&config.metrics)),
+        };
+        if let Some(role) = self.roles.get(&account.name).filter(|role| role.spec == spec) {
+            return (role.config.clone(), Some(role.running.assumed.clone()));
+        }
+        let base = aws::account_config(spec.request_timeout, &self.overrides, None).await;
+        let parts = credentials::Parts {
+            store: self.store.clone(),
+            statuses: self.statuses.clone(),
+            telemetry: self.telemetry.clone(),
+            selection: spec.selection.clone(),
+        };
+        let running = credentials::Running::start(&account.name, region, spec.role.clone(), &base, parts);
+        let assumed = running.assumed.clone();
+        let sdk_config = aws::account_config(spec.request_timeout, &self.overrides, Some(&assumed)).await;
+        self.roles.insert(account.name.clone(), AccountRole { spec, running, config: sdk_config.clone() });
+        (sdk_config, Some(assumed))
     }
 
     /// Makes the running scopes and collectors those of `config`: what is gone or changed stops
@@ -167,8 +331,10 @@ impl Scheduler {
     /// counters and all. Nothing changes when `config` cannot be applied.
     pub async fn apply(&mut self, config: &Config) -> anyhow::Result<()> {
         let default_region = aws::default_region(&self.overrides).await;
+        self.apply_listing_spec(config).await;
+        let accounts = self.accounts(config);
         let mut desired: Vec<(String, &Account)> = Vec::new();
-        for account in &config.accounts {
+        for account in &accounts {
             if account.regions.is_empty() {
                 let region = default_region.clone().with_context(|| {
                     format!(
@@ -192,15 +358,19 @@ impl Scheduler {
                 scope.collectors.stop_all();
             }
         }
-        let mut sdk_configs: HashMap<String, SdkConfig> = HashMap::new();
+        // Roles of accounts that went, or changed, stop being renewed.
+        self.roles
+            .retain(|name, role| accounts.iter().any(|a| &a.name == name && a.role_arn.as_ref() == Some(&role.spec.role.arn)));
+        let mut sdk_configs: HashMap<String, (SdkConfig, Option<aws::Assumed>)> = HashMap::new();
         for (region, account) in desired {
             let key = (account.name.clone(), region.clone());
             if !self.scopes.contains_key(&key) {
                 let spec = ScopeSpec::new(account, config);
-                let base = match sdk_configs.get(&account.name) {
+                let (base, assumed) = match sdk_configs.get(&account.name) {
                     Some(base) => base.clone(),
                     None => {
-                        let base = aws::account_config(account, spec.request_timeout, &self.overrides).await;
+                        // STS is asked in the account's first region.
+                        let base = self.account_sdk_config(account, &region, config).await;
                         sdk_configs.insert(account.name.clone(), base.clone());
                         base
                     }
@@ -217,7 +387,8 @@ impl Scheduler {
                     signals: self.signals.clone(),
                 };
                 let scope = Scope::new(&account.name, &region, &base, spec.limits, self.telemetry.clone())
-                    .with_traces(self.traces.clone());
+                    .with_traces(self.traces.clone())
+                    .with_credentials(assumed);
                 tracing::info!(account = %account.name, region = %region, "starting the scope's collectors");
                 self.scopes.insert(key.clone(), RunningScope { spec, collectors: Collectors::new(scope, context) });
             }
@@ -226,27 +397,42 @@ impl Scheduler {
                 scope.collectors.stop_unnamed();
             }
         }
-        self.apply_queues(config, &sdk_configs).await;
+        self.apply_queues(config, &accounts).await;
+        self.config = Some(config.clone());
         Ok(())
     }
 
-    /// Starts, restarts and stops the events consumers as `config` says. Dropping one returns its
-    /// account to interval polling.
-    async fn apply_queues(&mut self, config: &Config, sdk_configs: &HashMap<String, SdkConfig>) {
-        let wanted: HashMap<&str, QueueSpec> =
-            config.accounts.iter().filter_map(|a| Some((a.name.as_str(), QueueSpec::new(a, config, self.shard)?))).collect();
+    /// Starts, restarts and stops the events consumers as `config` says: each account's, and the
+    /// organization's. Dropping one returns its accounts to interval polling.
+    async fn apply_queues(&mut self, config: &Config, accounts: &[Account]) {
+        let mut wanted: HashMap<String, QueueSpec> = accounts
+            .iter()
+            .filter_map(|a| {
+                let spec =
+                    QueueSpec::new(a.events.as_ref(), a.role_arn.as_deref(), a.external_id.as_deref(), config, self.shard)?;
+                Some((a.name.clone(), spec))
+            })
+            .collect();
+        if let Some(organization) = &config.organization
+            && let Some(spec) = QueueSpec::new(organization.events.as_ref(), None, None, config, self.shard)
+        {
+            wanted.insert(ORGANIZATION.into(), spec);
+        }
         self.queues.retain(|account, (spec, _)| wanted.get(account.as_str()) == Some(spec));
-        for account in &config.accounts {
-            let Some(spec) = wanted.get(account.name.as_str()) else { continue };
-            if self.queues.contains_key(&account.name) {
+        for (account, spec) in wanted {
+            if self.queues.contains_key(&account) {
                 continue;
             }
-            let base = match sdk_configs.get(&account.name) {
-                Some(base) => base.clone(),
-                None => aws::account_config(account, spec.request_timeout, &self.overrides).await,
+            let (base, assumed) = match accounts.iter().find(|a| a.name == account && account != ORGANIZATION) {
+                Some(explicit) => {
+                    let region = explicit.regions.first().cloned().unwrap_or_else(|| spec.events.queue_region.clone());
+                    self.account_sdk_config(explicit, &region, config).await
+                }
+                // The organization's queue is in the exporter's own account.
+                None => (aws::account_config(spec.request_timeout, &self.overrides, None).await, None),
             };
             let clients = QueueClients::new(
-                &account.name,
+                &account,
                 &base,
                 &spec.events.queue_region,
                 spec.request_timeout,
@@ -261,9 +447,10 @@ impl Scheduler {
                 shard: self.shard,
                 selection: spec.selection.clone(),
             };
-            tracing::info!(account = %account.name, queue = %spec.events.queue_url, "starting the events consumer");
-            let consumer = Consumer::new(clients, spec.events.clone(), account.role_arn.as_deref(), parts);
-            self.queues.insert(account.name.clone(), (spec.clone(), events::Running::start(consumer)));
+            tracing::info!(account = %account, queue = %spec.events.queue_url, "starting the events consumer");
+            let routes = (account == ORGANIZATION).then(|| self.routes.clone());
+            let consumer = Consumer::new(clients, spec.events.clone(), spec.role_arn.as_deref(), routes, assumed, parts);
+            self.queues.insert(account, (spec, events::Running::start(consumer)));
         }
     }
 }

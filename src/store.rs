@@ -7,7 +7,7 @@
 //! never waits on AWS or on a poll. Keeping only the deflated form holds the exporter's memory to
 //! a few bytes per series (see [`crate::compression`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash as _, Hasher as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::compression::{Chunk, Deflater, Prefix, Segment, WINDOW};
+use crate::compression::{Chunk, Deflater, Dictionary, Prefix, Segment, WINDOW};
 use crate::exposition::{Family, FamilyLines, Format, Rendered};
 use crate::target::TargetKey;
 
@@ -65,13 +65,18 @@ struct Entry {
 
 struct Slot {
     family: &'static Family,
-    targets: BTreeMap<TargetKey, Entry>,
+    /// What the family's chunks are deflated against: the first lines stored in it.
+    dictionary: Dictionary,
+    /// Each target's key is kept once, shared by its entries in every family.
+    targets: BTreeMap<Arc<TargetKey>, Entry>,
 }
 
 /// The stored lines, and a generation that grows with every change to them.
 #[derive(Default)]
 struct Slots {
     families: BTreeMap<&'static str, Slot>,
+    /// The key of every target with stored lines, shared by the slots.
+    keys: HashSet<Arc<TargetKey>>,
     generation: u64,
     next_id: u64,
 }
@@ -121,7 +126,7 @@ struct SegmentIds {
 }
 
 /// The last [`WINDOW`] bytes of the entries' text: all a following segment can refer to.
-fn text_end(entries: &[Entry]) -> Vec<u8> {
+fn text_end(entries: &[Entry], dictionary: &Dictionary) -> Vec<u8> {
     let mut parts = Vec::new();
     let mut len = 0;
     for entry in entries.iter().rev() {
@@ -129,15 +134,19 @@ fn text_end(entries: &[Entry]) -> Vec<u8> {
             break;
         }
         len += entry.chunk.text_len();
-        parts.push(entry.chunk.inflate());
+        parts.push(entry.chunk.inflate(dictionary));
     }
     let text: Vec<u8> = parts.into_iter().rev().flatten().collect();
     text[text.len().saturating_sub(WINDOW)..].to_vec()
 }
 
-/// A target's new lines of a family, deflated: the text lines and, when they differ, the
-/// OpenMetrics ones.
-type NewChunks = (Chunk, Option<Chunk>);
+/// A family, its dictionary and its entries, as an assembly copies them out of the lock.
+type FamilyEntries = (&'static Family, Dictionary, Vec<Entry>);
+
+/// A target's new lines of a family, deflated against the family's dictionary as it was read:
+/// the text lines and, when they differ, the OpenMetrics ones; and the lines themselves, should
+/// the dictionary have changed meanwhile.
+type NewChunks = (Chunk, Option<Chunk>, Vec<u8>, Option<Vec<u8>>);
 
 /// Marks the id of an entry's OpenMetrics lines, apart from its text lines' id.
 const OPENMETRICS_ID: u64 = 1 << 63;
@@ -147,6 +156,7 @@ const OPENMETRICS_ID: u64 = 1 << 63;
 /// differs by format, so only the segments after it take the one before as their dictionary.
 fn family_segments(
     entries: &[Entry],
+    dictionary: &Dictionary,
     cache: &mut HashMap<SegmentIds, Arc<Segment>>,
     kept: &mut HashMap<SegmentIds, Arc<Segment>>,
     deflater: &mut Deflater,
@@ -160,7 +170,9 @@ fn family_segments(
         };
         let segment = match cache.remove(&ids).or_else(|| kept.get(&ids).cloned()) {
             Some(segment) => segment,
-            None => Arc::new(deflater.segment(&text_end(previous), entries.iter().map(|entry| entry.chunk.inflate()))),
+            None => Arc::new(
+                deflater.segment(&text_end(previous, dictionary), entries.iter().map(|entry| entry.chunk.inflate(dictionary))),
+            ),
         };
         kept.insert(ids, segment.clone());
         out.push(segment);
@@ -197,28 +209,43 @@ impl Store {
     /// lock: other targets' updates and the assembler do not wait for that.
     pub fn update_if(&self, key: &TargetKey, rendered: Rendered, live: &AtomicBool) -> bool {
         let families = rendered.into_families();
-        let stored: Vec<Option<Entry>> = {
+        let stored: Vec<(Option<Entry>, Option<Dictionary>)> = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             families
                 .iter()
-                .map(|lines| slots.families.get(lines.family.name).and_then(|slot| slot.targets.get(key)).cloned())
+                .map(|lines| match slots.families.get(lines.family.name) {
+                    Some(slot) => (slot.targets.get(key).cloned(), Some(slot.dictionary.clone())),
+                    None => (None, None),
+                })
                 .collect()
         };
-        let fresh: Vec<(&'static Family, Result<Entry, NewChunks>)> = families
+        let fresh: Vec<(&'static Family, Dictionary, Result<Entry, NewChunks>)> = families
             .into_iter()
             .zip(stored)
-            .map(|(FamilyLines { family, lines, openmetrics }, stored)| match stored {
-                Some(entry)
-                    if entry.chunk.holds(&lines)
-                        && match (&entry.openmetrics, &openmetrics) {
-                            (None, None) => true,
-                            (Some(chunk), Some(lines)) => chunk.holds(lines),
-                            _ => false,
-                        } =>
-                {
-                    (family, Ok(entry))
+            .map(|(FamilyLines { family, lines, openmetrics }, (stored, dictionary))| {
+                // The first lines of a family are its dictionary.
+                let dictionary = dictionary.unwrap_or_else(|| Dictionary::of(&lines));
+                match stored {
+                    Some(entry)
+                        if entry.chunk.holds(&lines, &dictionary)
+                            && match (&entry.openmetrics, &openmetrics) {
+                                (None, None) => true,
+                                (Some(chunk), Some(lines)) => chunk.holds(lines, &dictionary),
+                                _ => false,
+                            } =>
+                    {
+                        (family, dictionary, Ok(entry))
+                    }
+                    _ => {
+                        let chunks = (
+                            Chunk::new(&lines, &dictionary),
+                            openmetrics.as_deref().map(|lines| Chunk::new(lines, &dictionary)),
+                            lines,
+                            openmetrics,
+                        );
+                        (family, dictionary, Err(chunks))
+                    }
                 }
-                _ => (family, Err((Chunk::new(&lines), openmetrics.as_deref().map(Chunk::new)))),
             })
             .collect();
 
@@ -229,21 +256,46 @@ impl Store {
         let slots = &mut *guard;
         let mut changed = false;
         for (name, slot) in slots.families.iter_mut() {
-            if !fresh.iter().any(|(f, _)| f.name == *name) && slot.targets.remove(key).is_some() {
+            if !fresh.iter().any(|(f, _, _)| f.name == *name) && slot.targets.remove(key).is_some() {
                 changed = true;
             }
         }
-        for (family, entry) in fresh {
-            let slot = slots.families.entry(family.name).or_insert_with(|| Slot { family, targets: BTreeMap::new() });
+        let shared = match slots.keys.get(key) {
+            Some(shared) => shared.clone(),
+            None => Arc::new(key.clone()),
+        };
+        let empty = fresh.is_empty();
+        for (family, dictionary, entry) in fresh {
+            let slot = slots.families.entry(family.name).or_insert_with(|| Slot {
+                family,
+                dictionary: dictionary.clone(),
+                targets: BTreeMap::new(),
+            });
             let (chunk, openmetrics) = match entry {
                 // Unchanged, and still stored: nothing to do.
                 Ok(entry) if slot.targets.get(key).is_some_and(|stored| stored.id == entry.id) => continue,
-                Ok(entry) => (entry.chunk, entry.openmetrics),
-                Err(chunks) => chunks,
+                Ok(entry) if slot.dictionary.same(&dictionary) => (entry.chunk, entry.openmetrics),
+                Err((chunk, openmetrics, _, _)) if slot.dictionary.same(&dictionary) => (chunk, openmetrics),
+                // Another target created the family, with its own lines as the dictionary, since
+                // these were deflated: deflate them again against that one. This happens only
+                // while a family is new.
+                Ok(entry) => (
+                    Chunk::new(&entry.chunk.inflate(&dictionary), &slot.dictionary),
+                    entry.openmetrics.map(|chunk| Chunk::new(&chunk.inflate(&dictionary), &slot.dictionary)),
+                ),
+                Err((_, _, lines, openmetrics)) => (
+                    Chunk::new(&lines, &slot.dictionary),
+                    openmetrics.as_deref().map(|lines| Chunk::new(lines, &slot.dictionary)),
+                ),
             };
             slots.next_id += 1;
-            slot.targets.insert(key.clone(), Entry { chunk, openmetrics, id: slots.next_id, boundary: boundary(key) });
+            slot.targets.insert(shared.clone(), Entry { chunk, openmetrics, id: slots.next_id, boundary: boundary(key) });
             changed = true;
+        }
+        if empty {
+            slots.keys.remove(key);
+        } else if !slots.keys.contains(key) {
+            slots.keys.insert(shared);
         }
         slots.families.retain(|_, slot| !slot.targets.is_empty());
         if changed {
@@ -270,6 +322,7 @@ impl Store {
             slot.targets.retain(|key, _| keep(key));
             changed |= slot.targets.len() != before;
         }
+        slots.keys.retain(|key| keep(key));
         slots.families.retain(|_, slot| !slot.targets.is_empty());
         if changed {
             slots.generation += 1;
@@ -293,14 +346,18 @@ impl Store {
     /// How many series each family has, by name. It inflates every stored line, so it is for the
     /// status page, when someone opens it, never for a scrape.
     pub fn series_per_family(&self) -> Vec<(&'static str, usize)> {
-        let families: Vec<(&'static str, Vec<Chunk>)> = {
+        let families: Vec<(&'static str, Dictionary, Vec<Chunk>)> = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            slots.families.iter().map(|(name, slot)| (*name, slot.targets.values().map(|e| e.chunk.clone()).collect())).collect()
+            slots
+                .families
+                .iter()
+                .map(|(name, slot)| (*name, slot.dictionary.clone(), slot.targets.values().map(|e| e.chunk.clone()).collect()))
+                .collect()
         };
         families
             .into_iter()
-            .map(|(name, chunks)| {
-                let lines = chunks.iter().map(|chunk| chunk.inflate().iter().filter(|b| **b == b'\n').count()).sum();
+            .map(|(name, dictionary, chunks)| {
+                let lines = chunks.iter().map(|chunk| chunk.inflate(&dictionary).iter().filter(|b| **b == b'\n').count()).sum();
                 (name, lines)
             })
             .collect()
@@ -317,23 +374,27 @@ impl Store {
     /// lines is held only while their reference-counted chunks are collected, never while
     /// anything is compressed.
     pub fn assemble(&self) {
-        let (generation, families): (u64, Vec<(&'static Family, Vec<Entry>)>) = {
+        let (generation, families): (u64, Vec<FamilyEntries>) = {
             let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-            let families = slots.families.values().map(|slot| (slot.family, slot.targets.values().cloned().collect())).collect();
+            let families = slots
+                .families
+                .values()
+                .map(|slot| (slot.family, slot.dictionary.clone(), slot.targets.values().cloned().collect()))
+                .collect();
             (slots.generation, families)
         };
         let mut deflater = Deflater::default();
         let mut cache = self.segments.lock().unwrap_or_else(|e| e.into_inner());
         let mut kept = HashMap::with_capacity(cache.len());
         let (mut openmetrics, mut text) = (Vec::new(), Vec::new());
-        for (family, entries) in &families {
+        for (family, dictionary, entries) in &families {
             for (format, parts) in [(Format::OpenMetrics, &mut openmetrics), (Format::Text, &mut text)] {
                 let mut header = Vec::with_capacity(256);
                 family.write_header(&mut header, format);
                 parts.push(Arc::new(deflater.segment(b"", [header])));
             }
             if entries.iter().all(|entry| entry.openmetrics.is_none()) {
-                for segment in family_segments(entries, &mut cache, &mut kept, &mut deflater) {
+                for segment in family_segments(entries, dictionary, &mut cache, &mut kept, &mut deflater) {
                     openmetrics.push(segment.clone());
                     text.push(segment);
                 }
@@ -347,8 +408,8 @@ impl Store {
                         None => entry.clone(),
                     })
                     .collect();
-                text.extend(family_segments(entries, &mut cache, &mut kept, &mut deflater));
-                openmetrics.extend(family_segments(&with_exemplars, &mut cache, &mut kept, &mut deflater));
+                text.extend(family_segments(entries, dictionary, &mut cache, &mut kept, &mut deflater));
+                openmetrics.extend(family_segments(&with_exemplars, dictionary, &mut cache, &mut kept, &mut deflater));
             }
         }
         *cache = kept;
@@ -511,8 +572,9 @@ mod tests {
 
     #[test]
     fn segments_end_at_a_boundary_past_the_minimum_or_at_the_maximum() {
+        let none = Dictionary::of(b"");
         let entry =
-            |len: usize, boundary: bool| Entry { chunk: Chunk::new(&vec![b'x'; len]), openmetrics: None, id: 0, boundary };
+            |len: usize, boundary: bool| Entry { chunk: Chunk::new(&vec![b'x'; len], &none), openmetrics: None, id: 0, boundary };
         let entries = vec![
             entry(40_000, true),
             entry(40_000, false),

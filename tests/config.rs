@@ -13,7 +13,7 @@ fn error(yaml: &str) -> String {
 fn unknown_keys_name_their_line_and_column() {
     assert_eq!(
         error("interval: 60s\naccounts:\n  - name: prod\n    regionz: [us-east-1]\n"),
-        "exporter.yaml:4:5: unknown field `regionz`, expected one of name, role_arn, external_id, regions, codepipeline, codeconnections, events"
+        "exporter.yaml:4:5: unknown field `regionz`, expected one of name, role_arn, external_id, regions, codepipeline, codeconnections, events, tags"
     );
     assert!(error("intervall: 60s\n").starts_with("exporter.yaml:1:1: unknown field `intervall`"));
 }

@@ -207,8 +207,8 @@ fn hadolint_finds_nothing_in_the_dockerfile() {
     assert!(ok && out.is_empty() && errors.is_empty(), "{out}{errors}");
 }
 
-/// The event types the exporter routes, as the simulated account emits them: both deployment
-/// artifacts must forward every one.
+/// The event types the exporter routes, as the simulated account emits them: every deployment
+/// artifact must forward every one.
 const EVENT_TYPES: [&str; 5] = [
     "CodePipeline Pipeline Execution State Change",
     "CodePipeline Stage Execution State Change",
@@ -234,28 +234,83 @@ fn checkov(args: &[&str]) -> (serde_json::Value, Vec<String>, Vec<String>) {
 
 #[test]
 fn the_events_cloudformation_template_passes_cfn_lint_and_checkov() {
-    let (ok, out, errors) = run(&tool("cfn-lint"), &["deploy/events/cloudformation.yaml"]);
-    assert!(ok && out.is_empty(), "{out}{errors}");
-    let (summary, failed, skipped) = checkov(&["-f", "deploy/events/cloudformation.yaml", "--framework", "cloudformation"]);
-    assert_eq!(failed, Vec::<String>::new());
+    let (summary, skipped) = cloudformation("deploy/events/cloudformation.yaml");
     // Both queues use SSE-SQS, which the check does not know; the template says so where it skips.
     assert_eq!(skipped, ["CKV_AWS_27", "CKV_AWS_27"]);
-    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(5), Some(0)));
-    let template = read("deploy/events/cloudformation.yaml");
-    for detail_type in EVENT_TYPES {
-        assert!(template.contains(&format!("- {detail_type}\n")), "the template does not forward {detail_type}");
-    }
+    // Two queues, the forwarding role, two rules, the topic subscription and the queue policy, each
+    // under its condition.
+    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(7), Some(0)));
+    assert_forwards_every_event_type("deploy/events/cloudformation.yaml");
 }
 
 #[test]
 fn the_events_terraform_module_passes_checkov() {
     let (summary, failed, skipped) = checkov(&["-d", "deploy/events/terraform", "--framework", "terraform"]);
     assert_eq!((failed, skipped), (Vec::<String>::new(), Vec::<String>::new()));
-    // Two queues, two rules, two rule targets and the queue policy.
+    // Two queues, the forwarding role and its policy, two rules, two rule targets, the topic
+    // subscription and the queue policy, each under its count.
+    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(10), Some(0)));
+    assert_eq!(summary["passed"].as_u64(), Some(48));
+    assert_forwards_every_event_type("deploy/events/terraform/main.tf");
+}
+
+#[test]
+fn the_organization_member_template_passes_cfn_lint_and_checkov() {
+    let (summary, skipped) = cloudformation("deploy/events/organization/member.yaml");
+    assert_eq!(skipped, Vec::<String>::new());
+    // The read-only role (created in RoleRegion only), the forwarding role and the rule.
+    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(3), Some(0)));
+    assert_forwards_every_event_type("deploy/events/organization/member.yaml");
+}
+
+#[test]
+fn the_organization_central_template_passes_cfn_lint_and_checkov() {
+    let (summary, skipped) = cloudformation("deploy/events/organization/central.yaml");
+    // Both queues use SSE-SQS, which the check does not know; the template says so where it skips.
+    assert_eq!(skipped, ["CKV_AWS_27", "CKV_AWS_27"]);
+    // The bus and its policy, two queues, the bus's rule, the own account's rule and the queue policy.
     assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(7), Some(0)));
-    assert_eq!(summary["passed"].as_u64(), Some(19));
-    let module = read("deploy/events/terraform/main.tf");
+    assert_forwards_every_event_type("deploy/events/organization/central.yaml");
+}
+
+#[test]
+fn the_organization_member_terraform_module_passes_checkov() {
+    let (summary, failed, skipped) = checkov(&["-d", "deploy/events/organization/terraform/member", "--framework", "terraform"]);
+    // The read-only actions cover every resource of the account, as deploy/iam-policy.json's do; the
+    // module says so where it skips.
+    assert_eq!((failed, skipped), (Vec::<String>::new(), vec!["CKV_AWS_356".to_string()]));
+    // The read-only role and its policy, the forwarding role and its policy, the rule and its target.
+    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(6), Some(0)));
+    assert_eq!(summary["passed"].as_u64(), Some(57));
+    assert_forwards_every_event_type("deploy/events/organization/terraform/member/main.tf");
+}
+
+#[test]
+fn the_organization_central_terraform_module_passes_checkov() {
+    let (summary, failed, skipped) = checkov(&["-d", "deploy/events/organization/terraform/central", "--framework", "terraform"]);
+    assert_eq!((failed, skipped), (Vec::<String>::new(), Vec::<String>::new()));
+    // The bus and its policy, two queues, two rules, two rule targets and the queue policy.
+    assert_eq!((summary["resource_count"].as_u64(), summary["parsing_errors"].as_u64()), (Some(9), Some(0)));
+    assert_eq!(summary["passed"].as_u64(), Some(30));
+    assert_forwards_every_event_type("deploy/events/organization/terraform/central/main.tf");
+}
+
+/// cfn-lint finds nothing in the template, and checkov fails nothing: checkov's summary and the
+/// IDs of the checks it skipped.
+fn cloudformation(path: &str) -> (serde_json::Value, Vec<String>) {
+    let (ok, out, errors) = run(&tool("cfn-lint"), &[path]);
+    assert!(ok && out.is_empty(), "{path}: {out}{errors}");
+    let (summary, failed, skipped) = checkov(&["-f", path, "--framework", "cloudformation"]);
+    assert_eq!(failed, Vec::<String>::new(), "{path}");
+    (summary, skipped)
+}
+
+/// Every event type the exporter reads is in the file's event patterns: a YAML list item, or an
+/// element of a Terraform `jsonencode` list.
+fn assert_forwards_every_event_type(path: &str) {
+    let text = read(path);
     for detail_type in EVENT_TYPES {
-        assert!(module.contains(&format!("\"{detail_type}\",")), "the module does not forward {detail_type}");
+        let item = if path.ends_with(".tf") { format!("\"{detail_type}\",") } else { format!("- {detail_type}\n") };
+        assert!(text.contains(&item), "{path} does not forward {detail_type}");
     }
 }

@@ -148,7 +148,7 @@ async fn the_metrics_reference_lists_exactly_the_families_the_exporter_defines()
     // The labels, as the demo (in events mode, with traces) serves them.
     let simulator = demo::start().await.unwrap();
     let yaml = format!(
-        "interval: 500ms\ntraces:\n  endpoint: http://{}/v1/traces\naccounts:\n  - name: demo\n    regions: [us-east-1]\n    events:\n      queue_url: {}\n",
+        "interval: 500ms\ntraces:\n  endpoint: http://{}/v1/traces\naccounts:\n  - name: demo\n    regions: [us-east-1]\n    tags: [team]\n    events:\n      queue_url: {}\n",
         otlp_sink(),
         demo::queue_url()
     );
@@ -366,6 +366,16 @@ fn the_configuration_reference_the_parser_and_the_example_know_the_same_keys() {
         (
             "accounts[].events.",
             format!("{account}    events:\n      queue_url: https://sqs.us-east-1.amazonaws.com/1/q\n      zzz: 1\n"),
+        ),
+        ("organization.", "organization:\n  role_name: r\n  zzz: 1\n".to_string()),
+        ("organization.include.", "organization:\n  role_name: r\n  include:\n    zzz: 1\n".to_string()),
+        ("organization.exclude.", "organization:\n  role_name: r\n  exclude:\n    zzz: 1\n".to_string()),
+        ("organization.codepipeline.", "organization:\n  role_name: r\n  codepipeline:\n    zzz: 1\n".to_string()),
+        ("organization.codeconnections.", "organization:\n  role_name: r\n  codeconnections:\n    zzz: 1\n".to_string()),
+        (
+            "organization.events.",
+            "organization:\n  role_name: r\n  events:\n    queue_url: https://sqs.us-east-1.amazonaws.com/1/q\n    zzz: 1\n"
+                .to_string(),
         ),
     ];
     let mut parser = BTreeSet::new();

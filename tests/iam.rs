@@ -11,7 +11,7 @@ use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 async fn the_policy_grants_exactly_the_actions_called() {
     let simulator = demo::start().await.unwrap();
     let yaml = format!(
-        "interval: 500ms\naccounts:\n  - name: demo\n    regions: [us-east-1]\n    events:\n      queue_url: {}\n",
+        "interval: 500ms\naccounts:\n  - name: demo\n    regions: [us-east-1]\n    tags: [team]\n    events:\n      queue_url: {}\n",
         demo::queue_url()
     );
     let exporter = start_exporter_unthrottled(&simulator, &yaml).await;

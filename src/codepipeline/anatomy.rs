@@ -12,6 +12,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use aws_sdk_codepipeline::types::ActionExecutionFilter;
 
@@ -228,32 +229,32 @@ impl Anatomy {
 
     /// Forgets the stages and actions that the pipeline's structure no longer has, so that their
     /// series go with them.
-    pub fn retain(&mut self, actions: &[[String; 5]]) {
-        self.actions.retain(|(stage, action), _| actions.iter().any(|a| a[0] == *stage && a[1] == *action));
-        self.stages.retain(|stage, _| actions.iter().any(|a| a[0] == *stage));
-        self.stage_last.retain(|stage, _| actions.iter().any(|a| a[0] == *stage));
+    pub fn retain(&mut self, actions: &[[Arc<str>; 5]]) {
+        self.actions.retain(|(stage, action), _| actions.iter().any(|a| *a[0] == **stage && *a[1] == **action));
+        self.stages.retain(|stage, _| actions.iter().any(|a| *a[0] == **stage));
+        self.stage_last.retain(|stage, _| actions.iter().any(|a| *a[0] == **stage));
     }
 
     /// Renders the families of every stage and action of the pipeline's structure (`actions`, as
     /// [`super::Definition`] lists them); `base` holds account, region and pipeline.
-    pub fn render(&self, rendered: &mut Rendered, base: &[(&str, &str); 3], actions: &[[String; 5]]) {
+    pub fn render(&self, rendered: &mut Rendered, base: &[(&str, &str); 3], actions: &[[Arc<str>; 5]]) {
         let empty = Histogram::new(&STAGE_BUCKETS);
         let mut previous: Option<&str> = None;
         for [stage, ..] in actions {
-            if previous == Some(stage.as_str()) {
+            if previous == Some(&**stage) {
                 continue;
             }
             previous = Some(stage);
-            let labels = [base[0], base[1], base[2], ("stage", stage.as_str())];
-            self.stages.get(stage).unwrap_or(&empty).render(rendered, &STAGE_DURATION, &labels);
-            if let Some((_, duration)) = self.stage_last.get(stage) {
+            let labels = [base[0], base[1], base[2], ("stage", &**stage)];
+            self.stages.get(&**stage).unwrap_or(&empty).render(rendered, &STAGE_DURATION, &labels);
+            if let Some((_, duration)) = self.stage_last.get(&**stage) {
                 rendered.sample(&STAGE_LAST_DURATION, &labels, *duration);
             }
         }
         let none = ActionTotals::default();
         for [stage, action, ..] in actions {
-            let totals = self.actions.get(&(stage.clone(), action.clone())).unwrap_or(&none);
-            let labels = [base[0], base[1], base[2], ("stage", stage.as_str()), ("action", action.as_str())];
+            let totals = self.actions.get(&(stage.to_string(), action.to_string())).unwrap_or(&none);
+            let labels = [base[0], base[1], base[2], ("stage", &**stage), ("action", &**action)];
             for (i, status) in ACTION_FINAL.iter().enumerate() {
                 rendered.sample_with(&ACTION_EXECUTIONS, &labels, &[("status", status)], totals.executions[i] as f64);
             }

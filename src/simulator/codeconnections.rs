@@ -107,8 +107,9 @@ impl SimRepositoryLink {
     }
 }
 
-/// Answers one operation from the world's current state.
-pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Failure> {
+/// Answers one operation from the current state of `world`, the world of `account`, whose ID the
+/// answers' ARNs carry.
+pub fn handle(world: &World, account: &str, operation: &str, input: &Value) -> Result<Value, Failure> {
     match operation {
         "ListRepositoryLinks" => {
             let (start, next) = page_bounds(member(input, "NextToken"), world.page(), world.repository_links.len())?;
@@ -119,7 +120,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                     ("ProviderType", text(&link.provider_type)),
                     (
                         "RepositoryLinkArn",
-                        text(&format!("arn:aws:codeconnections:us-east-1:111122223333:repository-link/{}", link.id)),
+                        text(&format!("arn:aws:codeconnections:us-east-1:{account}:repository-link/{}", link.id)),
                     ),
                     ("RepositoryLinkId", text(&link.id)),
                     ("RepositoryName", text(&link.repository_name)),
@@ -149,7 +150,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                     ("RepositoryLinkId", text(&c.repository_link_id)),
                     ("RepositoryName", text(&link.repository_name)),
                     ("ResourceName", text(&c.resource_name)),
-                    ("RoleArn", text("arn:aws:iam::111122223333:role/cfn-git-sync")),
+                    ("RoleArn", text(&format!("arn:aws:iam::{account}:role/cfn-git-sync"))),
                     ("SyncType", text(&c.sync_type)),
                     ("PublishDeploymentStatus", text("ENABLED")),
                     ("TriggerResourceUpdateOn", text("ANY_CHANGE")),
@@ -194,7 +195,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                     ("ConnectionName", text(&c.name)),
                     ("ConnectionArn", text(&c.arn)),
                     ("ProviderType", text(&c.provider_type)),
-                    ("OwnerAccountId", text("111122223333")),
+                    ("OwnerAccountId", text(account)),
                     ("ConnectionStatus", text(&c.status)),
                     ("HostArn", opt_text(c.host_arn.as_deref())),
                 ])

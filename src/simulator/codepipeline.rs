@@ -4,7 +4,7 @@
 use ciborium::Value;
 
 use super::World;
-use super::protocol::{Failure, int, list, map, member, opt_text, page_bounds, text, timestamp};
+use super::protocol::{Failure, int, list, map, member, number, opt_text, page_bounds, text, timestamp};
 
 /// A pipeline as GetPipelineState and ListPipelines describe it.
 #[derive(Debug, Clone, Default)]
@@ -23,6 +23,9 @@ pub struct SimPipeline {
     pub denied: bool,
     /// When AWS stopped polling the pipeline's source, as GetPipeline's metadata says.
     pub polling_disabled_at: Option<f64>,
+    /// The pipeline's tags (key, value), in the order ListTagsForResource pages through them: what
+    /// an exporter reads to label a pipeline with its team or service.
+    pub tags: Vec<(String, String)>,
 }
 
 /// One pipeline execution as ListPipelineExecutions summarises it.
@@ -158,16 +161,18 @@ impl SimPipeline {
             executions: Vec::new(),
             denied: false,
             polling_disabled_at: None,
+            tags: Vec::new(),
         }
     }
 }
 
-/// Answers one operation from the world's current state.
-pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Failure> {
+/// Answers one operation from the current state of `world`, the world of `account`, whose ID the
+/// answers' ARNs carry.
+pub fn handle(world: &World, account: &str, operation: &str, input: &Value) -> Result<Value, Failure> {
     match operation {
         "ListPipelines" => list_pipelines(world, input),
         "ListPipelineExecutions" => {
-            let pipeline = readable(world, input, "pipelineName")?;
+            let pipeline = readable(world, account, input, "pipelineName")?;
             let page = match input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("maxResults"))) {
                 Some((_, v)) => v.as_integer().and_then(|i| usize::try_from(i).ok()).unwrap_or(100).clamp(1, 100),
                 None => world.page(),
@@ -184,7 +189,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                         "trigger",
                         map(vec![
                             ("triggerType", text(&e.trigger_type)),
-                            ("triggerDetail", text("arn:aws:iam::111122223333:user/dev")),
+                            ("triggerDetail", text(&format!("arn:aws:iam::{account}:user/dev"))),
                         ]),
                     ),
                     ("executionMode", text(&pipeline.execution_mode)),
@@ -193,7 +198,7 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
             Ok(map(vec![("pipelineExecutionSummaries", list(summaries)), ("nextToken", opt_text(next.as_deref()))]))
         }
         "GetPipelineExecution" => {
-            let pipeline = readable(world, input, "pipelineName")?;
+            let pipeline = readable(world, account, input, "pipelineName")?;
             let id = member(input, "pipelineExecutionId")
                 .ok_or_else(|| Failure::new(400, "ValidationException", "pipelineExecutionId is required"))?;
             let execution = pipeline.executions.iter().find(|e| e.id == id).ok_or_else(|| {
@@ -217,9 +222,10 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
                 ]),
             )]))
         }
-        "ListActionExecutions" => list_action_executions(world, input),
-        "GetPipeline" => readable(world, input, "name").map(pipeline_declaration),
-        "GetPipelineState" => readable(world, input, "name").map(pipeline_state),
+        "ListActionExecutions" => list_action_executions(world, account, input),
+        "GetPipeline" => readable(world, account, input, "name").map(|p| pipeline_declaration(p, account)),
+        "GetPipelineState" => readable(world, account, input, "name").map(|p| pipeline_state(p, account)),
+        "ListTagsForResource" => list_tags(world, account, input),
         _ => Err(Failure::new(400, "UnknownOperationException", format!("operation {operation} is not simulated"))),
     }
 }
@@ -227,11 +233,11 @@ pub fn handle(world: &World, operation: &str, input: &Value) -> Result<Value, Fa
 /// The pipeline the input's `member` names, as every read of one finds it: a ValidationException
 /// without a name, PipelineNotFoundException for a pipeline that does not exist, and
 /// AccessDeniedException for one behind a permissions boundary.
-fn readable<'a>(world: &'a World, input: &Value, member_name: &str) -> Result<&'a SimPipeline, Failure> {
+fn readable<'a>(world: &'a World, account: &str, input: &Value, member_name: &str) -> Result<&'a SimPipeline, Failure> {
     let name = member(input, member_name)
         .ok_or_else(|| Failure::new(400, "ValidationException", format!("{member_name} is required")))?;
     match world.pipelines.get(name) {
-        Some(pipeline) if pipeline.denied => Err(denied(name)),
+        Some(pipeline) if pipeline.denied => Err(denied(account, name)),
         Some(pipeline) => Ok(pipeline),
         None => {
             Err(Failure::new(400, "PipelineNotFoundException", format!("Account does not have a pipeline with name '{name}'")))
@@ -239,21 +245,49 @@ fn readable<'a>(world: &'a World, input: &Value, member_name: &str) -> Result<&'
     }
 }
 
-fn denied(name: &str) -> Failure {
+fn denied(account: &str, name: &str) -> Failure {
     Failure::new(
         400,
         "AccessDeniedException",
         format!(
-            "User: arn:aws:sts::111122223333:assumed-role/codepipeline-exporter is not authorized to perform this action on pipeline {name}"
+            "User: arn:aws:sts::{account}:assumed-role/codepipeline-exporter is not authorized to perform this action on pipeline {name}"
         ),
     )
+}
+
+/// ListTagsForResource: the tags of the pipeline the `resourceArn` names, `maxResults` (1 to 100)
+/// a page, else the world's page size. An ARN of another account names nothing here.
+fn list_tags(world: &World, account: &str, input: &Value) -> Result<Value, Failure> {
+    let arn = member(input, "resourceArn").ok_or_else(|| Failure::new(400, "ValidationException", "resourceArn is required"))?;
+    let fields: Vec<&str> = arn.splitn(6, ':').collect();
+    let [prefix, _, service, _, owner, name] = fields[..] else {
+        return Err(Failure::new(400, "InvalidArnException", format!("The ARN {arn} is not valid")));
+    };
+    if prefix != "arn" || service != "codepipeline" || name.is_empty() {
+        return Err(Failure::new(400, "InvalidArnException", format!("The ARN {arn} is not valid")));
+    }
+    let pipeline = world.pipelines.get(name).filter(|_| owner == account).ok_or_else(|| {
+        Failure::new(400, "ResourceNotFoundException", format!("The resource with the ARN {arn} was not found"))
+    })?;
+    if pipeline.denied {
+        return Err(denied(account, name));
+    }
+    let page = match number(input, "maxResults") {
+        Some(asked @ 1..=100) => asked as usize,
+        Some(_) => return Err(Failure::new(400, "ValidationException", "maxResults must be between 1 and 100")),
+        None => world.page(),
+    };
+    let (start, next) = page_bounds(member(input, "nextToken"), page, pipeline.tags.len())?;
+    let tags =
+        pipeline.tags.iter().skip(start).take(page).map(|(key, value)| map(vec![("key", text(key)), ("value", text(value))]));
+    Ok(map(vec![("tags", list(tags)), ("nextToken", opt_text(next.as_deref()))]))
 }
 
 /// ListActionExecutions: the action executions of one pipeline execution (the `filter`'s
 /// `pipelineExecutionId`), or of all its remembered executions, newest first, `maxResults` (1 to
 /// 100) a page, else the world's page size.
-fn list_action_executions(world: &World, input: &Value) -> Result<Value, Failure> {
-    let pipeline = readable(world, input, "pipelineName")?;
+fn list_action_executions(world: &World, account: &str, input: &Value) -> Result<Value, Failure> {
+    let pipeline = readable(world, account, input, "pipelineName")?;
     let filter = input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("filter"))).map(|(_, v)| v);
     let wanted = filter.and_then(|f| member(f, "pipelineExecutionId"));
     if let Some(id) = wanted
@@ -338,7 +372,7 @@ fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {
 }
 
 /// The pipeline's structure and metadata as GetPipeline reports them.
-fn pipeline_declaration(pipeline: &SimPipeline) -> Value {
+fn pipeline_declaration(pipeline: &SimPipeline, account: &str) -> Value {
     let stages = pipeline.stages.iter().map(|stage| {
         let actions = stage.actions.iter().map(|action| {
             let (category, owner, provider) =
@@ -348,7 +382,9 @@ fn pipeline_declaration(pipeline: &SimPipeline) -> Value {
                 map(vec![
                     (
                         "ConnectionArn",
-                        text("arn:aws:codeconnections:us-east-1:111122223333:connection/c0a1b2c3-0000-4000-8000-00000000c001"),
+                        text(&format!(
+                            "arn:aws:codeconnections:us-east-1:{account}:connection/c0a1b2c3-0000-4000-8000-00000000c001"
+                        )),
                     ),
                     ("FullRepositoryId", text(&format!("acme/{}", pipeline.name))),
                     ("BranchName", text("main")),
@@ -376,7 +412,7 @@ fn pipeline_declaration(pipeline: &SimPipeline) -> Value {
             "pipeline",
             map(vec![
                 ("name", text(&pipeline.name)),
-                ("roleArn", text("arn:aws:iam::111122223333:role/codepipeline-service")),
+                ("roleArn", text(&format!("arn:aws:iam::{account}:role/codepipeline-service"))),
                 ("stages", list(stages)),
                 ("version", int(pipeline.version.into())),
                 ("pipelineType", text(&pipeline.pipeline_type)),
@@ -386,7 +422,7 @@ fn pipeline_declaration(pipeline: &SimPipeline) -> Value {
         (
             "metadata",
             map(vec![
-                ("pipelineArn", text(&format!("arn:aws:codepipeline:us-east-1:111122223333:{}", pipeline.name))),
+                ("pipelineArn", text(&format!("arn:aws:codepipeline:us-east-1:{account}:{}", pipeline.name))),
                 ("created", timestamp(pipeline.created)),
                 ("updated", timestamp(pipeline.updated)),
                 ("pollingDisabledAt", pipeline.polling_disabled_at.map(timestamp).unwrap_or(Value::Null)),
@@ -411,13 +447,13 @@ fn condition_state(condition: &SimCondition) -> Value {
     map(vec![("latestExecution", status(condition.status.as_deref()).unwrap_or(Value::Null)), ("conditionStates", conditions)])
 }
 
-fn pipeline_state(pipeline: &SimPipeline) -> Value {
+fn pipeline_state(pipeline: &SimPipeline, account: &str) -> Value {
     let stages = pipeline.stages.iter().map(|stage| {
         let transition = stage.transition.map(|(enabled, changed)| {
             map(vec![
                 ("enabled", Value::Bool(enabled)),
                 ("lastChangedAt", timestamp(changed)),
-                ("lastChangedBy", text("arn:aws:iam::111122223333:user/ops")),
+                ("lastChangedBy", text(&format!("arn:aws:iam::{account}:user/ops"))),
                 ("disabledReason", if enabled { Value::Null } else { text("Frozen for the release; contact \"ops\"") }),
             ])
         });

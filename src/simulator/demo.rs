@@ -244,6 +244,9 @@ pub fn world(now: f64) -> World {
         for action in pipeline.stages.iter_mut().flat_map(|stage| stage.actions.iter_mut()) {
             action.type_id = Some(action_type(&action.name));
         }
+        // Owners by tag, as large organizations route alerts; the demo exports `team`.
+        let team = if scenario.name.starts_with("mobile") { "mobile" } else { "platform" };
+        pipeline.tags = vec![("team".into(), team.into()), ("cost-center".into(), format!("cc-{index}"))];
         // The batch pipeline runs on a schedule and has not seen a commit in 30 days.
         if scenario.name == "legacy-batch" {
             pipeline.polling_disabled_at = Some(now - 3.0 * 86_400.0);

@@ -5,10 +5,16 @@
 //! (see [`protocol`]). Its state is a plain [`World`] that the demo's scenario and the tests change
 //! directly; faults can be injected per operation, and every call is counted, so a test can prove
 //! what the exporter asked for and when.
+//!
+//! The account manages an organization (see [`organizations`]): its simulated STS issues
+//! credentials for the role of each member account, and a request signed with them is answered
+//! from that member's own [`World`], so a test tells the accounts apart. Any other credentials
+//! stand for the simulated account itself.
 
 pub mod codeconnections;
 pub mod codepipeline;
 pub mod demo;
+pub mod organizations;
 pub mod protocol;
 pub mod sqs;
 
@@ -19,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ciborium::Value;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -31,7 +38,8 @@ pub use codeconnections::{
     SimSyncEvent,
 };
 pub use codepipeline::{SimAction, SimActionExecution, SimActionRun, SimCondition, SimExecution, SimPipeline, SimStage};
-use protocol::{Failure, Protocol};
+pub use organizations::{SimAccount, SimOrganization, SimUnit};
+use protocol::{Failure, Protocol, map, text, timestamp};
 pub use sqs::SimQueue;
 
 /// The simulated account's 12-digit ID, as GetCallerIdentity and its events give it.
@@ -127,13 +135,71 @@ impl Fault {
     }
 }
 
+/// An account of the organization other than the simulated one: its world, and what its own
+/// EventBridge last saw of it.
+struct Member {
+    world: World,
+    observed: sqs::Observed,
+}
+
+impl Member {
+    fn new() -> Member {
+        Member { world: World { page_size: 100, ..World::default() }, observed: sqs::Observed::default() }
+    }
+}
+
+/// A session the simulated STS issued by AssumeRole: whose role, under which name, until when.
+#[derive(Debug, Clone)]
+struct Session {
+    account: String,
+    role: String,
+    name: String,
+    /// Unix seconds after which requests signed with it answer ExpiredTokenException.
+    expires: f64,
+}
+
+impl Session {
+    fn arn(&self) -> String {
+        format!("arn:aws:sts::{}:assumed-role/{}/{}", self.account, self.role, self.name)
+    }
+
+    /// The role's ID and the session's name, as AssumedRoleId and GetCallerIdentity's UserId.
+    fn user_id(&self) -> String {
+        format!("AROA{}EXAMPLE:{}", self.account, self.name)
+    }
+}
+
+/// The identity of a request signed with any credentials STS did not issue.
+fn main_arn() -> String {
+    format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/codepipeline-exporter/session")
+}
+
+/// Everything the simulated STS issued, and how long what it issues next lasts.
+struct Sessions {
+    by_key: HashMap<String, Session>,
+    lifetime: Duration,
+    issued: u64,
+}
+
+impl Default for Sessions {
+    fn default() -> Sessions {
+        Sessions { by_key: HashMap::new(), lifetime: Duration::from_secs(3600), issued: 0 }
+    }
+}
+
 #[derive(Default)]
 struct Shared {
     world: Mutex<World>,
+    /// The worlds of the organization's other accounts, each created empty on first use.
+    members: Mutex<BTreeMap<String, Member>>,
+    organization: Mutex<SimOrganization>,
+    sessions: Mutex<Sessions>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     /// Faults shown at random: the share of calls that fail, and the faults to pick from.
     chaos: Mutex<Option<(f64, Vec<Fault>)>>,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// Calls by the account whose credentials signed them, and operation.
+    account_calls: Mutex<BTreeMap<(String, String), u64>>,
     /// SQS queues by URL.
     queues: Mutex<BTreeMap<String, SimQueue>>,
     /// Woken whenever a message is sent, for the ReceiveMessage calls that wait.
@@ -147,10 +213,48 @@ impl Shared {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn members(&self) -> MutexGuard<'_, BTreeMap<String, Member>> {
+        self.members.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn organization(&self) -> MutexGuard<'_, SimOrganization> {
+        self.organization.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, Sessions> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session a request's access key belongs to, if STS issued it.
+    fn session(&self, headers: &hyper::HeaderMap) -> Option<Session> {
+        let key = protocol::access_key(headers)?;
+        self.sessions().by_key.get(key).cloned()
+    }
+
+    /// Counts a call of `operation` signed by `account`'s credentials.
+    fn count(&self, account: &str, operation: &str) {
+        *self.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(operation.to_string()).or_default() += 1;
+        let mut by_account = self.account_calls.lock().unwrap_or_else(|e| e.into_inner());
+        *by_account.entry((account.to_string(), operation.to_string())).or_default() += 1;
+    }
+
+    /// Answers from the world of `account`: the simulated account's own, or a member's.
+    fn answer(&self, account: &str, answer: impl FnOnce(&World) -> Result<Value, Failure>) -> Result<Value, Failure> {
+        if account == ACCOUNT_ID {
+            return answer(&self.world.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        answer(&self.members().entry(account.to_string()).or_insert_with(Member::new).world)
+    }
+
     /// Emits the events of what changed in `world` since it was last seen.
     fn emit(&self, world: &World) {
         let mut bodies = Vec::new();
-        self.observed.lock().unwrap_or_else(|e| e.into_inner()).compare(world, |body| bodies.push(body));
+        self.observed.lock().unwrap_or_else(|e| e.into_inner()).compare(world, ACCOUNT_ID, |body| bodies.push(body));
+        self.deliver(bodies);
+    }
+
+    /// Puts event bodies on every queue the simulated EventBridge rule targets.
+    fn deliver(&self, bodies: Vec<String>) {
         if bodies.is_empty() {
             return;
         }
@@ -165,29 +269,50 @@ impl Shared {
     }
 }
 
-/// The simulated account's state, locked for reading or changing. When it is released, the
-/// simulated EventBridge emits an event for each status that changed, as AWS would.
+/// An account's state, locked for reading or changing. When it is released, the simulated
+/// EventBridge emits an event for each status that changed, as AWS would.
 pub struct WorldGuard<'a> {
-    world: MutexGuard<'a, World>,
+    locked: Locked<'a>,
     shared: &'a Shared,
+}
+
+/// The world a guard holds: the simulated account's, or a member's inside the locked members.
+enum Locked<'a> {
+    Main(MutexGuard<'a, World>),
+    Member(MutexGuard<'a, BTreeMap<String, Member>>, String),
 }
 
 impl Deref for WorldGuard<'_> {
     type Target = World;
     fn deref(&self) -> &World {
-        &self.world
+        match &self.locked {
+            Locked::Main(world) => world,
+            Locked::Member(members, account) => &members[account.as_str()].world,
+        }
     }
 }
 
 impl DerefMut for WorldGuard<'_> {
     fn deref_mut(&mut self) -> &mut World {
-        &mut self.world
+        match &mut self.locked {
+            Locked::Main(world) => world,
+            Locked::Member(members, account) => &mut members.entry(account.clone()).or_insert_with(Member::new).world,
+        }
     }
 }
 
 impl Drop for WorldGuard<'_> {
     fn drop(&mut self) {
-        self.shared.emit(&self.world);
+        match &mut self.locked {
+            Locked::Main(world) => self.shared.emit(world),
+            Locked::Member(members, account) => {
+                let mut bodies = Vec::new();
+                if let Some(member) = members.get_mut(account.as_str()) {
+                    member.observed.compare(&member.world, account, |body| bodies.push(body));
+                }
+                self.shared.deliver(bodies);
+            }
+        }
     }
 }
 
@@ -230,7 +355,31 @@ impl Simulator {
     /// The simulated account's state, to read or change; changes emit their events when the
     /// guard is dropped.
     pub fn world(&self) -> WorldGuard<'_> {
-        WorldGuard { world: self.shared.world.lock().unwrap_or_else(|e| e.into_inner()), shared: &self.shared }
+        WorldGuard { locked: Locked::Main(self.shared.world.lock().unwrap_or_else(|e| e.into_inner())), shared: &self.shared }
+    }
+
+    /// The state of the organization's account `account_id`, created empty (page size 100) on
+    /// first use, to read or change: what requests signed with the credentials STS issued for its
+    /// role see. Its events name the account. The simulated account's own ID gives [`Self::world`].
+    pub fn member(&self, account_id: &str) -> WorldGuard<'_> {
+        if account_id == ACCOUNT_ID {
+            return self.world();
+        }
+        let mut members = self.shared.members();
+        members.entry(account_id.to_string()).or_insert_with(Member::new);
+        WorldGuard { locked: Locked::Member(members, account_id.to_string()), shared: &self.shared }
+    }
+
+    /// The organization the simulated account manages, to read or change: its tree of units and
+    /// accounts, and which roles refuse AssumeRole. It starts as the simulated account alone.
+    pub fn organization(&self) -> MutexGuard<'_, SimOrganization> {
+        self.shared.organization()
+    }
+
+    /// Sets how long the credentials AssumeRole issues from now on last, when the caller asks for
+    /// no shorter (its DurationSeconds); one hour unless set, so that a test can make them expire.
+    pub fn set_credentials_lifetime(&self, lifetime: Duration) {
+        self.shared.sessions().lifetime = lifetime;
     }
 
     /// Creates an SQS queue and returns its URL. With `events`, the simulated EventBridge rule
@@ -286,6 +435,14 @@ impl Simulator {
         self.shared.calls.lock().unwrap_or_else(|e| e.into_inner()).get(operation).copied().unwrap_or(0)
     }
 
+    /// How many calls of `operation` were signed by the credentials of `account_id`, faults
+    /// included: those STS issued for a member's role count for that member, any other credentials
+    /// for the simulated account ([`ACCOUNT_ID`]).
+    pub fn member_calls(&self, account_id: &str, operation: &str) -> u64 {
+        let by_account = self.shared.account_calls.lock().unwrap_or_else(|e| e.into_inner());
+        by_account.get(&(account_id.to_string(), operation.to_string())).copied().unwrap_or(0)
+    }
+
     /// How many calls arrived in all.
     pub fn total_calls(&self) -> u64 {
         self.shared.calls.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
@@ -338,15 +495,21 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(boxed(plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"))),
     };
-    if let Some(action) = protocol::query_action(&parts.headers, &body) {
-        return Ok(boxed(query(&shared, &action)));
+    let session = shared.session(&parts.headers);
+    if let Some(form) = protocol::query_form(&parts.headers, &body) {
+        return Ok(boxed(query(&shared, session.as_ref(), &form)));
     }
     let call = match protocol::decode(parts.uri.path(), &parts.headers, &body) {
         None => return Ok(boxed(plain(StatusCode::NOT_FOUND, "neither awsJson nor RPC v2 CBOR"))),
         Some(Err(failure)) => return Ok(boxed(protocol::error(Protocol::AwsJson("1.1"), &failure))),
         Some(Ok(call)) => call,
     };
-    *shared.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(call.operation.clone()).or_default() += 1;
+    let account = session.as_ref().map_or(ACCOUNT_ID, |s| s.account.as_str());
+    shared.count(account, &call.operation);
+    if session.as_ref().is_some_and(expired) {
+        let failure = Failure::new(400, "ExpiredTokenException", "The security token included in the request is expired");
+        return Ok(boxed(protocol::error(call.protocol, &failure)));
+    }
     let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&call.operation).and_then(VecDeque::pop_front);
     let fault = fault.or_else(|| {
         let chaos = shared.chaos.lock().unwrap_or_else(|e| e.into_inner());
@@ -378,10 +541,13 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     let answer = if sqs {
         sqs::handle(&shared, &call.operation, &call.input).await
     } else {
-        let world = shared.world.lock().unwrap_or_else(|e| e.into_inner());
+        let (operation, input) = (call.operation.as_str(), &call.input);
         match call.service.as_str() {
-            "CodePipeline_20150709" => codepipeline::handle(&world, &call.operation, &call.input),
-            "CodeConnections_20231201" => codeconnections::handle(&world, &call.operation, &call.input),
+            "CodePipeline_20150709" => shared.answer(account, |world| codepipeline::handle(world, account, operation, input)),
+            "CodeConnections_20231201" => {
+                shared.answer(account, |world| codeconnections::handle(world, account, operation, input))
+            }
+            "AWSOrganizationsV20161128" => organizations::handle(&shared.organization(), operation, input),
             other => Err(Failure::new(400, "UnknownServiceException", format!("service {other} is not simulated"))),
         }
     };
@@ -391,25 +557,102 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     }))
 }
 
-/// Answers an awsQuery call: STS's GetCallerIdentity, which every caller may make. Faults apply
-/// as to every other operation, except delays and broken bodies.
-fn query(shared: &Shared, action: &str) -> Response<Full<Bytes>> {
-    *shared.calls.lock().unwrap_or_else(|e| e.into_inner()).entry(action.to_string()).or_default() += 1;
+/// Whether a session's credentials are past their expiration.
+fn expired(session: &Session) -> bool {
+    session.expires <= demo::unix_now()
+}
+
+/// Answers an awsQuery call of STS: GetCallerIdentity, which every caller may make, and
+/// AssumeRole into the organization's accounts. Faults apply as to every other operation, except
+/// delays and broken bodies.
+fn query(shared: &Shared, session: Option<&Session>, form: &BTreeMap<String, String>) -> Response<Full<Bytes>> {
+    let action = form.get("Action").map(String::as_str).unwrap_or_default();
+    let account = session.map_or(ACCOUNT_ID, |s| s.account.as_str());
+    shared.count(account, action);
+    if session.is_some_and(expired) {
+        return protocol::query_error(&Failure::new(
+            400,
+            "ExpiredToken",
+            "The security token included in the request is expired",
+        ));
+    }
     let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(action).and_then(VecDeque::pop_front);
     if let Some(Fault::Error { status, code, message }) = fault {
         return protocol::query_error(&Failure::new(status, &code, message));
     }
     match action {
-        "GetCallerIdentity" => protocol::query_ok(
-            action,
-            &[
-                ("Arn", &format!("arn:aws:sts::{ACCOUNT_ID}:assumed-role/codepipeline-exporter/session")),
-                ("UserId", "AROAEXAMPLE:session"),
-                ("Account", ACCOUNT_ID),
-            ],
-        ),
+        "GetCallerIdentity" => {
+            let (arn, user_id) = match session {
+                Some(session) => (session.arn(), session.user_id()),
+                None => (main_arn(), "AROAEXAMPLE:session".to_string()),
+            };
+            protocol::query_ok(action, &map(vec![("Arn", text(&arn)), ("UserId", text(&user_id)), ("Account", text(account))]))
+        }
+        "AssumeRole" => match assume_role(shared, session, form) {
+            Ok(result) => protocol::query_ok(action, &result),
+            Err(failure) => protocol::query_error(&failure),
+        },
         other => protocol::query_error(&Failure::new(400, "InvalidAction", format!("{other} is not simulated"))),
     }
+}
+
+/// AssumeRole: credentials for the role `RoleArn` names, when its account is the simulated one, an
+/// account of the organization or one with a member world, its role is not in `deny_assume`, and
+/// the `ExternalId` is the one the organization requires, if any. Otherwise AccessDenied, as AWS
+/// answers a trust policy that does not let the caller in.
+fn assume_role(shared: &Shared, caller: Option<&Session>, form: &BTreeMap<String, String>) -> Result<Value, Failure> {
+    let param = |name: &str| form.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let required = |name: &str| param(name).ok_or_else(|| Failure::new(400, "ValidationError", format!("{name} is required")));
+    let role_arn = required("RoleArn")?;
+    let session_name = required("RoleSessionName")?;
+    let fields: Vec<&str> = role_arn.splitn(6, ':').collect();
+    let (account, role) = match fields[..] {
+        ["arn", _, "iam", "", account, resource] if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) => {
+            let role = resource.strip_prefix("role/").and_then(|path| path.rsplit('/').next()).filter(|r| !r.is_empty());
+            (account, role.ok_or_else(|| Failure::new(400, "ValidationError", format!("{role_arn} is not a role ARN")))?)
+        }
+        _ => return Err(Failure::new(400, "ValidationError", format!("{role_arn} is not a valid ARN"))),
+    };
+    let known = account == ACCOUNT_ID || shared.members().contains_key(account);
+    let allowed = {
+        let organization = shared.organization();
+        (known || organization.accounts.contains_key(account))
+            && !organization.deny_assume.contains(account)
+            && organization.external_id.as_deref().is_none_or(|id| param("ExternalId") == Some(id))
+    };
+    if !allowed {
+        let caller = caller.map_or_else(main_arn, Session::arn);
+        return Err(Failure::new(
+            403,
+            "AccessDenied",
+            format!("User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"),
+        ));
+    }
+    let asked = param("DurationSeconds").and_then(|d| d.parse::<u64>().ok());
+    let mut sessions = shared.sessions();
+    let seconds = asked.map_or(sessions.lifetime.as_secs(), |asked| asked.min(sessions.lifetime.as_secs()));
+    let session = Session {
+        account: account.to_string(),
+        role: role.to_string(),
+        name: session_name.to_string(),
+        expires: demo::unix_now().floor() + seconds as f64,
+    };
+    sessions.issued += 1;
+    let key = format!("ASIA{account}{:04}", sessions.issued);
+    sessions.by_key.insert(key.clone(), session.clone());
+    drop(sessions);
+    Ok(map(vec![
+        (
+            "Credentials",
+            map(vec![
+                ("AccessKeyId", text(&key)),
+                ("SecretAccessKey", text(&format!("simulated-secret-{key}"))),
+                ("SessionToken", text(&format!("simulated-session-token-{key}"))),
+                ("Expiration", timestamp(session.expires)),
+            ]),
+        ),
+        ("AssumedRoleUser", map(vec![("Arn", text(&session.arn())), ("AssumedRoleId", text(&session.user_id()))])),
+    ]))
 }
 
 fn plain(status: StatusCode, message: &'static str) -> Response<Full<Bytes>> {

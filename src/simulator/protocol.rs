@@ -12,10 +12,15 @@
 //! both services answer both protocols here, since AWS lists both for both and a later SDK
 //! release may switch.
 
+use std::collections::BTreeMap;
+
+use aws_smithy_types::DateTime;
+use aws_smithy_types::date_time::Format;
 use bytes::Bytes;
 use ciborium::Value;
 use http_body_util::Full;
 use hyper::{HeaderMap, Response, StatusCode};
+use percent_encoding::percent_decode_str;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -110,16 +115,35 @@ pub fn error(protocol: Protocol, failure: &Failure) -> Response<Full<Bytes>> {
     response
 }
 
-/// An awsQuery answer (STS): XML with the operation's result members, which are all text here.
-pub fn query_ok(operation: &str, members: &[(&str, &str)]) -> Response<Full<Bytes>> {
+/// An awsQuery answer (STS): XML with the operation's result members, each map nested as
+/// elements, each timestamp in ISO 8601 (as the SDK's `DateTimeWithOffset` parser reads it), and
+/// every other value as its text.
+pub fn query_ok(operation: &str, result: &Value) -> Response<Full<Bytes>> {
     let mut body = format!("<{operation}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{operation}Result>");
-    for (name, value) in members {
-        body.push_str(&format!("<{name}>{}</{name}>", xml_escape(value)));
-    }
+    xml_members(&mut body, result);
     body.push_str(&format!(
         "</{operation}Result><ResponseMetadata><RequestId>00000000-0000-4000-8000-000000000000</RequestId></ResponseMetadata></{operation}Response>"
     ));
     xml(StatusCode::OK, body)
+}
+
+/// Writes the members of a map as XML elements, in order.
+fn xml_members(out: &mut String, value: &Value) {
+    for (name, value) in value.as_map().into_iter().flatten() {
+        let Some(name) = name.as_text() else { continue };
+        out.push_str(&format!("<{name}>"));
+        match value {
+            Value::Map(_) => xml_members(out, value),
+            Value::Text(s) => out.push_str(&xml_escape(s)),
+            Value::Integer(i) => out.push_str(&i128::from(*i).to_string()),
+            Value::Tag(1, seconds) => {
+                let seconds = seconds.as_float().unwrap_or(0.0);
+                out.push_str(&DateTime::from_secs_f64(seconds).fmt(Format::DateTime).unwrap_or_default());
+            }
+            _ => {}
+        }
+        out.push_str(&format!("</{name}>"));
+    }
 }
 
 /// An awsQuery error answer.
@@ -143,14 +167,32 @@ fn xml_escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 
-/// The `Action` of an awsQuery request (a form-encoded POST), if it is one.
-pub fn query_action(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+/// The decoded parameters of an awsQuery request (a form-encoded POST with an `Action`), if it is
+/// one.
+pub fn query_form(headers: &HeaderMap, body: &[u8]) -> Option<BTreeMap<String, String>> {
     let form = headers.get("content-type")?.to_str().ok()?.starts_with("application/x-www-form-urlencoded");
     if !form {
         return None;
     }
-    let body = std::str::from_utf8(body).ok()?;
-    body.split('&').find_map(|pair| pair.strip_prefix("Action=")).map(str::to_string)
+    let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+    let params: BTreeMap<String, String> = std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+        .collect();
+    params.contains_key("Action").then_some(params)
+}
+
+/// The access key ID a request is signed with: the first part of the SigV4 `Authorization`
+/// header's `Credential=<key>/<date>/<region>/<service>/aws4_request`.
+pub fn access_key(headers: &HeaderMap) -> Option<&str> {
+    let authorization = headers.get("authorization")?.to_str().ok()?;
+    let (_, credential) = authorization.split_once("Credential=")?;
+    credential.split('/').next().filter(|key| !key.is_empty())
 }
 
 /// A 200 answer whose body does not decode in the protocol.
@@ -237,6 +279,16 @@ pub fn page_bounds(token: Option<&str>, page: usize, total: usize) -> Result<(us
         None => 0,
     };
     Ok((start, (start + page < total).then(|| (start + page).to_string())))
+}
+
+/// An integer member of a map input.
+pub fn number(input: &Value, name: &str) -> Option<i64> {
+    input
+        .as_map()?
+        .iter()
+        .find(|(k, _)| k.as_text() == Some(name))
+        .and_then(|(_, v)| v.as_integer())
+        .and_then(|i| i64::try_from(i).ok())
 }
 
 /// A string member of a map input.

@@ -20,7 +20,7 @@ use ciborium::Value;
 use serde_json::json;
 use tokio::time::Instant;
 
-use super::protocol::{Failure, list, map, member, text};
+use super::protocol::{Failure, list, map, member, number, text};
 use super::{ACCOUNT_ID, REGION, Shared, World};
 
 /// A queue's messages and settings.
@@ -100,15 +100,6 @@ fn no_queue() -> Failure {
         query_error: Some("AWS.SimpleQueueService.NonExistentQueue;Sender".into()),
         ..Failure::new(400, "com.amazonaws.sqs#QueueDoesNotExist", "The specified queue does not exist.")
     }
-}
-
-fn number(input: &Value, name: &str) -> Option<i64> {
-    input
-        .as_map()?
-        .iter()
-        .find(|(k, _)| k.as_text() == Some(name))
-        .and_then(|(_, v)| v.as_integer())
-        .map(|i| i128::from(i) as i64)
 }
 
 /// Answers one SQS operation. ReceiveMessage may wait for a message.
@@ -216,27 +207,36 @@ fn event_state(status: &str) -> String {
     }
 }
 
+/// The ID of the `n`th event of `account`. Each account counts its own events, so a member's IDs
+/// carry its account ID and never repeat another account's, as a consumer that drops repeated IDs
+/// needs.
+fn event_id(account: &str, n: u64) -> String {
+    if account == ACCOUNT_ID { format!("00000000-0000-4000-8000-{n:012}") } else { format!("{n:08x}-0000-4000-8000-{account}") }
+}
+
 impl Observed {
     /// What `world` holds now, without emitting anything: the starting point of the comparisons.
     pub fn of(world: &World) -> Observed {
         let mut observed = Observed::default();
-        observed.compare(world, |_| {});
+        observed.compare(world, ACCOUNT_ID, |_| {});
         observed
     }
 
-    /// Compares `world` with what was last seen and hands `emit` the body of one event for each
-    /// change, in the order AWS sends them: executions, then stages, then actions.
-    pub fn compare(&mut self, world: &World, mut emit: impl FnMut(String)) {
+    /// Compares `world`, the state of `account`, with what was last seen and hands `emit` the body
+    /// of one event for each change, in the order AWS sends them: executions, then stages, then
+    /// actions. The events and the ARNs in them name `account`, as EventBridge in that account
+    /// would.
+    pub fn compare(&mut self, world: &World, account: &str, mut emit: impl FnMut(String)) {
         let now = super::demo::unix_now();
         let time = DateTime::from_secs(now as i64).fmt(Format::DateTime).unwrap_or_default();
         let mut event = |next_id: &mut u64, source: &str, detail_type: &str, resource: String, detail: serde_json::Value| {
             *next_id += 1;
             let body = json!({
                 "version": "0",
-                "id": format!("00000000-0000-4000-8000-{:012}", *next_id),
+                "id": event_id(account, *next_id),
                 "detail-type": detail_type,
                 "source": source,
-                "account": ACCOUNT_ID,
+                "account": account,
                 "time": time,
                 "region": REGION,
                 "resources": [resource],
@@ -262,7 +262,7 @@ impl Observed {
             };
             let before = self.pipelines.remove(name).unwrap_or_default();
             if before != seen {
-                let arn = format!("arn:aws:codepipeline:{REGION}:{ACCOUNT_ID}:{name}");
+                let arn = format!("arn:aws:codepipeline:{REGION}:{account}:{name}");
                 let version = pipeline.version;
                 for execution in &pipeline.executions {
                     if before.executions.get(&execution.id) != Some(&execution.status) {
@@ -331,7 +331,7 @@ impl Observed {
                     "status": attempt.status,
                     "previousSync": previous.unwrap_or_default(),
                 });
-                let arn = format!("arn:aws:codeconnections:{REGION}:{ACCOUNT_ID}:repository-link/{link}");
+                let arn = format!("arn:aws:codeconnections:{REGION}:{account}:repository-link/{link}");
                 event(&mut self.next_id, "aws.codeconnections", "Git Sync Repository Sync Status Change", arn, detail);
             }
         }
@@ -340,7 +340,7 @@ impl Observed {
             if previous.as_ref() != Some(&sync.latest.status) {
                 // Resource sync events name the stack by its ARN.
                 let stack =
-                    format!("arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{resource}/00000000-0000-4000-8000-000000000000");
+                    format!("arn:aws:cloudformation:{REGION}:{account}:stack/{resource}/00000000-0000-4000-8000-000000000000");
                 let detail = json!({
                     "commit": sync.sha,
                     "syncType": sync_type,

@@ -1,0 +1,121 @@
+//! An account's credentials when it names a role: AssumeRole through STS, renewed before they
+//! expire, as a target of its own (`kind="credentials"`).
+//!
+//! Leaving the role to the SDK's own provider makes every target of the account fail on its own
+//! when the role cannot be assumed, each with the code `ConnectionError` and STS's answer buried
+//! in "an error occurred while loading credentials". Assuming it here instead shows one down
+//! target with STS's code (`AccessDenied`), while the account's collectors wait for credentials
+//! rather than fail; and it renews them ahead of their expiry, so polling never meets a gap.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::Credentials;
+use tokio::sync::watch;
+
+use crate::aws::{self, Assumed};
+use crate::exposition::{Rendered, Selection};
+use crate::store::Store;
+use crate::target::{Health, Status, Statuses, TargetKey};
+use crate::telemetry::Telemetry;
+
+/// The `kind` of the credentials' target, and its `service`.
+pub const KIND: &str = "credentials";
+const SERVICE: &str = "sts";
+/// How long before they expire credentials are renewed: well beyond the SDK's own margin, so
+/// that a renewal that fails once is tried again before any call needs it.
+const RENEW_BEFORE: Duration = Duration::from_secs(600);
+/// Credentials are kept at least this long, whatever their expiry says, so that a clock that
+/// runs ahead cannot make the renewal spin.
+const MIN_LIFETIME: Duration = Duration::from_secs(60);
+/// The first and the longest pause after a failed AssumeRole, doubled in between.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
+
+/// What assuming the role takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Role {
+    pub arn: String,
+    pub external_id: Option<String>,
+}
+
+/// Where the credentials' target reports.
+#[derive(Clone)]
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub statuses: Arc<Statuses>,
+    pub telemetry: Arc<Telemetry>,
+    pub selection: Arc<Selection>,
+}
+
+/// A role's renewal task. Dropping it stops renewing and removes the target's series.
+pub struct Running {
+    task: tokio::task::JoinHandle<()>,
+    pub assumed: Assumed,
+    key: TargetKey,
+    parts: Parts,
+}
+
+impl Running {
+    /// Assumes `role` with `base`'s credentials, through STS in `region`, for the account
+    /// labelled `account`.
+    pub fn start(account: &str, region: &str, role: Role, base: &SdkConfig, parts: Parts) -> Running {
+        let name = role.arn.rsplit('/').next().unwrap_or(&role.arn).to_string();
+        let key = TargetKey { account: account.into(), region: region.into(), kind: KIND, service: SERVICE, name };
+        let config = base.to_builder().region(Region::new(region.to_string())).build();
+        let sts = aws_sdk_sts::Client::new(&config);
+        let (sender, receiver) = watch::channel(None);
+        let task = tokio::spawn(run(sts, role, key.clone(), parts.clone(), sender));
+        Running { task, assumed: Assumed::new(receiver), key, parts }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.parts.store.remove(&self.key);
+        self.parts.statuses.remove(&self.key);
+    }
+}
+
+async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, parts: Parts, sender: watch::Sender<Option<Credentials>>) {
+    let mut health = Health::default();
+    let mut backoff = BACKOFF.0;
+    loop {
+        let request = sts
+            .assume_role()
+            .role_arn(&role.arn)
+            .role_session_name("codepipeline-exporter")
+            .set_external_id(role.external_id.clone())
+            .send();
+        let assumed = aws::recorded(&parts.telemetry, SERVICE, "AssumeRole", request, &[]).await;
+        health.record(&key, assumed.as_ref().map(|_| ()));
+        let (pause, expires) = match assumed.as_ref().ok().and_then(|output| output.credentials()) {
+            Some(credentials) => {
+                let expiry = SystemTime::try_from(*credentials.expiration()).ok();
+                sender.send_replace(Some(Credentials::new(
+                    credentials.access_key_id(),
+                    credentials.secret_access_key(),
+                    Some(credentials.session_token().to_string()),
+                    expiry,
+                    "AssumeRole",
+                )));
+                backoff = BACKOFF.0;
+                let left = expiry.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
+                (left.saturating_sub(RENEW_BEFORE).max(MIN_LIFETIME), expiry)
+            }
+            None => {
+                let pause = backoff;
+                backoff = (backoff * 2).min(BACKOFF.1);
+                (pause, None)
+            }
+        };
+        let mut rendered = Rendered::selected(&parts.selection);
+        health.render(&mut rendered, &key);
+        parts.store.update(&key, rendered);
+        let state = expires.map(|at| format!("expire at {}", httpdate::fmt_http_date(at)));
+        let next = crate::exposition::unix_seconds(SystemTime::now() + pause);
+        parts.statuses.set(&key, Status { state, ..health.status(None, Some(next)) });
+        tokio::time::sleep(pause).await;
+    }
+}
