@@ -164,6 +164,7 @@ async fn measure(mode: Mode) -> Measured {
     let overrides = Overrides {
         endpoint_url: Some(simulator.endpoint_url()),
         credentials: Some(Credentials::new("AKIDBENCH", "bench", None, None, "bench")),
+        ..Overrides::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let options = exporter::Options { overrides, ..exporter::Options::default() };
@@ -237,6 +238,7 @@ async fn startup() -> (f64, f64) {
     let overrides = Overrides {
         endpoint_url: Some(simulator.endpoint_url()),
         credentials: Some(Credentials::new("AKIDBENCH", "bench", None, None, "bench")),
+        ..Overrides::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let options = exporter::Options { overrides, ..exporter::Options::default() };

@@ -35,6 +35,10 @@ use crate::traces::Sink;
 pub struct Overrides {
     pub endpoint_url: Option<String>,
     pub credentials: Option<Credentials>,
+    /// One HTTP client, its connection pools and TLS roots, for every account: loaded apart, each
+    /// of an organization's hundreds of accounts would hold a copy of its own. Set by the
+    /// scheduler from the first account it loads.
+    pub http_client: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
 }
 
 /// The clients of one account and region, the permits their calls share, the telemetry they
@@ -118,6 +122,9 @@ pub async fn account_config(request_timeout: Duration, overrides: &Overrides, ro
     }
     if let Some(credentials) = &overrides.credentials {
         loader = loader.credentials_provider(credentials.clone());
+    }
+    if let Some(http_client) = &overrides.http_client {
+        loader = loader.http_client(http_client.clone());
     }
     let base = loader.load().await;
     match role {

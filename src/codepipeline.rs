@@ -237,14 +237,16 @@ pub struct PipelineState {
     pub stages: Vec<StageState>,
 }
 
+/// Names and statuses are shared ([`intern`]): thousands of pipelines repeat a few of them, and
+/// each target keeps its last state between polls.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StageState {
-    pub name: String,
+    pub name: Arc<str>,
     /// The latest execution's pipeline execution ID and status.
-    pub latest: Option<(String, String)>,
+    pub latest: Option<(String, Arc<str>)>,
     /// The latest execution's type (STANDARD or ROLLBACK), when AWS gives one.
-    pub latest_type: Option<String>,
-    pub inbound_status: Option<String>,
+    pub latest_type: Option<Arc<str>>,
+    pub inbound_status: Option<Arc<str>>,
     /// Enabled, and when that last changed.
     pub transition: Option<(bool, Option<f64>)>,
     /// The stage's conditions that exist: what gates its entry, success and failure.
@@ -259,23 +261,23 @@ pub struct StageState {
 pub struct ConditionState {
     pub condition_type: &'static str,
     /// The latest evaluation's status; `None` when the condition has not run.
-    pub status: Option<String>,
+    pub status: Option<Arc<str>>,
     /// Each rule's name and latest status.
-    pub rules: Vec<(String, Option<String>)>,
+    pub rules: Vec<(Arc<str>, Option<Arc<str>>)>,
 }
 
 impl ConditionState {
     fn from(condition_type: &'static str, state: &aws_sdk_codepipeline::types::StageConditionState) -> ConditionState {
         ConditionState {
             condition_type,
-            status: state.latest_execution().and_then(|e| e.status()).map(|s| s.as_str().to_string()),
+            status: state.latest_execution().and_then(|e| e.status()).map(|s| intern(s.as_str())),
             rules: state
                 .condition_states()
                 .iter()
                 .flat_map(|condition| condition.rule_states())
                 .map(|rule| {
-                    let status = rule.latest_execution().and_then(|e| e.status()).map(|s| s.as_str().to_string());
-                    (rule.rule_name().unwrap_or_default().to_string(), status)
+                    let status = rule.latest_execution().and_then(|e| e.status()).map(|s| intern(s.as_str()));
+                    (intern(rule.rule_name().unwrap_or_default()), status)
                 })
                 .collect(),
         }
@@ -284,13 +286,13 @@ impl ConditionState {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActionState {
-    pub name: String,
+    pub name: Arc<str>,
     /// The latest execution's action execution ID (empty when AWS gives none) and status.
-    pub latest: Option<(String, String)>,
+    pub latest: Option<(String, Arc<str>)>,
     pub percent_complete: Option<i32>,
     pub last_status_change: Option<f64>,
     pub revision: Option<(String, f64)>,
-    pub error_code: Option<String>,
+    pub error_code: Option<Arc<str>>,
 }
 
 /// One pipeline as the scheduler polls it: the last snapshot, the counters, and what discovery
@@ -521,7 +523,7 @@ impl Target for PipelineTarget {
             state
                 .stages
                 .iter()
-                .any(|s| s.latest.as_ref().is_some_and(|(_, status)| status == "InProgress" || status == "Stopping"))
+                .any(|s| s.latest.as_ref().is_some_and(|(_, status)| matches!(&**status, "InProgress" | "Stopping")))
         });
         stage_running || self.history.as_ref().is_some_and(|h| h.in_progress() > 0)
     }
@@ -532,7 +534,7 @@ impl Target for PipelineTarget {
     fn state(&self) -> Option<String> {
         const PRESSING: [&str; 5] = ["InProgress", "Stopping", "Failed", "Stopped", "Cancelled"];
         let state = self.last.as_ref()?;
-        let statuses: Vec<&str> = state.stages.iter().filter_map(|s| s.latest.as_ref().map(|l| l.1.as_str())).collect();
+        let statuses: Vec<&str> = state.stages.iter().filter_map(|s| s.latest.as_ref().map(|l| &*l.1)).collect();
         PRESSING.iter().find(|p| statuses.contains(p)).copied().or(statuses.last().copied()).map(str::to_string)
     }
 
@@ -646,12 +648,10 @@ impl From<GetPipelineStateOutput> for PipelineState {
             .stage_states()
             .iter()
             .map(|stage| StageState {
-                name: stage.stage_name().unwrap_or_default().to_string(),
-                latest: stage
-                    .latest_execution()
-                    .map(|e| (e.pipeline_execution_id().to_string(), e.status().as_str().to_string())),
-                latest_type: stage.latest_execution().and_then(|e| e.r#type()).map(|t| t.as_str().to_string()),
-                inbound_status: stage.inbound_execution().map(|e| e.status().as_str().to_string()),
+                name: intern(stage.stage_name().unwrap_or_default()),
+                latest: stage.latest_execution().map(|e| (e.pipeline_execution_id().to_string(), intern(e.status().as_str()))),
+                latest_type: stage.latest_execution().and_then(|e| e.r#type()).map(|t| intern(t.as_str())),
+                inbound_status: stage.inbound_execution().map(|e| intern(e.status().as_str())),
                 transition: stage
                     .inbound_transition_state()
                     .map(|t| (t.enabled(), t.last_changed_at().map(DateTime::as_secs_f64))),
@@ -672,15 +672,14 @@ impl From<GetPipelineStateOutput> for PipelineState {
                     .map(|action| {
                         let latest = action.latest_execution();
                         ActionState {
-                            name: action.action_name().unwrap_or_default().to_string(),
+                            name: intern(action.action_name().unwrap_or_default()),
                             latest: latest.and_then(|e| {
-                                e.status()
-                                    .map(|s| (e.action_execution_id().unwrap_or_default().to_string(), s.as_str().to_string()))
+                                e.status().map(|s| (e.action_execution_id().unwrap_or_default().to_string(), intern(s.as_str())))
                             }),
                             percent_complete: latest.and_then(|e| e.percent_complete()),
                             last_status_change: latest.and_then(|e| e.last_status_change()).map(DateTime::as_secs_f64),
                             revision: action.current_revision().map(|r| (r.revision_id().to_string(), r.created().as_secs_f64())),
-                            error_code: latest.and_then(|e| e.error_details()).and_then(|d| d.code()).map(str::to_string),
+                            error_code: latest.and_then(|e| e.error_details()).and_then(|d| d.code()).map(intern),
                         }
                     })
                     .collect(),
@@ -695,6 +694,9 @@ impl From<GetPipelineStateOutput> for PipelineState {
     }
 }
 
+/// A stage's and an action's name.
+type StageAction = (Arc<str>, Arc<str>);
+
 /// Counts each outcome once: a stage's (pipeline execution ID, final status) and an action's
 /// (action execution ID, final status) are counted the first time a poll sees them, except on the
 /// first poll, which only records what is there so that a restart does not replay old outcomes.
@@ -704,10 +706,11 @@ impl From<GetPipelineStateOutput> for PipelineState {
 pub struct Counters {
     primed: bool,
     actions: bool,
-    stage_seen: HashMap<String, (String, String)>,
-    stage_counts: BTreeMap<(String, String), u64>,
-    action_seen: HashMap<(String, String), (String, String)>,
-    action_counts: BTreeMap<(String, String, String), u64>,
+    stage_seen: HashMap<Arc<str>, (String, Arc<str>)>,
+    stage_counts: BTreeMap<(Arc<str>, Arc<str>), u64>,
+    action_seen: HashMap<StageAction, (String, Arc<str>)>,
+    /// By stage, action and final status.
+    action_counts: BTreeMap<(StageAction, Arc<str>), u64>,
 }
 
 impl Counters {
@@ -719,7 +722,7 @@ impl Counters {
     pub fn observe(&mut self, state: &PipelineState) {
         for stage in &state.stages {
             if let Some(latest) = &stage.latest
-                && STAGE_FINAL.contains(&latest.1.as_str())
+                && STAGE_FINAL.contains(&&*latest.1)
                 && self.stage_seen.get(&stage.name) != Some(latest)
             {
                 self.stage_seen.insert(stage.name.clone(), latest.clone());
@@ -730,12 +733,12 @@ impl Counters {
             for action in stage.actions.iter().filter(|_| self.actions) {
                 let id = (stage.name.clone(), action.name.clone());
                 if let Some(latest) = &action.latest
-                    && ACTION_FINAL.contains(&latest.1.as_str())
+                    && ACTION_FINAL.contains(&&*latest.1)
                     && self.action_seen.get(&id) != Some(latest)
                 {
                     self.action_seen.insert(id.clone(), latest.clone());
                     if self.primed {
-                        *self.action_counts.entry((id.0, id.1, latest.1.clone())).or_default() += 1;
+                        *self.action_counts.entry((id, latest.1.clone())).or_default() += 1;
                     }
                 }
             }
@@ -744,11 +747,11 @@ impl Counters {
     }
 
     fn stage(&self, stage: &str, status: &str) -> u64 {
-        self.stage_counts.get(&(stage.to_string(), status.to_string())).copied().unwrap_or(0)
+        self.stage_counts.get(&(intern(stage), intern(status))).copied().unwrap_or(0)
     }
 
     fn action(&self, stage: &str, action: &str, status: &str) -> u64 {
-        self.action_counts.get(&(stage.to_string(), action.to_string(), status.to_string())).copied().unwrap_or(0)
+        self.action_counts.get(&((intern(stage), intern(action)), intern(status))).copied().unwrap_or(0)
     }
 }
 
@@ -794,13 +797,8 @@ pub fn render(
         rendered.sample(&PIPELINE_UPDATED, &base, updated);
     }
     for stage in &state.stages {
-        let stage_labels = [base[0], base[1], base[2], ("stage", stage.name.as_str())];
-        rendered.state_set(
-            &STAGE_STATUS,
-            &stage_labels,
-            StageExecutionStatus::values(),
-            stage.latest.as_ref().map(|l| l.1.as_str()),
-        );
+        let stage_labels = [base[0], base[1], base[2], ("stage", &*stage.name)];
+        rendered.state_set(&STAGE_STATUS, &stage_labels, StageExecutionStatus::values(), stage.latest.as_ref().map(|l| &*l.1));
         rendered.state_set(&STAGE_INBOUND_STATUS, &stage_labels, StageExecutionStatus::values(), stage.inbound_status.as_deref());
         if let Some((enabled, changed)) = stage.transition {
             rendered.sample(&STAGE_TRANSITION_ENABLED, &stage_labels, if enabled { 1.0 } else { 0.0 });
@@ -820,7 +818,7 @@ pub fn render(
             let labels = [base[0], base[1], base[2], stage_labels[3], ("condition_type", condition.condition_type)];
             rendered.state_set(&STAGE_CONDITION_STATUS, &labels, ConditionExecutionStatus::values(), condition.status.as_deref());
             for (rule, status) in &condition.rules {
-                let labels = [labels[0], labels[1], labels[2], labels[3], labels[4], ("rule", rule.as_str())];
+                let labels = [labels[0], labels[1], labels[2], labels[3], labels[4], ("rule", &**rule)];
                 rendered.state_set(&STAGE_RULE_STATUS, &labels, RuleExecutionStatus::values(), status.as_deref());
             }
         }
@@ -830,15 +828,15 @@ pub fn render(
             }
         }
         if let Some(kind) = &stage.latest_type {
-            rendered.sample(&STAGE_ROLLBACK, &stage_labels, if kind == "ROLLBACK" { 1.0 } else { 0.0 });
+            rendered.sample(&STAGE_ROLLBACK, &stage_labels, if &**kind == "ROLLBACK" { 1.0 } else { 0.0 });
         }
         for action in &stage.actions {
-            let action_labels = [base[0], base[1], base[2], stage_labels[3], ("action", action.name.as_str())];
+            let action_labels = [base[0], base[1], base[2], stage_labels[3], ("action", &*action.name)];
             rendered.state_set(
                 &ACTION_STATUS,
                 &action_labels,
                 ActionExecutionStatus::values(),
-                action.latest.as_ref().map(|l| l.1.as_str()),
+                action.latest.as_ref().map(|l| &*l.1),
             );
             if let Some(percent) = action.percent_complete {
                 rendered.sample(&ACTION_COMPLETION_RATIO, &action_labels, f64::from(percent.clamp(0, 100)) / 100.0);

@@ -47,6 +47,9 @@ pub async fn clients(settings: &Organization, request_timeout: Duration, overrid
     if let Some(credentials) = &overrides.credentials {
         loader = loader.credentials_provider(credentials.clone());
     }
+    if let Some(http_client) = &overrides.http_client {
+        loader = loader.http_client(http_client.clone());
+    }
     let mut base: SdkConfig = loader.load().await;
     if let Some(role_arn) = &settings.list_role_arn {
         let role = aws_config::sts::AssumeRoleProvider::builder(role_arn).session_name("codepipeline-exporter").configure(&base);

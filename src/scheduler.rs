@@ -187,6 +187,10 @@ impl Scheduler {
     /// Builds the AWS clients of every account and region in `config` and starts polling.
     pub async fn start(config: &Config, overrides: &Overrides, shard: Shard, parts: Parts) -> anyhow::Result<Scheduler> {
         let Parts { store, statuses, telemetry, readiness, traces } = parts;
+        let mut overrides = overrides.clone();
+        if overrides.http_client.is_none() {
+            overrides.http_client = aws::account_config(config.request_timeout, &overrides, None).await.http_client();
+        }
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
         let _starting = readiness.token();
@@ -196,7 +200,7 @@ impl Scheduler {
             telemetry,
             readiness,
             traces,
-            overrides: overrides.clone(),
+            overrides,
             shard,
             scopes: HashMap::new(),
             signals: Arc::default(),

@@ -54,6 +54,7 @@ pub async fn start_exporter_unthrottled_with(simulator: &Simulator, yaml: &str, 
     let overrides = Overrides {
         endpoint_url: Some(simulator.endpoint_url()),
         credentials: Some(Credentials::new("AKIDTEST", "test-secret", None, None, "test")),
+        ..Overrides::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     exporter::start(&config, exporter::Options { overrides, ..options }, listener).await.expect("exporter starts")
