@@ -11,6 +11,11 @@
 //!     cargo bench --bench scrape                 # all sizes
 //!     cargo bench --bench scrape -- 1000         # one size
 //!     cargo bench --bench scrape -- 1000 traces  # one size, runs ending, traces and exemplars
+//!     cargo bench --bench scrape -- organization # 200 accounts × 2 regions × 25 pipelines
+//!
+//! The organization shape lists its 200 member accounts through the simulated Organizations,
+//! assumes a role in each through the simulated STS, and polls each member's own 25 pipelines in
+//! both regions: 10,000 pipelines, 400 account-and-region scopes.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -241,16 +246,63 @@ fn end_runs(simulator: &Simulator, pipelines: usize) {
     }
 }
 
-async fn bench(pipelines: usize, traces: bool) {
-    let simulator = Simulator::start(simulator::fleet(pipelines)).await.expect("simulator");
+/// What the exporter polls: one account, or an organization's accounts.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// One account and region with this many pipelines.
+    Account(usize),
+    /// This many member accounts, each with `pipelines` in each of two regions.
+    Organization { accounts: usize, pipelines: usize },
+}
+
+const ORGANIZATION: Shape = Shape::Organization { accounts: 200, pipelines: 25 };
+const ORGANIZATION_REGIONS: usize = 2;
+
+impl Shape {
+    fn pipelines(self) -> usize {
+        match self {
+            Shape::Account(n) => n,
+            Shape::Organization { accounts, pipelines } => accounts * pipelines * ORGANIZATION_REGIONS,
+        }
+    }
+
+    /// The simulated endpoint and the configuration that polls it.
+    async fn start(self) -> (Simulator, String) {
+        let budget = "interval: {INTERVAL}s\ndiscovery_interval: 1h\nrequests_per_second: 100000\nburst: 100000\nmax_concurrent_requests: 32\n"
+            .replace("{INTERVAL}", &INTERVAL.to_string());
+        match self {
+            Shape::Account(pipelines) => {
+                let simulator = Simulator::start(simulator::fleet(pipelines)).await.expect("simulator");
+                let config = format!(
+                    "{budget}accounts:\n  - name: bench\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n"
+                );
+                (simulator, config)
+            }
+            Shape::Organization { accounts, pipelines } => {
+                let simulator = Simulator::start(simulator::World::default()).await.expect("simulator");
+                let root = simulator.organization().root.clone();
+                for a in 0..accounts {
+                    let id = format!("{:012}", 200_000_000_000u64 + a as u64);
+                    simulator.organization().add_account(&id, &format!("member-{a:03}"), &root);
+                    *simulator.member(&id) = simulator::fleet(pipelines);
+                }
+                let config = format!(
+                    "{budget}organization:\n  role_name: codepipeline-exporter\n  regions: [us-east-1, eu-west-1]\n  exclude: {{ accounts: [\"{}\"] }}\n  codeconnections:\n    discover: false\n",
+                    simulator::ACCOUNT_ID
+                );
+                (simulator, config)
+            }
+        }
+    }
+}
+
+async fn bench(shape: Shape, traces: bool) {
+    let pipelines = shape.pipelines();
+    let (simulator, yaml) = shape.start().await;
     let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
-        format!("interval: {INTERVAL}s\ndiscovery_interval: 1h\nrequests_per_second: 100000\nburst: 100000\nmax_concurrent_requests: 32\naccounts:\n  - name: bench\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n"),
-    )
-    .unwrap();
+    std::fs::write(&config, yaml).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let started = Instant::now();
@@ -335,7 +387,12 @@ async fn bench(pipelines: usize, traces: bool) {
     }
     let (rss, peak) = process.memory();
     println!(
-        "{pipelines} pipelines{}: first complete exposition after {:.2} s; {series} series, {exemplars} with an exemplar, {:.1} MB ({:.2} MB gzip OpenMetrics, {:.2} MB gzip text)",
+        "{pipelines} pipelines{}{}: first complete exposition after {:.2} s; {series} series, {exemplars} with an exemplar, {:.1} MB ({:.2} MB gzip OpenMetrics, {:.2} MB gzip text)",
+        match shape {
+            Shape::Account(_) => String::new(),
+            Shape::Organization { accounts, pipelines } =>
+                format!(" in an organization ({accounts} accounts × {ORGANIZATION_REGIONS} regions × {pipelines})"),
+        },
         if traces { ", every one ending a run, with traces" } else { "" },
         ready.as_secs_f64(),
         body.len() as f64 / 1e6,
@@ -372,10 +429,17 @@ async fn bench(pipelines: usize, traces: bool) {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let sizes: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![100, 1000, 5000] } else { sizes };
+    let mut shapes: Vec<Shape> = args.iter().filter_map(|a| a.parse().ok()).map(Shape::Account).collect();
+    if args.iter().any(|a| a == "organization") {
+        shapes.push(ORGANIZATION);
+    }
+    let shapes = if shapes.is_empty() {
+        vec![Shape::Account(1000), Shape::Account(5000), Shape::Account(10_000), ORGANIZATION]
+    } else {
+        shapes
+    };
     let traces = args.iter().any(|a| a == "traces");
-    for pipelines in sizes {
-        bench(pipelines, traces).await;
+    for shape in shapes {
+        bench(shape, traces).await;
     }
 }
