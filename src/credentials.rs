@@ -24,11 +24,12 @@ use crate::telemetry::Telemetry;
 pub const KIND: &str = "credentials";
 const SERVICE: &str = "sts";
 /// How long before they expire credentials are renewed: well beyond the SDK's own margin, so
-/// that a renewal that fails once is tried again before any call needs it.
+/// that a renewal that fails once is tried again before any call needs it. Credentials that live
+/// less than twice this are renewed halfway through their life.
 const RENEW_BEFORE: Duration = Duration::from_secs(600);
 /// Credentials are kept at least this long, whatever their expiry says, so that a clock that
 /// runs ahead cannot make the renewal spin.
-const MIN_LIFETIME: Duration = Duration::from_secs(60);
+const MIN_LIFETIME: Duration = Duration::from_secs(1);
 /// The first and the longest pause after a failed AssumeRole, doubled in between.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(300));
 
@@ -102,7 +103,7 @@ async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, parts: Parts,
                 )));
                 backoff = BACKOFF.0;
                 let left = expiry.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
-                (left.saturating_sub(RENEW_BEFORE).max(MIN_LIFETIME), expiry)
+                (left.saturating_sub(RENEW_BEFORE.min(left / 2)).max(MIN_LIFETIME), expiry)
             }
             None => {
                 let pause = backoff;

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::aws::Overrides;
 use crate::config::Config;
 use crate::http;
+use crate::memory;
 use crate::readiness::Readiness;
 use crate::reload::{ReloadRequest, Reloader};
 use crate::scheduler::{Parts, Scheduler};
@@ -41,6 +42,8 @@ pub struct Running {
     pub reloader: Reloader,
     scheduler: JoinHandle<()>,
     assembler: JoinHandle<()>,
+    /// Returns freed memory to the operating system now and then.
+    trimmer: JoinHandle<()>,
     stop_http: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     traces: Option<traces::Exporter>,
@@ -97,6 +100,7 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let scheduler = Scheduler::start(config, &overrides, shard, parts).await?;
     let (reloader, queue) = Reloader::channel(RELOAD_QUEUE);
     let assembler = tokio::spawn(store.clone().run_assembler(ASSEMBLY_PAUSE));
+    let trimmer = tokio::spawn(memory::run());
     let addr = listener.local_addr()?;
     let state = Arc::new(http::State {
         scrapes: Scrapes::new(store.clone(), telemetry.clone()),
@@ -113,7 +117,19 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
     let server = tokio::spawn(http::serve(listener, state, max_connections, async move {
         let _ = stopped.await;
     }));
-    Ok(Running { addr, store, telemetry, readiness, reloader, scheduler, assembler, stop_http: Some(stop_http), server, traces })
+    Ok(Running {
+        addr,
+        store,
+        telemetry,
+        readiness,
+        reloader,
+        scheduler,
+        assembler,
+        trimmer,
+        stop_http: Some(stop_http),
+        server,
+        traces,
+    })
 }
 
 /// The files a reload re-reads.
@@ -189,6 +205,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.assembler.abort();
+        self.trimmer.abort();
         self.server.abort();
         self.scheduler.abort();
     }

@@ -22,6 +22,7 @@ pub mod exposition;
 pub mod http;
 pub mod intern;
 pub mod logging;
+pub mod memory;
 pub mod organization;
 pub mod readiness;
 pub mod registry;

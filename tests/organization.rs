@@ -265,3 +265,22 @@ async fn one_queue_routes_the_events_of_three_accounts_and_deletes_those_of_unse
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_renewed_before_they_expire_with_no_gap_in_polling() {
+    let simulator = organization(&[("900000000001", "renewed", ROOT)], 20).await;
+    // STS's shortest session is 15 minutes; a few seconds here, so that the test sees renewals.
+    simulator.set_credentials_lifetime(Duration::from_secs(4));
+    let exporter = start_exporter_unthrottled(&simulator, &config("")).await;
+    wait_for_accounts(&exporter, &[("renewed", "renewed-deploy")]).await;
+    let assumed = simulator.calls("AssumeRole");
+    // Over three lifetimes, polled every half second.
+    let polls = simulator.member_calls("900000000001", "GetPipelineState");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    assert!(simulator.calls("AssumeRole") >= assumed + 4, "{} renewals", simulator.calls("AssumeRole") - assumed);
+    assert!(simulator.member_calls("900000000001", "GetPipelineState") >= polls + 15);
+    let samples = common::samples(&scrape(&exporter).await);
+    let expired: Vec<&String> = samples.keys().filter(|s| s.contains("code=\"ExpiredToken")).collect();
+    assert!(expired.is_empty(), "{expired:?}");
+    assert_eq!(value(&samples, &target_up_in("renewed", "us-east-1", "pipeline", "renewed-deploy")), Some(1.0));
+}
