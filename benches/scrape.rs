@@ -355,7 +355,7 @@ async fn bench(shape: Shape, traces: bool) {
     let cycle_cpu = process.cpu_seconds() - cpu;
     let calls_per_pipeline_hour = (simulator.total_calls() - calls) as f64 / pipelines as f64 * 3600.0 / INTERVAL as f64;
 
-    let (idle_rss, _) = process.memory();
+    let (idle_rss, idle_peak) = process.memory();
     let body = Scraper::connect(addr, false, true).scrape().to_vec();
     let series = body.split(|b| *b == b'\n').filter(|l| !l.is_empty() && l[0] != b'#').count();
     let exemplars = body.split(|b| *b == b'\n').filter(|l| l.windows(11).any(|w| w == b"# {trace_id")).count();
@@ -400,7 +400,7 @@ async fn bench(shape: Shape, traces: bool) {
         gzip_text.len() as f64 / 1e6
     );
     println!(
-        "  resident memory: {idle_rss:.0} MiB after a poll cycle, {gzip_rss:.0} MiB after the gzip scrapes, {rss:.0} MiB after the uncompressed ones; peak {peak:.0} MiB"
+        "  resident memory: {idle_rss:.0} MiB after a poll cycle (peak so far {idle_peak:.0} MiB), {gzip_rss:.0} MiB after the gzip scrapes, {rss:.0} MiB after the uncompressed ones; peak {peak:.0} MiB"
     );
     println!(
         "  CPU {cycle_cpu:.2} s per poll cycle; {calls_per_pipeline_hour:.0} AWS calls per pipeline-hour (interval {INTERVAL} s)"

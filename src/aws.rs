@@ -19,6 +19,7 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use tokio::sync::{Semaphore, watch};
 
 use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::AfterDeserializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
@@ -35,10 +36,26 @@ use crate::traces::Sink;
 pub struct Overrides {
     pub endpoint_url: Option<String>,
     pub credentials: Option<Credentials>,
-    /// One HTTP client, its connection pools and TLS roots, for every account: loaded apart, each
-    /// of an organization's hundreds of accounts would hold a copy of its own. Set by the
-    /// scheduler from the first account it loads.
-    pub http_client: Option<aws_smithy_runtime_api::client::http::SharedHttpClient>,
+    /// One HTTP client, its connection pools and TLS roots, for every account: left to the SDK,
+    /// each client of an organization's hundreds of accounts builds one of its own (100 MB at
+    /// 200 accounts in the benchmark). Set by the scheduler, from [`http_client`].
+    pub http_client: Option<SharedHttpClient>,
+}
+
+/// The HTTPS client the SDK would build for each of its clients, built once: rustls with
+/// aws-lc, the system's roots, and the proxy of the environment (`HTTPS_PROXY`, `NO_PROXY`).
+pub fn http_client() -> SharedHttpClient {
+    use aws_smithy_http_client::{Builder, ConnectorBuilder, proxy::ProxyConfig, tls};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector =
+            ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// The clients of one account and region, the permits their calls share, the telemetry they

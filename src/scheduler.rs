@@ -189,7 +189,7 @@ impl Scheduler {
         let Parts { store, statuses, telemetry, readiness, traces } = parts;
         let mut overrides = overrides.clone();
         if overrides.http_client.is_none() {
-            overrides.http_client = aws::account_config(config.request_timeout, &overrides, None).await.http_client();
+            overrides.http_client = Some(aws::http_client());
         }
         // Held until every scope is spawned, so that a scope finishing its first round early
         // cannot make the exporter ready while another has not started.
