@@ -212,19 +212,24 @@ impl Scope {
     /// Waiting for the budget or a permit is not part of the recorded duration. Error codes in
     /// `answers` are expected answers of the operation (a branch that never synced), not failures:
     /// they are not counted as errors.
-    pub async fn call<T, E>(
+    ///
+    /// `request` makes the SDK's request future only once the call may go, and that future is
+    /// boxed: it is several kilobytes, and a poll's future would otherwise hold that much while it
+    /// waits in the budget's queue, where every target waits at start-up.
+    pub async fn call<T, E, F>(
         &self,
         service: &'static str,
         operation: &'static str,
-        request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        request: impl FnOnce() -> F,
         answers: &[&str],
     ) -> Result<T, CallError>
     where
+        F: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         self.budget.acquire(self.class, self.promote.as_deref()).await;
         let _permit = self.permits.acquire().await;
-        recorded(&self.telemetry, service, operation, request, answers).await
+        recorded(&self.telemetry, service, operation, Box::pin(request()), answers).await
     }
 }
 

@@ -117,8 +117,8 @@ async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
     let mut discovered = Discovered::default();
     aws::for_each_page(
         |token| async move {
-            let request = scope.codeconnections.list_repository_links().set_next_token(token).send();
-            let page = scope.call(SERVICE, "ListRepositoryLinks", request, &[]).await?;
+            let request = scope.codeconnections.list_repository_links().set_next_token(token);
+            let page = scope.call(SERVICE, "ListRepositoryLinks", || request.send(), &[]).await?;
             let next = aws::next_token(page.next_token());
             Ok((page, next))
         },
@@ -142,9 +142,8 @@ async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
                         .list_sync_configurations()
                         .repository_link_id(&link.id)
                         .sync_type(SyncConfigurationType::from(*sync_type))
-                        .set_next_token(token)
-                        .send();
-                    let page = scope.call(SERVICE, "ListSyncConfigurations", request, &[]).await?;
+                        .set_next_token(token);
+                    let page = scope.call(SERVICE, "ListSyncConfigurations", || request.send(), &[]).await?;
                     let next = aws::next_token(page.next_token());
                     Ok((page, next))
                 },
@@ -440,9 +439,8 @@ impl Target for RepositorySyncTarget {
             .get_repository_sync_status()
             .repository_link_id(&info.repository_link_id)
             .branch(&info.branch)
-            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()))
-            .send();
-        match scope.call(SERVICE, "GetRepositorySyncStatus", request, &["ResourceNotFoundException"]).await {
+            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()));
+        match scope.call(SERVICE, "GetRepositorySyncStatus", || request.send(), &["ResourceNotFoundException"]).await {
             Ok(output) => {
                 let state = output.latest_sync().map(|attempt| RepositorySyncState {
                     started_at: attempt.started_at().as_secs_f64(),
@@ -573,9 +571,8 @@ impl Target for ResourceSyncTarget {
             .codeconnections
             .get_resource_sync_status()
             .resource_name(&info.resource_name)
-            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()))
-            .send();
-        match scope.call(SERVICE, "GetResourceSyncStatus", request, &["ResourceNotFoundException"]).await {
+            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()));
+        match scope.call(SERVICE, "GetResourceSyncStatus", || request.send(), &["ResourceNotFoundException"]).await {
             Ok(output) => {
                 self.last = Some(output.latest_sync().map(|latest| ResourceSyncState {
                     status: latest.status().as_str().to_string(),

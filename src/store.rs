@@ -118,11 +118,26 @@ fn segments(entries: &[Entry]) -> impl Iterator<Item = &[Entry]> {
 }
 
 /// What a kept segment was deflated from: its entries, and those of the segment before it, whose
-/// text it may refer to.
+/// text it may refer to, each list as a 128-bit fingerprint of its entries' ids. The lists
+/// themselves took 16 bytes per stored entry (10 MB at 10,000 pipelines); two lists of unique ids
+/// with the same fingerprint are as unlikely as a hash collision of 128 bits.
 #[derive(PartialEq, Eq, Hash)]
 struct SegmentIds {
-    previous: Box<[u64]>,
-    own: Box<[u64]>,
+    previous: u128,
+    own: u128,
+}
+
+/// The fingerprint of a list of entries, by their ids: two SipHash digests, told apart by a seed.
+fn fingerprint(entries: &[Entry]) -> u128 {
+    let digest = |seed: u8| {
+        let mut hasher = std::hash::DefaultHasher::new();
+        seed.hash(&mut hasher);
+        for entry in entries {
+            entry.id.hash(&mut hasher);
+        }
+        hasher.finish()
+    };
+    (u128::from(digest(0)) << 64) | u128::from(digest(1))
 }
 
 /// The last [`WINDOW`] bytes of the entries' text: all a following segment can refer to.
@@ -163,11 +178,10 @@ fn family_segments(
 ) -> Vec<Arc<Segment>> {
     let mut out = Vec::new();
     let mut previous: &[Entry] = &[];
+    let mut previous_ids = fingerprint(previous);
     for entries in segments(entries) {
-        let ids = SegmentIds {
-            previous: previous.iter().map(|entry| entry.id).collect(),
-            own: entries.iter().map(|entry| entry.id).collect(),
-        };
+        let ids = SegmentIds { previous: previous_ids, own: fingerprint(entries) };
+        previous_ids = ids.own;
         let segment = match cache.remove(&ids).or_else(|| kept.get(&ids).cloned()) {
             Some(segment) => segment,
             None => Arc::new(
@@ -184,8 +198,8 @@ fn family_segments(
 #[derive(Default)]
 pub struct Store {
     slots: Mutex<Slots>,
-    /// The segments of the last assembly, by the ids of their entries and of the entries before
-    /// them: a segment is deflated again only when either changed.
+    /// The segments of the last assembly, by the fingerprints of their entries and of the entries
+    /// before them: a segment is deflated again only when either changed.
     segments: Mutex<HashMap<SegmentIds, Arc<Segment>>>,
     published: RwLock<Arc<Exposition>>,
     changed: Notify,

@@ -78,8 +78,8 @@ impl Target for ConnectionsTarget {
         let mut connections = Vec::new();
         let listed = aws::for_each_page(
             |token| async move {
-                let request = scope.codeconnections.list_connections().set_next_token(token).send();
-                let page = scope.call(SERVICE, "ListConnections", request, &[]).await?;
+                let request = scope.codeconnections.list_connections().set_next_token(token);
+                let page = scope.call(SERVICE, "ListConnections", || request.send(), &[]).await?;
                 let next = aws::next_token(page.next_token());
                 Ok((page, next))
             },
@@ -148,8 +148,8 @@ impl Target for HostsTarget {
         let mut hosts = Vec::new();
         let listed = aws::for_each_page(
             |token| async move {
-                let request = scope.codeconnections.list_hosts().set_next_token(token).send();
-                let page = scope.call(SERVICE, "ListHosts", request, &[]).await?;
+                let request = scope.codeconnections.list_hosts().set_next_token(token);
+                let page = scope.call(SERVICE, "ListHosts", || request.send(), &[]).await?;
                 let next = aws::next_token(page.next_token());
                 Ok((page, next))
             },
@@ -226,9 +226,8 @@ impl Target for SyncBlockerTarget {
             .codeconnections
             .get_sync_blocker_summary()
             .resource_name(&info.resource_name)
-            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()))
-            .send();
-        match scope.call(SERVICE, "GetSyncBlockerSummary", request, &["ResourceNotFoundException"]).await {
+            .sync_type(SyncConfigurationType::from(info.sync_type.as_str()));
+        match scope.call(SERVICE, "GetSyncBlockerSummary", || request.send(), &["ResourceNotFoundException"]).await {
             Ok(output) => {
                 let active: Vec<f64> = output
                     .sync_blocker_summary()

@@ -274,15 +274,10 @@ async fn list_action_executions(scope: &Scope, pipeline: &str, execution: &str) 
     let mut runs = Vec::new();
     aws::for_each_page(
         |token| {
-            let request = scope
-                .codepipeline
-                .list_action_executions()
-                .pipeline_name(pipeline)
-                .filter(filter.clone())
-                .set_next_token(token)
-                .send();
+            let request =
+                scope.codepipeline.list_action_executions().pipeline_name(pipeline).filter(filter.clone()).set_next_token(token);
             async move {
-                let page = scope.call(super::SERVICE, "ListActionExecutions", request, &[]).await?;
+                let page = scope.call(super::SERVICE, "ListActionExecutions", || request.send(), &[]).await?;
                 let next = aws::next_token(page.next_token());
                 Ok((page, next))
             }

@@ -100,8 +100,8 @@ pub struct Execution {
 
 /// Reads one page of executions, newest first.
 async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Result<(Vec<Execution>, Option<String>), CallError> {
-    let request = scope.codepipeline.list_pipeline_executions().pipeline_name(pipeline).set_next_token(token).send();
-    let page = scope.call(super::SERVICE, "ListPipelineExecutions", request, &[]).await?;
+    let request = scope.codepipeline.list_pipeline_executions().pipeline_name(pipeline).set_next_token(token);
+    let page = scope.call(super::SERVICE, "ListPipelineExecutions", || request.send(), &[]).await?;
     let executions = page
         .pipeline_execution_summaries()
         .iter()
@@ -125,8 +125,8 @@ async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Resu
 /// The source revisions of an execution, from GetPipelineExecution: for its lead time (when the
 /// oldest was created) and its trace (the commit).
 async fn revisions(scope: &Scope, pipeline: &str, execution: &str) -> Result<Vec<Revision>, CallError> {
-    let request = scope.codepipeline.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution).send();
-    let output = scope.call(super::SERVICE, "GetPipelineExecution", request, &[]).await?;
+    let request = scope.codepipeline.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution);
+    let output = scope.call(super::SERVICE, "GetPipelineExecution", || request.send(), &[]).await?;
     Ok(output
         .pipeline_execution()
         .map(|e| e.artifact_revisions())
