@@ -10,7 +10,7 @@ pub mod anatomy;
 pub mod executions;
 pub mod trace;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ use crate::exposition::{Family, Kind, Rendered};
 use crate::intern::intern;
 use crate::signal::{Event, Route};
 use crate::target::{Outcome, Target, TargetKey};
+use crate::vecmap::VecMap;
 use anatomy::{ACTION_EXECUTIONS, ACTION_FINAL};
 
 pub const SERVICE: &str = "codepipeline";
@@ -706,11 +707,11 @@ type StageAction = (Arc<str>, Arc<str>);
 pub struct Counters {
     primed: bool,
     actions: bool,
-    stage_seen: HashMap<Arc<str>, (String, Arc<str>)>,
-    stage_counts: BTreeMap<(Arc<str>, Arc<str>), u64>,
-    action_seen: HashMap<StageAction, (String, Arc<str>)>,
+    stage_seen: VecMap<Arc<str>, (String, Arc<str>)>,
+    stage_counts: VecMap<(Arc<str>, Arc<str>), u64>,
+    action_seen: VecMap<StageAction, (String, Arc<str>)>,
     /// By stage, action and final status.
-    action_counts: BTreeMap<(StageAction, Arc<str>), u64>,
+    action_counts: VecMap<(StageAction, Arc<str>), u64>,
 }
 
 impl Counters {
@@ -727,7 +728,7 @@ impl Counters {
             {
                 self.stage_seen.insert(stage.name.clone(), latest.clone());
                 if self.primed {
-                    *self.stage_counts.entry((stage.name.clone(), latest.1.clone())).or_default() += 1;
+                    *self.stage_counts.get_or_insert_with((stage.name.clone(), latest.1.clone()), || 0) += 1;
                 }
             }
             for action in stage.actions.iter().filter(|_| self.actions) {
@@ -738,7 +739,7 @@ impl Counters {
                 {
                     self.action_seen.insert(id.clone(), latest.clone());
                     if self.primed {
-                        *self.action_counts.entry((id, latest.1.clone())).or_default() += 1;
+                        *self.action_counts.get_or_insert_with((id, latest.1.clone()), || 0) += 1;
                     }
                 }
             }

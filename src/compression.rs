@@ -53,18 +53,24 @@ impl Dictionary {
 
 /// The lines of one target in one family, as the store keeps them: deflated against their
 /// family's [`Dictionary`], which every call on the chunk must be given.
+///
+/// The lines' length and CRC-32 lead the shared buffer, ahead of the deflated bytes, rather than
+/// sitting beside its pointer: the store holds one chunk per target and family (600,000 at
+/// 10,000 pipelines), and each of its entries is 8 bytes smaller for it.
 #[derive(Debug, Clone)]
-pub struct Chunk {
-    deflated: Arc<[u8]>,
-    len: u32,
-    crc: u32,
-}
+pub struct Chunk(Arc<[u8]>);
+
+/// The bytes before a chunk's deflated lines: their length and CRC-32, little-endian.
+const CHUNK_HEADER: usize = 8;
 
 impl Chunk {
     pub fn new(lines: &[u8], dictionary: &Dictionary) -> Chunk {
         let deflated = CHUNK_DEFLATER.with_borrow_mut(|(compress, scratch)| {
             compress.reset();
             scratch.clear();
+            // A target's lines of one family are far below 4 GiB: a family's segment ends at 1 MiB.
+            scratch.extend_from_slice(&u32::try_from(lines.len()).unwrap_or(u32::MAX).to_le_bytes());
+            scratch.extend_from_slice(&crc32fast::hash(lines).to_le_bytes());
             if !dictionary.0.is_empty() {
                 compress.set_dictionary(&dictionary.0).expect("a raw deflate stream at its start takes a dictionary");
             }
@@ -73,19 +79,27 @@ impl Chunk {
             // smaller than the room the compressor asks for.
             Arc::from(&scratch[..])
         });
-        // A target's lines of one family are far below 4 GiB: a family's segment ends at 1 MiB.
-        Chunk { deflated, len: u32::try_from(lines.len()).unwrap_or(u32::MAX), crc: crc32fast::hash(lines) }
+        Chunk(deflated)
+    }
+
+    fn header(&self, at: usize) -> u32 {
+        u32::from_le_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
     }
 
     /// Whether this chunk holds exactly `lines`. The length and CRC-32 settle most answers; when
     /// both match, the chunk is inflated and compared, so a collision cannot hide a change.
     pub fn holds(&self, lines: &[u8], dictionary: &Dictionary) -> bool {
-        self.text_len() == lines.len() && self.crc == crc32fast::hash(lines) && self.inflate(dictionary)[..] == *lines
+        self.text_len() == lines.len() && self.header(4) == crc32fast::hash(lines) && self.inflate(dictionary)[..] == *lines
+    }
+
+    #[cfg(test)]
+    fn deflated_len(&self) -> usize {
+        self.0.len() - CHUNK_HEADER
     }
 
     /// The length of the lines.
     pub fn text_len(&self) -> usize {
-        self.len as usize
+        self.header(0) as usize
     }
 
     /// The lines.
@@ -96,7 +110,7 @@ impl Chunk {
             if !dictionary.0.is_empty() {
                 decompress.set_dictionary(&dictionary.0).expect("a raw inflate stream takes a dictionary");
             }
-            inflate(decompress, &self.deflated, &mut out);
+            inflate(decompress, &self.0[CHUNK_HEADER..], &mut out);
         });
         out
     }
@@ -200,6 +214,14 @@ impl Prefix {
     /// The length of the deflated prefix, as a gzip body sends it.
     pub fn deflated_len(&self) -> usize {
         self.deflated.len()
+    }
+
+    /// Segment `index` of this prefix, which was joined from `of`, as a segment sharing the
+    /// prefix's buffer: the store keeps its segments this way, so that the deflated body is held
+    /// once rather than once in the segments and again in the prefix.
+    pub fn shared_segment(&self, index: usize, of: &Segment) -> Segment {
+        let start = index.checked_sub(1).map_or(0, |previous| self.segments[previous].0);
+        Segment { deflated: self.deflated.slice(start..self.segments[index].0), crc: of.crc.clone(), len: of.len }
     }
 
     /// The number of segments, for [`Prefix::inflate`].
@@ -364,7 +386,7 @@ mod tests {
         let none = Dictionary::of(b"");
         let chunk = Chunk::new(&text, &none);
         assert_eq!(chunk.text_len(), text.len());
-        assert!(chunk.deflated.len() * 3 < text.len(), "{} bytes deflated", chunk.deflated.len());
+        assert!(chunk.deflated_len() * 3 < text.len(), "{} bytes deflated", chunk.deflated_len());
         assert_eq!(chunk.inflate(&none), text);
         assert!(chunk.holds(&text, &none));
         let mut changed = text.clone();
@@ -388,10 +410,10 @@ mod tests {
         let dictionary = Dictionary::of(&family(1));
         let (alone, against) = (Chunk::new(&family(2), &Dictionary::of(b"")), Chunk::new(&family(2), &dictionary));
         assert!(
-            against.deflated.len() * 2 < alone.deflated.len(),
+            against.deflated_len() * 2 < alone.deflated_len(),
             "{} vs {} bytes",
-            against.deflated.len(),
-            alone.deflated.len()
+            against.deflated_len(),
+            alone.deflated_len()
         );
         assert_eq!(against.inflate(&dictionary), family(2));
         assert!(against.holds(&family(2), &dictionary));

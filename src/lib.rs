@@ -37,4 +37,5 @@ pub mod store;
 pub mod target;
 pub mod telemetry;
 pub mod traces;
+pub mod vecmap;
 pub mod webconfig;

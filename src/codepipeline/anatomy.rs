@@ -20,6 +20,7 @@ use super::trace::{self, Revision};
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Histogram, Kind, Rendered};
 use crate::traces::Sink;
+use crate::vecmap::VecMap;
 
 pub static ACTION_EXECUTIONS: Family = Family {
     name: "aws_codepipeline_action_executions_total",
@@ -126,10 +127,10 @@ pub struct Anatomy {
     pending: VecDeque<Run>,
     /// The action executions counted, as hashes of their IDs, for the newest runs read.
     seen: VecDeque<(String, Vec<u64>)>,
-    actions: BTreeMap<(String, String), ActionTotals>,
-    stages: BTreeMap<String, Histogram>,
+    actions: VecMap<(String, String), ActionTotals>,
+    stages: VecMap<String, Histogram>,
     /// End and duration of each stage in the most recent run read.
-    stage_last: BTreeMap<String, (f64, f64)>,
+    stage_last: VecMap<String, (f64, f64)>,
     billed: f64,
 }
 
@@ -206,7 +207,7 @@ impl Anatomy {
             }
             self.seen[at].1.push(id);
             new.push(run.clone());
-            let totals = self.actions.entry((run.stage.clone(), run.action.clone())).or_default();
+            let totals = self.actions.get_or_insert_with((run.stage.clone(), run.action.clone()), ActionTotals::default);
             totals.executions[status] += 1;
             totals.seconds[status] += run.duration();
             if billed {
@@ -218,7 +219,7 @@ impl Anatomy {
             let duration = elapsed(start, end);
             let exemplar =
                 traced.map(|pipeline| pipeline.stage_exemplar(execution, attempt.stage, attempt.first(), duration, end));
-            let histogram = self.stages.entry(attempt.stage.to_string()).or_insert_with(|| Histogram::new(&STAGE_BUCKETS));
+            let histogram = self.stages.get_or_insert_with(attempt.stage.to_string(), || Histogram::new(&STAGE_BUCKETS));
             histogram.observe_with(duration, exemplar);
             if self.stage_last.get(attempt.stage).is_none_or(|(last_end, _)| end >= *last_end) {
                 self.stage_last.insert(attempt.stage.to_string(), (end, duration));

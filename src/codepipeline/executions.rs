@@ -7,7 +7,7 @@
 //! that reaches a final status exactly once. It is read only when GetPipelineState changed or an
 //! execution is in progress, so an idle pipeline costs no extra call.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::types::PipelineExecutionStatus;
@@ -17,6 +17,7 @@ use super::trace::Revision;
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Kind};
 use crate::exposition::{Histogram, Rendered};
+use crate::vecmap::VecMap;
 
 pub static EXECUTION_STATUS: Family = Family {
     name: "aws_codepipeline_execution_status",
@@ -149,11 +150,12 @@ pub struct History {
     /// Executions that started before this and are not remembered finished before the exporter
     /// first read the history (or were forgotten since): they are never counted.
     horizon: f64,
-    counts: BTreeMap<(String, String), u64>,
-    triggers: BTreeSet<String>,
-    durations: BTreeMap<String, Histogram>,
+    counts: VecMap<(String, String), u64>,
+    /// The trigger types seen, each once.
+    triggers: VecMap<String, ()>,
+    durations: VecMap<String, Histogram>,
     /// Start and duration of the most recent finished execution of each final status.
-    last_duration: BTreeMap<String, (f64, f64)>,
+    last_duration: VecMap<String, (f64, f64)>,
     last_success: Option<f64>,
     last_failure: Option<f64>,
     /// Lead times of the Succeeded executions counted so far; `None` until the pipeline is seen
@@ -186,10 +188,10 @@ impl Default for History {
             known: HashMap::new(),
             order: VecDeque::new(),
             horizon: f64::NEG_INFINITY,
-            counts: BTreeMap::new(),
-            triggers: BTreeSet::new(),
+            counts: VecMap::new(),
+            triggers: VecMap::new(),
             durations: DURATION_STATUSES.iter().map(|s| (s.to_string(), Histogram::new(&DURATION_BUCKETS))).collect(),
-            last_duration: BTreeMap::new(),
+            last_duration: VecMap::new(),
             last_success: None,
             last_failure: None,
             lead_times: None,
@@ -298,7 +300,7 @@ impl History {
 
     /// Takes one execution; `before` is its status and last update at the previous read.
     fn observe(&mut self, execution: &Execution, before: Option<(&str, f64)>) {
-        self.triggers.insert(execution.trigger.clone());
+        self.triggers.insert(execution.trigger.clone(), ());
         if self.newest.as_ref().is_none_or(|(start, _)| execution.start >= *start) {
             self.newest = Some((execution.start, execution.status.clone()));
         }
@@ -330,9 +332,9 @@ impl History {
                 self.ended_at_start.push_back((execution.id.clone(), execution.last_update));
             }
             if self.primed && reached {
-                *self.counts.entry((status.to_string(), execution.trigger.clone())).or_default() += 1;
+                *self.counts.get_or_insert_with((status.to_string(), execution.trigger.clone()), || 0) += 1;
                 let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, duration, execution.last_update));
-                let histogram = self.durations.entry(status.to_string()).or_insert_with(|| Histogram::new(&DURATION_BUCKETS));
+                let histogram = self.durations.get_or_insert_with(status.to_string(), || Histogram::new(&DURATION_BUCKETS));
                 histogram.observe_with(duration, exemplar);
                 if status == "Succeeded" {
                     self.pending_lead_times.push_back((execution.id.clone(), execution.last_update));
@@ -371,7 +373,7 @@ impl History {
         let current = self.newest.as_ref().map(|(_, status)| status.as_str());
         rendered.state_set(&EXECUTION_STATUS, base, PipelineExecutionStatus::values(), current);
         for status in FINAL {
-            for trigger in &self.triggers {
+            for trigger in self.triggers.keys() {
                 let count = self.counts.get(&(status.to_string(), trigger.clone())).copied().unwrap_or(0);
                 rendered.sample_with(&EXECUTIONS, base, &[("status", status), ("trigger_type", trigger)], count as f64);
             }
