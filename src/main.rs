@@ -51,6 +51,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    codepipeline_exporter::memory::configure();
     let cli = Cli::parse();
     let config = match load_config(&cli) {
         Ok(config) => config,
