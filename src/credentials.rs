@@ -7,7 +7,6 @@
 //! target with STS's code (`AccessDenied`), while the account's collectors wait for credentials
 //! rather than fail; and it renews them ahead of their expiry, so polling never meets a gap.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use aws_config::{Region, SdkConfig};
@@ -15,10 +14,8 @@ use aws_credential_types::Credentials;
 use tokio::sync::watch;
 
 use crate::aws::{self, Assumed};
-use crate::exposition::{Rendered, Selection};
-use crate::store::Store;
-use crate::target::{Health, Status, Statuses, TargetKey};
-use crate::telemetry::Telemetry;
+use crate::report::Report;
+use crate::target::{Health, TargetKey};
 
 /// The `kind` of the credentials' target, and its `service`.
 pub const KIND: &str = "credentials";
@@ -40,46 +37,36 @@ pub struct Role {
     pub external_id: Option<String>,
 }
 
-/// Where the credentials' target reports.
-#[derive(Clone)]
-pub struct Parts {
-    pub store: Arc<Store>,
-    pub statuses: Arc<Statuses>,
-    pub telemetry: Arc<Telemetry>,
-    pub selection: Arc<Selection>,
-}
-
 /// A role's renewal task. Dropping it stops renewing and removes the target's series.
 pub struct Running {
     task: tokio::task::JoinHandle<()>,
     pub assumed: Assumed,
     key: TargetKey,
-    parts: Parts,
+    report: Report,
 }
 
 impl Running {
     /// Assumes `role` with `base`'s credentials, through STS in `region`, for the account
     /// labelled `account`.
-    pub fn start(account: &str, region: &str, role: Role, base: &SdkConfig, parts: Parts) -> Running {
+    pub fn start(account: &str, region: &str, role: Role, base: &SdkConfig, report: Report) -> Running {
         let name = role.arn.rsplit('/').next().unwrap_or(&role.arn).to_string();
         let key = TargetKey { account: account.into(), region: region.into(), kind: KIND, service: SERVICE, name };
         let config = base.to_builder().region(Region::new(region.to_string())).build();
         let sts = aws_sdk_sts::Client::new(&config);
         let (sender, receiver) = watch::channel(None);
-        let task = tokio::spawn(run(sts, role, key.clone(), parts.clone(), sender));
-        Running { task, assumed: Assumed::new(receiver), key, parts }
+        let task = tokio::spawn(run(sts, role, key.clone(), report.clone(), sender));
+        Running { task, assumed: Assumed::new(receiver), key, report }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
-        self.parts.store.remove(&self.key);
-        self.parts.statuses.remove(&self.key);
+        self.report.remove(&self.key);
     }
 }
 
-async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, parts: Parts, sender: watch::Sender<Option<Credentials>>) {
+async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, report: Report, sender: watch::Sender<Option<Credentials>>) {
     let mut health = Health::default();
     let mut backoff = BACKOFF.0;
     loop {
@@ -89,7 +76,7 @@ async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, parts: Parts,
             .role_session_name("codepipeline-exporter")
             .set_external_id(role.external_id.clone())
             .send();
-        let assumed = aws::recorded(&parts.telemetry, SERVICE, "AssumeRole", request, &[]).await;
+        let assumed = aws::recorded(&report.telemetry, SERVICE, "AssumeRole", request, &[]).await;
         health.record(&key, assumed.as_ref().map(|_| ()));
         let (pause, expires) = match assumed.as_ref().ok().and_then(|output| output.credentials()) {
             Some(credentials) => {
@@ -111,12 +98,8 @@ async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, parts: Parts,
                 (pause, None)
             }
         };
-        let mut rendered = Rendered::selected(&parts.selection);
-        health.render(&mut rendered, &key);
-        parts.store.update(&key, rendered);
         let state = expires.map(|at| format!("expire at {}", httpdate::fmt_http_date(at)));
-        let next = crate::exposition::unix_seconds(SystemTime::now() + pause);
-        parts.statuses.set(&key, Status { state, ..health.status(None, Some(next)) });
+        report.publish(&key, &health, state, Some(crate::exposition::unix_seconds(SystemTime::now() + pause)));
         tokio::time::sleep(pause).await;
     }
 }

@@ -24,12 +24,10 @@ use tokio::time::Instant;
 use crate::aws::Assumed;
 use crate::aws::{CallError, QueueClients};
 use crate::config;
-use crate::exposition::{Rendered, Selection};
+use crate::report::Report;
 use crate::shard::Shard;
 use crate::signal::{Batch, Ignored, Mode, Observe, Signals};
-use crate::store::Store;
-use crate::target::{Health, Status, Statuses, TargetKey};
-use crate::telemetry::Telemetry;
+use crate::target::{Health, TargetKey};
 
 /// The `kind` and `service` of the queue's target.
 pub const KIND: &str = "events";
@@ -43,16 +41,13 @@ const ATTRIBUTES_INTERVAL: Duration = Duration::from_secs(60);
 /// The first and the longest pause after a failed call, doubled in between.
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
-/// Where the consumer reports: the signals it sends events through, and the store, statuses and
-/// telemetry of its own target.
+/// Where the consumer reports: the signals it sends events through, which of their targets this
+/// replica polls, and the health of its own target.
 #[derive(Clone)]
 pub struct Parts {
     pub signals: Arc<Signals>,
-    pub store: Arc<Store>,
-    pub statuses: Arc<Statuses>,
-    pub telemetry: Arc<Telemetry>,
     pub shard: Shard,
-    pub selection: Arc<Selection>,
+    pub report: Report,
 }
 
 /// Which account each 12-digit ID is polled as: the organization's queue routes each event by its
@@ -93,7 +88,7 @@ impl Consumer {
             name: settings.queue_name().to_string(),
         };
         let observe: Observe = {
-            let (telemetry, account) = (parts.telemetry.clone(), clients.account.clone());
+            let (telemetry, account) = (parts.report.telemetry.clone(), clients.account.clone());
             Arc::new(move |delay| telemetry.event_delay(&account, delay))
         };
         Consumer {
@@ -111,7 +106,7 @@ impl Consumer {
 
     /// Consumes the queue until the task is aborted.
     pub async fn run(mut self) {
-        self.parts.telemetry.start_events(&self.clients.account);
+        self.parts.report.telemetry.start_events(&self.clients.account);
         if let Some(assumed) = &self.assumed {
             assumed.wait().await;
         }
@@ -191,7 +186,7 @@ impl Consumer {
         let attribute = |name: QueueAttributeName| {
             attributes.attributes().and_then(|a| a.get(&name)).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
         };
-        self.parts.telemetry.set_queue_messages(
+        self.parts.report.telemetry.set_queue_messages(
             &self.clients.account,
             attribute(QueueAttributeName::ApproximateNumberOfMessages),
             attribute(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
@@ -202,7 +197,7 @@ impl Consumer {
     /// Hands one message to the targets it names, or counts why it was not used. Nothing is logged
     /// per message: a queue full of foreign events would flood the log.
     fn handle(&self, body: &str, batch: &mut Batch) {
-        let telemetry = &self.parts.telemetry;
+        let telemetry = &self.parts.report.telemetry;
         let account = &*self.clients.account;
         let envelope = match message::parse(body) {
             Ok(envelope) => envelope,
@@ -247,16 +242,12 @@ impl Consumer {
         for account in self.accounts() {
             self.parts.signals.set_mode(&account, mode);
         }
-        self.parts.telemetry.set_events_active(&self.clients.account, active);
+        self.parts.report.telemetry.set_events_active(&self.clients.account, active);
     }
 
     fn publish(&self) {
-        let mut rendered = Rendered::selected(&self.parts.selection);
-        self.health.render(&mut rendered, &self.key);
-        self.parts.store.update(&self.key, rendered);
-        let status = self.health.status(None, None);
-        let state = if status.up { "receiving" } else { "interval polling" };
-        self.parts.statuses.set(&self.key, Status { state: Some(state.into()), ..status });
+        let state = if self.health.status(None, None).up { "receiving" } else { "interval polling" };
+        self.parts.report.publish(&self.key, &self.health, Some(state.into()), None);
     }
 }
 
@@ -288,8 +279,7 @@ impl Drop for Running {
         for account in accounts {
             self.parts.signals.set_mode(&account, Mode::default());
         }
-        self.parts.telemetry.stop_events(&self.account);
-        self.parts.store.remove(&self.key);
-        self.parts.statuses.remove(&self.key);
+        self.parts.report.telemetry.stop_events(&self.account);
+        self.parts.report.remove(&self.key);
     }
 }

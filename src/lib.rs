@@ -27,6 +27,7 @@ pub mod organization;
 pub mod readiness;
 pub mod registry;
 pub mod reload;
+pub mod report;
 pub mod scheduler;
 pub mod scrape;
 pub mod shard;

@@ -6,7 +6,7 @@
 //! Organizations is a global service whose endpoint is in us-east-1, whatever regions are polled.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -16,9 +16,8 @@ use tokio::sync::watch;
 
 use crate::aws::{self, CallError, Overrides};
 use crate::config::Organization;
-use crate::exposition::{Rendered, Selection};
-use crate::store::Store;
-use crate::target::{Health, Status, Statuses, TargetKey};
+use crate::report::Report;
+use crate::target::{Health, TargetKey};
 use crate::telemetry::Telemetry;
 
 /// The `kind` and `service` of the listing's target.
@@ -101,56 +100,59 @@ async fn list_below(
         }
     };
     if ous.is_empty() {
-        let mut token = None;
-        loop {
-            let request = client.list_accounts().set_next_token(token).send();
-            let page = aws::recorded(telemetry, "organizations", "ListAccounts", request, &[]).await?;
-            keep(page.accounts());
-            token = aws::next_token(page.next_token());
-            if token.is_none() {
-                break;
-            }
-        }
+        aws::for_each_page(
+            |token| async move {
+                let request = client.list_accounts().set_next_token(token).send();
+                let page = aws::recorded(telemetry, "organizations", "ListAccounts", request, &[]).await?;
+                let next = aws::next_token(page.next_token());
+                Ok((page, next))
+            },
+            |page, _| {
+                keep(page.accounts());
+                ControlFlow::Continue(())
+            },
+        )
+        .await?;
     } else {
         let mut parents: VecDeque<String> = ous.iter().cloned().collect();
         while let Some(parent) = parents.pop_front() {
-            let mut token = None;
-            loop {
-                let request = client.list_accounts_for_parent().parent_id(&parent).set_next_token(token).send();
-                let page = aws::recorded(telemetry, "organizations", "ListAccountsForParent", request, &[]).await?;
-                keep(page.accounts());
-                token = aws::next_token(page.next_token());
-                if token.is_none() {
-                    break;
-                }
-            }
-            let mut token = None;
-            loop {
-                let request = client
-                    .list_children()
-                    .parent_id(&parent)
-                    .child_type(ChildType::OrganizationalUnit)
-                    .set_next_token(token)
-                    .send();
-                let page = aws::recorded(telemetry, "organizations", "ListChildren", request, &[]).await?;
-                parents.extend(page.children().iter().filter_map(|child| child.id()).map(str::to_string));
-                token = aws::next_token(page.next_token());
-                if token.is_none() {
-                    break;
-                }
-            }
+            let parent = &parent;
+            aws::for_each_page(
+                |token| async move {
+                    let request = client.list_accounts_for_parent().parent_id(parent).set_next_token(token).send();
+                    let page = aws::recorded(telemetry, "organizations", "ListAccountsForParent", request, &[]).await?;
+                    let next = aws::next_token(page.next_token());
+                    Ok((page, next))
+                },
+                |page, _| {
+                    keep(page.accounts());
+                    ControlFlow::Continue(())
+                },
+            )
+            .await?;
+            let mut children = Vec::new();
+            aws::for_each_page(
+                |token| async move {
+                    let request = client
+                        .list_children()
+                        .parent_id(parent)
+                        .child_type(ChildType::OrganizationalUnit)
+                        .set_next_token(token)
+                        .send();
+                    let page = aws::recorded(telemetry, "organizations", "ListChildren", request, &[]).await?;
+                    let next = aws::next_token(page.next_token());
+                    Ok((page, next))
+                },
+                |page, _| {
+                    children.extend(page.children().iter().filter_map(|child| child.id()).map(str::to_string));
+                    ControlFlow::Continue(())
+                },
+            )
+            .await?;
+            parents.extend(children);
         }
     }
     Ok(found.into_values().collect())
-}
-
-/// Where the listing reports: the store and statuses of its own target.
-#[derive(Clone)]
-pub struct Parts {
-    pub store: Arc<Store>,
-    pub statuses: Arc<Statuses>,
-    pub telemetry: Arc<Telemetry>,
-    pub selection: Arc<Selection>,
 }
 
 /// The running listing: its task, and the newest complete list. Dropping it stops the task and
@@ -159,23 +161,22 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
     pub members: watch::Receiver<Option<Vec<Member>>>,
     key: TargetKey,
-    parts: Parts,
+    report: Report,
 }
 
 impl Running {
-    pub fn start(client: aws_sdk_organizations::Client, settings: Organization, parts: Parts) -> Running {
+    pub fn start(client: aws_sdk_organizations::Client, settings: Organization, report: Report) -> Running {
         let key = TargetKey { account: KIND.into(), region: REGION.into(), kind: KIND, service: KIND, name: KIND.into() };
         let (sender, members) = watch::channel(None);
-        let task = tokio::spawn(run(client, settings, parts.clone(), key.clone(), sender));
-        Running { task, members, key, parts }
+        let task = tokio::spawn(run(client, settings, report.clone(), key.clone(), sender));
+        Running { task, members, key, report }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         self.task.abort();
-        self.parts.store.remove(&self.key);
-        self.parts.statuses.remove(&self.key);
+        self.report.remove(&self.key);
     }
 }
 
@@ -184,13 +185,13 @@ impl Drop for Running {
 async fn run(
     client: aws_sdk_organizations::Client,
     settings: Organization,
-    parts: Parts,
+    report: Report,
     key: TargetKey,
     sender: watch::Sender<Option<Vec<Member>>>,
 ) {
     let mut health = Health::default();
     loop {
-        let listed = list(&client, &parts.telemetry, &settings.include.ous, &settings.exclude.ous).await;
+        let listed = list(&client, &report.telemetry, &settings.include.ous, &settings.exclude.ous).await;
         health.record(&key, listed.as_ref().map(|_| ()));
         let count = match listed {
             Ok(members) => {
@@ -204,12 +205,8 @@ async fn run(
             }
             Err(_) => None,
         };
-        let mut rendered = Rendered::selected(&parts.selection);
-        health.render(&mut rendered, &key);
-        parts.store.update(&key, rendered);
         let known = sender.borrow().as_ref().map(Vec::len);
-        let state = known.map(|n| format!("{n} active accounts listed"));
-        parts.statuses.set(&key, Status { state, ..health.status(None, None) });
+        report.publish(&key, &health, known.map(|n| format!("{n} active accounts listed")), None);
         let pause = if count.is_some() { settings.refresh_interval } else { settings.refresh_interval.min(RETRY) };
         tokio::time::sleep(pause).await;
     }

@@ -26,6 +26,7 @@ use crate::exposition::Selection;
 use crate::organization;
 use crate::readiness::Readiness;
 use crate::registry;
+use crate::report::Report;
 use crate::shard::Shard;
 use crate::signal::Signals;
 use crate::store::Store;
@@ -280,13 +281,7 @@ impl Scheduler {
         self.listing = None;
         let Some(spec) = wanted else { return };
         let client = organization::clients(&spec.organization, spec.request_timeout, &self.overrides).await;
-        let parts = organization::Parts {
-            store: self.store.clone(),
-            statuses: self.statuses.clone(),
-            telemetry: self.telemetry.clone(),
-            selection: spec.selection.clone(),
-        };
-        let mut running = organization::Running::start(client, spec.organization.clone(), parts);
+        let mut running = organization::Running::start(client, spec.organization.clone(), self.report(&spec.selection));
         tracing::info!("listing the organization's accounts");
         // The first listing is waited for, so that start-up polls the members at once and
         // readiness covers them; a listing that fails starts with none.
@@ -294,6 +289,16 @@ impl Scheduler {
         let _ = tokio::time::timeout(deadline, running.members.wait_for(Option::is_some)).await;
         running.members.mark_unchanged();
         self.listing = Some((spec, running));
+    }
+
+    /// Where the exporter's own targets report, rendering the families of `selection`.
+    fn report(&self, selection: &Arc<Selection>) -> Report {
+        Report {
+            store: self.store.clone(),
+            statuses: self.statuses.clone(),
+            telemetry: self.telemetry.clone(),
+            selection: selection.clone(),
+        }
     }
 
     /// The SDK configuration of `account`: with its role's credentials, which are assumed (or
@@ -317,13 +322,7 @@ impl Scheduler {
             return (role.config.clone(), Some(role.running.assumed.clone()));
         }
         let base = aws::account_config(spec.request_timeout, &self.overrides, None).await;
-        let parts = credentials::Parts {
-            store: self.store.clone(),
-            statuses: self.statuses.clone(),
-            telemetry: self.telemetry.clone(),
-            selection: spec.selection.clone(),
-        };
-        let running = credentials::Running::start(&account.name, region, spec.role.clone(), &base, parts);
+        let running = credentials::Running::start(&account.name, region, spec.role.clone(), &base, self.report(&spec.selection));
         let assumed = running.assumed.clone();
         let sdk_config = aws::account_config(spec.request_timeout, &self.overrides, Some(&assumed)).await;
         self.roles.insert(account.name.clone(), AccountRole { spec, running, config: sdk_config.clone() });
@@ -443,14 +442,7 @@ impl Scheduler {
                 events::WAIT,
                 self.telemetry.clone(),
             );
-            let parts = events::Parts {
-                signals: self.signals.clone(),
-                store: self.store.clone(),
-                statuses: self.statuses.clone(),
-                telemetry: self.telemetry.clone(),
-                shard: self.shard,
-                selection: spec.selection.clone(),
-            };
+            let parts = events::Parts { signals: self.signals.clone(), shard: self.shard, report: self.report(&spec.selection) };
             tracing::info!(account = %account, queue = %spec.events.queue_url, "starting the events consumer");
             let routes = (account == ORGANIZATION).then(|| self.routes.clone());
             let consumer = Consumer::new(clients, spec.events.clone(), spec.role_arn.as_deref(), routes, assumed, parts);
