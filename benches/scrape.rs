@@ -1,5 +1,5 @@
-//! The exporter under load, as a separate process polling the simulated AWS endpoint: for 100,
-//! 1,000 and 5,000 pipelines of 5 stages and 4 actions each, the time to the first complete
+//! The exporter under load, as a separate process polling the simulated AWS endpoint: for 1,000,
+//! 5,000 and 10,000 pipelines of 5 stages and 4 actions each, the time to the first complete
 //! exposition, its size, scrape latency with 1 and 32 concurrent clients (OpenMetrics and text,
 //! gzip and identity), memory, CPU per poll cycle and per scrape, and AWS calls per
 //! pipeline-hour.
