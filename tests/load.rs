@@ -122,9 +122,11 @@ async fn thousands_of_concurrent_scrapes_while_polling_continues() {
     )
     .await;
     wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
-    // A first burst warms up caches and buffers; the later ones must not grow the heap.
+    // Two first bursts warm up caches and buffers; the later ones must not grow the heap. One
+    // burst was not always enough: on a loaded machine the heap once kept 150 KB more after the
+    // second burst than after the first, and then not a byte more after the third.
     let mut rounds = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..4 {
         let polls = simulator.calls("GetPipelineState");
         let tasks: Vec<_> = (0..CONNECTIONS)
             .map(|i| tokio::spawn(scrape_repeatedly(exporter.addr, SCRAPES_PER_CONNECTION, i % 2 == 0)))
@@ -143,10 +145,10 @@ async fn thousands_of_concurrent_scrapes_while_polling_continues() {
     // 6,400 scrapes after the warm-up: leaking even 10 bytes each would exceed this margin, while
     // the heap kept between bursts measured within 2 KiB of itself.
     assert!(
-        rounds[2] <= rounds[0] + 64 * 1024,
-        "the heap kept {} bytes after the first burst and {} after the third",
-        rounds[0],
-        rounds[2]
+        rounds[3] <= rounds[1] + 64 * 1024,
+        "the heap kept {} bytes after the second burst and {} after the fourth",
+        rounds[1],
+        rounds[3]
     );
 }
 
