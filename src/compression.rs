@@ -55,8 +55,9 @@ impl Dictionary {
 /// family's [`Dictionary`], which every call on the chunk must be given.
 ///
 /// The lines' length and CRC-32 lead the shared buffer, ahead of the deflated bytes, rather than
-/// sitting beside its pointer: the store holds one chunk per target and family (600,000 at
-/// 10,000 pipelines), and each of its entries is 8 bytes smaller for it.
+/// sitting beside its pointer: the store holds an entry per target and family (600,000 at 10,000
+/// pipelines), each with a chunk and an optional OpenMetrics one, and each entry is 16 bytes
+/// smaller for it, for 8 bytes more in each buffer.
 #[derive(Debug, Clone)]
 pub struct Chunk(Arc<[u8]>);
 

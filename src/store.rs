@@ -454,12 +454,14 @@ impl Store {
                 shared.insert(Arc::as_ptr(segment), prefix.shared_segment(index, segment));
             }
         }
-        drop((openmetrics, text));
+        // The lists keep every segment alive until all are replaced, so that no address is
+        // reused by a new segment while the map is read.
         for segment in kept.values_mut() {
             if let Some(joined) = shared.get(&Arc::as_ptr(segment)) {
                 *segment = Arc::new(joined.clone());
             }
         }
+        drop((openmetrics, text));
         *cache = kept;
         drop(cache);
         self.publish(exposition);
