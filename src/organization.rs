@@ -91,45 +91,25 @@ async fn list_below(
     ous: &[String],
 ) -> Result<Vec<Member>, CallError> {
     let mut found: BTreeMap<String, Member> = BTreeMap::new();
-    let mut keep = |accounts: &[aws_sdk_organizations::types::Account]| {
-        for account in accounts.iter().filter(|a| active(a)) {
-            if let Some(id) = account.id() {
-                let name = account.name().unwrap_or(id).to_string();
-                found.insert(id.to_string(), Member { id: id.to_string(), name });
-            }
-        }
-    };
     if ous.is_empty() {
-        aws::for_each_page(
-            |token| async move {
-                let request = client.list_accounts().set_next_token(token).send();
-                let page = aws::recorded(telemetry, "organizations", "ListAccounts", request, &[]).await?;
-                let next = aws::next_token(page.next_token());
-                Ok((page, next))
-            },
-            |page, _| {
-                keep(page.accounts());
-                ControlFlow::Continue(())
-            },
-        )
-        .await?;
+        let fetch = |token| async move {
+            let request = client.list_accounts().set_next_token(token).send();
+            let page = aws::recorded(telemetry, "organizations", "ListAccounts", request, &[]).await?;
+            let next = aws::next_token(page.next_token());
+            Ok((page.accounts.unwrap_or_default(), next))
+        };
+        keep_accounts(fetch, &mut found).await?;
     } else {
         let mut parents: VecDeque<String> = ous.iter().cloned().collect();
         while let Some(parent) = parents.pop_front() {
             let parent = &parent;
-            aws::for_each_page(
-                |token| async move {
-                    let request = client.list_accounts_for_parent().parent_id(parent).set_next_token(token).send();
-                    let page = aws::recorded(telemetry, "organizations", "ListAccountsForParent", request, &[]).await?;
-                    let next = aws::next_token(page.next_token());
-                    Ok((page, next))
-                },
-                |page, _| {
-                    keep(page.accounts());
-                    ControlFlow::Continue(())
-                },
-            )
-            .await?;
+            let fetch = |token| async move {
+                let request = client.list_accounts_for_parent().parent_id(parent).set_next_token(token).send();
+                let page = aws::recorded(telemetry, "organizations", "ListAccountsForParent", request, &[]).await?;
+                let next = aws::next_token(page.next_token());
+                Ok((page.accounts.unwrap_or_default(), next))
+            };
+            keep_accounts(fetch, &mut found).await?;
             let mut children = Vec::new();
             aws::for_each_page(
                 |token| async move {
@@ -153,6 +133,24 @@ async fn list_below(
         }
     }
     Ok(found.into_values().collect())
+}
+
+/// Keeps the active accounts of every page `fetch` returns, by ID: ListAccounts and
+/// ListAccountsForParent page the same accounts, from the whole organization or from one unit.
+async fn keep_accounts<F>(fetch: impl FnMut(Option<String>) -> F, found: &mut BTreeMap<String, Member>) -> Result<(), CallError>
+where
+    F: Future<Output = Result<(Vec<aws_sdk_organizations::types::Account>, Option<String>), CallError>>,
+{
+    aws::for_each_page(fetch, |accounts, _| {
+        for account in accounts.iter().filter(|a| active(a)) {
+            if let Some(id) = account.id() {
+                let name = account.name().unwrap_or(id).to_string();
+                found.insert(id.to_string(), Member { id: id.to_string(), name });
+            }
+        }
+        ControlFlow::Continue(())
+    })
+    .await
 }
 
 /// The running listing: its task, and the newest complete list. Dropping it stops the task and
