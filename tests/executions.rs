@@ -25,7 +25,10 @@ fn series(name: &str, extra: &str) -> String {
 }
 
 fn executions(status: &str) -> String {
-    series("aws_codepipeline_executions_total", &format!(",status=\"{status}\",trigger_type=\"Webhook\""))
+    series(
+        "aws_codepipeline_executions_total",
+        &format!(",status=\"{status}\",trigger_type=\"Webhook\",execution_type=\"STANDARD\""),
+    )
 }
 
 /// Changes the pipeline's state so that the next poll reads the history, and adds `new` executions
@@ -151,14 +154,20 @@ async fn the_duration_histogram_gets_the_right_observations() {
         "Failed",
     );
     let s = wait_for(&bed.exporter, "three observations", |s| {
-        value(s, &series("aws_codepipeline_execution_duration_seconds_count", ",status=\"Succeeded\"")) == Some(2.0)
-            && value(s, &series("aws_codepipeline_execution_duration_seconds_count", ",status=\"Failed\"")) == Some(1.0)
+        value(
+            s,
+            &series("aws_codepipeline_execution_duration_seconds_count", ",status=\"Succeeded\",execution_type=\"STANDARD\""),
+        ) == Some(2.0)
+            && value(
+                s,
+                &series("aws_codepipeline_execution_duration_seconds_count", ",status=\"Failed\",execution_type=\"STANDARD\""),
+            ) == Some(1.0)
     })
     .await;
     let buckets = |status: &str| -> BTreeMap<String, f64> {
         s.iter()
             .filter_map(|(k, v)| {
-                let prefix = format!("aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"{status}\",le=\"");
+                let prefix = format!("aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"{status}\",execution_type=\"STANDARD\",le=\"");
                 k.strip_prefix(&prefix).map(|le| (le.trim_end_matches("\"}").to_string(), *v))
             })
             .collect()
@@ -183,10 +192,19 @@ async fn the_duration_histogram_gets_the_right_observations() {
             ("+Inf", 2.0)
         ])
     );
-    assert_eq!(value(&s, &series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Succeeded\"")), Some(445.0));
+    assert_eq!(
+        value(
+            &s,
+            &series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Succeeded\",execution_type=\"STANDARD\"")
+        ),
+        Some(445.0)
+    );
     assert_eq!(buckets("Failed").get("10800"), Some(&0.0));
     assert_eq!(buckets("Failed").get("21600"), Some(&1.0), "four hours falls in the six-hour bucket");
-    assert_eq!(value(&s, &series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Failed\"")), Some(14_400.0));
+    assert_eq!(
+        value(&s, &series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Failed\",execution_type=\"STANDARD\"")),
+        Some(14_400.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,4 +279,142 @@ async fn lead_time_is_observed_once_per_succeeded_execution_and_not_replayed_aft
     wait_for_calls(&simulator, "GetPipelineState", 3).await;
     assert_eq!(value(&s, &lead("_count", "")), Some(0.0), "a restart does not replay e2");
     assert_eq!(simulator.calls("GetPipelineExecution"), 1);
+}
+
+/// A series of the executions counter: `status`, `trigger_type` and `execution_type`.
+fn counted(status: &str, trigger: &str, execution_type: &str) -> String {
+    series(
+        "aws_codepipeline_executions_total",
+        &format!(",status=\"{status}\",trigger_type=\"{trigger}\",execution_type=\"{execution_type}\""),
+    )
+}
+
+fn recovery(suffix: &str) -> String {
+    series(&format!("aws_codepipeline_recovery_duration_seconds{suffix}"), "")
+}
+
+fn lead_time_count() -> String {
+    series("aws_codepipeline_execution_lead_time_seconds_count", "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_is_no_deployment_and_its_recovery_is_observed_exactly() {
+    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let s = wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
+    assert_eq!(value(&s, &recovery("_count")), None, "a pipeline that never failed has no recovery series");
+    assert!(!s.keys().any(|k| k.contains("ROLLBACK")), "nor any ROLLBACK series");
+
+    // e2 fails in its deploy stage at 2,300 and the stage rolls back to e1, ending at 2,400.
+    push(&bed.simulator, vec![SimExecution::new("e2", "Failed", 2_000.0, 2_300.0)], "Failed");
+    let s = wait_for(&bed.exporter, "e2 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
+    assert_eq!(value(&s, &recovery("_count")), Some(0.0), "a recovery started: the histogram is there, at 0");
+    push(&bed.simulator, vec![SimExecution::rollback("r1", "Succeeded", 2_310.0, 2_400.0, "e1")], "Succeeded");
+    let s =
+        wait_for(&bed.exporter, "r1 counted", |s| value(s, &counted("Succeeded", "AutomatedRollback", "ROLLBACK")) == Some(1.0))
+            .await;
+    assert_eq!(value(&s, &executions("Succeeded")), Some(0.0), "a rollback is not a deployment");
+    assert_eq!(value(&s, &counted("Failed", "AutomatedRollback", "ROLLBACK")), Some(0.0));
+    assert_eq!(value(&s, &counted("Succeeded", "Webhook", "ROLLBACK")), None, "no series for pairs never seen");
+    assert_eq!(value(&s, &counted("Succeeded", "AutomatedRollback", "STANDARD")), None);
+    assert_eq!(value(&s, &lead_time_count()), Some(0.0), "its old revisions make no lead time");
+    assert_eq!(bed.simulator.calls("GetPipelineExecution"), 0);
+    let rollback_duration = |suffix: &str| {
+        series(
+            &format!("aws_codepipeline_execution_duration_seconds{suffix}"),
+            ",status=\"Succeeded\",execution_type=\"ROLLBACK\"",
+        )
+    };
+    assert_eq!((value(&s, &rollback_duration("_count")), value(&s, &rollback_duration("_sum"))), (Some(1.0), Some(90.0)));
+    assert_eq!((value(&s, &recovery("_count")), value(&s, &recovery("_sum"))), (Some(1.0), Some(100.0)));
+    let bucket = |le: &str| value(&s, &series("aws_codepipeline_recovery_duration_seconds_bucket", &format!(",le=\"{le}\"")));
+    assert_eq!((bucket("60"), bucket("300"), bucket("+Inf")), (Some(0.0), Some(1.0), Some(1.0)));
+
+    // Read again after a change of state: r1 is seen again and counted once.
+    let reads = bed.simulator.calls("ListPipelineExecutions");
+    push(&bed.simulator, vec![], "InProgress");
+    wait_for_calls(&bed.simulator, "ListPipelineExecutions", reads + 2).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &counted("Succeeded", "AutomatedRollback", "ROLLBACK")), Some(1.0));
+    assert_eq!(value(&s, &recovery("_count")), Some(1.0));
+
+    // e3 deploys; a person rolls it back to e1, the last good deployment before it. The recovery
+    // starts at e3's end, not at e2's, which r1 already recovered.
+    push(&bed.simulator, vec![SimExecution::new("e3", "Succeeded", 3_000.0, 3_100.0)], "Succeeded");
+    wait_for(&bed.exporter, "e3 counted", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
+    let mut r2 = SimExecution::rollback("r2", "Succeeded", 3_200.0, 3_300.0, "e1");
+    r2.trigger_type = "ManualRollback".into();
+    push(&bed.simulator, vec![r2], "Succeeded");
+    let s = wait_for(&bed.exporter, "r2 counted", |s| value(s, &counted("Succeeded", "ManualRollback", "ROLLBACK")) == Some(1.0))
+        .await;
+    assert_eq!((value(&s, &recovery("_count")), value(&s, &recovery("_sum"))), (Some(2.0), Some(300.0)));
+    assert_eq!(value(&s, &executions("Succeeded")), Some(1.0));
+    assert_eq!(value(&s, &lead_time_count()), Some(1.0), "e3's lead time only");
+    assert_eq!(bed.simulator.calls("GetPipelineExecution"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_in_a_row_make_one_recovery_ended_by_the_next_success() {
+    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
+    // Two failures read at once, newest first: the recovery starts at the older one's end.
+    push(
+        &bed.simulator,
+        vec![SimExecution::new("e3", "Failed", 2_200.0, 2_250.0), SimExecution::new("e2", "Failed", 2_000.0, 2_100.0)],
+        "Failed",
+    );
+    let s = wait_for(&bed.exporter, "two failures", |s| value(s, &executions("Failed")) == Some(2.0)).await;
+    assert_eq!(value(&s, &recovery("_count")), Some(0.0));
+    push(&bed.simulator, vec![SimExecution::new("e4", "Failed", 2_260.0, 2_280.0)], "Failed");
+    wait_for(&bed.exporter, "a third", |s| value(s, &executions("Failed")) == Some(3.0)).await;
+    push(&bed.simulator, vec![SimExecution::new("e5", "Succeeded", 2_300.0, 2_500.0)], "Succeeded");
+    let s = wait_for(&bed.exporter, "fixed forward", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
+    assert_eq!((value(&s, &recovery("_count")), value(&s, &recovery("_sum"))), (Some(1.0), Some(400.0)));
+    assert_eq!(value(&s, &series("aws_codepipeline_recovery_duration_seconds_bucket", ",le=\"300\"")), Some(0.0));
+    assert_eq!(value(&s, &series("aws_codepipeline_recovery_duration_seconds_bucket", ",le=\"900\"")), Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_that_started_before_a_restart_is_not_replayed() {
+    let simulator =
+        Simulator::start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100)).await.unwrap();
+    let first = start_exporter_unthrottled(&simulator, FAST).await;
+    wait_for(&first, "seeded", |s| value(s, &executions("Failed")).is_some()).await;
+    push(&simulator, vec![SimExecution::new("e2", "Failed", 2_000.0, 2_300.0)], "Failed");
+    wait_for(&first, "e2 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
+    first.shutdown().await;
+
+    // The second process finds e2 failed at start-up; the rollback that ends its recovery comes
+    // after, and is counted, but the recovery, whose start it did not see, is not observed.
+    let second = start_exporter_unthrottled(&simulator, FAST).await;
+    let s = wait_for(&second, "seeded again", |s| value(s, &executions("Failed")).is_some()).await;
+    assert_eq!(value(&s, &recovery("_count")), Some(0.0), "a pipeline found failing has the histogram from the start");
+    push(&simulator, vec![SimExecution::rollback("r1", "Succeeded", 2_310.0, 2_400.0, "e1")], "Succeeded");
+    let s =
+        wait_for(&second, "r1 counted", |s| value(s, &counted("Succeeded", "AutomatedRollback", "ROLLBACK")) == Some(1.0)).await;
+    assert_eq!(value(&s, &recovery("_count")), Some(0.0));
+    assert_eq!(value(&s, &executions("Failed")), Some(0.0));
+    second.shutdown().await;
+
+    // A third finds the whole story in the history and replays none of it.
+    let third = start_exporter_unthrottled(&simulator, FAST).await;
+    let s = wait_for(&third, "seeded a third time", |s| value(s, &executions("Failed")).is_some()).await;
+    wait_for_calls(&simulator, "GetPipelineState", 3).await;
+    let s2 = samples(&scrape(&third).await);
+    for s in [&s, &s2] {
+        assert_eq!(value(s, &counted("Succeeded", "AutomatedRollback", "ROLLBACK")), Some(0.0));
+        assert_eq!(value(s, &recovery("_count")), Some(0.0));
+        assert_eq!(value(s, &lead_time_count()), Some(0.0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execution_without_an_execution_type_is_standard() {
+    let mut pipeline = app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]);
+    // V1 pipelines' executions leave executionType out.
+    pipeline.pipeline_type = "V1".into();
+    let bed = start_unthrottled(world(pipeline, 100), FAST).await;
+    wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
+    push(&bed.simulator, vec![SimExecution::new("e2", "Succeeded", 2_000.0, 2_100.0)], "Succeeded");
+    let s = wait_for(&bed.exporter, "e2 counted", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
+    assert_eq!(value(&s, &lead_time_count()), Some(1.0));
 }

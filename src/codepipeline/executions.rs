@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 
-use aws_sdk_codepipeline::types::PipelineExecutionStatus;
+use aws_sdk_codepipeline::types::{ExecutionType, PipelineExecutionStatus};
 
 use super::anatomy::{Anatomy, Run, Tracing, elapsed};
 use super::trace::Revision;
@@ -26,12 +26,12 @@ pub static EXECUTION_STATUS: Family = Family {
 };
 pub static EXECUTIONS: Family = Family {
     name: "aws_codepipeline_executions_total",
-    help: "Pipeline executions seen reaching a final status since the exporter started, each once.",
+    help: "Pipeline executions seen reaching a final status since the exporter started, each once, by status, trigger and execution type (STANDARD or ROLLBACK).",
     kind: Kind::Counter,
 };
 pub static EXECUTION_DURATION: Family = Family {
     name: "aws_codepipeline_execution_duration_seconds",
-    help: "Duration of finished executions, from startTime to lastUpdateTime.",
+    help: "Duration of finished executions, from startTime to lastUpdateTime, by status and execution type.",
     kind: Kind::Histogram,
 };
 pub static EXECUTION_LAST_DURATION: Family = Family {
@@ -56,7 +56,12 @@ pub static EXECUTION_LAST_FAILURE: Family = Family {
 };
 pub static EXECUTION_LEAD_TIME: Family = Family {
     name: "aws_codepipeline_execution_lead_time_seconds",
-    help: "Lead time for changes of Succeeded executions counted since the exporter started: from the oldest source revision's creation to the execution's end.",
+    help: "Lead time for changes of Succeeded STANDARD executions counted since the exporter started: from the oldest source revision's creation to the execution's end. Rollbacks are not observed.",
+    kind: Kind::Histogram,
+};
+pub static RECOVERY_DURATION: Family = Family {
+    name: "aws_codepipeline_recovery_duration_seconds",
+    help: "Failed deployment recovery time: from the end of the STANDARD execution that broke the pipeline to the end of the next Succeeded execution (STANDARD or ROLLBACK), one observation per recovery whose start this process saw.",
     kind: Kind::Histogram,
 };
 pub static EXECUTIONS_IN_PROGRESS: Family = Family {
@@ -75,6 +80,11 @@ const DURATION_BUCKETS: [f64; 13] =
 /// Lead time bucket bounds, from 5 minutes to 7 days.
 const LEAD_TIME_BUCKETS: [f64; 11] =
     [300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 345600.0, 604800.0];
+/// Recovery time bucket bounds, from a minute to 7 days.
+const RECOVERY_BUCKETS: [f64; 11] = [60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0];
+/// The `execution_type` label of an execution: CodePipeline's own ExecutionType.
+const STANDARD: &str = "STANDARD";
+const ROLLBACK: &str = "ROLLBACK";
 /// Executions remembered per pipeline: far more than the pages one poll reads.
 const REMEMBERED: usize = 1000;
 /// Pages one poll reads at most, so that a pipeline with a long unread history cannot make one
@@ -97,6 +107,22 @@ pub struct Execution {
     pub start: f64,
     pub last_update: f64,
     pub trigger: String,
+    /// The earlier execution this one rolls back to, for a ROLLBACK execution; `None` for a
+    /// STANDARD one (an execution without `executionType` is STANDARD).
+    pub rollback: Option<Rollback>,
+}
+
+/// What a ROLLBACK execution returns to: `rollbackMetadata.rollbackTargetPipelineExecutionId`,
+/// which AWS may leave out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollback {
+    pub target: Option<String>,
+}
+
+impl Execution {
+    fn execution_type(&self) -> &'static str {
+        if self.rollback.is_some() { ROLLBACK } else { STANDARD }
+    }
 }
 
 /// Reads one page of executions, newest first.
@@ -117,24 +143,63 @@ async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Resu
                     .and_then(|t| t.trigger_type())
                     .map(|t| t.as_str().to_string())
                     .unwrap_or_else(|| "unknown".into()),
+                rollback: (e.execution_type() == Some(&ExecutionType::Rollback)).then(|| Rollback {
+                    target: e.rollback_metadata().and_then(|m| m.rollback_target_pipeline_execution_id()).map(str::to_string),
+                }),
             })
         })
         .collect();
     Ok((executions, aws::next_token(page.next_token())))
 }
 
-/// The source revisions of an execution, from GetPipelineExecution: for its lead time (when the
-/// oldest was created) and its trace (the commit).
-async fn revisions(scope: &Scope, pipeline: &str, execution: &str) -> Result<Vec<Revision>, CallError> {
+/// An execution as GetPipelineExecution details it: its source revisions, for its lead time (when
+/// the oldest was created) and its trace (the commit), and whether it is a rollback, whose
+/// revisions are old ones redeployed.
+struct Detail {
+    revisions: Vec<Revision>,
+    rollback: bool,
+}
+
+async fn detail(scope: &Scope, pipeline: &str, execution: &str) -> Result<Detail, CallError> {
     let request = scope.codepipeline.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution);
     let output = scope.call(super::SERVICE, "GetPipelineExecution", || request.send(), &[]).await?;
-    Ok(output
-        .pipeline_execution()
-        .map(|e| e.artifact_revisions())
-        .unwrap_or_default()
-        .iter()
-        .map(|r| Revision { id: r.revision_id().unwrap_or_default().to_string(), created: r.created().map(|c| c.as_secs_f64()) })
-        .collect())
+    let execution = output.pipeline_execution();
+    Ok(Detail {
+        revisions: execution
+            .map(|e| e.artifact_revisions())
+            .unwrap_or_default()
+            .iter()
+            .map(|r| Revision {
+                id: r.revision_id().unwrap_or_default().to_string(),
+                created: r.created().map(|c| c.as_secs_f64()),
+            })
+            .collect(),
+        rollback: execution.and_then(|e| e.execution_type()) == Some(&ExecutionType::Rollback),
+    })
+}
+
+/// What the history remembers of one execution.
+#[derive(Debug)]
+struct Seen {
+    status: String,
+    start: f64,
+    last_update: f64,
+    rollback: bool,
+    /// Whether this process saw the execution reach a final status, rather than finding it ended
+    /// at start-up: only such an end can start a recovery that is observed.
+    ended_here: bool,
+}
+
+/// Where a pipeline stands between a failed deployment and its recovery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Recovery {
+    /// The newest deployment that ended is good.
+    Healthy,
+    /// Broken since this end of a STANDARD execution, which this process saw.
+    Since(f64),
+    /// Broken since before this process looked: the next success ends it unobserved, so nothing is
+    /// replayed from the history found at start-up.
+    Unseen,
 }
 
 /// What the exporter knows of one pipeline's executions.
@@ -143,17 +208,19 @@ pub struct History {
     primed: bool,
     /// Set when the last read failed, so that the next poll reads again whatever the state says.
     stale: bool,
-    /// Last seen status, start and last update of each remembered execution, and their IDs in the
-    /// order first seen.
-    known: HashMap<String, (String, f64, f64)>,
+    /// What is known of each remembered execution, and their IDs in the order first seen.
+    known: HashMap<String, Seen>,
     order: VecDeque<String>,
     /// Executions that started before this and are not remembered finished before the exporter
     /// first read the history (or were forgotten since): they are never counted.
     horizon: f64,
-    counts: VecMap<(String, String), u64>,
-    /// The trigger types seen, each once.
-    triggers: VecMap<String, ()>,
-    durations: VecMap<String, Histogram>,
+    /// Executions counted by (status, trigger type, execution type).
+    counts: VecMap<(String, String, &'static str), u64>,
+    /// The trigger and execution types seen, each pair once: a pipeline that never rolled back has
+    /// no ROLLBACK series.
+    kinds: VecMap<(String, &'static str), ()>,
+    /// Durations by (status, execution type).
+    durations: VecMap<(String, &'static str), Histogram>,
     /// Start and duration of the most recent finished execution of each final status.
     last_duration: VecMap<String, (f64, f64)>,
     last_success: Option<f64>,
@@ -161,9 +228,18 @@ pub struct History {
     /// Lead times of the Succeeded executions counted so far; `None` until the pipeline is seen
     /// with a Succeeded execution.
     lead_times: Option<Histogram>,
-    /// Succeeded executions counted whose lead time is still to be read (GetPipelineExecution),
-    /// with their end: kept across a failed read so that none is lost.
+    /// Succeeded STANDARD executions counted whose lead time is still to be read
+    /// (GetPipelineExecution), with their end: kept across a failed read so that none is lost.
     pending_lead_times: VecDeque<(String, f64)>,
+    /// Executions that ended during the read under way, for the recovery, which takes them in the
+    /// order they ended rather than the listing's newest-first order.
+    ended: Vec<Execution>,
+    recovery: Recovery,
+    /// When the last recovery ended: a rollback undoes only what was deployed since.
+    recovered_at: f64,
+    /// Recovery times of the recoveries whose start this process saw; `None` until a pipeline is
+    /// first seen failing or rolling back, so that a pipeline that never failed has no series.
+    recoveries: Option<Histogram>,
     /// Start and status of the newest execution.
     newest: Option<(f64, String)>,
     /// The action executions of the executions counted final.
@@ -189,13 +265,17 @@ impl Default for History {
             order: VecDeque::new(),
             horizon: f64::NEG_INFINITY,
             counts: VecMap::new(),
-            triggers: VecMap::new(),
-            durations: DURATION_STATUSES.iter().map(|s| (s.to_string(), Histogram::new(&DURATION_BUCKETS))).collect(),
+            kinds: VecMap::new(),
+            durations: DURATION_STATUSES.iter().map(|s| ((s.to_string(), STANDARD), Histogram::new(&DURATION_BUCKETS))).collect(),
             last_duration: VecMap::new(),
             last_success: None,
             last_failure: None,
             lead_times: None,
             pending_lead_times: VecDeque::new(),
+            ended: Vec::new(),
+            recovery: Recovery::Healthy,
+            recovered_at: f64::NEG_INFINITY,
+            recoveries: None,
             newest: None,
             anatomy: Anatomy::default(),
             traced: None,
@@ -212,7 +292,7 @@ impl History {
     }
 
     pub fn in_progress(&self) -> usize {
-        self.known.values().filter(|(s, ..)| is_running(s)).count()
+        self.known.values().filter(|seen| is_running(&seen.status)).count()
     }
 
     pub fn anatomy(&self) -> &Anatomy {
@@ -238,9 +318,9 @@ impl History {
         self.traced = tracing.map(|t| t.pipeline.clone());
         self.stale = true;
         let mut running: HashSet<String> =
-            self.known.iter().filter(|(_, (s, ..))| is_running(s)).map(|(id, _)| id.clone()).collect();
+            self.known.iter().filter(|(_, seen)| is_running(&seen.status)).map(|(id, _)| id.clone()).collect();
         let mut pages = 0;
-        aws::for_each_page(
+        let listed = aws::for_each_page(
             |token| list_page(scope, pipeline, token),
             |page, more| {
                 pages += 1;
@@ -248,24 +328,31 @@ impl History {
                 if pages == MAX_PAGES { ControlFlow::Break(()) } else { next }
             },
         )
-        .await?;
+        .await;
+        // What was taken before a failed page is counted already, so its recoveries are settled
+        // too.
+        self.settle_recoveries();
+        listed?;
         self.primed = true;
         // A run's revisions serve its lead time and its trace: one GetPipelineExecution each.
         let mut read = BTreeMap::new();
         while let Some((id, end)) = self.pending_lead_times.front().cloned() {
-            let revisions = revisions(scope, pipeline, &id).await?;
-            if let Some(created) = revisions.iter().filter_map(|r| r.created).reduce(f64::min) {
+            let detail = detail(scope, pipeline, &id).await?;
+            // A rollback the summary did not mark redeploys old revisions: no lead time.
+            if !detail.rollback
+                && let Some(created) = detail.revisions.iter().filter_map(|r| r.created).reduce(f64::min)
+            {
                 let lead_time = elapsed(created, end);
                 let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&id, lead_time, end));
                 self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS)).observe_with(lead_time, exemplar);
             }
-            read.extend(revisions.into_iter().next().map(|r| (id, r)));
+            read.extend(detail.revisions.into_iter().next().map(|r| (id, r)));
             self.pending_lead_times.pop_front();
         }
         if tracing.is_some() {
             let unread: Vec<String> = self.anatomy.pending().map(|r| r.id.clone()).filter(|id| !read.contains_key(id)).collect();
             for id in unread {
-                read.extend(revisions(scope, pipeline, &id).await?.into_iter().next().map(|r| (id, r)));
+                read.extend(detail(scope, pipeline, &id).await?.revisions.into_iter().next().map(|r| (id, r)));
             }
         }
         self.anatomy.read(scope, pipeline, billed, tracing, &read).await?;
@@ -280,7 +367,7 @@ impl History {
         let mut all_finished_before = true;
         for execution in page {
             let before = match self.known.get(&execution.id) {
-                Some((status, _, last_update)) => Some((status.clone(), *last_update)),
+                Some(seen) => Some((seen.status.clone(), seen.last_update)),
                 None if execution.start < self.horizon => continue,
                 None => None,
             };
@@ -300,24 +387,42 @@ impl History {
 
     /// Takes one execution; `before` is its status and last update at the previous read.
     fn observe(&mut self, execution: &Execution, before: Option<(&str, f64)>) {
-        self.triggers.insert(execution.trigger.clone(), ());
+        let execution_type = execution.execution_type();
+        if !self.kinds.contains_key(&(execution.trigger.clone(), execution_type)) {
+            self.kinds.insert((execution.trigger.clone(), execution_type), ());
+            if execution_type == ROLLBACK {
+                // A pipeline that rolls back has its rollback durations from then on, at 0.
+                for status in DURATION_STATUSES {
+                    self.durations.get_or_insert_with((status.to_string(), ROLLBACK), || Histogram::new(&DURATION_BUCKETS));
+                }
+            }
+        }
         if self.newest.as_ref().is_none_or(|(start, _)| execution.start >= *start) {
             self.newest = Some((execution.start, execution.status.clone()));
         }
         let status = execution.status.as_str();
-        if !self.primed && status == "Succeeded" {
+        if !self.primed && status == "Succeeded" && execution_type == STANDARD {
             // A pipeline that delivers has its lead time histogram from the start, at 0, so that
             // increase() sees the first lead time counted.
             self.lead_times.get_or_insert_with(|| Histogram::new(&LEAD_TIME_BUCKETS));
         }
+        if !self.primed && (status == "Failed" || execution_type == ROLLBACK) {
+            // Likewise a pipeline that has failed or rolled back has its recovery histogram from
+            // the start.
+            self.recoveries.get_or_insert_with(|| Histogram::new(&RECOVERY_BUCKETS));
+        }
+        // Each (execution, final status) once: a retried execution that failed and then succeeded
+        // counts both outcomes.
+        let reached = is_final(status) && before.map(|(status, _)| status) != Some(status);
+        // A stage retried between two reads may end at the status it had: its last update tells,
+        // and its new action executions are read all the same.
+        let ended_again = reached || (is_final(status) && before.is_some_and(|(_, at)| at != execution.last_update));
         if is_final(status) {
             let duration = elapsed(execution.start, execution.last_update);
-            // Each (execution, final status) once: a retried execution that failed and then
-            // succeeded counts both outcomes.
-            let reached = before.map(|(status, _)| status) != Some(status);
-            // A stage retried between two reads may end at the status it had: its last update
-            // tells, and its new action executions are read all the same.
-            if self.primed && (reached || before.is_some_and(|(_, at)| at != execution.last_update)) {
+            if ended_again {
+                self.ended.push(execution.clone());
+            }
+            if self.primed && ended_again {
                 let resumed_after = self.ended_at_start.iter().find(|(id, _)| *id == execution.id).map(|(_, at)| *at);
                 self.anatomy.reached_final(Run {
                     id: execution.id.clone(),
@@ -332,11 +437,12 @@ impl History {
                 self.ended_at_start.push_back((execution.id.clone(), execution.last_update));
             }
             if self.primed && reached {
-                *self.counts.get_or_insert_with((status.to_string(), execution.trigger.clone()), || 0) += 1;
+                *self.counts.get_or_insert_with((status.to_string(), execution.trigger.clone(), execution_type), || 0) += 1;
                 let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, duration, execution.last_update));
-                let histogram = self.durations.get_or_insert_with(status.to_string(), || Histogram::new(&DURATION_BUCKETS));
+                let histogram =
+                    self.durations.get_or_insert_with((status.to_string(), execution_type), || Histogram::new(&DURATION_BUCKETS));
                 histogram.observe_with(duration, exemplar);
-                if status == "Succeeded" {
+                if status == "Succeeded" && execution_type == STANDARD {
                     self.pending_lead_times.push_back((execution.id.clone(), execution.last_update));
                 }
             }
@@ -354,15 +460,78 @@ impl History {
                 *latest = Some(execution.last_update);
             }
         }
-        if self.known.insert(execution.id.clone(), (execution.status.clone(), execution.start, execution.last_update)).is_none() {
+        let ended_here = (self.primed && ended_again) || self.known.get(&execution.id).is_some_and(|seen| seen.ended_here);
+        let seen = Seen {
+            status: execution.status.clone(),
+            start: execution.start,
+            last_update: execution.last_update,
+            rollback: execution.rollback.is_some(),
+            ended_here,
+        };
+        if self.known.insert(execution.id.clone(), seen).is_none() {
             self.order.push_back(execution.id.clone());
             if self.order.len() > REMEMBERED
                 && let Some(oldest) = self.order.pop_front()
-                && let Some((_, start, _)) = self.known.remove(&oldest)
+                && let Some(forgotten) = self.known.remove(&oldest)
             {
-                self.horizon = self.horizon.max(start);
+                self.horizon = self.horizon.max(forgotten.start);
             }
         }
+    }
+
+    /// Takes the executions that ended in this read, in the order they ended, through the
+    /// recovery: a STANDARD execution that fails breaks a good pipeline; a rollback says it broke
+    /// at the first STANDARD execution after its target that failed or that it undoes; the next
+    /// Succeeded execution, of either type, ends the recovery. Several failures in a row make one
+    /// recovery.
+    fn settle_recoveries(&mut self) {
+        let mut ended = std::mem::take(&mut self.ended);
+        ended.sort_by(|a, b| a.last_update.total_cmp(&b.last_update));
+        for execution in &ended {
+            let seen_here = self.known.get(&execution.id).is_some_and(|seen| seen.ended_here);
+            let broken = |ended_here: bool, at: f64| if ended_here { Recovery::Since(at) } else { Recovery::Unseen };
+            if let Some(rollback) = &execution.rollback {
+                let since = self.first_undone(rollback, execution.start).map(|(at, ended_here)| broken(ended_here, at));
+                self.recovery = match (self.recovery, since) {
+                    (Recovery::Since(a), Some(Recovery::Since(b))) => Recovery::Since(a.min(b)),
+                    (_, Some(since)) => since,
+                    // A rollback whose target is not remembered: broken since a time not known.
+                    (Recovery::Healthy, None) => Recovery::Unseen,
+                    (state, None) => state,
+                };
+            } else if execution.status == "Failed" && self.recovery == Recovery::Healthy {
+                self.recovery = broken(seen_here, execution.last_update);
+            }
+            if let Recovery::Since(_) = self.recovery {
+                self.recoveries.get_or_insert_with(|| Histogram::new(&RECOVERY_BUCKETS));
+            }
+            if execution.status == "Succeeded" {
+                if let (Recovery::Since(at), Some(histogram)) = (self.recovery, self.recoveries.as_mut()) {
+                    let seconds = elapsed(at, execution.last_update);
+                    let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, seconds, execution.last_update));
+                    histogram.observe_with(seconds, exemplar);
+                }
+                if self.recovery != Recovery::Healthy {
+                    self.recovered_at = execution.last_update;
+                }
+                self.recovery = Recovery::Healthy;
+            }
+        }
+    }
+
+    /// The end of the first STANDARD execution that a rollback undoes or that failed after its
+    /// target (the earliest started after the target, and before the rollback, that ended after
+    /// the last recovery), and whether this process saw it end. `None` when the target is not
+    /// remembered.
+    fn first_undone(&self, rollback: &Rollback, rollback_start: f64) -> Option<(f64, bool)> {
+        let target = self.known.get(rollback.target.as_deref()?)?;
+        self.known
+            .values()
+            .filter(|seen| !seen.rollback && seen.start > target.start && seen.start < rollback_start)
+            .filter(|seen| seen.last_update > self.recovered_at)
+            .filter(|seen| seen.status == "Failed" || seen.status == "Succeeded")
+            .min_by(|a, b| a.start.total_cmp(&b.start))
+            .map(|seen| (seen.last_update, seen.ended_here))
     }
 
     /// Renders the execution families of one pipeline; `base` holds account, region and pipeline.
@@ -373,16 +542,21 @@ impl History {
         let current = self.newest.as_ref().map(|(_, status)| status.as_str());
         rendered.state_set(&EXECUTION_STATUS, base, PipelineExecutionStatus::values(), current);
         for status in FINAL {
-            for trigger in self.triggers.keys() {
-                let count = self.counts.get(&(status.to_string(), trigger.clone())).copied().unwrap_or(0);
-                rendered.sample_with(&EXECUTIONS, base, &[("status", status), ("trigger_type", trigger)], count as f64);
+            for (trigger, execution_type) in self.kinds.keys() {
+                let count = self.counts.get(&(status.to_string(), trigger.clone(), execution_type)).copied().unwrap_or(0);
+                let labels = [("status", status), ("trigger_type", trigger.as_str()), ("execution_type", execution_type)];
+                rendered.sample_with(&EXECUTIONS, base, &labels, count as f64);
             }
         }
-        for (status, histogram) in &self.durations {
-            histogram.render(rendered, &EXECUTION_DURATION, &[base[0], base[1], base[2], ("status", status)]);
+        for ((status, execution_type), histogram) in &self.durations {
+            let labels = [base[0], base[1], base[2], ("status", status.as_str()), ("execution_type", execution_type)];
+            histogram.render(rendered, &EXECUTION_DURATION, &labels);
         }
         if let Some(lead_times) = &self.lead_times {
             lead_times.render(rendered, &EXECUTION_LEAD_TIME, base);
+        }
+        if let Some(recoveries) = &self.recoveries {
+            recoveries.render(rendered, &RECOVERY_DURATION, base);
         }
         for (status, (_, seconds)) in &self.last_duration {
             rendered.sample_with(&EXECUTION_LAST_DURATION, base, &[("status", status)], *seconds);
@@ -405,11 +579,18 @@ mod tests {
     use super::*;
 
     fn execution(id: &str, status: &str, start: f64) -> Execution {
-        Execution { id: id.into(), status: status.into(), start, last_update: start + 60.0, trigger: "Webhook".into() }
+        Execution {
+            id: id.into(),
+            status: status.into(),
+            start,
+            last_update: start + 60.0,
+            trigger: "Webhook".into(),
+            rollback: None,
+        }
     }
 
     fn counts(history: &History) -> Vec<(&str, u64)> {
-        history.counts.iter().map(|((status, _), n)| (status.as_str(), *n)).collect()
+        history.counts.iter().map(|((status, ..), n)| (status.as_str(), *n)).collect()
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct SimExecution {
     pub start: f64,
     pub last_update: f64,
     pub trigger_type: String,
+    /// For a rollback (executionType ROLLBACK), the execution it returns to, as
+    /// `rollbackMetadata.rollbackTargetPipelineExecutionId` names it; `None` for a STANDARD one.
+    pub rollback_target: Option<String>,
     /// When the source revisions of the execution were created, as GetPipelineExecution lists
     /// them.
     pub revisions_created: Vec<f64>,
@@ -84,9 +87,45 @@ impl SimExecution {
             start,
             last_update,
             trigger_type: "Webhook".into(),
+            rollback_target: None,
             revisions_created: vec![start - 600.0],
             actions: Vec::new(),
         }
+    }
+
+    /// An automated rollback to `target`, which redeploys its revisions: their creation times are
+    /// those of the target's, long before the rollback started.
+    pub fn rollback(id: &str, status: &str, start: f64, last_update: f64, target: &str) -> SimExecution {
+        SimExecution {
+            trigger_type: "AutomatedRollback".into(),
+            rollback_target: Some(target.into()),
+            revisions_created: vec![start - 86_400.0],
+            ..SimExecution::new(id, status, start, last_update)
+        }
+    }
+
+    /// The members that tell a rollback from a deployment, as ListPipelineExecutions and
+    /// GetPipelineExecution both give them: `executionType` (on V2 pipelines only; V1 executions
+    /// leave it out, which means STANDARD) and `rollbackMetadata`.
+    fn type_members(&self, pipeline_type: &str) -> Vec<(&'static str, Value)> {
+        let mut members = Vec::new();
+        match &self.rollback_target {
+            Some(target) => {
+                members.push(("executionType", text("ROLLBACK")));
+                members.push(("rollbackMetadata", map(vec![("rollbackTargetPipelineExecutionId", text(target))])));
+            }
+            None if pipeline_type == "V2" => members.push(("executionType", text("STANDARD"))),
+            None => {}
+        }
+        members
+    }
+
+    fn trigger(&self, account: &str) -> Value {
+        let detail = match self.trigger_type.as_str() {
+            "AutomatedRollback" => "arn:aws:codepipeline:::rollback".to_string(),
+            _ => format!("arn:aws:iam::{account}:user/dev"),
+        };
+        map(vec![("triggerType", text(&self.trigger_type)), ("triggerDetail", text(&detail))])
     }
 }
 
@@ -179,21 +218,17 @@ pub fn handle(world: &World, account: &str, operation: &str, input: &Value) -> R
             };
             let (start, next) = page_bounds(member(input, "nextToken"), page, pipeline.executions.len())?;
             let summaries = pipeline.executions.iter().skip(start).take(page).map(|e| {
-                map(vec![
+                let mut members = vec![
                     ("pipelineExecutionId", text(&e.id)),
                     ("status", text(&e.status)),
                     ("statusSummary", text("free text that never becomes a label")),
                     ("startTime", timestamp(e.start)),
                     ("lastUpdateTime", timestamp(e.last_update)),
-                    (
-                        "trigger",
-                        map(vec![
-                            ("triggerType", text(&e.trigger_type)),
-                            ("triggerDetail", text(&format!("arn:aws:iam::{account}:user/dev"))),
-                        ]),
-                    ),
+                    ("trigger", e.trigger(account)),
                     ("executionMode", text(&pipeline.execution_mode)),
-                ])
+                ];
+                members.extend(e.type_members(&pipeline.pipeline_type));
+                map(members)
             });
             Ok(map(vec![("pipelineExecutionSummaries", list(summaries)), ("nextToken", opt_text(next.as_deref()))]))
         }
@@ -211,16 +246,17 @@ pub fn handle(world: &World, account: &str, operation: &str, input: &Value) -> R
                     ("created", timestamp(*created)),
                 ])
             });
-            Ok(map(vec![(
-                "pipelineExecution",
-                map(vec![
-                    ("pipelineName", text(&pipeline.name)),
-                    ("pipelineVersion", int(pipeline.version.into())),
-                    ("pipelineExecutionId", text(&execution.id)),
-                    ("status", text(&execution.status)),
-                    ("artifactRevisions", list(revisions)),
-                ]),
-            )]))
+            let mut members = vec![
+                ("pipelineName", text(&pipeline.name)),
+                ("pipelineVersion", int(pipeline.version.into())),
+                ("pipelineExecutionId", text(&execution.id)),
+                ("status", text(&execution.status)),
+                ("artifactRevisions", list(revisions)),
+                ("trigger", execution.trigger(account)),
+                ("executionMode", text(&pipeline.execution_mode)),
+            ];
+            members.extend(execution.type_members(&pipeline.pipeline_type));
+            Ok(map(vec![("pipelineExecution", map(members))]))
         }
         "ListActionExecutions" => list_action_executions(world, account, input),
         "GetPipeline" => readable(world, account, input, "name").map(|p| pipeline_declaration(p, account)),

@@ -270,6 +270,15 @@ pub fn world(now: f64) -> World {
     }
     world.pipelines.insert(release.name.clone(), release);
     advance_gates(&mut world, now, now);
+    let mut storefront = SimPipeline::new(ROLLED_BACK, ROLLED_BACK_STAGES);
+    storefront.execution_mode = "SUPERSEDED".into();
+    storefront.version = 7;
+    for action in storefront.stages.iter_mut().flat_map(|stage| stage.actions.iter_mut()) {
+        action.type_id = Some(action_type(&action.name));
+    }
+    storefront.tags = vec![("team".into(), "platform".into())];
+    world.pipelines.insert(storefront.name.clone(), storefront);
+    advance_rollbacks(&mut world, now, now);
     world
 }
 
@@ -333,6 +342,105 @@ fn advance_gates(world: &mut World, now: f64, started: f64) {
     prod.retries = Some((i32::from(!blocked), 0));
 }
 
+/// The V2 pipeline that rolls back: in every five minutes from the demo's start, a run deploys,
+/// the next fails in its Deploy stage, and the stage rolls back automatically to the run before,
+/// so that a newcomer sees a deployment, a failed deployment and its recovery in the first 70 s.
+const ROLLED_BACK: &str = "storefront-api";
+const ROLLED_BACK_STAGES: &[(&str, &[&str])] =
+    &[("Source", &["Source"]), ("Build", &["Build"]), ("Deploy", &["DeployProduction"])];
+const ROLLBACK_CYCLE: f64 = 300.0;
+/// Cycles of the history before the demo started.
+const ROLLBACK_HISTORY: i64 = 4;
+
+/// One run of the rolling-back pipeline: its ID, its rollback target, and its actions as (stage,
+/// start, end, failed), in seconds from the cycle's start.
+struct CycleRun {
+    id: String,
+    target: Option<String>,
+    actions: Vec<(usize, f64, f64, bool)>,
+}
+
+/// The three runs of cycle `c`: the deployment, the failed one, and the rollback to the first.
+fn cycle_runs(c: i64) -> [CycleRun; 3] {
+    let id = |j: i64| format!("{:08x}-5a1e-4c0d-8e00-{:012x}", 0x3000_0000_u32, (c + 1_000) * 3 + j);
+    [
+        CycleRun { id: id(0), target: None, actions: vec![(0, 2.0, 5.0, false), (1, 5.0, 15.0, false), (2, 15.0, 25.0, false)] },
+        CycleRun {
+            id: id(1),
+            target: None,
+            actions: vec![(0, 30.0, 33.0, false), (1, 33.0, 43.0, false), (2, 43.0, 51.0, true)],
+        },
+        CycleRun { id: id(2), target: Some(id(0)), actions: vec![(2, 52.0, 64.0, false)] },
+    ]
+}
+
+/// Sets the rolling-back pipeline's history, stages and action executions at `now`, from the time
+/// the demo `started`.
+fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
+    let Some(pipeline) = world.pipelines.get_mut(ROLLED_BACK) else { return };
+    let current = ((now - started) / ROLLBACK_CYCLE).floor() as i64;
+    let mut executions = Vec::new();
+    // Oldest first, so that each stage ends up showing its newest run.
+    for c in current - ROLLBACK_HISTORY..=current {
+        let base = started + ROLLBACK_CYCLE * c as f64;
+        for run in cycle_runs(c) {
+            let start = base + run.actions[0].1;
+            if start > now {
+                continue;
+            }
+            let (_, _, end, failed) = run.actions[run.actions.len() - 1];
+            let end = base + end;
+            let status = match (now >= end, failed) {
+                (false, _) => "InProgress",
+                (true, false) => "Succeeded",
+                (true, true) => "Failed",
+            };
+            let mut execution = match &run.target {
+                // A rollback redeploys its target's revisions, pushed before that run started.
+                Some(target) => SimExecution::rollback(&run.id, status, start, end.min(now), target),
+                None => SimExecution::new(&run.id, status, start, end.min(now)),
+            };
+            if run.target.is_some() {
+                execution.revisions_created = vec![base + 2.0 - 120.0];
+            } else {
+                execution.revisions_created = vec![start - 120.0];
+            }
+            for (n, (stage, from, to, failed)) in run.actions.iter().enumerate() {
+                let (from, to) = (base + from, base + to);
+                if from > now {
+                    continue;
+                }
+                let (stage_name, actions) = ROLLED_BACK_STAGES[*stage];
+                let status = match (now >= to, failed) {
+                    (false, _) => "InProgress",
+                    (true, false) => "Succeeded",
+                    (true, true) => "Failed",
+                };
+                let mut action = SimActionRun::new(stage_name, actions[0], &format!("{}-{n}", run.id), status, from, to.min(now));
+                action.type_id = action_type(actions[0]);
+                action.error_code = (status == "Failed").then(|| "JobFailed".to_string());
+                execution.actions.insert(0, action);
+                // What GetPipelineState shows: the stage's newest run.
+                let stage = &mut pipeline.stages[*stage];
+                stage.latest = Some((run.id.clone(), status.to_string()));
+                stage.latest_type = Some(if run.target.is_some() { "ROLLBACK" } else { "STANDARD" }.into());
+                stage.actions[0].latest = Some(SimActionExecution {
+                    id: format!("{}-{n}", run.id),
+                    status: status.into(),
+                    last_status_change: if now >= to { to } else { from },
+                    error: (status == "Failed")
+                        .then(|| ("JobFailed".to_string(), "Stack storefront-api failed to update".to_string())),
+                    ..SimActionExecution::default()
+                });
+            }
+            executions.push(execution);
+        }
+    }
+    // ListPipelineExecutions pages newest first.
+    executions.reverse();
+    pipeline.executions = executions;
+}
+
 /// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
 /// `started` is when the demo started, which the sync blockers follow.
 pub async fn run(simulator: Simulator, started: f64) {
@@ -349,6 +457,7 @@ pub async fn run(simulator: Simulator, started: f64) {
         advance_syncs(&mut world, now);
         advance_connections(&mut world, now, started);
         advance_gates(&mut world, now, started);
+        advance_rollbacks(&mut world, now, started);
     }
 }
 
@@ -420,6 +529,7 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
                 start,
                 last_update,
                 trigger_type: scenario.trigger.into(),
+                rollback_target: None,
                 revisions_created: vec![start - 120.0 - 60.0 * (j % 5) as f64],
                 actions: action_runs(scenario, index, j, start, now),
             }
