@@ -143,3 +143,31 @@ async fn run_anatomy_adds_76_series_per_pipeline_after_a_run() {
     assert_eq!(count(name), 76);
     assert_eq!(count("service-00002-deploy"), 51, "no run read yet: the histograms and the billed seconds, at 0");
 }
+
+/// A pipeline that never rolls back gains no series from the execution type: its executions
+/// counter keeps one series per final status, all `STANDARD`, and its duration histogram the Failed
+/// and Succeeded ones; a pipeline that never failed has no recovery histogram either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_that_never_rolls_back_gains_no_series() {
+    let simulator = Simulator::start(simulator::fleet(3)).await.unwrap();
+    let exporter = start_exporter_unthrottled(&simulator, ACCOUNT).await;
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    let name = "service-00001-deploy";
+    {
+        let mut world = simulator.world();
+        let pipeline = world.pipelines.get_mut(name).unwrap();
+        pipeline.executions.insert(0, SimExecution::new("exec-1-next", "Succeeded", 1_800_000_000.0, 1_800_000_400.0));
+        pipeline.stages[4].latest = Some(("exec-1-next".into(), "Succeeded".into()));
+    }
+    let deployed = format!(
+        "aws_codepipeline_executions_total{{account=\"test\",region=\"us-east-1\",pipeline=\"{name}\",status=\"Succeeded\",trigger_type=\"Webhook\",execution_type=\"STANDARD\"}}"
+    );
+    wait_for(&exporter, "the run counted", |s| value(s, &deployed) == Some(1.0)).await;
+    let text = scrape(&exporter).await;
+    let of_pipeline: Vec<String> = samples(&text).into_keys().filter(|k| k.contains(&format!("pipeline=\"{name}\""))).collect();
+    let count = |prefix: &str| of_pipeline.iter().filter(|k| k.starts_with(prefix)).count();
+    assert_eq!(of_pipeline.iter().filter(|k| k.contains("ROLLBACK")).count(), 0);
+    assert_eq!(count("aws_codepipeline_executions_total{"), 5, "Cancelled, Failed, Stopped, Succeeded, Superseded");
+    assert_eq!(count("aws_codepipeline_execution_duration_seconds_"), 2 * (14 + 2), "Failed and Succeeded");
+    assert_eq!(count("aws_codepipeline_recovery_duration_seconds"), 0);
+}
