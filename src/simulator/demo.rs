@@ -342,13 +342,14 @@ fn advance_gates(world: &mut World, now: f64, started: f64) {
     prod.retries = Some((i32::from(!blocked), 0));
 }
 
-/// The V2 pipeline that rolls back: in every five minutes from the demo's start, a run deploys,
-/// the next fails in its Deploy stage, and the stage rolls back automatically to the run before,
-/// so that a newcomer sees a deployment, a failed deployment and its recovery in the first 70 s.
+/// The V2 pipeline that rolls back: in every minute from the demo's start, a run deploys, the next
+/// fails in its Deploy stage, and the stage rolls back automatically to the run before, so that a
+/// newcomer sees a deployment, a failed deployment and its recovery in the first 50 s, and whoever
+/// starts looking later sees the next within a minute.
 const ROLLED_BACK: &str = "storefront-api";
 const ROLLED_BACK_STAGES: &[(&str, &[&str])] =
     &[("Source", &["Source"]), ("Build", &["Build"]), ("Deploy", &["DeployProduction"])];
-const ROLLBACK_CYCLE: f64 = 300.0;
+const ROLLBACK_CYCLE: f64 = 60.0;
 /// Cycles of the history before the demo started.
 const ROLLBACK_HISTORY: i64 = 4;
 
@@ -364,13 +365,13 @@ struct CycleRun {
 fn cycle_runs(c: i64) -> [CycleRun; 3] {
     let id = |j: i64| format!("{:08x}-5a1e-4c0d-8e00-{:012x}", 0x3000_0000_u32, (c + 1_000) * 3 + j);
     [
-        CycleRun { id: id(0), target: None, actions: vec![(0, 2.0, 5.0, false), (1, 5.0, 15.0, false), (2, 15.0, 25.0, false)] },
+        CycleRun { id: id(0), target: None, actions: vec![(0, 1.0, 4.0, false), (1, 4.0, 12.0, false), (2, 12.0, 20.0, false)] },
         CycleRun {
             id: id(1),
             target: None,
-            actions: vec![(0, 30.0, 33.0, false), (1, 33.0, 43.0, false), (2, 43.0, 51.0, true)],
+            actions: vec![(0, 22.0, 25.0, false), (1, 25.0, 33.0, false), (2, 33.0, 40.0, true)],
         },
-        CycleRun { id: id(2), target: Some(id(0)), actions: vec![(2, 52.0, 64.0, false)] },
+        CycleRun { id: id(2), target: Some(id(0)), actions: vec![(2, 41.0, 50.0, false)] },
     ]
 }
 
@@ -401,7 +402,7 @@ fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
                 None => SimExecution::new(&run.id, status, start, end.min(now)),
             };
             if run.target.is_some() {
-                execution.revisions_created = vec![base + 2.0 - 120.0];
+                execution.revisions_created = vec![base + 1.0 - 120.0];
             } else {
                 execution.revisions_created = vec![start - 120.0];
             }
