@@ -202,6 +202,14 @@ enum Recovery {
     Unseen,
 }
 
+/// An execution that reached a final status, or ended again after a stage retry.
+#[derive(Debug)]
+struct Ended {
+    execution: Execution,
+    /// Whether it reached this status after start-up, and so is counted.
+    counted: bool,
+}
+
 /// What the exporter knows of one pipeline's executions.
 #[derive(Debug)]
 pub struct History {
@@ -231,9 +239,12 @@ pub struct History {
     /// Succeeded STANDARD executions counted whose lead time is still to be read
     /// (GetPipelineExecution), with their end: kept across a failed read so that none is lost.
     pending_lead_times: VecDeque<(String, f64)>,
-    /// Executions that ended during the read under way, for the recovery, which takes them in the
-    /// order they ended rather than the listing's newest-first order.
-    ended: Vec<Execution>,
+    /// Executions that ended since they were last settled: counted and taken through the recovery
+    /// in the order they ended rather than the listing's newest-first order. They wait here for
+    /// the next read when counting them would give birth to a series (see [`History::settle`]).
+    ended: Vec<Ended>,
+    /// Whether a series was born since the last settle: an execution type or trigger first seen.
+    born: bool,
     recovery: Recovery,
     /// When the last recovery ended: a rollback undoes only what was deployed since.
     recovered_at: f64,
@@ -273,6 +284,7 @@ impl Default for History {
             lead_times: None,
             pending_lead_times: VecDeque::new(),
             ended: Vec::new(),
+            born: false,
             recovery: Recovery::Healthy,
             recovered_at: f64::NEG_INFINITY,
             recoveries: None,
@@ -286,9 +298,10 @@ impl Default for History {
 
 impl History {
     /// Whether the next poll must read the history even if GetPipelineState did not change: before
-    /// the first read, after a failed read, and while an execution runs.
+    /// the first read, after a failed read, while an execution runs, and while counts wait for
+    /// their series to be published at 0.
     pub fn needs_reading(&self) -> bool {
-        !self.primed || self.stale || self.in_progress() > 0
+        !self.primed || self.stale || self.in_progress() > 0 || !self.ended.is_empty()
     }
 
     pub fn in_progress(&self) -> usize {
@@ -329,9 +342,8 @@ impl History {
             },
         )
         .await;
-        // What was taken before a failed page is counted already, so its recoveries are settled
-        // too.
-        self.settle_recoveries();
+        // What was taken before a failed page is known already, so it is settled too.
+        self.settle();
         listed?;
         self.primed = true;
         // A run's revisions serve its lead time and its trace: one GetPipelineExecution each.
@@ -390,6 +402,7 @@ impl History {
         let execution_type = execution.execution_type();
         if !self.kinds.contains_key(&(execution.trigger.clone(), execution_type)) {
             self.kinds.insert((execution.trigger.clone(), execution_type), ());
+            self.born |= self.primed;
             if execution_type == ROLLBACK {
                 // A pipeline that rolls back has its rollback durations from then on, at 0.
                 for status in DURATION_STATUSES {
@@ -420,7 +433,7 @@ impl History {
         if is_final(status) {
             let duration = elapsed(execution.start, execution.last_update);
             if ended_again {
-                self.ended.push(execution.clone());
+                self.ended.push(Ended { execution: execution.clone(), counted: self.primed && reached });
             }
             if self.primed && ended_again {
                 let resumed_after = self.ended_at_start.iter().find(|(id, _)| *id == execution.id).map(|(_, at)| *at);
@@ -435,16 +448,6 @@ impl History {
             if !self.primed && self.ended_at_start.len() < ENDED_AT_START {
                 // The seed page is newest first.
                 self.ended_at_start.push_back((execution.id.clone(), execution.last_update));
-            }
-            if self.primed && reached {
-                *self.counts.get_or_insert_with((status.to_string(), execution.trigger.clone(), execution_type), || 0) += 1;
-                let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, duration, execution.last_update));
-                let histogram =
-                    self.durations.get_or_insert_with((status.to_string(), execution_type), || Histogram::new(&DURATION_BUCKETS));
-                histogram.observe_with(duration, exemplar);
-                if status == "Succeeded" && execution_type == STANDARD {
-                    self.pending_lead_times.push_back((execution.id.clone(), execution.last_update));
-                }
             }
             if self.last_duration.get(status).is_none_or(|(start, _)| execution.start >= *start) {
                 self.last_duration.insert(status.to_string(), (execution.start, duration));
@@ -479,43 +482,97 @@ impl History {
         }
     }
 
-    /// Takes the executions that ended in this read, in the order they ended, through the
-    /// recovery: a STANDARD execution that fails breaks a good pipeline; a rollback says it broke
-    /// at the first STANDARD execution after its target that failed or that it undoes; the next
-    /// Succeeded execution, of either type, ends the recovery. Several failures in a row make one
-    /// recovery.
-    fn settle_recoveries(&mut self) {
+    /// Counts the executions that ended, and takes them through the recovery, in the order they
+    /// ended. When counting them would give birth to a series (a trigger or execution type first
+    /// seen, a status's first duration, the first lead time or recovery), the new series are
+    /// published at 0 and the counts wait for the next read: `increase()` never sees a series'
+    /// first sample as an increase, so a series born counting would hide its first count.
+    fn settle(&mut self) {
+        let mut born = std::mem::take(&mut self.born);
+        for index in 0..self.ended.len() {
+            if self.ended[index].counted {
+                born |= self.announce(index);
+            }
+        }
+        if born {
+            return;
+        }
         let mut ended = std::mem::take(&mut self.ended);
-        ended.sort_by(|a, b| a.last_update.total_cmp(&b.last_update));
-        for execution in &ended {
-            let seen_here = self.known.get(&execution.id).is_some_and(|seen| seen.ended_here);
-            let broken = |ended_here: bool, at: f64| if ended_here { Recovery::Since(at) } else { Recovery::Unseen };
-            if let Some(rollback) = &execution.rollback {
-                let since = self.first_undone(rollback, execution.start).map(|(at, ended_here)| broken(ended_here, at));
-                self.recovery = match (self.recovery, since) {
-                    (Recovery::Since(a), Some(Recovery::Since(b))) => Recovery::Since(a.min(b)),
-                    (_, Some(since)) => since,
-                    // A rollback whose target is not remembered: broken since a time not known.
-                    (Recovery::Healthy, None) => Recovery::Unseen,
-                    (state, None) => state,
-                };
-            } else if execution.status == "Failed" && self.recovery == Recovery::Healthy {
-                self.recovery = broken(seen_here, execution.last_update);
+        ended.sort_by(|a, b| a.execution.last_update.total_cmp(&b.execution.last_update));
+        for Ended { execution, counted } in &ended {
+            if *counted {
+                self.count(execution);
             }
-            if let Recovery::Since(_) = self.recovery {
-                self.recoveries.get_or_insert_with(|| Histogram::new(&RECOVERY_BUCKETS));
+            self.recover(execution);
+        }
+    }
+
+    /// Gives birth, at 0, to the series that counting `self.ended[index]` will add to, and says
+    /// whether there was any.
+    fn announce(&mut self, index: usize) -> bool {
+        let execution = &self.ended[index].execution;
+        let (status, execution_type) = (execution.status.clone(), execution.execution_type());
+        let deployed = status == "Succeeded" && execution_type == STANDARD;
+        let breaks = status == "Failed" || execution_type == ROLLBACK;
+        let mut born = false;
+        if !self.durations.contains_key(&(status.clone(), execution_type)) {
+            self.durations.insert((status, execution_type), Histogram::new(&DURATION_BUCKETS));
+            born = true;
+        }
+        if deployed && self.lead_times.is_none() {
+            self.lead_times = Some(Histogram::new(&LEAD_TIME_BUCKETS));
+            born = true;
+        }
+        if breaks && self.recoveries.is_none() {
+            self.recoveries = Some(Histogram::new(&RECOVERY_BUCKETS));
+            born = true;
+        }
+        born
+    }
+
+    /// Counts one execution that reached a final status after start-up, once.
+    fn count(&mut self, execution: &Execution) {
+        let (status, execution_type) = (execution.status.as_str(), execution.execution_type());
+        *self.counts.get_or_insert_with((status.to_string(), execution.trigger.clone(), execution_type), || 0) += 1;
+        let duration = elapsed(execution.start, execution.last_update);
+        let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, duration, execution.last_update));
+        let histogram =
+            self.durations.get_or_insert_with((status.to_string(), execution_type), || Histogram::new(&DURATION_BUCKETS));
+        histogram.observe_with(duration, exemplar);
+        if status == "Succeeded" && execution_type == STANDARD {
+            self.pending_lead_times.push_back((execution.id.clone(), execution.last_update));
+        }
+    }
+
+    /// Takes one execution that ended through the recovery: a STANDARD execution that fails
+    /// breaks a good pipeline; a rollback says it broke at the first STANDARD execution after its
+    /// target that failed or that it undoes; the next Succeeded execution, of either type, ends the
+    /// recovery. Several failures in a row make one recovery.
+    fn recover(&mut self, execution: &Execution) {
+        let seen_here = self.known.get(&execution.id).is_some_and(|seen| seen.ended_here);
+        let broken = |ended_here: bool, at: f64| if ended_here { Recovery::Since(at) } else { Recovery::Unseen };
+        if let Some(rollback) = &execution.rollback {
+            let since = self.first_undone(rollback, execution.start).map(|(at, ended_here)| broken(ended_here, at));
+            self.recovery = match (self.recovery, since) {
+                (Recovery::Since(a), Some(Recovery::Since(b))) => Recovery::Since(a.min(b)),
+                (_, Some(since)) => since,
+                // A rollback whose target is not remembered: broken since a time not known.
+                (Recovery::Healthy, None) => Recovery::Unseen,
+                (state, None) => state,
+            };
+        } else if execution.status == "Failed" && self.recovery == Recovery::Healthy {
+            self.recovery = broken(seen_here, execution.last_update);
+        }
+        if execution.status == "Succeeded" {
+            if let (Recovery::Since(at), Some(histogram)) = (self.recovery, self.recoveries.as_mut()) {
+                let seconds = elapsed(at, execution.last_update);
+                let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, seconds, execution.last_update));
+                histogram.observe_with(seconds, exemplar);
             }
-            if execution.status == "Succeeded" {
-                if let (Recovery::Since(at), Some(histogram)) = (self.recovery, self.recoveries.as_mut()) {
-                    let seconds = elapsed(at, execution.last_update);
-                    let exemplar = self.traced.as_ref().map(|p| p.run_exemplar(&execution.id, seconds, execution.last_update));
-                    histogram.observe_with(seconds, exemplar);
-                }
-                if self.recovery != Recovery::Healthy {
-                    self.recovered_at = execution.last_update;
-                }
-                self.recovery = Recovery::Healthy;
+            if self.recovery != Recovery::Healthy {
+                self.recovered_at = execution.last_update;
             }
+            self.recovery = Recovery::Healthy;
         }
     }
 
@@ -614,7 +671,15 @@ mod tests {
         // never counted.
         let older = [execution("e2", "Succeeded", 200.0), execution("e1", "Failed", 100.0)];
         assert_eq!(history.take_page(&older, true, &mut running), ControlFlow::Break(()));
+        // e3 is the first failure: its recovery histogram is born at 0, and the count waits for
+        // the next read, which the history asks for.
+        history.settle();
+        assert!(counts(&history).is_empty());
+        assert!(history.recoveries.is_some());
+        assert!(history.needs_reading());
+        history.settle();
         assert_eq!(counts(&history), [("Failed", 1)]);
+        assert!(history.ended.is_empty());
         assert_eq!(history.last_failure, Some(360.0));
 
         // Until e4 is found again, a page of known executions does not end the read.
@@ -624,7 +689,11 @@ mod tests {
         // A page with a change asks for the next; the listing ends here as it has no more pages.
         let found = [execution("e4", "Succeeded", 400.0)];
         assert_eq!(history.take_page(&found, false, &mut running), ControlFlow::Continue(()));
+        history.settle();
         assert_eq!(counts(&history), [("Failed", 1), ("Succeeded", 1)]);
+        // e4 ended the recovery that e3's failure started.
+        assert_eq!(history.recovery, Recovery::Healthy);
+        assert_eq!(history.recovered_at, 460.0);
         assert_eq!(history.in_progress(), 0);
     }
 }
