@@ -70,6 +70,7 @@ fn world() -> World {
             latest: attempt(1_700_000_000.0, "SUCCEEDED", vec![]),
             latest_successful: Some(attempt(1_700_000_000.0, "SUCCEEDED", vec![])),
             sha: "abc123".into(),
+            successful_sha: None,
         },
     );
     world.resource_syncs.insert(
@@ -78,6 +79,7 @@ fn world() -> World {
             latest: attempt(1_700_000_100.0, "FAILED", vec![]),
             latest_successful: Some(attempt(1_699_990_000.0, "SUCCEEDED", vec![])),
             sha: "def456".into(),
+            successful_sha: None,
         },
     );
     world

@@ -636,6 +636,7 @@ fn advance_syncs(world: &mut World, now: f64) {
                 latest: SimSyncAttempt { events: Vec::new(), ..attempt.clone() },
                 latest_successful,
                 sha: format!("{:040x}", k),
+                successful_sha: None,
             },
         );
         world.repository_syncs.insert((sync.link.into(), sync.branch.into(), "CFN_STACK_SYNC".into()), attempt);
