@@ -28,7 +28,9 @@ fn event(time: f64, kind: &str, text: &str) -> SimSyncEvent {
 }
 
 /// Three links on two providers (pages of two), four branches: one succeeded, one failed, one in
-/// progress and one that never synced.
+/// progress and one that never synced. Of their stacks, prod-infra is at its branch's commit,
+/// staging-infra behind it (its latest sync, of def456, failed; 0a1b2c3 is deployed), and the other
+/// two never synced.
 fn world() -> World {
     let mut world = World { page_size: 2, ..World::default() };
     for link in [
@@ -79,7 +81,7 @@ fn world() -> World {
             latest: attempt(1_700_000_100.0, "FAILED", vec![]),
             latest_successful: Some(attempt(1_699_990_000.0, "SUCCEEDED", vec![])),
             sha: "def456".into(),
-            successful_sha: None,
+            successful_sha: Some("0a1b2c3".into()),
         },
     );
     world
@@ -121,6 +123,16 @@ aws_codeconnections_repository_sync_status{account="test",region="us-east-1",rep
 aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="IN_PROGRESS"} 1
 aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="QUEUED"} 0
 aws_codeconnections_repository_sync_status{account="test",region="us-east-1",repository_link_id="11111111-aaaa-bbbb-cccc-000000000002",repository="acme/network",branch="main",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="feature-infra",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="feature-infra",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="prod-network",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="prod-network",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="FAILED"} 0
+aws_codeconnections_resource_sync_attempts_total{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",status="SUCCEEDED"} 0
+aws_codeconnections_resource_sync_behind{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_resource_sync_behind{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 1
 aws_codeconnections_resource_sync_last_success_timestamp_seconds{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 1700000000
 aws_codeconnections_resource_sync_last_success_timestamp_seconds{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 1699990000
 aws_codeconnections_resource_sync_started_timestamp_seconds{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 1700000000
@@ -160,6 +172,18 @@ fn repo_status(branch: &str, status: &str) -> String {
 fn attempts(branch: &str, status: &str) -> String {
     format!(
         "aws_codeconnections_repository_sync_attempts_total{{account=\"test\",region=\"us-east-1\",repository_link_id=\"{LINK_A}\",repository=\"acme/infra\",branch=\"{branch}\",sync_type=\"CFN_STACK_SYNC\",status=\"{status}\"}}"
+    )
+}
+
+fn behind(stack: &str) -> String {
+    format!(
+        "aws_codeconnections_resource_sync_behind{{account=\"test\",region=\"us-east-1\",resource_name=\"{stack}\",sync_type=\"CFN_STACK_SYNC\"}}"
+    )
+}
+
+fn stack_attempts(stack: &str, status: &str) -> String {
+    format!(
+        "aws_codeconnections_resource_sync_attempts_total{{account=\"test\",region=\"us-east-1\",resource_name=\"{stack}\",sync_type=\"CFN_STACK_SYNC\",status=\"{status}\"}}"
     )
 }
 
@@ -227,6 +251,74 @@ async fn a_new_failed_attempt_and_its_events_are_counted_once() {
     assert_eq!(value(&s, &events("main", "SYNC_STARTED")), Some(1.0));
     assert_eq!(value(&s, &events("main", "SYNC_FAILED")), Some(1.0));
     assert_eq!(value(&s, &repo_status("main", "FAILED")), Some(1.0));
+}
+
+fn stack_attempt(started_at: f64, status: &str) -> SimSyncAttempt {
+    SimSyncAttempt { started_at, status: status.into(), events: Vec::new() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_falls_behind_its_branch_and_catches_up_and_each_attempt_is_counted_once() {
+    let bed = start_unthrottled(world(), FAST).await;
+    wait_for(&bed.exporter, "the first polls", |_| bed.exporter.readiness.is_ready()).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &behind("prod-infra")), Some(0.0));
+    assert_eq!(
+        value(&s, &stack_attempts("prod-infra", "SUCCEEDED")),
+        Some(0.0),
+        "an attempt from before start-up is not counted"
+    );
+    assert_eq!(value(&s, &stack_attempts("prod-infra", "FAILED")), Some(0.0));
+    assert_eq!(value(&s, &behind("staging-infra")), Some(1.0), "its latest sync failed: another commit is deployed");
+    assert_eq!(value(&s, &stack_attempts("staging-infra", "FAILED")), Some(0.0));
+    assert_eq!(value(&s, &behind("feature-infra")), None, "never synced: neither at its branch nor behind it");
+    assert_eq!(value(&s, &stack_attempts("feature-infra", "SUCCEEDED")), Some(0.0));
+
+    // A push to main: a sync of the new commit starts, and the stack is behind until it succeeds.
+    let key = ("prod-infra".to_string(), "CFN_STACK_SYNC".to_string());
+    let deployed = stack_attempt(1_700_000_000.0, "SUCCEEDED");
+    let sync = |latest: SimSyncAttempt, successful: SimSyncAttempt, successful_sha: Option<&str>| SimResourceSync {
+        latest,
+        latest_successful: Some(successful),
+        sha: "bcd234".into(),
+        successful_sha: successful_sha.map(str::to_string),
+    };
+    bed.simulator
+        .world()
+        .resource_syncs
+        .insert(key.clone(), sync(stack_attempt(1_700_001_000.0, "IN_PROGRESS"), deployed.clone(), Some("abc123")));
+    let s = wait_for(&bed.exporter, "behind", |s| value(s, &behind("prod-infra")) == Some(1.0)).await;
+    assert_eq!(value(&s, &stack_attempts("prod-infra", "FAILED")), Some(0.0), "a running attempt is not counted");
+
+    // The sync fails: still behind, and the failure counted once however often it is read.
+    bed.simulator
+        .world()
+        .resource_syncs
+        .insert(key.clone(), sync(stack_attempt(1_700_001_000.0, "FAILED"), deployed, Some("abc123")));
+    wait_for(&bed.exporter, "the failure", |s| value(s, &stack_attempts("prod-infra", "FAILED")) == Some(1.0)).await;
+    wait_for_calls(&bed.simulator, "GetResourceSyncStatus", 8).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &stack_attempts("prod-infra", "FAILED")), Some(1.0));
+    assert_eq!(value(&s, &behind("prod-infra")), Some(1.0));
+
+    // A second attempt deploys the commit: at the branch again.
+    let fixed = stack_attempt(1_700_002_000.0, "SUCCEEDED");
+    bed.simulator.world().resource_syncs.insert(key, sync(fixed.clone(), fixed, None));
+    wait_for(&bed.exporter, "caught up", |s| value(s, &behind("prod-infra")) == Some(0.0)).await;
+    wait_for_calls(&bed.simulator, "GetResourceSyncStatus", 8).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &stack_attempts("prod-infra", "SUCCEEDED")), Some(1.0));
+    assert_eq!(value(&s, &stack_attempts("prod-infra", "FAILED")), Some(1.0));
+    assert_eq!(value(&s, &behind("prod-infra")), Some(0.0));
+
+    // A stack's first sync ever, after the exporter started, is a deployment to count.
+    let first = stack_attempt(1_700_003_000.0, "SUCCEEDED");
+    bed.simulator.world().resource_syncs.insert(
+        ("feature-infra".to_string(), "CFN_STACK_SYNC".to_string()),
+        SimResourceSync { latest: first.clone(), latest_successful: Some(first), sha: "cde345".into(), successful_sha: None },
+    );
+    let s = wait_for(&bed.exporter, "the first sync", |s| value(s, &behind("feature-infra")) == Some(0.0)).await;
+    assert_eq!(value(&s, &stack_attempts("feature-infra", "SUCCEEDED")), Some(1.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
