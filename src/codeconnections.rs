@@ -432,16 +432,20 @@ struct SyncCounters {
 }
 
 impl SyncCounters {
-    fn observe(&mut self, state: &RepositorySyncState) {
-        self.attempts.observe(state.started_at, &state.status, self.primed);
-        let started = (state.started_at * 1000.0) as i64;
-        if self.seen_attempt != Some(started) {
-            self.seen_attempt = Some(started);
-            self.seen_events.clear();
-        }
-        for event in &state.events {
-            if self.seen_events.insert(event.clone()) && self.primed {
-                *self.events.entry(event.kind.clone()).or_default() += 1;
+    /// Takes one answer: the branch's latest attempt, or `None` when it never synced, which primes
+    /// the counters as much as an attempt does, so that the branch's first sync is counted.
+    fn observe(&mut self, state: Option<&RepositorySyncState>) {
+        if let Some(state) = state {
+            self.attempts.observe(state.started_at, &state.status, self.primed);
+            let started = (state.started_at * 1000.0) as i64;
+            if self.seen_attempt != Some(started) {
+                self.seen_attempt = Some(started);
+                self.seen_events.clear();
+            }
+            for event in &state.events {
+                if self.seen_events.insert(event.clone()) && self.primed {
+                    *self.events.entry(event.kind.clone()).or_default() += 1;
+                }
             }
         }
         self.primed = true;
@@ -491,13 +495,12 @@ impl Target for RepositorySyncTarget {
                         })
                         .collect(),
                 });
-                if let Some(state) = &state {
-                    self.counters.observe(state);
-                }
+                self.counters.observe(state.as_ref());
                 self.last = Some(state);
                 Outcome::Polled
             }
             Err(err) if err.code == "ResourceNotFoundException" => {
+                self.counters.observe(None);
                 self.last = Some(None);
                 Outcome::Polled
             }
@@ -699,27 +702,36 @@ mod tests {
     fn sync_counters_count_each_outcome_and_event_once_and_not_on_the_first_poll() {
         let mut counters = SyncCounters::default();
         // What is there when the exporter starts is history: recorded, not counted.
-        counters.observe(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")]));
-        counters.observe(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")]));
+        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")])));
+        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")])));
         assert!(counters.attempts.counts.is_empty() && counters.events.is_empty());
 
         // A new attempt: its events are counted as they appear, its outcome once it is final.
-        counters.observe(&state(200.0, "IN_PROGRESS", &[(200_500, "SYNC_STARTED")]));
+        counters.observe(Some(&state(200.0, "IN_PROGRESS", &[(200_500, "SYNC_STARTED")])));
         assert_eq!(counts(&counters.events), [("SYNC_STARTED", 1)]);
         assert!(counters.attempts.counts.is_empty());
-        counters.observe(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")]));
-        counters.observe(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")]));
+        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")])));
+        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")])));
         assert_eq!(counts(&counters.attempts.counts), [("FAILED", 1)]);
         assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 1)]);
 
         // An attempt that started and finished between two polls is counted whole.
-        counters.observe(&state(300.0, "SUCCEEDED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")]));
+        counters.observe(Some(&state(300.0, "SUCCEEDED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")])));
         assert_eq!(counts(&counters.attempts.counts), [("FAILED", 1), ("SUCCEEDED", 1)]);
         assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 2), ("SYNC_SUCCEEDED", 1)]);
 
         // The same attempt retried to another final status counts that status too.
-        counters.observe(&state(300.0, "FAILED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")]));
+        counters.observe(Some(&state(300.0, "FAILED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")])));
         assert_eq!(counts(&counters.attempts.counts), [("FAILED", 2), ("SUCCEEDED", 1)]);
+    }
+
+    #[test]
+    fn the_first_sync_of_a_branch_that_never_synced_is_counted() {
+        let mut counters = SyncCounters::default();
+        counters.observe(None);
+        counters.observe(Some(&state(100.0, "SUCCEEDED", &[(100_500, "SYNC_STARTED")])));
+        assert_eq!(counts(&counters.attempts.counts), [("SUCCEEDED", 1)]);
+        assert_eq!(counts(&counters.events), [("SYNC_STARTED", 1)]);
     }
 
     #[test]

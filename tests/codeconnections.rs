@@ -253,6 +253,27 @@ async fn a_new_failed_attempt_and_its_events_are_counted_once() {
     assert_eq!(value(&s, &repo_status("main", "FAILED")), Some(1.0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_sync_of_a_branch_that_never_synced_is_counted() {
+    let bed = start_unthrottled(world(), FAST).await;
+    let never = repo_status("feature/new", "SUCCEEDED");
+    let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &never) == Some(0.0)).await;
+    assert_eq!(value(&s, &attempts("feature/new", "SUCCEEDED")), Some(0.0));
+    bed.simulator.world().repository_syncs.insert(
+        (LINK_A.into(), "feature/new".into(), "CFN_STACK_SYNC".into()),
+        SimSyncAttempt {
+            started_at: 1_700_002_000.0,
+            status: "SUCCEEDED".into(),
+            events: vec![event(1_700_002_001.0, "SYNC_STARTED", "Started")],
+        },
+    );
+    wait_for(&bed.exporter, "the first sync", |s| value(s, &never) == Some(1.0)).await;
+    wait_for_calls(&bed.simulator, "GetRepositorySyncStatus", 8).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &attempts("feature/new", "SUCCEEDED")), Some(1.0));
+    assert_eq!(value(&s, &events("feature/new", "SYNC_STARTED")), Some(1.0));
+}
+
 fn stack_attempt(started_at: f64, status: &str) -> SimSyncAttempt {
     SimSyncAttempt { started_at, status: status.into(), events: Vec::new() }
 }
