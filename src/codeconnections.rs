@@ -90,6 +90,13 @@ pub static RESOURCE_SYNC_ATTEMPTS: Family = Family {
 /// The state the status page shows for a branch or stack that never synced.
 const NEVER_SYNCED: &str = "NEVER_SYNCED";
 
+/// Event types that keep their name in `type`, per repository sync; later ones count as `other`.
+const EVENT_TYPES_NAMED: usize = 16;
+/// The longest event type that keeps its name.
+const EVENT_TYPE_MAX_LEN: usize = 32;
+/// The `type` of every event whose type is not named.
+const OTHER_EVENT_TYPE: &str = "other";
+
 /// Statuses after which a repository or resource sync attempt is counted.
 const ATTEMPT_FINAL: [&str; 2] = ["FAILED", "SUCCEEDED"];
 
@@ -444,11 +451,24 @@ impl SyncCounters {
             }
             for event in &state.events {
                 if self.seen_events.insert(event.clone()) && self.primed {
-                    *self.events.entry(event.kind.clone()).or_default() += 1;
+                    let kind = self.event_type(&event.kind).to_string();
+                    *self.events.entry(kind).or_default() += 1;
                 }
             }
         }
         self.primed = true;
+    }
+
+    /// The `type` label of an event. AWS's model makes the type a free string and documents no
+    /// values, so only a type shaped like an enum token (upper-case letters, digits and `_`, at
+    /// most 32 characters) keeps its name, and only the first 16 of them: anything else is
+    /// `other`, so that a sync has at most 17 series of events.
+    fn event_type<'a>(&self, kind: &'a str) -> &'a str {
+        let token = !kind.is_empty()
+            && kind.len() <= EVENT_TYPE_MAX_LEN
+            && kind.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        let named = self.events.len() - usize::from(self.events.contains_key(OTHER_EVENT_TYPE));
+        if token && (self.events.contains_key(kind) || named < EVENT_TYPES_NAMED) { kind } else { OTHER_EVENT_TYPE }
     }
 }
 
@@ -723,6 +743,27 @@ mod tests {
         // The same attempt retried to another final status counts that status too.
         counters.observe(Some(&state(300.0, "FAILED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")])));
         assert_eq!(counts(&counters.attempts.counts), [("FAILED", 2), ("SUCCEEDED", 1)]);
+    }
+
+    #[test]
+    fn event_types_keep_their_name_when_shaped_like_tokens_and_only_the_first_16() {
+        let mut counters = SyncCounters::default();
+        counters.observe(None);
+        let token_32 = "A".repeat(32);
+        let token_33 = "A".repeat(33);
+        let mut events: Vec<(i64, &str)> =
+            vec![(1, "SYNC_STARTED"), (2, "Sync started"), (3, ""), (4, "sync_failed"), (5, &token_33), (6, &token_32)];
+        let tokens: Vec<String> = (0..20).map(|n| format!("TYPE_{n:02}")).collect();
+        events.extend(tokens.iter().enumerate().map(|(n, kind)| (100 + n as i64, kind.as_str())));
+        // A type already named keeps its name after the 16 are taken.
+        events.push((200, "SYNC_STARTED"));
+        counters.observe(Some(&state(100.0, "IN_PROGRESS", &events)));
+        let mut expected: Vec<(&str, u64)> = vec![("SYNC_STARTED", 2), (&token_32, 1)];
+        expected.extend(tokens[..14].iter().map(|kind| (kind.as_str(), 1)));
+        // Free text, an empty type, lower case, 33 characters, and the tokens after the 16th.
+        expected.push(("other", 4 + 6));
+        expected.sort();
+        assert_eq!(counts(&counters.events), expected);
     }
 
     #[test]

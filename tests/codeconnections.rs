@@ -310,6 +310,35 @@ async fn a_new_failed_attempt_and_its_events_are_counted_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_distinct_event_types_make_at_most_17_series() {
+    let bed = start_unthrottled(world(), FAST).await;
+    wait_for(&bed.exporter, "the first poll", |s| value(s, &repo_status("main", "SUCCEEDED")) == Some(1.0)).await;
+    // Four shapes in turn: a token, free text, lower case, and a token of 37 characters.
+    let kind = |i: usize| match i % 4 {
+        0 => format!("EVENT_{i:04}"),
+        1 => format!("Deployment {i} of the stack started"),
+        2 => format!("event_{i}"),
+        _ => format!("VERY_LONG_EVENT_TYPE_NAME_NUMBER_{i:04}"),
+    };
+    let attempt = SimSyncAttempt {
+        started_at: 1_700_001_000.0,
+        status: "IN_PROGRESS".into(),
+        events: (0..1000).map(|i| event(1_700_001_000.0 + i as f64, &kind(i), "Event")).collect(),
+    };
+    bed.simulator.world().repository_syncs.insert((LINK_A.into(), "main".into(), "CFN_STACK_SYNC".into()), attempt);
+    let s = wait_for(&bed.exporter, "the events", |s| value(s, &repo_status("main", "IN_PROGRESS")) == Some(1.0)).await;
+    let series: Vec<(&String, &f64)> = s
+        .iter()
+        .filter(|(k, _)| k.starts_with("aws_codeconnections_repository_sync_events_total{") && k.contains("branch=\"main\","))
+        .collect();
+    // The first 16 tokens keep their names; the other 984 values count as `other`.
+    let mut expected: Vec<(String, f64)> = (0..16).map(|n| (events("main", &format!("EVENT_{:04}", n * 4)), 1.0)).collect();
+    expected.push((events("main", "other"), 984.0));
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(series.into_iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_sync_of_a_branch_that_never_synced_is_counted() {
     let bed = start_unthrottled(world(), FAST).await;
     let never = repo_status("feature/new", "SUCCEEDED");
