@@ -2,10 +2,16 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use codepipeline_exporter::exporter::Running;
 use codepipeline_exporter::simulator::{
-    Fault, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent, World,
+    Fault, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, SimSyncEvent, Simulator, World, demo,
 };
-use common::{error_count, samples, scrape, start_unthrottled, target_up, value, wait_for, wait_for_calls};
+use common::{
+    error_count, samples, scrape, start_exporter_unthrottled, start_unthrottled, target_up, value, wait_for, wait_for_calls,
+};
 
 const FAST: &str = "interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n";
 
@@ -487,4 +493,55 @@ async fn removed_sync_configurations_and_links_disappear() {
     let s = wait_for(&bed.exporter, "removal", |s| !s.keys().any(|k| k.contains("acme/network") || k.contains("staging"))).await;
     assert!(!s.keys().any(|k| k.contains("prod-network") || k.contains("staging-infra")), "their resources go too");
     assert_eq!(value(&s, &repo_status("main", "SUCCEEDED")), Some(1.0));
+}
+
+/// Scrapes until `done` holds, for up to 90 s: the demo's steps come tens of seconds apart, beyond
+/// what `wait_for` waits.
+async fn wait_long(exporter: &Running, what: &str, done: impl Fn(&BTreeMap<String, f64>) -> bool) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = samples(&scrape(exporter).await);
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "the demo never showed {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The demo's timeline as the exporter sees it, with the demo started 15 seconds ago: prod-platform
+/// is at its branch, falls behind with the push 20 s in, and catches up when that sync succeeds at
+/// 55 s; observability's second blocker, created 40 s before the start, is resolved at 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn within_90_seconds_the_demo_shows_a_stack_behind_its_branch_and_a_blocker_resolved() {
+    // A whole second, so that the blocker's time to resolve is exact.
+    let started = (demo::unix_now() - 15.0).floor();
+    let simulator = Simulator::start(demo::world(started)).await.unwrap();
+    tokio::spawn(demo::run(simulator.clone(), started));
+    let exporter = start_exporter_unthrottled(
+        &simulator,
+        "interval: 500ms\nactive_interval: 500ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n",
+    )
+    .await;
+    let labels =
+        |stack: &str| format!("account=\"test\",region=\"us-east-1\",resource_name=\"{stack}\",sync_type=\"CFN_STACK_SYNC\"");
+    let behind = format!("aws_codeconnections_resource_sync_behind{{{}}}", labels("prod-platform"));
+    let succeeded =
+        format!("aws_codeconnections_resource_sync_attempts_total{{{},status=\"SUCCEEDED\"}}", labels("prod-platform"));
+    let active = format!("aws_codeconnections_sync_blockers_active{{{}}}", labels("observability"));
+    let resolved = format!("aws_codeconnections_sync_blockers_resolved_total{{{}}}", labels("observability"));
+    let resolve_time = format!("aws_codeconnections_sync_blocker_resolve_duration_seconds_sum{{{}}}", labels("observability"));
+
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    let s = samples(&scrape(&exporter).await);
+    assert_eq!(value(&s, &behind), Some(0.0), "at its branch");
+    assert_eq!(value(&s, &active), Some(2.0));
+    let s = wait_long(&exporter, "the stack behind", |s| value(s, &behind) == Some(1.0)).await;
+    assert_eq!(value(&s, &succeeded), Some(0.0));
+    let s = wait_long(&exporter, "the stack caught up", |s| value(s, &behind) == Some(0.0)).await;
+    assert_eq!(value(&s, &succeeded), Some(1.0), "the sync that caught up, counted");
+    let s = wait_long(&exporter, "the blocker resolved", |s| value(s, &resolved) == Some(1.0)).await;
+    assert_eq!(value(&s, &resolve_time), Some(100.0));
+    assert_eq!(value(&s, &active), Some(1.0), "the old blocker stays until 5 minutes in");
+    assert!(demo::unix_now() - started < 90.0, "all within 90 s of the demo's start");
 }
