@@ -5,7 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use codepipeline_exporter::simulator::{self, SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{
+    self, SimActionRun, SimExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
+    Simulator, World,
+};
 use common::{family, samples, scrape, start_exporter_unthrottled, value, wait_for};
 
 const ACCOUNT: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n      connections: false\n";
@@ -142,4 +145,43 @@ async fn run_anatomy_adds_76_series_per_pipeline_after_a_run() {
     };
     assert_eq!(count(name), 76);
     assert_eq!(count("service-00002-deploy"), 51, "no run read yet: the histograms and the billed seconds, at 0");
+}
+
+/// The series a stack synced by Git sync costs, as docs/metrics.md gives them: every series
+/// labelled with the stack (its sync configuration, status, deployments, blockers) and the health
+/// series of its two targets (`resource_sync` and `sync_blocker`). The time-to-resolve histogram
+/// is 13 of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_a_synced_stack_costs() {
+    let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
+    let mut world = World::default();
+    world.repository_links.insert(link.id.clone(), link);
+    world.sync_configurations.push(SimSyncConfiguration {
+        repository_link_id: "l1".into(),
+        branch: "main".into(),
+        sync_type: "CFN_STACK_SYNC".into(),
+        resource_name: "prod-infra".into(),
+        config_file: None,
+    });
+    let deployed = SimSyncAttempt { started_at: 1_700_000_000.0, status: "SUCCEEDED".into(), events: Vec::new() };
+    world.resource_syncs.insert(
+        ("prod-infra".into(), "CFN_STACK_SYNC".into()),
+        SimResourceSync { latest: deployed.clone(), latest_successful: Some(deployed), sha: "abc".into(), successful_sha: None },
+    );
+    let simulator = Simulator::start(world).await.unwrap();
+    let exporter = start_exporter_unthrottled(
+        &simulator,
+        "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n    codeconnections:\n      connections: false\n",
+    )
+    .await;
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    let text = scrape(&exporter).await;
+    let stack = samples(&text)
+        .into_keys()
+        .filter(|k| k.contains("resource_name=\"prod-infra\"") || k.contains("name=\"prod-infra/CFN_STACK_SYNC\""))
+        .count();
+    assert_eq!(stack, 29);
+    let histogram =
+        samples(&text).into_keys().filter(|k| k.starts_with("aws_codeconnections_sync_blocker_resolve_duration_seconds")).count();
+    assert_eq!(histogram, 13);
 }
