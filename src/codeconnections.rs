@@ -76,11 +76,28 @@ pub static RESOURCE_SYNC_LAST_SUCCESS: Family = Family {
     help: "When the latest successful sync attempt of the resource started, in seconds since the epoch.",
     kind: Kind::Gauge,
 };
+pub static RESOURCE_SYNC_BEHIND: Family = Family {
+    name: "aws_codeconnections_resource_sync_behind",
+    help: "1 while the desired commit of the resource differs from the commit its latest successful sync deployed, 0 when they match; absent before a successful sync.",
+    kind: Kind::Gauge,
+};
+pub static RESOURCE_SYNC_ATTEMPTS: Family = Family {
+    name: "aws_codeconnections_resource_sync_attempts_total",
+    help: "Sync attempts of the resource seen reaching SUCCEEDED or FAILED since the exporter started.",
+    kind: Kind::Counter,
+};
 
 /// The state the status page shows for a branch or stack that never synced.
 const NEVER_SYNCED: &str = "NEVER_SYNCED";
 
-/// Statuses after which a repository sync attempt is counted.
+/// Event types that keep their name in `type`, per repository sync; later ones count as `other`.
+const EVENT_TYPES_NAMED: usize = 16;
+/// The longest event type that keeps its name.
+const EVENT_TYPE_MAX_LEN: usize = 32;
+/// The `type` of every event whose type is not named.
+const OTHER_EVENT_TYPE: &str = "other";
+
+/// Statuses after which a repository or resource sync attempt is counted.
 const ATTEMPT_FINAL: [&str; 2] = ["FAILED", "SUCCEEDED"];
 
 /// A repository link, as ListRepositoryLinks describes it.
@@ -377,13 +394,44 @@ impl RepositorySyncInfo {
     }
 }
 
+/// Counts the latest attempt of a repository sync or a resource once by its final status, when it
+/// reaches one. AWS gives only the latest attempt, so one that starts and ends between two polls
+/// is counted whole, and one overtaken by the next between two polls is missed.
+#[derive(Debug, Default)]
+struct AttemptCounter {
+    /// The attempt (start in milliseconds, final status) counted last.
+    counted: Option<(i64, String)>,
+    counts: BTreeMap<String, u64>,
+}
+
+impl AttemptCounter {
+    /// `primed` is false on the first poll, which only records the attempt there so that a restart
+    /// does not replay old failures.
+    fn observe(&mut self, started_at: f64, status: &str, primed: bool) {
+        let attempt = ((started_at * 1000.0) as i64, status.to_string());
+        if ATTEMPT_FINAL.contains(&status) && self.counted.as_ref() != Some(&attempt) {
+            if primed {
+                *self.counts.entry(attempt.1.clone()).or_default() += 1;
+            }
+            self.counted = Some(attempt);
+        }
+    }
+
+    /// Both final statuses, at 0 until counted, so that `increase()` sees the first attempt.
+    fn render(&self, rendered: &mut Rendered, family: &'static Family, labels: &[(&str, &str)]) {
+        for status in ATTEMPT_FINAL {
+            let count = self.counts.get(status).copied().unwrap_or(0);
+            rendered.sample_with(family, labels, &[("status", status)], count as f64);
+        }
+    }
+}
+
 /// Counts each attempt's outcome and each event once, except on the first poll, which only records
 /// what is there so that a restart does not replay old failures.
 #[derive(Debug, Default)]
 struct SyncCounters {
     primed: bool,
-    counted_attempt: Option<(i64, String)>,
-    attempts: BTreeMap<String, u64>,
+    attempts: AttemptCounter,
     /// The events already seen of the current attempt; older attempts' events are not returned again.
     seen_attempt: Option<i64>,
     seen_events: HashSet<Event>,
@@ -391,25 +439,36 @@ struct SyncCounters {
 }
 
 impl SyncCounters {
-    fn observe(&mut self, state: &RepositorySyncState) {
-        let started = (state.started_at * 1000.0) as i64;
-        let attempt = (started, state.status.clone());
-        if ATTEMPT_FINAL.contains(&state.status.as_str()) && self.counted_attempt.as_ref() != Some(&attempt) {
-            if self.primed {
-                *self.attempts.entry(state.status.clone()).or_default() += 1;
+    /// Takes one answer: the branch's latest attempt, or `None` when it never synced, which primes
+    /// the counters as much as an attempt does, so that the branch's first sync is counted.
+    fn observe(&mut self, state: Option<&RepositorySyncState>) {
+        if let Some(state) = state {
+            self.attempts.observe(state.started_at, &state.status, self.primed);
+            let started = (state.started_at * 1000.0) as i64;
+            if self.seen_attempt != Some(started) {
+                self.seen_attempt = Some(started);
+                self.seen_events.clear();
             }
-            self.counted_attempt = Some(attempt);
-        }
-        if self.seen_attempt != Some(started) {
-            self.seen_attempt = Some(started);
-            self.seen_events.clear();
-        }
-        for event in &state.events {
-            if self.seen_events.insert(event.clone()) && self.primed {
-                *self.events.entry(event.kind.clone()).or_default() += 1;
+            for event in &state.events {
+                if self.seen_events.insert(event.clone()) && self.primed {
+                    let kind = self.event_type(&event.kind).to_string();
+                    *self.events.entry(kind).or_default() += 1;
+                }
             }
         }
         self.primed = true;
+    }
+
+    /// The `type` label of an event. AWS's model makes the type a free string and documents no
+    /// values, so only a type shaped like an enum token (upper-case letters, digits and `_`, at
+    /// most 32 characters) keeps its name, and only the first 16 of them: anything else is
+    /// `other`, so that a sync has at most 17 series of events.
+    fn event_type<'a>(&self, kind: &'a str) -> &'a str {
+        let token = !kind.is_empty()
+            && kind.len() <= EVENT_TYPE_MAX_LEN
+            && kind.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        let named = self.events.len() - usize::from(self.events.contains_key(OTHER_EVENT_TYPE));
+        if token && (self.events.contains_key(kind) || named < EVENT_TYPES_NAMED) { kind } else { OTHER_EVENT_TYPE }
     }
 }
 
@@ -456,13 +515,12 @@ impl Target for RepositorySyncTarget {
                         })
                         .collect(),
                 });
-                if let Some(state) = &state {
-                    self.counters.observe(state);
-                }
+                self.counters.observe(state.as_ref());
                 self.last = Some(state);
                 Outcome::Polled
             }
             Err(err) if err.code == "ResourceNotFoundException" => {
+                self.counters.observe(None);
                 self.last = Some(None);
                 Outcome::Polled
             }
@@ -505,10 +563,7 @@ impl Target for RepositorySyncTarget {
                 rendered.sample(&REPOSITORY_SYNC_LAST_EVENT, &labels, newest as f64 / 1000.0);
             }
         }
-        for status in ATTEMPT_FINAL {
-            let count = self.counters.attempts.get(status).copied().unwrap_or(0);
-            rendered.sample_with(&REPOSITORY_SYNC_ATTEMPTS, &labels, &[("status", status)], count as f64);
-        }
+        self.counters.attempts.render(rendered, &REPOSITORY_SYNC_ATTEMPTS, &labels);
         for (kind, count) in &self.counters.events {
             rendered.sample_with(&REPOSITORY_SYNC_EVENTS, &labels, &[("type", kind)], *count as f64);
         }
@@ -521,6 +576,9 @@ pub struct ResourceSyncState {
     pub status: String,
     pub started_at: f64,
     pub last_success: Option<f64>,
+    /// Whether the desired commit differs from the one the latest successful sync deployed;
+    /// `None` until a sync succeeded (or when AWS leaves either commit out).
+    pub behind: Option<bool>,
 }
 
 /// The resource and sync type of a resource sync target.
@@ -552,11 +610,22 @@ pub struct ResourceSyncTarget {
     info: watch::Receiver<ResourceSyncInfo>,
     /// `Some(None)` once AWS said the resource never synced.
     last: Option<Option<ResourceSyncState>>,
+    /// The stack's deployments by outcome.
+    attempts: AttemptCounter,
 }
 
 impl ResourceSyncTarget {
     pub fn new(info: watch::Receiver<ResourceSyncInfo>) -> ResourceSyncTarget {
-        ResourceSyncTarget { info, last: None }
+        ResourceSyncTarget { info, last: None, attempts: AttemptCounter::default() }
+    }
+
+    /// Records an answer: a stack that never synced primes the counter as much as one that did, so
+    /// that its first attempt is counted.
+    fn answered(&mut self, state: Option<ResourceSyncState>) {
+        if let Some(state) = &state {
+            self.attempts.observe(state.started_at, &state.status, self.last.is_some());
+        }
+        self.last = Some(state);
     }
 }
 
@@ -574,15 +643,20 @@ impl Target for ResourceSyncTarget {
             .sync_type(SyncConfigurationType::from(info.sync_type.as_str()));
         match scope.call(SERVICE, "GetResourceSyncStatus", || request.send(), &["ResourceNotFoundException"]).await {
             Ok(output) => {
-                self.last = Some(output.latest_sync().map(|latest| ResourceSyncState {
+                let desired = output.desired_state().map(|revision| revision.sha());
+                let deployed =
+                    output.latest_successful_sync().and_then(|success| success.target_revision()).map(|revision| revision.sha());
+                let state = output.latest_sync().map(|latest| ResourceSyncState {
                     status: latest.status().as_str().to_string(),
                     started_at: latest.started_at().as_secs_f64(),
                     last_success: output.latest_successful_sync().map(|s| s.started_at().as_secs_f64()),
-                }));
+                    behind: desired.zip(deployed).map(|(desired, deployed)| desired != deployed),
+                });
+                self.answered(state);
                 Outcome::Polled
             }
             Err(err) if err.code == "ResourceNotFoundException" => {
-                self.last = Some(None);
+                self.answered(None);
                 Outcome::Polled
             }
             Err(err) => Outcome::Failed(err),
@@ -612,7 +686,11 @@ impl Target for ResourceSyncTarget {
             if let Some(at) = state.last_success {
                 rendered.sample(&RESOURCE_SYNC_LAST_SUCCESS, &labels, at);
             }
+            if let Some(behind) = state.behind {
+                rendered.sample(&RESOURCE_SYNC_BEHIND, &labels, if behind { 1.0 } else { 0.0 });
+            }
         }
+        self.attempts.render(rendered, &RESOURCE_SYNC_ATTEMPTS, &labels);
     }
 }
 
@@ -644,27 +722,57 @@ mod tests {
     fn sync_counters_count_each_outcome_and_event_once_and_not_on_the_first_poll() {
         let mut counters = SyncCounters::default();
         // What is there when the exporter starts is history: recorded, not counted.
-        counters.observe(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")]));
-        counters.observe(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")]));
-        assert!(counters.attempts.is_empty() && counters.events.is_empty());
+        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")])));
+        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")])));
+        assert!(counters.attempts.counts.is_empty() && counters.events.is_empty());
 
         // A new attempt: its events are counted as they appear, its outcome once it is final.
-        counters.observe(&state(200.0, "IN_PROGRESS", &[(200_500, "SYNC_STARTED")]));
+        counters.observe(Some(&state(200.0, "IN_PROGRESS", &[(200_500, "SYNC_STARTED")])));
         assert_eq!(counts(&counters.events), [("SYNC_STARTED", 1)]);
-        assert!(counters.attempts.is_empty());
-        counters.observe(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")]));
-        counters.observe(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")]));
-        assert_eq!(counts(&counters.attempts), [("FAILED", 1)]);
+        assert!(counters.attempts.counts.is_empty());
+        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")])));
+        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")])));
+        assert_eq!(counts(&counters.attempts.counts), [("FAILED", 1)]);
         assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 1)]);
 
         // An attempt that started and finished between two polls is counted whole.
-        counters.observe(&state(300.0, "SUCCEEDED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")]));
-        assert_eq!(counts(&counters.attempts), [("FAILED", 1), ("SUCCEEDED", 1)]);
+        counters.observe(Some(&state(300.0, "SUCCEEDED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")])));
+        assert_eq!(counts(&counters.attempts.counts), [("FAILED", 1), ("SUCCEEDED", 1)]);
         assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 2), ("SYNC_SUCCEEDED", 1)]);
 
         // The same attempt retried to another final status counts that status too.
-        counters.observe(&state(300.0, "FAILED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")]));
-        assert_eq!(counts(&counters.attempts), [("FAILED", 2), ("SUCCEEDED", 1)]);
+        counters.observe(Some(&state(300.0, "FAILED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")])));
+        assert_eq!(counts(&counters.attempts.counts), [("FAILED", 2), ("SUCCEEDED", 1)]);
+    }
+
+    #[test]
+    fn event_types_keep_their_name_when_shaped_like_tokens_and_only_the_first_16() {
+        let mut counters = SyncCounters::default();
+        counters.observe(None);
+        let token_32 = "A".repeat(32);
+        let token_33 = "A".repeat(33);
+        let mut events: Vec<(i64, &str)> =
+            vec![(1, "SYNC_STARTED"), (2, "Sync started"), (3, ""), (4, "sync_failed"), (5, &token_33), (6, &token_32)];
+        let tokens: Vec<String> = (0..20).map(|n| format!("TYPE_{n:02}")).collect();
+        events.extend(tokens.iter().enumerate().map(|(n, kind)| (100 + n as i64, kind.as_str())));
+        // A type already named keeps its name after the 16 are taken.
+        events.push((200, "SYNC_STARTED"));
+        counters.observe(Some(&state(100.0, "IN_PROGRESS", &events)));
+        let mut expected: Vec<(&str, u64)> = vec![("SYNC_STARTED", 2), (&token_32, 1)];
+        expected.extend(tokens[..14].iter().map(|kind| (kind.as_str(), 1)));
+        // Free text, an empty type, lower case, 33 characters, and the tokens after the 16th.
+        expected.push(("other", 4 + 6));
+        expected.sort();
+        assert_eq!(counts(&counters.events), expected);
+    }
+
+    #[test]
+    fn the_first_sync_of_a_branch_that_never_synced_is_counted() {
+        let mut counters = SyncCounters::default();
+        counters.observe(None);
+        counters.observe(Some(&state(100.0, "SUCCEEDED", &[(100_500, "SYNC_STARTED")])));
+        assert_eq!(counts(&counters.attempts.counts), [("SUCCEEDED", 1)]);
+        assert_eq!(counts(&counters.events), [("SYNC_STARTED", 1)]);
     }
 
     #[test]

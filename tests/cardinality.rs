@@ -5,7 +5,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use codepipeline_exporter::simulator::{self, SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{
+    self, SimActionRun, SimExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
+    Simulator, World,
+};
 use common::{family, samples, scrape, start_exporter_unthrottled, value, wait_for};
 
 const ACCOUNT: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n      connections: false\n";
@@ -170,4 +173,43 @@ async fn a_pipeline_that_never_rolls_back_gains_no_series() {
     assert_eq!(count("aws_codepipeline_executions_total{"), 5, "Cancelled, Failed, Stopped, Succeeded, Superseded");
     assert_eq!(count("aws_codepipeline_execution_duration_seconds_"), 2 * (14 + 2), "Failed and Succeeded");
     assert_eq!(count("aws_codepipeline_recovery_duration_seconds"), 0);
+}
+
+/// The series a stack synced by Git sync costs, as docs/metrics.md gives them: every series
+/// labelled with the stack (its sync configuration, status, deployments, blockers) and the health
+/// series of its two targets (`resource_sync` and `sync_blocker`). The time-to-resolve histogram
+/// is 13 of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_series_a_synced_stack_costs() {
+    let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
+    let mut world = World::default();
+    world.repository_links.insert(link.id.clone(), link);
+    world.sync_configurations.push(SimSyncConfiguration {
+        repository_link_id: "l1".into(),
+        branch: "main".into(),
+        sync_type: "CFN_STACK_SYNC".into(),
+        resource_name: "prod-infra".into(),
+        config_file: None,
+    });
+    let deployed = SimSyncAttempt { started_at: 1_700_000_000.0, status: "SUCCEEDED".into(), events: Vec::new() };
+    world.resource_syncs.insert(
+        ("prod-infra".into(), "CFN_STACK_SYNC".into()),
+        SimResourceSync { latest: deployed.clone(), latest_successful: Some(deployed), sha: "abc".into(), successful_sha: None },
+    );
+    let simulator = Simulator::start(world).await.unwrap();
+    let exporter = start_exporter_unthrottled(
+        &simulator,
+        "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n    codeconnections:\n      connections: false\n",
+    )
+    .await;
+    wait_for(&exporter, "ready", |_| exporter.readiness.is_ready()).await;
+    let text = scrape(&exporter).await;
+    let stack = samples(&text)
+        .into_keys()
+        .filter(|k| k.contains("resource_name=\"prod-infra\"") || k.contains("name=\"prod-infra/CFN_STACK_SYNC\""))
+        .count();
+    assert_eq!(stack, 29);
+    let histogram =
+        samples(&text).into_keys().filter(|k| k.starts_with("aws_codeconnections_sync_blocker_resolve_duration_seconds")).count();
+    assert_eq!(histogram, 13);
 }

@@ -40,7 +40,8 @@ fn blocker(id: &str, status: &str, created_at: f64) -> SimSyncBlocker {
 }
 
 /// Three connections and three hosts in pages of two; two synced stacks, one of them blocked
-/// twice (the older blocker resolved), the other never blocked.
+/// twice (the older blocker resolved before the exporter starts: history, never counted), the
+/// other never blocked.
 fn world() -> World {
     let mut world = World { page_size: 2, ..World::default() };
     let mut ghes = SimConnection::new("c3", "acme-ghes", "GitHubEnterpriseServer", "AVAILABLE");
@@ -111,6 +112,20 @@ fn oldest_blocker(stack: &str) -> String {
     )
 }
 
+fn blockers_resolved(stack: &str) -> String {
+    format!(
+        "aws_codeconnections_sync_blockers_resolved_total{{account=\"test\",region=\"us-east-1\",resource_name=\"{stack}\",sync_type=\"CFN_STACK_SYNC\"}}"
+    )
+}
+
+/// A series of the time-to-resolve histogram: `_bucket` with its `le`, `_sum` or `_count`.
+fn resolve_duration(stack: &str, suffix: &str, le: Option<&str>) -> String {
+    let le = le.map(|le| format!(",le=\"{le}\"")).unwrap_or_default();
+    format!(
+        "aws_codeconnections_sync_blocker_resolve_duration_seconds_{suffix}{{account=\"test\",region=\"us-east-1\",resource_name=\"{stack}\",sync_type=\"CFN_STACK_SYNC\"{le}}}"
+    )
+}
+
 const EXPECTED: &str = r#"aws_codeconnections_connection_info{account="test",region="us-east-1",connection_arn="arn:aws:codeconnections:us-east-1:111122223333:connection/c1",connection_name="acme-github",provider_type="GitHub",host_arn=""} 1
 aws_codeconnections_connection_info{account="test",region="us-east-1",connection_arn="arn:aws:codeconnections:us-east-1:111122223333:connection/c2",connection_name="acme-gitlab",provider_type="GitLab",host_arn=""} 1
 aws_codeconnections_connection_info{account="test",region="us-east-1",connection_arn="arn:aws:codeconnections:us-east-1:111122223333:connection/c3",connection_name="acme-ghes",provider_type="GitHubEnterpriseServer",host_arn="arn:aws:codeconnections:us-east-1:111122223333:host/ghes-1"} 1
@@ -143,8 +158,36 @@ aws_codeconnections_host_status{account="test",region="us-east-1",host_arn="arn:
 aws_codeconnections_host_status{account="test",region="us-east-1",host_arn="arn:aws:codeconnections:us-east-1:111122223333:host/ghes-3",status="VPC_CONFIG_FAILED_INITIALIZATION"} 0
 aws_codeconnections_host_status{account="test",region="us-east-1",host_arn="arn:aws:codeconnections:us-east-1:111122223333:host/ghes-3",status="VPC_CONFIG_INITIALIZING"} 0
 aws_codeconnections_sync_blocker_oldest_active_created_timestamp_seconds{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 1700000200.5
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="+Inf"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="14400"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="1800"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="259200"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="300"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="3600"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="43200"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="60"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="604800"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="86400"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC",le="900"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="+Inf"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="14400"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="1800"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="259200"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="300"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="3600"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="43200"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="60"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="604800"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="86400"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_bucket{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC",le="900"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_count{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_count{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_sum{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blocker_resolve_duration_seconds_sum{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 0
 aws_codeconnections_sync_blockers_active{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 2
 aws_codeconnections_sync_blockers_active{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blockers_resolved_total{account="test",region="us-east-1",resource_name="prod-infra",sync_type="CFN_STACK_SYNC"} 0
+aws_codeconnections_sync_blockers_resolved_total{account="test",region="us-east-1",resource_name="staging-infra",sync_type="CFN_STACK_SYNC"} 0
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,15 +236,45 @@ async fn a_connection_goes_to_error_and_back_and_a_deleted_one_disappears() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocker_appears_and_is_resolved() {
     let bed = start_unthrottled(world(), FAST).await;
-    wait_for(&bed.exporter, "staging unblocked", |s| value(s, &blockers_active("staging-infra")) == Some(0.0)).await;
+    wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &blockers_active("staging-infra")), Some(0.0));
+    assert_eq!(value(&s, &blockers_resolved("prod-infra")), Some(0.0), "b1 was resolved before start-up: history");
+    assert_eq!(value(&s, &resolve_duration("prod-infra", "count", None)), Some(0.0));
     let key = ("staging-infra".to_string(), "CFN_STACK_SYNC".to_string());
     bed.simulator.world().sync_blockers.insert(key.clone(), vec![blocker("s1", "ACTIVE", 1_700_000_500.0)]);
     let s = wait_for(&bed.exporter, "staging blocked", |s| value(s, &blockers_active("staging-infra")) == Some(1.0)).await;
     assert_eq!(value(&s, &oldest_blocker("staging-infra")), Some(1_700_000_500.0));
-    bed.simulator.world().sync_blockers.insert(key, vec![blocker("s1", "RESOLVED", 1_700_000_500.0)]);
+    assert_eq!(value(&s, &blockers_resolved("staging-infra")), Some(0.0));
+
+    // Resolved 12 minutes 34.5 seconds after it was created.
+    let resolved = SimSyncBlocker { resolved_at: Some(1_700_001_254.5), ..blocker("s1", "RESOLVED", 1_700_000_500.0) };
+    bed.simulator.world().sync_blockers.insert(key.clone(), vec![resolved.clone()]);
     let s = wait_for(&bed.exporter, "staging resolved", |s| value(s, &blockers_active("staging-infra")) == Some(0.0)).await;
     assert_eq!(value(&s, &oldest_blocker("staging-infra")), None, "the age is exported only while a blocker is active");
     assert_eq!(value(&s, &blockers_active("prod-infra")), Some(2.0));
+    assert_eq!(value(&s, &blockers_resolved("staging-infra")), Some(1.0));
+    assert_eq!(value(&s, &resolve_duration("staging-infra", "sum", None)), Some(754.5));
+    assert_eq!(value(&s, &resolve_duration("staging-infra", "bucket", Some("300"))), Some(0.0));
+    assert_eq!(value(&s, &resolve_duration("staging-infra", "bucket", Some("900"))), Some(1.0));
+
+    // Read again and again, it is still one resolution; a blocker created and resolved between two
+    // polls, first seen RESOLVED, is one more.
+    wait_for_calls(&bed.simulator, "GetSyncBlockerSummary", 8).await;
+    let quick = SimSyncBlocker { resolved_at: Some(1_700_002_030.0), ..blocker("s2", "RESOLVED", 1_700_002_000.0) };
+    bed.simulator.world().sync_blockers.insert(key, vec![quick, resolved]);
+    wait_for(&bed.exporter, "the second resolution", |s| value(s, &blockers_resolved("staging-infra")) == Some(2.0)).await;
+    wait_for_calls(&bed.simulator, "GetSyncBlockerSummary", 8).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(value(&s, &blockers_resolved("staging-infra")), Some(2.0));
+    let durations: Vec<(&str, Option<f64>)> = ["60", "300", "900", "+Inf"]
+        .into_iter()
+        .map(|le| (le, value(&s, &resolve_duration("staging-infra", "bucket", Some(le)))))
+        .collect();
+    assert_eq!(durations, [("60", Some(1.0)), ("300", Some(1.0)), ("900", Some(2.0)), ("+Inf", Some(2.0))]);
+    assert_eq!(value(&s, &resolve_duration("staging-infra", "sum", None)), Some(784.5));
+    assert_eq!(value(&s, &resolve_duration("staging-infra", "count", None)), Some(2.0));
+    assert_eq!(value(&s, &blockers_resolved("prod-infra")), Some(0.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -247,7 +247,12 @@ async fn a_git_sync_event_names_the_stack_by_arn_and_its_sync_is_read_at_once() 
     world.repository_syncs.insert((LINK.into(), "main".into(), "CFN_STACK_SYNC".into()), attempt("SUCCEEDED"));
     world.resource_syncs.insert(
         ("prod-infra".into(), "CFN_STACK_SYNC".into()),
-        SimResourceSync { latest: attempt("SUCCEEDED"), latest_successful: Some(attempt("SUCCEEDED")), sha: "abc".into() },
+        SimResourceSync {
+            latest: attempt("SUCCEEDED"),
+            latest_successful: Some(attempt("SUCCEEDED")),
+            sha: "abc".into(),
+            successful_sha: None,
+        },
     );
     let (simulator, queue, exporter) = start(world, "60s", "1h").await;
     let resource = "aws_codeconnections_resource_sync_status{account=\"test\",region=\"us-east-1\",resource_name=\"prod-infra\",sync_type=\"CFN_STACK_SYNC\",status=\"FAILED\"}";

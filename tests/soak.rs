@@ -43,7 +43,7 @@ fn world() -> World {
         world.repository_syncs.insert(("l1".into(), branch, "CFN_STACK_SYNC".into()), attempt.clone());
         world.resource_syncs.insert(
             (stack, "CFN_STACK_SYNC".into()),
-            SimResourceSync { latest: attempt, latest_successful: None, sha: "abc".into() },
+            SimResourceSync { latest: attempt, latest_successful: None, sha: "abc".into(), successful_sha: None },
         );
     }
     world

@@ -5,14 +5,15 @@
 //! region; GetSyncBlockerSummary is read for every synced stack. Every family they fill is defined
 //! here.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
-use aws_sdk_codeconnections::types::{BlockerStatus, ConnectionStatus, SyncConfigurationType};
+use aws_sdk_codeconnections::types::{BlockerStatus, ConnectionStatus, SyncBlocker, SyncConfigurationType};
 use tokio::sync::watch;
 
 use super::{ResourceSyncInfo, SERVICE};
 use crate::aws::{self, Scope};
-use crate::exposition::{Family, Kind, Rendered};
+use crate::exposition::{Family, Histogram, Kind, Rendered};
 use crate::target::{Outcome, Target, TargetKey};
 
 pub static CONNECTION_INFO: Family = Family {
@@ -45,6 +46,20 @@ pub static SYNC_BLOCKER_OLDEST_ACTIVE_CREATED: Family = Family {
     help: "When the oldest ACTIVE sync blocker of the resource was created, in seconds since the epoch, while one exists.",
     kind: Kind::Gauge,
 };
+pub static SYNC_BLOCKERS_RESOLVED: Family = Family {
+    name: "aws_codeconnections_sync_blockers_resolved_total",
+    help: "Sync blockers of the resource seen RESOLVED since the exporter started.",
+    kind: Kind::Counter,
+};
+pub static SYNC_BLOCKER_RESOLVE_DURATION: Family = Family {
+    name: "aws_codeconnections_sync_blocker_resolve_duration_seconds",
+    help: "Time from creation to resolution (ResolvedAt - CreatedAt) of the sync blockers counted in aws_codeconnections_sync_blockers_resolved_total.",
+    kind: Kind::Histogram,
+};
+
+/// Time to resolve bucket bounds, from a minute to a week: a blocker waits for someone to repair
+/// the stack, which takes minutes when they are at hand and days over a weekend.
+const RESOLVE_BUCKETS: [f64; 10] = [60.0, 300.0, 900.0, 1800.0, 3600.0, 14400.0, 43200.0, 86400.0, 259200.0, 604800.0];
 
 /// The host statuses AWS documents (the SDK has the status as a plain string).
 const HOST_STATUSES: [&str; 5] =
@@ -201,16 +216,63 @@ struct Blockers {
     oldest_active: Option<f64>,
 }
 
+/// Counts each resolved blocker once, with its time to resolve, except those already resolved at
+/// the first poll, which are history: a restart replays nothing.
+#[derive(Debug)]
+struct Resolutions {
+    /// The IDs of the RESOLVED blockers of the last summary. AWS lists only the latest blockers, so
+    /// an ID that leaves the list does not come back and need not be remembered.
+    seen: HashSet<String>,
+    count: u64,
+    durations: Histogram,
+}
+
+impl Default for Resolutions {
+    fn default() -> Resolutions {
+        Resolutions { seen: HashSet::new(), count: 0, durations: Histogram::new(&RESOLVE_BUCKETS) }
+    }
+}
+
+impl Resolutions {
+    fn observe(&mut self, blockers: &[SyncBlocker], primed: bool) {
+        let mut seen = HashSet::new();
+        for blocker in blockers.iter().filter(|blocker| *blocker.status() == BlockerStatus::Resolved) {
+            if primed && !self.seen.contains(blocker.id()) {
+                self.count += 1;
+                // ResolvedAt is optional in AWS's model: a blocker without it is counted, but has
+                // no time to resolve. A clock that put it before CreatedAt is taken as instant.
+                if let Some(resolved) = blocker.resolved_at() {
+                    self.durations.observe((resolved.as_secs_f64() - blocker.created_at().as_secs_f64()).max(0.0));
+                }
+            }
+            seen.insert(blocker.id().to_string());
+        }
+        self.seen = seen;
+    }
+}
+
 /// The sync blockers of one synced resource (stack). While one is ACTIVE, Git sync of the stack
 /// has stopped: later pushes change nothing until someone resolves it.
 pub struct SyncBlockerTarget {
     info: watch::Receiver<ResourceSyncInfo>,
     last: Option<Blockers>,
+    resolutions: Resolutions,
 }
 
 impl SyncBlockerTarget {
     pub fn new(info: watch::Receiver<ResourceSyncInfo>) -> SyncBlockerTarget {
-        SyncBlockerTarget { info, last: None }
+        SyncBlockerTarget { info, last: None, resolutions: Resolutions::default() }
+    }
+
+    /// Records the latest blockers of one summary; a stack with no summary has none.
+    fn answered(&mut self, blockers: &[SyncBlocker]) {
+        self.resolutions.observe(blockers, self.last.is_some());
+        let active: Vec<f64> = blockers
+            .iter()
+            .filter(|blocker| *blocker.status() == BlockerStatus::Active)
+            .map(|blocker| blocker.created_at().as_secs_f64())
+            .collect();
+        self.last = Some(Blockers { active: active.len(), oldest_active: active.into_iter().reduce(f64::min) });
     }
 }
 
@@ -229,20 +291,12 @@ impl Target for SyncBlockerTarget {
             .sync_type(SyncConfigurationType::from(info.sync_type.as_str()));
         match scope.call(SERVICE, "GetSyncBlockerSummary", || request.send(), &["ResourceNotFoundException"]).await {
             Ok(output) => {
-                let active: Vec<f64> = output
-                    .sync_blocker_summary()
-                    .map(|summary| summary.latest_blockers())
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|blocker| *blocker.status() == BlockerStatus::Active)
-                    .map(|blocker| blocker.created_at().as_secs_f64())
-                    .collect();
-                self.last = Some(Blockers { active: active.len(), oldest_active: active.into_iter().reduce(f64::min) });
+                self.answered(output.sync_blocker_summary().map(|summary| summary.latest_blockers()).unwrap_or_default());
                 Outcome::Polled
             }
             // A stack that was never blocked has no summary: nothing blocks it.
             Err(err) if err.code == "ResourceNotFoundException" => {
-                self.last = Some(Blockers { active: 0, oldest_active: None });
+                self.answered(&[]);
                 Outcome::Polled
             }
             Err(err) => Outcome::Failed(err),
@@ -262,5 +316,41 @@ impl Target for SyncBlockerTarget {
         if let Some(created) = blockers.oldest_active {
             rendered.sample(&SYNC_BLOCKER_OLDEST_ACTIVE_CREATED, &labels, created);
         }
+        // At 0 from the first poll, so that increase() sees the first resolution.
+        rendered.sample(&SYNC_BLOCKERS_RESOLVED, &labels, self.resolutions.count as f64);
+        self.resolutions.durations.render(rendered, &SYNC_BLOCKER_RESOLVE_DURATION, &labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_codeconnections::types::BlockerType;
+    use aws_smithy_types::DateTime;
+
+    use super::*;
+
+    fn blocker(id: &str, status: BlockerStatus, created_at: f64, resolved_at: Option<f64>) -> SyncBlocker {
+        SyncBlocker::builder()
+            .id(id)
+            .r#type(BlockerType::Automated)
+            .status(status)
+            .created_reason("Stack is in UPDATE_ROLLBACK_FAILED")
+            .created_at(DateTime::from_secs_f64(created_at))
+            .set_resolved_at(resolved_at.map(DateTime::from_secs_f64))
+            .build()
+            .expect("every required member is set")
+    }
+
+    #[test]
+    fn a_resolution_without_resolved_at_is_counted_without_a_duration_and_a_skewed_one_as_instant() {
+        let mut resolutions = Resolutions::default();
+        resolutions.observe(&[blocker("b1", BlockerStatus::Active, 100.0, None)], false);
+        resolutions.observe(
+            &[blocker("b1", BlockerStatus::Resolved, 100.0, None), blocker("b2", BlockerStatus::Resolved, 200.0, Some(190.0))],
+            true,
+        );
+        let mut expected = Histogram::new(&RESOLVE_BUCKETS);
+        expected.observe(0.0);
+        assert_eq!((resolutions.count, &resolutions.durations), (2, &expected));
     }
 }

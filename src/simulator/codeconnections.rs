@@ -47,8 +47,12 @@ pub struct SimSyncEvent {
 pub struct SimResourceSync {
     pub latest: SimSyncAttempt,
     pub latest_successful: Option<SimSyncAttempt>,
-    /// The commit the stack is being synced to.
+    /// The commit the stack is being synced to: the head of its branch (`DesiredState`), which
+    /// the latest attempt targets.
     pub sha: String,
+    /// The commit the latest successful sync deployed, when it is not `sha`: the stack is behind
+    /// its branch until an attempt at `sha` succeeds.
+    pub successful_sha: Option<String>,
 }
 
 /// A connection as ListConnections describes it.
@@ -178,14 +182,20 @@ pub fn handle(world: &World, account: &str, operation: &str, input: &Value) -> R
             let status = world.resource_syncs.get(&key).ok_or_else(|| {
                 Failure::new(400, "ResourceNotFoundException", format!("No sync status found for resource {}", key.0))
             })?;
-            let revision = revision(world, &key.0, &status.sha);
+            let desired = revision(world, &key.0, &status.sha);
+            let deployed = revision(world, &key.0, status.successful_sha.as_deref().unwrap_or(&status.sha));
             Ok(map(vec![
-                ("DesiredState", revision.clone()),
+                ("DesiredState", desired.clone()),
                 (
                     "LatestSuccessfulSync",
-                    status.latest_successful.as_ref().map(|a| resource_attempt(a, &key.0, &revision)).unwrap_or(Value::Null),
+                    status
+                        .latest_successful
+                        .as_ref()
+                        .map(|a| resource_attempt(a, &key.0, &deployed, &deployed))
+                        .unwrap_or(Value::Null),
                 ),
-                ("LatestSync", resource_attempt(&status.latest, &key.0, &revision)),
+                // The latest attempt starts from what the last success deployed and targets the branch.
+                ("LatestSync", resource_attempt(&status.latest, &key.0, &deployed, &desired)),
             ]))
         }
         "ListConnections" => {
@@ -262,13 +272,13 @@ fn repository_attempt(attempt: &SimSyncAttempt) -> Value {
     ])
 }
 
-fn resource_attempt(attempt: &SimSyncAttempt, resource: &str, revision: &Value) -> Value {
+fn resource_attempt(attempt: &SimSyncAttempt, resource: &str, initial: &Value, target: &Value) -> Value {
     map(vec![
         ("Events", events(&attempt.events)),
-        ("InitialRevision", revision.clone()),
+        ("InitialRevision", initial.clone()),
         ("StartedAt", timestamp(attempt.started_at)),
         ("Status", text(&attempt.status)),
-        ("TargetRevision", revision.clone()),
+        ("TargetRevision", target.clone()),
         ("Target", text(resource)),
     ])
 }

@@ -3,8 +3,9 @@
 //!
 //! The state of each pipeline is computed from the clock alone (which run is current and how far
 //! it got), so the scenario keeps no state of its own and every tick is consistent with the last.
-//! Sync blockers are the exception: they are computed from the time the demo started, so that a
-//! newcomer sees one at once, already old enough to alert on, and then sees it resolved.
+//! Git syncs and sync blockers are computed from the time the demo started instead, so that a
+//! newcomer sees within 90 seconds a stack fall behind its branch and catch up, and a blocker
+//! resolved, besides one at once already old enough to alert on.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -124,13 +125,17 @@ const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// A branch synced by CloudFormation Git sync: its link, branch, stack, and on which attempts it fails.
+/// A branch synced by CloudFormation Git sync: its link, branch, stack, how often it is pushed to,
+/// and on which attempts it fails.
 struct SyncScenario {
     link: &'static str,
     branch: &'static str,
     stack: &'static str,
+    /// Seconds between two pushes to the branch; each push starts an attempt.
     period: u64,
-    offset: u64,
+    /// Seconds into its period the branch is when the demo starts: attempt 0 started that long
+    /// before, and attempt 1 starts `period - phase` seconds in.
+    phase: u64,
     /// Whether attempt `k` fails; `None` for a branch that never synced.
     fails: Option<fn(u64) -> bool>,
 }
@@ -142,26 +147,22 @@ const LINKS: &[(&str, &str, &str, &str)] = &[
     ("6f1c2a10-0000-4000-8000-00000000a003", "GitHub", "acme", "observability"),
 ];
 
+/// prod-platform is pushed to 20 s into the demo and is behind its branch until that sync succeeds
+/// at 55 s; staging-platform's push at 30 s fails at 65 s, leaving it behind until the next push's
+/// sync succeeds at 155 s; observability never syncs successfully.
 const SYNCS: &[SyncScenario] = &[
-    SyncScenario { link: LINKS[0].0, branch: "main", stack: "prod-platform", period: 120, offset: 0, fails: Some(|_| false) },
+    SyncScenario { link: LINKS[0].0, branch: "main", stack: "prod-platform", period: 120, phase: 100, fails: Some(|_| false) },
     SyncScenario {
         link: LINKS[0].0,
         branch: "staging",
         stack: "staging-platform",
         period: 90,
-        offset: 15,
+        phase: 60,
         fails: Some(|k| k % 3 == 1),
     },
-    SyncScenario {
-        link: LINKS[1].0,
-        branch: "main",
-        stack: "prod-network",
-        period: 150,
-        offset: 40,
-        fails: Some(|k| k % 4 == 2),
-    },
-    SyncScenario { link: LINKS[1].0, branch: "release/2026-11", stack: "release-network", period: 150, offset: 0, fails: None },
-    SyncScenario { link: LINKS[2].0, branch: "main", stack: "observability", period: 100, offset: 25, fails: Some(|_| true) },
+    SyncScenario { link: LINKS[1].0, branch: "main", stack: "prod-network", period: 150, phase: 40, fails: Some(|k| k % 4 == 2) },
+    SyncScenario { link: LINKS[1].0, branch: "release/2026-11", stack: "release-network", period: 150, phase: 0, fails: None },
+    SyncScenario { link: LINKS[2].0, branch: "main", stack: "observability", period: 100, phase: 25, fails: Some(|_| true) },
 ];
 
 /// The GitHub Enterprise Server host of the demo, always AVAILABLE.
@@ -181,10 +182,13 @@ fn flaky_connection_status(now: f64) -> &'static str {
 
 /// The stack that gets blocked: it has been blocked since 12 minutes before the demo started (its
 /// sync fails on every attempt), the blocker is resolved 5 minutes in, and from then on a new one
-/// stays ACTIVE for 3 minutes of every 10.
+/// stays ACTIVE for 3 minutes of every 10. A second blocker, created 40 seconds before the demo
+/// started, is resolved a minute in.
 const BLOCKED_STACK: &str = "observability";
 const FIRST_BLOCKER_AGE: f64 = 720.0;
 const FIRST_BLOCKER_RESOLVED: f64 = 300.0;
+const SHORT_BLOCKER_AGE: f64 = 40.0;
+const SHORT_BLOCKER_RESOLVED: f64 = 60.0;
 const BLOCKER_PERIOD: f64 = 600.0;
 const BLOCKER_ACTIVE: f64 = 180.0;
 
@@ -207,7 +211,7 @@ pub fn world(now: f64) -> World {
             config_file: Some("deployment.yaml".into()),
         });
     }
-    advance_syncs(&mut world, now);
+    advance_syncs(&mut world, now, now);
     world.hosts.insert(
         HOST_ARN.into(),
         SimHost {
@@ -455,7 +459,7 @@ pub async fn run(simulator: Simulator, started: f64) {
                 advance(pipeline, index, scenario, now);
             }
         }
-        advance_syncs(&mut world, now);
+        advance_syncs(&mut world, now, started);
         advance_connections(&mut world, now, started);
         advance_gates(&mut world, now, started);
         advance_rollbacks(&mut world, now, started);
@@ -473,20 +477,23 @@ fn advance_connections(world: &mut World, now: f64, started: f64) {
             connection.status = status.into();
         }
     }
-    let blocker = |n: u64, created_at: f64, resolved_at: f64| SimSyncBlocker {
-        id: format!("blocker-{n}"),
+    let blocker = |id: String, created_at: f64, resolved_at: f64| SimSyncBlocker {
+        id,
         status: if now < resolved_at { "ACTIVE" } else { "RESOLVED" }.into(),
         created_at,
         created_reason: "Sync failed repeatedly: stack observability is in UPDATE_ROLLBACK_FAILED".into(),
         resolved_at: (now >= resolved_at).then_some(resolved_at),
     };
-    let mut blockers = vec![blocker(0, started - FIRST_BLOCKER_AGE, started + FIRST_BLOCKER_RESOLVED)];
+    let mut blockers = vec![
+        blocker("blocker-short".into(), started - SHORT_BLOCKER_AGE, started + SHORT_BLOCKER_RESOLVED),
+        blocker("blocker-0".into(), started - FIRST_BLOCKER_AGE, started + FIRST_BLOCKER_RESOLVED),
+    ];
     let since = now - started - FIRST_BLOCKER_RESOLVED;
     if since >= BLOCKER_PERIOD - BLOCKER_ACTIVE {
         // Blocker n is created at the end of period n and stays ACTIVE for BLOCKER_ACTIVE.
         let n = ((since + BLOCKER_ACTIVE) / BLOCKER_PERIOD) as u64;
         let created = started + FIRST_BLOCKER_RESOLVED + n as f64 * BLOCKER_PERIOD - BLOCKER_ACTIVE;
-        blockers.insert(0, blocker(n, created, created + BLOCKER_ACTIVE));
+        blockers.insert(0, blocker(format!("blocker-{n}"), created, created + BLOCKER_ACTIVE));
     }
     world.sync_blockers.insert((BLOCKED_STACK.into(), "CFN_STACK_SYNC".into()), blockers);
 }
@@ -685,15 +692,18 @@ fn apply_run(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, k: u
     }
 }
 
-/// Sets each branch's latest sync attempt and its stack's status from the clock: attempt `k` of a
-/// branch is INITIATED, then IN_PROGRESS, then SUCCEEDED or FAILED until attempt `k + 1` starts.
-fn advance_syncs(world: &mut World, now: f64) {
+/// Sets each branch's latest sync attempt and its stack's status from the time since the demo
+/// `started`: attempt `k` of a branch is INITIATED, then IN_PROGRESS, then SUCCEEDED or FAILED
+/// until attempt `k + 1` starts. Each attempt syncs commit `k`, pushed as it started, so the stack
+/// is behind its branch from then until an attempt succeeds.
+fn advance_syncs(world: &mut World, now: f64, started: f64) {
     for sync in SYNCS {
         let Some(fails) = sync.fails else { continue };
-        let since = (now as u64).saturating_sub(sync.offset);
-        let k = since / sync.period;
-        let started = (k * sync.period + sync.offset) as f64;
-        let elapsed = now - started;
+        let start_of = |j: u64| started - sync.phase as f64 + (j * sync.period) as f64;
+        let k = ((now - start_of(0)).max(0.0) / sync.period as f64) as u64;
+        let commit = |j: u64| format!("{j:040x}");
+        let attempt_started = start_of(k);
+        let elapsed = now - attempt_started;
         let failed = fails(k);
         let status = if elapsed < SYNC_INITIATED {
             "INITIATED"
@@ -705,48 +715,48 @@ fn advance_syncs(world: &mut World, now: f64) {
             "SUCCEEDED"
         };
         let mut events = vec![SimSyncEvent {
-            time: started,
+            time: attempt_started,
             kind: "INFO".into(),
             event: "Fetching changes from the repository".into(),
             external_id: None,
         }];
         if elapsed >= SYNC_INITIATED {
             events.push(SimSyncEvent {
-                time: started + SYNC_INITIATED,
+                time: attempt_started + SYNC_INITIATED,
                 kind: "INFO".into(),
                 event: format!("Updating stack {}", sync.stack),
-                external_id: Some(format!("{:040x}", k)),
+                external_id: Some(commit(k)),
             });
         }
         if status == "FAILED" {
             events.push(SimSyncEvent {
-                time: started + SYNC_INITIATED + SYNC_RUNNING,
+                time: attempt_started + SYNC_INITIATED + SYNC_RUNNING,
                 kind: "ERROR".into(),
                 event: format!("Stack {} rolled back: resource creation failed", sync.stack),
                 external_id: None,
             });
         } else if status == "SUCCEEDED" {
             events.push(SimSyncEvent {
-                time: started + SYNC_INITIATED + SYNC_RUNNING,
+                time: attempt_started + SYNC_INITIATED + SYNC_RUNNING,
                 kind: "INFO".into(),
                 event: "Sync succeeded".into(),
                 external_id: None,
             });
         }
-        let attempt = SimSyncAttempt { started_at: started, status: status.into(), events };
+        let attempt = SimSyncAttempt { started_at: attempt_started, status: status.into(), events };
         // The newest attempt that succeeded among the last few: a stack that always fails has none.
-        let latest_successful =
-            (k.saturating_sub(8)..=k).rev().find(|&j| !fails(j) && (j < k || status == "SUCCEEDED")).map(|j| SimSyncAttempt {
-                started_at: (j * sync.period + sync.offset) as f64,
-                status: "SUCCEEDED".into(),
-                events: Vec::new(),
-            });
+        let succeeded = (k.saturating_sub(8)..=k).rev().find(|&j| !fails(j) && (j < k || status == "SUCCEEDED"));
         world.resource_syncs.insert(
             (sync.stack.into(), "CFN_STACK_SYNC".into()),
             SimResourceSync {
                 latest: SimSyncAttempt { events: Vec::new(), ..attempt.clone() },
-                latest_successful,
-                sha: format!("{:040x}", k),
+                latest_successful: succeeded.map(|j| SimSyncAttempt {
+                    started_at: start_of(j),
+                    status: "SUCCEEDED".into(),
+                    events: Vec::new(),
+                }),
+                sha: commit(k),
+                successful_sha: succeeded.filter(|&j| j != k).map(commit),
             },
         );
         world.repository_syncs.insert((sync.link.into(), sync.branch.into(), "CFN_STACK_SYNC".into()), attempt);
