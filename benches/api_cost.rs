@@ -1,5 +1,7 @@
 //! AWS calls per pipeline-hour for a mostly idle account of 500 pipelines (25 of them with an
-//! execution in progress, each finishing one and starting the next every 15 minutes), with
+//! execution in progress, each finishing one and starting the next every 15 minutes; each run
+//! builds once on CodeBuild, and the Deploy stage of every other active pipeline is gated by a
+//! condition, so that its runs' rule executions are read too), with
 //! adaptive polling on (idle pipelines every 60 s, active ones every 15 s), off (every pipeline
 //! every 15 s, the rate that keeps active ones as fresh), and in events mode (an SQS queue that the
 //! simulated EventBridge fills; every pipeline reconciled every 10 minutes). For each, the time
@@ -22,7 +24,10 @@ use aws_credential_types::Credentials;
 use codepipeline_exporter::aws::Overrides;
 use codepipeline_exporter::config::Config;
 use codepipeline_exporter::exporter;
-use codepipeline_exporter::simulator::{self, SimActionExecution, SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{
+    self, SimActionExecution, SimActionRun, SimBuild, SimCondition, SimExecution, SimPhase, SimPipeline, SimRuleRun, Simulator,
+    World,
+};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const PIPELINES: usize = 500;
@@ -38,6 +43,13 @@ fn world() -> World {
             &[("Source", &["Source"]), ("Build", &["Build"]), ("Deploy", &["Deploy"])],
         );
         let status = if i < ACTIVE { "InProgress" } else { "Succeeded" };
+        if i < ACTIVE && i % 2 == 0 {
+            pipeline.stages[2].conditions = vec![SimCondition {
+                condition_type: "BeforeEntry".into(),
+                status: Some("Succeeded".into()),
+                rules: vec![("Window".into(), "Succeeded".into())],
+            }];
+        }
         pipeline.stages[1].latest = Some((format!("e-{i}"), status.into()));
         pipeline.executions = vec![SimExecution::new(&format!("e-{i}"), status, 1_700_000_000.0, 1_700_000_100.0)];
         world.pipelines.insert(pipeline.name.clone(), pipeline);
@@ -61,6 +73,7 @@ async fn progress(simulator: Simulator, changes: Changes) {
         let finish = tick.is_multiple_of(HOUR.as_millis() as u64 / 100 / 4);
         let now = 1_700_000_000.0 + tick as f64;
         let mut world = simulator.world();
+        let mut builds = Vec::new();
         for i in 0..ACTIVE {
             if let Some(pipeline) = world.pipelines.get_mut(&format!("pipeline-{i:04}")) {
                 if finish {
@@ -68,20 +81,45 @@ async fn progress(simulator: Simulator, changes: Changes) {
                     if let Some(current) = pipeline.executions.first_mut() {
                         current.status = "Succeeded".into();
                         current.last_update = now;
-                        // One execution of each action, which run anatomy reads once.
+                        // One execution of each action, which run anatomy reads once; the build's
+                        // phases come from CodeBuild, and a gated Deploy stage's rule execution
+                        // from ListRuleExecutions.
                         current.actions = ["Source", "Build", "Deploy"]
                             .iter()
                             .map(|stage| {
-                                SimActionRun::new(
+                                let mut action = SimActionRun::new(
                                     stage,
                                     stage,
                                     &format!("{}-{stage}", current.id),
                                     "Succeeded",
                                     current.start,
                                     now,
-                                )
+                                );
+                                if *stage == "Build" {
+                                    action.external_id = Some(format!("build-{i}:{}", current.id));
+                                }
+                                action
                             })
                             .collect();
+                        let build = format!("build-{i}:{}", current.id);
+                        let phase = |phase_type: &str, start: f64, end: f64| SimPhase {
+                            phase_type: phase_type.into(),
+                            status: Some("SUCCEEDED".into()),
+                            start,
+                            end: Some(end),
+                        };
+                        let phases = vec![phase("QUEUED", current.start, current.start), phase("BUILD", current.start, now)];
+                        if !pipeline.stages[2].conditions.is_empty() {
+                            current.rules = vec![SimRuleRun {
+                                stage: "Deploy".into(),
+                                rule: "Window".into(),
+                                id: format!("{}-rule", current.id),
+                                status: "Succeeded".into(),
+                                start: current.start,
+                                last_update: current.start,
+                            }];
+                        }
+                        builds.push(SimBuild { id: build, phases });
                         let deploy = if run.is_multiple_of(2) { "Failed" } else { "Succeeded" };
                         pipeline.stages[2].latest = Some((current.id.clone(), deploy.into()));
                         changes.lock().unwrap()[i] = Some((Instant::now(), deploy));
@@ -97,6 +135,9 @@ async fn progress(simulator: Simulator, changes: Changes) {
                     ..SimActionExecution::default()
                 });
             }
+        }
+        for build in builds {
+            world.builds.insert(build.id.clone(), build);
         }
     }
 }
@@ -186,6 +227,8 @@ async fn measure(mode: Mode) -> Measured {
         "GetPipeline",
         "GetPipelineExecution",
         "ListActionExecutions",
+        "ListRuleExecutions",
+        "BatchGetBuilds",
         "ReceiveMessage",
         "DeleteMessageBatch",
         "GetQueueAttributes",
@@ -273,15 +316,19 @@ async fn main() {
         ];
         for (name, mode) in modes {
             let measured = measure(mode).await;
-            let total: f64 =
-                measured.costs.iter().filter(|(op, _)| !op.contains("Message") && !op.contains("Queue")).map(|(_, n)| n).sum();
+            let total: f64 = measured
+                .costs
+                .iter()
+                .filter(|(op, _)| !op.contains("Message") && !op.contains("Queue") && op != "BatchGetBuilds")
+                .map(|(_, n)| n)
+                .sum();
             let detail: Vec<String> = measured.costs.iter().map(|(op, n)| format!("{op} {n:.2}")).collect();
             // Polling freshness follows the schedule, which is scaled: it is given at real speed
             // (x60). Events are not scheduled, so their freshness is as measured.
             let scale = if let Mode::Events = mode { 1.0 } else { 60.0 };
             let fresh = &measured.freshness;
             println!(
-                "{name}: {total:.1} CodePipeline calls per pipeline-hour ({}); change to metric: median {:.2} s, p99 {:.2} s over {} changes",
+                "{name}: {total:.1} CodePipeline calls per pipeline-hour, CodeBuild's apart ({}); change to metric: median {:.2} s, p99 {:.2} s over {} changes",
                 detail.join(", "),
                 quantile(fresh, 0.5) * scale,
                 quantile(fresh, 0.99) * scale,

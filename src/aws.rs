@@ -66,6 +66,7 @@ pub struct Scope {
     pub region: Arc<str>,
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub codeconnections: aws_sdk_codeconnections::Client,
+    pub codebuild: aws_sdk_codebuild::Client,
     pub traces: Option<Sink>,
     /// The account's role, when it has one: its collectors wait until it is assumed.
     pub credentials: Option<Assumed>,
@@ -157,7 +158,8 @@ impl Scope {
         let region: Arc<str> = region.into();
         let attempts = AttemptCounter { account: account.clone(), region: region.clone(), telemetry: telemetry.clone() };
         let codepipeline = aws_sdk_codepipeline::config::Builder::from(&region_config).interceptor(attempts.clone()).build();
-        let codeconnections = aws_sdk_codeconnections::config::Builder::from(&region_config).interceptor(attempts).build();
+        let codeconnections = aws_sdk_codeconnections::config::Builder::from(&region_config).interceptor(attempts.clone()).build();
+        let codebuild = aws_sdk_codebuild::config::Builder::from(&region_config).interceptor(attempts).build();
         let budget = Arc::new(Budget::new(limits.requests_per_second, limits.burst));
         telemetry.register_budget(&account, &region, &budget);
         Scope {
@@ -165,6 +167,7 @@ impl Scope {
             region,
             codepipeline: aws_sdk_codepipeline::Client::from_conf(codepipeline),
             codeconnections: aws_sdk_codeconnections::Client::from_conf(codeconnections),
+            codebuild: aws_sdk_codebuild::Client::from_conf(codebuild),
             traces: None,
             credentials: None,
             class: Class::Scheduled,

@@ -8,6 +8,7 @@
 
 pub mod anatomy;
 pub mod executions;
+pub mod timeline;
 pub mod trace;
 
 use std::collections::HashMap;
@@ -59,6 +60,11 @@ pub static STAGE_STATUS: Family = Family {
 pub static STAGE_INBOUND_STATUS: Family = Family {
     name: "aws_codepipeline_stage_inbound_status",
     help: "Status of the execution waiting at the stage's inbound transition: 1 for the current status, all 0 when none waits.",
+    kind: Kind::Gauge,
+};
+pub static STAGE_INBOUND_EXECUTIONS: Family = Family {
+    name: "aws_codepipeline_stage_inbound_executions",
+    help: "Runs waiting at the stage's inbound transition now (inboundExecutions: several in QUEUED and PARALLEL modes), 0 when none waits.",
     kind: Kind::Gauge,
 };
 pub static STAGE_TRANSITION_ENABLED: Family = Family {
@@ -199,7 +205,7 @@ impl collector::Collector for Collector {
         round
             .reconcile(&mut self.pipelines, desired, complete, |name, summary| {
                 let explicit = settings.pipelines.iter().any(|p| p == name);
-                PipelineTarget::new(summary, explicit, settings.executions).with_tags(tags.clone())
+                PipelineTarget::new(summary, explicit, settings).with_tags(tags.clone())
             })
             .await;
     }
@@ -248,6 +254,8 @@ pub struct StageState {
     /// The latest execution's type (STANDARD or ROLLBACK), when AWS gives one.
     pub latest_type: Option<Arc<str>>,
     pub inbound_status: Option<Arc<str>>,
+    /// How many runs wait at the inbound transition.
+    pub inbound: u32,
     /// Enabled, and when that last changed.
     pub transition: Option<(bool, Option<f64>)>,
     /// The stage's conditions that exist: what gates its entry, success and failure.
@@ -307,6 +315,8 @@ pub struct PipelineTarget {
     definition: Option<Definition>,
     /// `None` when execution history is turned off.
     history: Option<executions::History>,
+    /// Whether seconds per CodeBuild phase are exported (`codepipeline.build_phases`).
+    build_phases: bool,
     /// Whether the structure and the history are to be read right after the state was published,
     /// and whether the state had changed.
     follow_up: Option<bool>,
@@ -351,12 +361,15 @@ pub struct Definition {
     /// other pipeline that has it.
     pub actions: Box<[[Arc<str>; 5]]>,
     pub polling_disabled_at: Option<f64>,
+    /// Whether a stage has conditions, whose rule executions are then read with each run.
+    pub conditions: bool,
 }
 
 impl PipelineTarget {
     /// `explicit` pipelines come from the configuration: they are polled even when AWS says they do
     /// not exist, which it shows as a target that is down.
-    pub fn new(summary: watch::Receiver<Option<Summary>>, explicit: bool, executions: bool) -> PipelineTarget {
+    pub fn new(summary: watch::Receiver<Option<Summary>>, explicit: bool, settings: &config::CodePipeline) -> PipelineTarget {
+        let executions = settings.executions;
         PipelineTarget {
             summary,
             explicit,
@@ -365,6 +378,7 @@ impl PipelineTarget {
             last: None,
             definition: None,
             history: executions.then(executions::History::default),
+            build_phases: settings.build_phases,
             follow_up: None,
             tags: None,
         }
@@ -456,11 +470,15 @@ impl PipelineTarget {
         if !self.history_due(changed) {
             return Outcome::Polled;
         }
-        let billed = self.definition.as_ref().is_some_and(|d| d.pipeline_type.as_deref() == Some("V2"));
+        let shape = anatomy::Shape {
+            billed: self.definition.as_ref().is_some_and(|d| d.pipeline_type.as_deref() == Some("V2")),
+            conditions: self.definition.as_ref().is_some_and(|d| d.conditions),
+            build_phases: self.build_phases,
+        };
         let traced = scope.traces.as_ref().map(|_| self.trace_names(scope, pipeline));
         let tracing = scope.traces.as_ref().zip(traced.as_ref()).map(|(sink, pipeline)| anatomy::Tracing { sink, pipeline });
         if let Some(history) = &mut self.history
-            && let Err(err) = history.read(scope, pipeline, billed, tracing.as_ref()).await
+            && let Err(err) = history.read(scope, pipeline, shape, tracing.as_ref()).await
         {
             return Outcome::Failed(err);
         }
@@ -633,6 +651,12 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
         source,
         actions,
         polling_disabled_at: output.metadata().and_then(|m| m.polling_disabled_at()).map(DateTime::as_secs_f64),
+        conditions: declaration.map(|p| p.stages()).unwrap_or_default().iter().any(|stage| {
+            [stage.before_entry().map(|c| c.conditions()), stage.on_success().map(|c| c.conditions()), stage.on_failure().map(|c| c.conditions())]
+                .into_iter()
+                .flatten()
+                .any(|conditions| !conditions.is_empty())
+        }),
     })
 }
 
@@ -653,6 +677,11 @@ impl From<GetPipelineStateOutput> for PipelineState {
                 latest: stage.latest_execution().map(|e| (e.pipeline_execution_id().to_string(), intern(e.status().as_str()))),
                 latest_type: stage.latest_execution().and_then(|e| e.r#type()).map(|t| intern(t.as_str())),
                 inbound_status: stage.inbound_execution().map(|e| intern(e.status().as_str())),
+                // QUEUED and PARALLEL pipelines list every waiting run; the others show one.
+                inbound: match stage.inbound_executions().len() {
+                    0 => u32::from(stage.inbound_execution().is_some()),
+                    n => u32::try_from(n).unwrap_or(u32::MAX),
+                },
                 transition: stage
                     .inbound_transition_state()
                     .map(|t| (t.enabled(), t.last_changed_at().map(DateTime::as_secs_f64))),
@@ -801,6 +830,7 @@ pub fn render(
         let stage_labels = [base[0], base[1], base[2], ("stage", &*stage.name)];
         rendered.state_set(&STAGE_STATUS, &stage_labels, StageExecutionStatus::values(), stage.latest.as_ref().map(|l| &*l.1));
         rendered.state_set(&STAGE_INBOUND_STATUS, &stage_labels, StageExecutionStatus::values(), stage.inbound_status.as_deref());
+        rendered.sample(&STAGE_INBOUND_EXECUTIONS, &stage_labels, f64::from(stage.inbound));
         if let Some((enabled, changed)) = stage.transition {
             rendered.sample(&STAGE_TRANSITION_ENABLED, &stage_labels, if enabled { 1.0 } else { 0.0 });
             if let Some(changed) = changed {

@@ -272,6 +272,9 @@ pub struct CodePipeline {
     pub discover: bool,
     /// ListPipelineExecutions for execution outcomes, durations and delivery metrics.
     pub executions: bool,
+    /// Seconds per CodeBuild phase of each build action (`aws_codepipeline_action_phase_seconds_total`):
+    /// opt-in, as it is about 11 series per build action.
+    pub build_phases: bool,
     pub include: Vec<Pattern>,
     pub exclude: Vec<Pattern>,
     pub pipelines: Vec<String>,
@@ -360,6 +363,7 @@ impl Account {
             codepipeline: CodePipeline {
                 discover: true,
                 executions: true,
+                build_phases: false,
                 include: Vec::new(),
                 exclude: Vec::new(),
                 pipelines: Vec::new(),
@@ -778,6 +782,7 @@ struct RawRepositorySync {
 struct RawCodePipeline {
     discover: Option<bool>,
     executions: Option<bool>,
+    build_phases: Option<bool>,
     #[serde(default)]
     include: Vec<Located<String>>,
     #[serde(default)]
@@ -890,6 +895,7 @@ impl RawCodePipeline {
         Ok(CodePipeline {
             discover: self.discover.unwrap_or(true),
             executions: self.executions.unwrap_or(true),
+            build_phases: self.build_phases.unwrap_or(false),
             include: patterns(self.include)?,
             exclude: patterns(self.exclude)?,
             pipelines,

@@ -12,7 +12,8 @@ use std::ops::ControlFlow;
 
 use aws_sdk_codepipeline::types::{ExecutionType, PipelineExecutionStatus};
 
-use super::anatomy::{Anatomy, Run, Tracing, elapsed};
+use super::anatomy::{Anatomy, Shape, Tracing};
+use super::timeline::{Run, elapsed};
 use super::trace::Revision;
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Kind};
@@ -319,13 +320,13 @@ impl History {
     /// Reads the executions that are new or were still running, newest first, then the lead time
     /// and the action executions of those that ended. The first read only takes the newest page,
     /// to fill the `last_*` gauges without counting executions from before the exporter started.
-    /// `billed` says whether the pipeline is billed per action minute (V2). With `tracing`, the
+    /// `shape` says what the pipeline's runs hold to read (see [`Shape`]). With `tracing`, the
     /// runs that ended go out as traces, and the histograms carry their exemplars.
     pub async fn read(
         &mut self,
         scope: &Scope,
         pipeline: &str,
-        billed: bool,
+        shape: Shape,
         tracing: Option<&Tracing<'_>>,
     ) -> Result<(), CallError> {
         self.traced = tracing.map(|t| t.pipeline.clone());
@@ -367,7 +368,7 @@ impl History {
                 read.extend(detail(scope, pipeline, &id).await?.revisions.into_iter().next().map(|r| (id, r)));
             }
         }
-        self.anatomy.read(scope, pipeline, billed, tracing, &read).await?;
+        self.anatomy.read(scope, pipeline, shape, tracing, &read).await?;
         self.stale = false;
         Ok(())
     }

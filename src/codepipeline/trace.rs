@@ -3,6 +3,10 @@
 //! span (kind INTERNAL) for each action execution under its stage. The run's identity goes on the
 //! resource, one per run, as the conventions say.
 //!
+//! The trace shows the run's [`Timeline`] as the metrics count it: a `WAIT <stage>` span just
+//! before each stage entered after a wait, with `cicd.pipeline.run.state` `pending` and the reason,
+//! the rule executions that gated it under it, and each build's phases under its action.
+//!
 //! Every ID is a hash of what names the run, so that a restart or a second replica never makes a
 //! second trace of one run: the trace ID is the first 16 bytes of the SHA-256 of the account ID,
 //! region, pipeline and execution ID, and a span ID is bytes 8 to 16 of the SHA-256 of the same and
@@ -14,11 +18,9 @@
 //! (the attempt), and the root span is sent again with the same ID and its new end and result. A
 //! backend then holds two versions of the root, which share their ID; the newer has the later end.
 
-use std::collections::BTreeMap;
-
 use sha2::{Digest as _, Sha256};
 
-use super::anatomy::{ActionRun, Run};
+use super::timeline::{ActionRun, Phase, REASONS, RuleRun, Run, Timeline};
 use crate::exposition::Exemplar;
 use crate::traces::otlp::{Attributes, Kind, ResourceSpans, Span, Value};
 
@@ -85,6 +87,22 @@ impl Pipeline {
         span_id(&[a, r, p, e, "action", action_execution])
     }
 
+    /// The wait before a stage's attempt is named by the attempt's first action execution.
+    pub fn wait_span_id(&self, execution: &str, stage: &str, first_action_execution: &str) -> [u8; 8] {
+        let [a, r, p, e] = self.parts(execution);
+        span_id(&[a, r, p, e, "wait", stage, first_action_execution])
+    }
+
+    pub fn rule_span_id(&self, execution: &str, rule_execution: &str) -> [u8; 8] {
+        let [a, r, p, e] = self.parts(execution);
+        span_id(&[a, r, p, e, "rule", rule_execution])
+    }
+
+    pub fn phase_span_id(&self, execution: &str, action_execution: &str, phase: &str) -> [u8; 8] {
+        let [a, r, p, e] = self.parts(execution);
+        span_id(&[a, r, p, e, "phase", action_execution, phase])
+    }
+
     /// The exemplar that links an observation of the run to its root span.
     pub fn run_exemplar(&self, execution: &str, value: f64, timestamp: f64) -> Exemplar {
         Exemplar { trace_id: self.trace_id(execution), span_id: self.root_span_id(execution), value, timestamp }
@@ -143,59 +161,13 @@ fn nanos(seconds: f64) -> u64 {
     (seconds * 1e9).round().max(0.0) as u64
 }
 
-/// A stage's attempt in one read of the run: its new action executions.
-pub struct StageAttempt<'a> {
-    pub stage: &'a str,
-    pub runs: Vec<&'a ActionRun>,
-}
-
-impl StageAttempt<'_> {
-    pub fn start(&self) -> f64 {
-        self.runs.iter().map(|r| r.start).fold(f64::INFINITY, f64::min)
-    }
-
-    pub fn end(&self) -> f64 {
-        self.runs.iter().map(|r| r.end).fold(f64::NEG_INFINITY, f64::max)
-    }
-
-    /// The first action execution to start names the attempt.
-    pub fn first(&self) -> &str {
-        self.runs.iter().min_by(|a, b| a.start.total_cmp(&b.start).then(a.id.cmp(&b.id))).map_or("", |r| r.id.as_str())
-    }
-
-    /// The error code of the attempt, when its last execution of some action failed.
-    fn failure(&self) -> Option<&str> {
-        let mut latest: BTreeMap<&str, &ActionRun> = BTreeMap::new();
-        for run in &self.runs {
-            let entry = latest.entry(run.action.as_str()).or_insert(run);
-            if run.end >= entry.end {
-                *entry = run;
-            }
-        }
-        latest.values().find(|r| r.status == "Failed").map(|r| r.error_code.as_deref().unwrap_or("Failed"))
-    }
-}
-
-/// Groups new action executions by stage, in the order the stages started.
-pub fn stage_attempts(runs: &[ActionRun]) -> Vec<StageAttempt<'_>> {
-    let mut attempts: Vec<StageAttempt<'_>> = Vec::new();
-    for run in runs {
-        match attempts.iter_mut().find(|a| a.stage == run.stage) {
-            Some(attempt) => attempt.runs.push(run),
-            None => attempts.push(StageAttempt { stage: &run.stage, runs: vec![run] }),
-        }
-    }
-    attempts.sort_by(|a, b| a.start().total_cmp(&b.start()));
-    attempts
-}
-
-/// The spans of one read of a finished run: its root, and its new stage attempts and action
-/// executions (`runs`).
+/// The spans of one read of a finished run: its root, and the waits, stage attempts, action
+/// executions, rule executions and build phases of its `timeline`.
 pub fn build(
     pipeline: &Pipeline,
     service_name: &str,
     run: &Run,
-    runs: &[ActionRun],
+    timeline: &Timeline<'_>,
     revision: Option<&Revision>,
 ) -> ResourceSpans {
     let trace_id = pipeline.trace_id(&run.id);
@@ -221,9 +193,9 @@ pub fn build(
         let name = repository.rsplit('/').next().unwrap_or(repository);
         resource.push(("vcs.repository.name", name.into()));
     }
-    let attempts = stage_attempts(runs);
+    let attempts = &timeline.attempts;
     let result = pipeline_result(&run.status);
-    let failure = (result == "failure").then(|| attempts.iter().rev().find_map(StageAttempt::failure).unwrap_or("Failed"));
+    let failure = (result == "failure").then(|| attempts.iter().rev().find_map(|a| a.failure()).unwrap_or("Failed"));
     let mut root_attributes: Attributes =
         vec![("cicd.pipeline.action.name", "RUN".into()), ("cicd.pipeline.result", result.into())];
     if let Some(code) = failure {
@@ -240,7 +212,34 @@ pub fn build(
         attributes: root_attributes,
         error: failure.map(str::to_string),
     }];
-    for attempt in &attempts {
+    for (i, (attempt, time)) in attempts.iter().zip(&timeline.stages).enumerate() {
+        let (from, to) = time.entry;
+        if to > from {
+            let wait_id = pipeline.wait_span_id(&run.id, attempt.stage, attempt.first());
+            // The reason that held the run longest names the wait; both entry reasons' seconds
+            // are attributes.
+            let reason = if time.waits[1] > time.waits[0] { REASONS[1] } else { REASONS[0] };
+            spans.push(Span {
+                trace_id,
+                span_id: wait_id,
+                parent: Some(root_id),
+                name: format!("WAIT {}", attempt.stage),
+                kind: Kind::Internal,
+                start_unix_nanos: nanos(from),
+                end_unix_nanos: nanos(to),
+                attributes: vec![
+                    ("cicd.pipeline.run.state", "pending".into()),
+                    ("aws.codepipeline.stage.name", attempt.stage.into()),
+                    ("aws.codepipeline.wait.reason", reason.into()),
+                    ("aws.codepipeline.wait.queued_seconds", Value::Double(time.waits[0])),
+                    ("aws.codepipeline.wait.gate_seconds", Value::Double(time.waits[1])),
+                ],
+                error: None,
+            });
+            for rule in timeline.gate_rules(i) {
+                spans.push(rule_span(pipeline, &run.id, trace_id, wait_id, rule));
+            }
+        }
         let stage_id = pipeline.stage_span_id(&run.id, attempt.stage, attempt.first());
         let failure = attempt.failure();
         let mut attributes: Attributes = vec![("aws.codepipeline.stage.name", attempt.stage.into())];
@@ -259,10 +258,58 @@ pub fn build(
             error: failure.map(str::to_string),
         });
         for action in &attempt.runs {
+            let action_id = pipeline.action_span_id(&run.id, &action.id);
             spans.push(action_span(pipeline, &run.id, trace_id, stage_id, action, &console));
+            for phase in timeline.phases.get(action.id.as_str()).into_iter().flatten() {
+                spans.push(phase_span(pipeline, &run.id, trace_id, action_id, &action.id, phase));
+            }
         }
     }
     ResourceSpans { resource, spans }
+}
+
+/// A rule execution that gated a stage, under the wait it held.
+fn rule_span(pipeline: &Pipeline, execution: &str, trace_id: [u8; 16], parent: [u8; 8], rule: &RuleRun) -> Span {
+    let failure = (rule.status == "Failed").then(|| "Failed".to_string());
+    Span {
+        trace_id,
+        span_id: pipeline.rule_span_id(execution, &rule.id),
+        parent: Some(parent),
+        name: format!("RULE {}", rule.rule),
+        kind: Kind::Internal,
+        start_unix_nanos: nanos(rule.start),
+        end_unix_nanos: nanos(rule.end.max(rule.start)),
+        attributes: vec![
+            ("aws.codepipeline.stage.name", rule.stage.as_str().into()),
+            ("aws.codepipeline.rule.name", rule.rule.as_str().into()),
+            ("aws.codepipeline.rule.execution.id", rule.id.as_str().into()),
+            ("aws.codepipeline.rule.status", rule.status.as_str().into()),
+        ],
+        error: failure,
+    }
+}
+
+/// A phase of the build an action ran, under the action; the timeline clipped it into the action's
+/// span, after the phase before it.
+fn phase_span(
+    pipeline: &Pipeline,
+    execution: &str,
+    trace_id: [u8; 16],
+    parent: [u8; 8],
+    action_execution: &str,
+    phase: &Phase,
+) -> Span {
+    Span {
+        trace_id,
+        span_id: pipeline.phase_span_id(execution, action_execution, &phase.phase_type),
+        parent: Some(parent),
+        name: phase.phase_type.clone(),
+        kind: Kind::Internal,
+        start_unix_nanos: nanos(phase.start),
+        end_unix_nanos: nanos(phase.end),
+        attributes: vec![("aws.codebuild.phase.type", phase.phase_type.as_str().into())],
+        error: None,
+    }
 }
 
 fn action_span(

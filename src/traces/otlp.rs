@@ -12,6 +12,7 @@
 pub enum Value {
     String(String),
     Int(i64),
+    Double(f64),
 }
 
 impl From<&str> for Value {
@@ -93,7 +94,8 @@ fn fixed64(out: &mut Vec<u8>, field: u32, value: u64) {
     out.extend_from_slice(&value.to_le_bytes());
 }
 
-/// KeyValue { key = 1; AnyValue value = 2 }, AnyValue { string_value = 1; int_value = 3 }.
+/// KeyValue { key = 1; AnyValue value = 2 }, AnyValue { string_value = 1; int_value = 3;
+/// double_value = 4 }.
 fn attributes(out: &mut Vec<u8>, field: u32, attributes: &Attributes) {
     for (name, value) in attributes {
         message(out, field, |kv| {
@@ -104,6 +106,7 @@ fn attributes(out: &mut Vec<u8>, field: u32, attributes: &Attributes) {
                     key(any, 3, 0);
                     varint(any, *i as u64);
                 }
+                Value::Double(d) => fixed64(any, 4, d.to_bits()),
             });
         });
     }
