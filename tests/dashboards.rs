@@ -168,6 +168,7 @@ fn dashboards_are_current_grafana_json_with_the_expected_variables() {
             "Delivery (recording rules)",
             "Gates, approvals, retries and rollbacks",
             "Where the time goes",
+            "Wait versus work",
             "Cost"
         ]
     );

@@ -57,6 +57,11 @@ variable "tags" {
   default     = {}
 }
 
+locals {
+  # The partition of the account (aws, aws-cn, aws-us-gov): the exporter's role is in the same one.
+  partition = split(":", var.exporter_role_arn)[1]
+}
+
 data "aws_iam_policy_document" "read_only_trust" {
   statement {
     actions = ["sts:AssumeRole"]
@@ -75,8 +80,8 @@ data "aws_iam_policy_document" "read_only_trust" {
   }
 }
 
-# What the exporter reads here: the actions of deploy/iam-policy.json's CodePipeline and
-# CodeConnections statements, and the pipelines' tags. No SQS: the queue is in the monitoring
+# What the exporter reads here: the actions of deploy/iam-policy.json's CodePipeline, CodeBuild
+# and CodeConnections statements, and the pipelines' tags. No SQS: the queue is in the monitoring
 # account.
 data "aws_iam_policy_document" "read_only" {
   # checkov:skip=CKV_AWS_356:The exporter reads every pipeline, run and sync of the account (its configuration selects what it reports), as deploy/iam-policy.json grants; these actions only read.
@@ -89,9 +94,17 @@ data "aws_iam_policy_document" "read_only" {
       "codepipeline:ListActionExecutions",
       "codepipeline:ListPipelineExecutions",
       "codepipeline:ListPipelines",
+      "codepipeline:ListRuleExecutions",
       "codepipeline:ListTagsForResource",
     ]
     resources = ["*"]
+  }
+  # The phases of the builds of CodeBuild and Commands actions: their wait for capacity. Narrow it
+  # to the pipelines' build projects if you like.
+  statement {
+    sid       = "CodeBuildBuildsRead"
+    actions   = ["codebuild:BatchGetBuilds"]
+    resources = ["arn:${local.partition}:codebuild:*:*:project/*"]
   }
   statement {
     sid = "CodeConnectionsGitSyncReadOnly"
