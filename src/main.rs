@@ -98,6 +98,8 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
             config.accounts[0].name = "demo".into();
             config.accounts[0].tags = vec!["team".into()];
             config.accounts[0].codepipeline.tags = vec!["team".into()];
+            // The demo shows every family, the opt-in seconds per CodeBuild phase too.
+            config.accounts[0].codepipeline.build_phases = true;
             // Events mode, as a production set-up with a queue runs: a stage change shows within a
             // second. Progress (percentComplete) is not announced, so reconciling is frequent.
             config.accounts[0].events = Some(Events {

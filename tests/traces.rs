@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use codepipeline_exporter::simulator::{SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{
+    SimActionRun, SimBuild, SimCondition, SimExecution, SimPhase, SimPipeline, SimRuleRun, Simulator, World,
+};
 use common::process::Exporter;
 use common::prometheus::{Prometheus, servers};
 use common::{request, samples, scrape, start_exporter_unthrottled, value, wait_for, wait_for_calls};
@@ -151,14 +153,14 @@ async fn a_run_is_one_trace_of_its_stages_and_actions_the_same_after_a_restart_a
     let exporter = start_exporter_unthrottled(&simulator, &yaml(&receiver, 1000)).await;
     wait_for(&exporter, "seeded", |s| s.keys().any(|k| k.starts_with("aws_codepipeline_execution_status"))).await;
     finish(&simulator, e1_failed());
-    let spans = receiver.wait_spans(6, 20).await;
-    assert_eq!(spans.len(), 6, "the root, two stages and three actions: {spans:#?}");
+    let spans = receiver.wait_spans(7, 20).await;
+    assert_eq!(spans.len(), 7, "the root, the wait before Build, two stages and three actions: {spans:#?}");
     let trace_ids: BTreeSet<&str> = spans.iter().map(|s| s["trace_id"].as_str().unwrap()).collect();
     assert_eq!(trace_ids.len(), 1, "one trace");
     let trace_id = trace_ids.into_iter().next().unwrap().to_string();
     assert_eq!(trace_id.len(), 32);
     let named = by_name(&spans);
-    assert_eq!(named.keys().map(String::as_str).collect::<Vec<_>>(), ["Build", "RUN app", "Source", "Test"]);
+    assert_eq!(named.keys().map(String::as_str).collect::<Vec<_>>(), ["Build", "RUN app", "Source", "Test", "WAIT Build"]);
     assert_eq!((named["Build"].len(), named["Source"].len()), (2, 2), "a stage and its action of the same name");
     let root = &named["RUN app"][0];
     let root_id = root["span_id"].as_str().unwrap().to_string();
@@ -189,7 +191,12 @@ async fn a_run_is_one_trace_of_its_stages_and_actions_the_same_after_a_restart_a
     // Stages: children of the root, from their first action's start to their last action's end.
     let stages: BTreeMap<&str, &Value> =
         spans.iter().filter(|s| s["parent_span_id"] == root_id.as_str()).map(|s| (s["name"].as_str().unwrap(), s)).collect();
-    assert_eq!(stages.keys().copied().collect::<Vec<_>>(), ["Build", "Source"]);
+    assert_eq!(stages.keys().copied().collect::<Vec<_>>(), ["Build", "Source", "WAIT Build"]);
+    // The 44 ms between Source's end and Build's start: the run was pending, queued.
+    let waited = stages["WAIT Build"];
+    assert_eq!((millis(waited, "start"), millis(waited, "end")), (1_010_456, 1_010_500));
+    assert_eq!(waited["attributes"]["cicd.pipeline.run.state"], "pending");
+    assert_eq!(waited["attributes"]["aws.codepipeline.wait.reason"], "queued");
     let build = stages["Build"];
     assert_eq!((build["kind"].as_u64(), millis(build, "start"), millis(build, "end")), (Some(1), 1_010_500, 1_100_250));
     assert_eq!(build["attributes"]["error.type"], "JobFailed");
@@ -234,12 +241,14 @@ async fn a_run_is_one_trace_of_its_stages_and_actions_the_same_after_a_restart_a
     retried.actions.insert(0, run("Deploy", "Deploy", "a-deploy", "Succeeded", 1_250.0, 1_299.75));
     retried.actions.insert(0, run("Build", "Test", "a-test-2", "Succeeded", 1_200.0, 1_240.0));
     finish(&simulator, retried);
-    let spans = receiver.wait_spans(11, 20).await;
-    assert_eq!(spans.len(), 11, "the root again, two stage attempts and two actions: {spans:#?}");
+    let spans = receiver.wait_spans(13, 20).await;
+    assert_eq!(spans.len(), 13, "the root again, two stage attempts, two actions and the wait before Deploy: {spans:#?}");
     assert!(spans.iter().all(|s| s["trace_id"] == trace_id.as_str()), "the same trace after a restart");
-    let new = &spans[6..];
+    let new = &spans[7..];
     let names: BTreeSet<&str> = new.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Build", "Deploy", "RUN app", "Test"].into_iter().collect());
+    assert_eq!(names, ["Build", "Deploy", "RUN app", "Test", "WAIT Deploy"].into_iter().collect());
+    let waited = new.iter().find(|s| s["name"] == "WAIT Deploy").unwrap();
+    assert_eq!((millis(waited, "start"), millis(waited, "end")), (1_240_000, 1_250_000), "from the retried Build's end");
     let root_again = new.iter().find(|s| s["name"] == "RUN app").unwrap();
     assert_eq!(root_again["span_id"], root_id.as_str(), "the root keeps its ID");
     assert_eq!(
@@ -254,6 +263,116 @@ async fn a_run_is_one_trace_of_its_stages_and_actions_the_same_after_a_restart_a
     assert_eq!(retested["attributes"]["cicd.pipeline.task.run.id"], "a-test-2");
     let s = samples(&scrape(&exporter).await);
     assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(5.0), "this process sent five");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_stage_and_a_build_waiting_for_capacity_show_as_wait_rule_and_phase_spans() {
+    let receiver = Receiver::start();
+    let mut pipeline = pipeline();
+    pipeline.stages[2].conditions = vec![SimCondition {
+        condition_type: "BeforeEntry".into(),
+        status: Some("Succeeded".into()),
+        rules: vec![("Window".into(), "Succeeded".into())],
+    }];
+    let simulator =
+        Simulator::start(World { pipelines: [(pipeline.name.clone(), pipeline)].into_iter().collect(), ..World::default() })
+            .await
+            .unwrap();
+    let exporter = start_exporter_unthrottled(&simulator, &yaml(&receiver, 1000)).await;
+    wait_for(&exporter, "seeded", |s| s.keys().any(|k| k.starts_with("aws_codepipeline_execution_status"))).await;
+    // The build waits 4 s QUEUED and 3 s PROVISIONING; Deploy is entered at 2,080, 20 s after the
+    // Build stage ended, 13 s of them under its Window rule.
+    let phase = |phase_type: &str, start: f64, end: Option<f64>| SimPhase {
+        phase_type: phase_type.into(),
+        status: end.map(|_| "SUCCEEDED".to_string()),
+        start,
+        end,
+    };
+    simulator.world().builds.insert(
+        "app-build:t1".into(),
+        SimBuild {
+            id: "app-build:t1".into(),
+            phases: vec![
+                phase("SUBMITTED", 2_010.0, Some(2_011.0)),
+                phase("QUEUED", 2_011.0, Some(2_015.0)),
+                phase("PROVISIONING", 2_015.0, Some(2_018.0)),
+                phase("BUILD", 2_018.0, Some(2_060.0)),
+                phase("COMPLETED", 2_060.0, None),
+            ],
+        },
+    );
+    let mut e2 = SimExecution::new("e2", "Succeeded", 2_000.0, 2_100.0);
+    let mut compile = run("Build", "Build", "b-build", "Succeeded", 2_010.0, 2_060.0);
+    compile.external_id = Some("app-build:t1".into());
+    e2.actions = vec![
+        run("Deploy", "Deploy", "b-deploy", "Succeeded", 2_080.0, 2_095.0),
+        compile,
+        run("Build", "Test", "b-test", "Succeeded", 2_010.0, 2_030.0),
+        run("Source", "Source", "b-source", "Succeeded", 2_000.0, 2_010.0),
+    ];
+    e2.rules = vec![SimRuleRun {
+        stage: "Deploy".into(),
+        rule: "Window".into(),
+        id: "rule-1".into(),
+        status: "Succeeded".into(),
+        start: 2_062.0,
+        last_update: 2_075.0,
+    }];
+    finish(&simulator, e2);
+    let spans = receiver.wait_spans(14, 20).await;
+    assert_eq!(spans.len(), 14, "the root, 3 stages, 4 actions, 4 phases, a wait and its rule: {spans:#?}");
+    let named = by_name(&spans);
+    let one = |name: &str| {
+        assert_eq!(named[name].len(), 1, "{name}");
+        &named[name][0]
+    };
+    let root = one("RUN app");
+    let wait = one("WAIT Deploy");
+    assert_eq!(wait["parent_span_id"], root["span_id"]);
+    assert_eq!((millis(wait, "start"), millis(wait, "end")), (2_060_000, 2_080_000));
+    assert_eq!(
+        (
+            &wait["attributes"]["cicd.pipeline.run.state"],
+            &wait["attributes"]["aws.codepipeline.wait.reason"],
+            &wait["attributes"]["aws.codepipeline.wait.gate_seconds"],
+            &wait["attributes"]["aws.codepipeline.wait.queued_seconds"]
+        ),
+        (&Value::from("pending"), &Value::from("gate"), &Value::from(13.0), &Value::from(7.0))
+    );
+    let rule = one("RULE Window");
+    assert_eq!(rule["parent_span_id"], wait["span_id"]);
+    assert_eq!((millis(rule, "start"), millis(rule, "end")), (2_062_000, 2_075_000));
+    assert_eq!(rule["attributes"]["aws.codepipeline.rule.execution.id"], "rule-1");
+    let build_action = named["Build"].iter().find(|s| s["parent_span_id"] != root["span_id"]).unwrap();
+    let phases: Vec<(&str, u64, u64)> = spans
+        .iter()
+        .filter(|s| s["parent_span_id"] == build_action["span_id"])
+        .map(|s| (s["name"].as_str().unwrap(), millis(s, "start"), millis(s, "end")))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        phases,
+        [("BUILD", 2_018_000, 2_060_000), ("PROVISIONING", 2_015_000, 2_018_000), ("QUEUED", 2_011_000, 2_015_000), ("SUBMITTED", 2_010_000, 2_011_000)],
+        "each inside the action, none overlapping; COMPLETED has no end"
+    );
+    assert!(!spans.iter().any(|s| s["name"] == "WAIT Build"), "Build was entered at once");
+    let s = samples(&scrape(&exporter).await);
+    let capacity = "aws_codepipeline_wait_seconds_total{account=\"test\",region=\"us-east-1\",pipeline=\"app\",stage=\"Build\",reason=\"capacity\"}";
+    assert_eq!(value(&s, capacity), None, "the Test action worked while the build waited");
+
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 14, "every span ID distinct");
+    let pipeline = codepipeline_exporter::codepipeline::trace::Pipeline {
+        account_id: "111122223333".into(),
+        region: "us-east-1".into(),
+        name: "app".into(),
+        repository: None,
+        branch: None,
+    };
+    let hex = |id: [u8; 8]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(wait["span_id"], hex(pipeline.wait_span_id("e2", "Deploy", "b-deploy")).as_str(), "IDs derive from the run alone");
+    assert_eq!(rule["span_id"], hex(pipeline.rule_span_id("e2", "rule-1")).as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,7 +464,7 @@ async fn exemplars_link_the_duration_histograms_to_the_run_in_openmetrics_only()
     assert_eq!(
         bucket("aws_codepipeline_execution_duration_seconds_bucket{", "60"),
         format!(
-            "aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",le=\"60\"}} 1 # {{trace_id=\"{trace_id}\",span_id=\"{root}\"}} 50.377 1050.5"
+            "aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",execution_type=\"STANDARD\",le=\"60\"}} 1 # {{trace_id=\"{trace_id}\",span_id=\"{root}\"}} 50.377 1050.5"
         )
     );
     assert!(!bucket("aws_codepipeline_execution_duration_seconds_bucket{", "120").contains('#'), "only the bucket it fell in");
@@ -358,7 +477,7 @@ async fn exemplars_link_the_duration_histograms_to_the_run_in_openmetrics_only()
     );
     // The text format has no exemplars.
     let text = scrape(&exporter).await;
-    assert!(text.contains("aws_codepipeline_execution_duration_seconds_bucket{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",le=\"60\"} 1\n"));
+    assert!(text.contains("aws_codepipeline_execution_duration_seconds_bucket{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",execution_type=\"STANDARD\",le=\"60\"} 1\n"));
     assert!(!text.contains("trace_id"));
 }
 
