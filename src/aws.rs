@@ -158,7 +158,8 @@ impl Scope {
         let region: Arc<str> = region.into();
         let attempts = AttemptCounter { account: account.clone(), region: region.clone(), telemetry: telemetry.clone() };
         let codepipeline = aws_sdk_codepipeline::config::Builder::from(&region_config).interceptor(attempts.clone()).build();
-        let codeconnections = aws_sdk_codeconnections::config::Builder::from(&region_config).interceptor(attempts.clone()).build();
+        let codeconnections =
+            aws_sdk_codeconnections::config::Builder::from(&region_config).interceptor(attempts.clone()).build();
         let codebuild = aws_sdk_codebuild::config::Builder::from(&region_config).interceptor(attempts).build();
         let budget = Arc::new(Budget::new(limits.requests_per_second, limits.burst));
         telemetry.register_budget(&account, &region, &budget);

@@ -652,10 +652,14 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
         actions,
         polling_disabled_at: output.metadata().and_then(|m| m.polling_disabled_at()).map(DateTime::as_secs_f64),
         conditions: declaration.map(|p| p.stages()).unwrap_or_default().iter().any(|stage| {
-            [stage.before_entry().map(|c| c.conditions()), stage.on_success().map(|c| c.conditions()), stage.on_failure().map(|c| c.conditions())]
-                .into_iter()
-                .flatten()
-                .any(|conditions| !conditions.is_empty())
+            [
+                stage.before_entry().map(|c| c.conditions()),
+                stage.on_success().map(|c| c.conditions()),
+                stage.on_failure().map(|c| c.conditions()),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|conditions| !conditions.is_empty())
         }),
     })
 }

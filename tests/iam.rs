@@ -29,8 +29,11 @@ async fn the_policy_grants_exactly_the_actions_called() {
     let lead_time_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"GetPipelineExecution\"}";
     let anatomy_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"ListActionExecutions\"}";
     let deleted = "codepipeline_exporter_aws_requests_total{service=\"sqs\",operation=\"DeleteMessageBatch\"}";
-    wait_for(&exporter, "the lead time and action executions read and an event deleted", |s| {
-        s.contains_key(lead_time_read) && s.contains_key(anatomy_read) && s.contains_key(deleted)
+    // The gate's rule executions and the builds' phases are read after the action executions.
+    let rules_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"ListRuleExecutions\"}";
+    let builds_read = "codepipeline_exporter_aws_requests_total{service=\"codebuild\",operation=\"BatchGetBuilds\"}";
+    wait_for(&exporter, "the lead time, action and rule executions and builds read and an event deleted", |s| {
+        [lead_time_read, anatomy_read, rules_read, builds_read, deleted].iter().all(|series| s.contains_key(*series))
     })
     .await;
     let called: BTreeSet<String> = samples(&scrape(&exporter).await)

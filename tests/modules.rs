@@ -137,7 +137,8 @@ fn generic_modules_name_no_service_operation_or_collector() {
 /// flows one way, from `timeline` to `anatomy` and `trace`, and `anatomy` hands it to `trace`.
 #[test]
 fn the_run_timeline_flows_one_way() {
-    let uses = |file: &str, module: &str| code(Path::new(&format!("src/codepipeline/{file}.rs"))).contains(&format!("super::{module}"));
+    let uses =
+        |file: &str, module: &str| code(Path::new(&format!("src/codepipeline/{file}.rs"))).contains(&format!("super::{module}"));
     assert!(uses("anatomy", "timeline") && uses("trace", "timeline") && uses("anatomy", "trace"));
     assert!(!uses("trace", "anatomy"), "trace reads the timeline, not the anatomy");
     assert!(!uses("timeline", "anatomy") && !uses("timeline", "trace"), "the timeline reads neither of its readers");

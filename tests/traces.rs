@@ -353,7 +353,12 @@ async fn a_gated_stage_and_a_build_waiting_for_capacity_show_as_wait_rule_and_ph
         .collect();
     assert_eq!(
         phases,
-        [("BUILD", 2_018_000, 2_060_000), ("PROVISIONING", 2_015_000, 2_018_000), ("QUEUED", 2_011_000, 2_015_000), ("SUBMITTED", 2_010_000, 2_011_000)],
+        [
+            ("BUILD", 2_018_000, 2_060_000),
+            ("PROVISIONING", 2_015_000, 2_018_000),
+            ("QUEUED", 2_011_000, 2_015_000),
+            ("SUBMITTED", 2_010_000, 2_011_000)
+        ],
         "each inside the action, none overlapping; COMPLETED has no end"
     );
     assert!(!spans.iter().any(|s| s["name"] == "WAIT Build"), "Build was entered at once");

@@ -128,12 +128,14 @@ async fn a_run_that_queues_is_gated_and_waits_for_an_approval_and_for_capacity_a
     assert_eq!(value(&s, &series("aws_codepipeline_execution_wait_seconds_sum", "")), Some(120.0));
     // The run's 200 s: 120 waiting, 80 working (Source 10, the build's 50, Deploy 15, and the 5 s
     // after it).
-    let duration =
-        series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Succeeded\",execution_type=\"STANDARD\"");
+    let duration = series("aws_codepipeline_execution_duration_seconds_sum", ",status=\"Succeeded\",execution_type=\"STANDARD\"");
     assert_eq!(value(&s, &duration), Some(200.0));
     let rule = series("aws_codepipeline_rule_executions_total", ",stage=\"Deploy\",rule=\"Window\",status=\"Succeeded\"");
     assert_eq!(value(&s, &rule), Some(1.0));
-    assert_eq!(value(&s, &series("aws_codepipeline_rule_duration_seconds_total", ",stage=\"Deploy\",rule=\"Window\"")), Some(20.0));
+    assert_eq!(
+        value(&s, &series("aws_codepipeline_rule_duration_seconds_total", ",stage=\"Deploy\",rule=\"Window\"")),
+        Some(20.0)
+    );
     assert_eq!(bed.simulator.calls("BatchGetBuilds"), 1);
     assert!(!s.keys().any(|k| k.starts_with("aws_codepipeline_action_phase_seconds_total")), "phases are opt-in");
     assert!(!s.keys().any(|k| k.starts_with("aws_codepipeline_timeline_clamps_total")), "no clock skew");
@@ -148,9 +150,18 @@ async fn build_phases_when_switched_on() {
     finish(&bed.simulator, e1(&bed.simulator));
     let s = wait_for(&bed.exporter, "e1 read", |s| value(s, &wait_count) == Some(1.0)).await;
     let phase = |phase: &str| {
-        value(&s, &series("aws_codepipeline_action_phase_seconds_total", &format!(",stage=\"Build\",action=\"Build\",phase=\"{phase}\"")))
+        value(
+            &s,
+            &series(
+                "aws_codepipeline_action_phase_seconds_total",
+                &format!(",stage=\"Build\",action=\"Build\",phase=\"{phase}\""),
+            ),
+        )
     };
-    assert_eq!((phase("SUBMITTED"), phase("QUEUED"), phase("PROVISIONING"), phase("BUILD")), (Some(1.0), Some(6.0), Some(4.0), Some(49.0)));
+    assert_eq!(
+        (phase("SUBMITTED"), phase("QUEUED"), phase("PROVISIONING"), phase("BUILD")),
+        (Some(1.0), Some(6.0), Some(4.0), Some(49.0))
+    );
     assert_eq!(phase("COMPLETED"), None, "a phase without an end has no seconds");
 }
 
@@ -243,7 +254,7 @@ async fn a_hundred_and_fifty_builds_take_two_calls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn builds_not_found_or_denied_are_counted_and_leave_the_rest_intact() {
-    let mut pipeline = pipeline();
+    let pipeline = pipeline();
     let mut other = SimPipeline::new("other", &[("Source", &["Source"]), ("Build", &["Build"])]);
     other.stages[0].actions[0].type_id = Some(("Source".into(), "AWS".into(), "CodeStarSourceConnection".into()));
     other.executions = vec![SimExecution::new("o0", "Succeeded", 500.0, 900.0)];
@@ -271,8 +282,8 @@ async fn builds_not_found_or_denied_are_counted_and_leave_the_rest_intact() {
         other.stages[1].latest = Some(("o1".into(), "Succeeded".into()));
         other.executions.insert(0, denied);
     }
-    let s = wait_for(&bed.exporter, "both read", |s| value(s, &wait_count) == Some(1.0) && value(s, other_count) == Some(1.0))
-        .await;
+    let s =
+        wait_for(&bed.exporter, "both read", |s| value(s, &wait_count) == Some(1.0) && value(s, other_count) == Some(1.0)).await;
     let failures = |pipeline: &str, reason: &str| {
         value(
             &s,

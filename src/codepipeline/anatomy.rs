@@ -303,8 +303,7 @@ impl Anatomy {
         for (attempt, time) in timeline.attempts.iter().zip(&timeline.stages) {
             let (start, end) = (attempt.start(), attempt.end());
             let duration = elapsed(start, end);
-            let exemplar =
-                traced.map(|pipeline| pipeline.stage_exemplar(&run.id, attempt.stage, attempt.first(), duration, end));
+            let exemplar = traced.map(|pipeline| pipeline.stage_exemplar(&run.id, attempt.stage, attempt.first(), duration, end));
             let histogram = self.stages.get_or_insert_with(attempt.stage.to_string(), || Histogram::new(&STAGE_BUCKETS));
             histogram.observe_with(duration, exemplar);
             if self.stage_last.get(attempt.stage).is_none_or(|(last_end, _)| end >= *last_end) {
@@ -555,6 +554,9 @@ mod tests {
         assert_eq!(anatomy.stages["Build"], expected);
         // The first read waited 10 s before Source and 5 s before Build; the retry is laid out
         // from its own start.
-        assert_eq!(anatomy.waits.iter().map(|((s, r), v)| (s.as_str(), *r, *v)).collect::<Vec<_>>(), [("Build", "queued", 5.0), ("Source", "queued", 10.0)]);
+        assert_eq!(
+            anatomy.waits.iter().map(|((s, r), v)| (s.as_str(), *r, *v)).collect::<Vec<_>>(),
+            [("Build", "queued", 5.0), ("Source", "queued", 10.0)]
+        );
     }
 }

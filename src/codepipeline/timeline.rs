@@ -367,10 +367,16 @@ mod tests {
             action("Approve", "Lint", 100.0, 110.0),
             action("Deploy", "Deploy", 160.0, 200.0),
         ];
-        let rules = vec![rule("Build", "Window", 20.0, 28.0), rule("Source", "Alarm", 25.0, 32.0), rule("Deploy", "Late", 0.0, 1.0)];
+        let rules =
+            vec![rule("Build", "Window", 20.0, 28.0), rule("Source", "Alarm", 25.0, 32.0), rule("Deploy", "Late", 0.0, 1.0)];
         let builds: BTreeMap<String, Vec<Phase>> = [(
             "project:1".to_string(),
-            vec![phase("SUBMITTED", 40.0, 40.5), phase("QUEUED", 40.5, 45.5), phase("PROVISIONING", 45.5, 48.5), phase("BUILD", 48.5, 90.0)],
+            vec![
+                phase("SUBMITTED", 40.0, 40.5),
+                phase("QUEUED", 40.5, 45.5),
+                phase("PROVISIONING", 45.5, 48.5),
+                phase("BUILD", 48.5, 90.0),
+            ],
         )]
         .into();
         let timeline = build(0.0, 205.0, &runs, &rules, &builds);
