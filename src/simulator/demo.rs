@@ -540,6 +540,7 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
                 rollback_target: None,
                 revisions_created: vec![start - 120.0 - 60.0 * (j % 5) as f64],
                 actions: action_runs(scenario, index, j, start, now),
+                rules: Vec::new(),
             }
         })
         .collect();
@@ -629,6 +630,7 @@ fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64
                 last_update: if finished { end } else { now },
                 type_id: action_type(name),
                 error_code: (finished && t.failed).then(|| "JobFailed".to_string()),
+                external_id: None,
             }
         })
         .collect();

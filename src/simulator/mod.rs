@@ -40,7 +40,9 @@ pub use codeconnections::{
     SimConnection, SimHost, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration,
     SimSyncEvent,
 };
-pub use codepipeline::{SimAction, SimActionExecution, SimActionRun, SimCondition, SimExecution, SimPipeline, SimStage};
+pub use codepipeline::{
+    SimAction, SimActionExecution, SimActionRun, SimCondition, SimExecution, SimPipeline, SimRuleRun, SimStage,
+};
 pub use organizations::{SimAccount, SimOrganization, SimUnit};
 use protocol::{Failure, Protocol, map, text, timestamp};
 pub use sqs::SimQueue;
