@@ -524,9 +524,10 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
             let start = started - ((k - j) * scenario.period) as f64;
             let elapsed = now - start;
             let (status, last_update) = match (scenario.disabled_before, run_end(scenario, j)) {
-                // Runs wait at the disabled transition until the next run supersedes them.
+                // Runs wait at the disabled transition until the next run supersedes them; until then
+                // their last update is their last action's.
                 (Some(_), _) if j < k => ("Superseded", start + scenario.period as f64),
-                (Some(_), _) => ("InProgress", start),
+                (Some(_), (_, end)) => ("InProgress", start + end.min(elapsed)),
                 (None, (_, end)) if elapsed < end => ("InProgress", now),
                 (None, (failed, end)) => (if failed { "Failed" } else { "Succeeded" }, start + end),
             };
