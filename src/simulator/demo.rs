@@ -5,13 +5,15 @@
 //! it got), so the scenario keeps no state of its own and every tick is consistent with the last.
 //! Git syncs and sync blockers are computed from the time the demo started instead, so that a
 //! newcomer sees within 90 seconds a stack fall behind its branch and catch up, and a blocker
-//! resolved, besides one at once already old enough to alert on.
+//! resolved, besides one at once already old enough to alert on. Every CodeBuild action names its
+//! build, whose phases BatchGetBuilds gives.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    SimActionExecution, SimActionRun, SimCondition, SimConnection, SimExecution, SimHost, SimPipeline, SimRepositoryLink,
-    SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
+    SimActionExecution, SimActionRun, SimBuild, SimCondition, SimConnection, SimExecution, SimHost, SimPhase, SimPipeline,
+    SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
 };
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
@@ -255,7 +257,7 @@ pub fn world(now: f64) -> World {
         if scenario.name == "legacy-batch" {
             pipeline.polling_disabled_at = Some(now - 3.0 * 86_400.0);
         }
-        advance(&mut pipeline, index, scenario, now);
+        advance(&mut pipeline, &mut world.builds, index, scenario, now);
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
     let mut release = SimPipeline::new(
@@ -382,7 +384,8 @@ fn cycle_runs(c: i64) -> [CycleRun; 3] {
 /// Sets the rolling-back pipeline's history, stages and action executions at `now`, from the time
 /// the demo `started`.
 fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
-    let Some(pipeline) = world.pipelines.get_mut(ROLLED_BACK) else { return };
+    let World { pipelines, builds, .. } = world;
+    let Some(pipeline) = pipelines.get_mut(ROLLED_BACK) else { return };
     let current = ((now - started) / ROLLBACK_CYCLE).floor() as i64;
     let mut executions = Vec::new();
     // Oldest first, so that each stage ends up showing its newest run.
@@ -423,6 +426,12 @@ fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
                 };
                 let mut action = SimActionRun::new(stage_name, actions[0], &format!("{}-{n}", run.id), status, from, to.min(now));
                 action.type_id = action_type(actions[0]);
+                if action.type_id.2 == "CodeBuild" {
+                    let id = format!("{ROLLED_BACK}-build:{}", run.id);
+                    let phases = build_phases(from, to, now, queued_share(c.unsigned_abs()), *failed);
+                    builds.insert(id.clone(), SimBuild { id: id.clone(), phases });
+                    action.external_id = Some(id);
+                }
                 action.error_code = (status == "Failed").then(|| "JobFailed".to_string());
                 execution.actions.insert(0, action);
                 // What GetPipelineState shows: the stage's newest run.
@@ -449,21 +458,27 @@ fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
 /// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
 /// `started` is when the demo started, which the sync blockers follow.
 pub async fn run(simulator: Simulator, started: f64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
-        let now = unix_now();
-        let mut world = simulator.world();
-        for (index, scenario) in SCENARIOS.iter().enumerate() {
-            if let Some(pipeline) = world.pipelines.get_mut(scenario.name) {
-                advance(pipeline, index, scenario, now);
-            }
-        }
-        advance_syncs(&mut world, now, started);
-        advance_connections(&mut world, now, started);
-        advance_gates(&mut world, now, started);
-        advance_rollbacks(&mut world, now, started);
+        interval.tick().await;
+        tick(&mut simulator.world(), unix_now(), started);
     }
+}
+
+/// Sets the demo account to what it is at `now`, the demo having `started` then. The builds are
+/// made anew, each pipeline adding those of the runs it remembers, so that none outlives its run.
+fn tick(world: &mut World, now: f64, started: f64) {
+    world.builds.clear();
+    let World { pipelines, builds, .. } = world;
+    for (index, scenario) in SCENARIOS.iter().enumerate() {
+        if let Some(pipeline) = pipelines.get_mut(scenario.name) {
+            advance(pipeline, builds, index, scenario, now);
+        }
+    }
+    advance_syncs(world, now, started);
+    advance_connections(world, now, started);
+    advance_gates(world, now, started);
+    advance_rollbacks(world, now, started);
 }
 
 /// Sets the second connection PENDING (its handshake was never completed), the third's status from
@@ -511,8 +526,9 @@ fn run_at(scenario: &Scenario, now: f64) -> (u64, f64) {
     (k, started)
 }
 
-/// Sets every stage and action of `pipeline` to what run `k - 1` left and run `k` has done so far.
-fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f64) {
+/// Sets every stage and action of `pipeline` to what run `k - 1` left and run `k` has done so far,
+/// and adds the builds of its remembered runs to `builds`.
+fn advance(pipeline: &mut SimPipeline, builds: &mut BTreeMap<String, SimBuild>, index: usize, scenario: &Scenario, now: f64) {
     let (k, started) = run_at(scenario, now);
     if k > 0 {
         apply_run(pipeline, index, scenario, k - 1, started - scenario.period as f64, f64::INFINITY);
@@ -540,7 +556,7 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
                 trigger_type: scenario.trigger.into(),
                 rollback_target: None,
                 revisions_created: vec![start - 120.0 - 60.0 * (j % 5) as f64],
-                actions: action_runs(scenario, index, j, start, now),
+                actions: action_runs(scenario, index, j, start, now, builds),
                 rules: Vec::new(),
             }
         })
@@ -601,14 +617,84 @@ fn execution_id(index: usize, k: u64) -> String {
     format!("{:08x}-5a1e-4c0d-8e00-{:012x}", 0x1000_0000 + index as u64, k)
 }
 
+/// The number of an attempt of the pipeline `index`, unique among its attempts of one run.
+fn attempt_number(index: usize, attempt: &Attempt) -> u64 {
+    (index * 1000 + attempt.stage * 100 + attempt.action * 10) as u64 + attempt.attempt
+}
+
 fn action_execution_id(index: usize, attempt: &Attempt, k: u64) -> String {
-    let n = index * 1000 + attempt.stage * 100 + attempt.action * 10 + attempt.attempt as usize;
-    format!("{:08x}-ac7e-4b00-9000-{k:012x}", 0x2000_0000 + n as u64)
+    format!("{:08x}-ac7e-4b00-9000-{k:012x}", 0x2000_0000 + attempt_number(index, attempt))
+}
+
+/// The ID of the build an attempt of a CodeBuild action ran in run `k`: its project, named after
+/// the pipeline and the action, and a UUID.
+fn build_id(pipeline: &str, action: &str, index: usize, attempt: &Attempt, k: u64) -> String {
+    format!("{pipeline}-{}:{:08x}-b1d0-4e00-8000-{k:012x}", action.to_lowercase(), 0x4000_0000 + attempt_number(index, attempt))
+}
+
+/// The share of its span a build of run `k` waits in the queue for capacity: from 12 % to 33 %,
+/// so that the waits spread over a histogram's buckets.
+fn queued_share(k: u64) -> f64 {
+    0.12 + 0.07 * (k % 4) as f64
+}
+
+/// The share of its span after which a build is COMPLETED: the action that ran it ends a moment
+/// later, when CodePipeline sees the build's end.
+const BUILD_COMPLETED: f64 = 0.96;
+
+/// The phases of a CodeBuild build that an action ran from `start` to `end`, as BatchGetBuilds
+/// gives them at `now`: those that started, one after the other, each a share of the span, the
+/// one in progress without status or end, and COMPLETED once the build ended. It waits for
+/// capacity `queued` of the span (QUEUED, at most a third), then provisions a fifth of it
+/// (PROVISIONING); a failed build fails its BUILD phase and still runs the phases after it, as
+/// CodeBuild does.
+fn build_phases(start: f64, end: f64, now: f64, queued: f64, failed: bool) -> Vec<SimPhase> {
+    let span = end - start;
+    let shares = [
+        ("SUBMITTED", 0.02),
+        ("QUEUED", queued),
+        ("PROVISIONING", 0.2),
+        ("DOWNLOAD_SOURCE", 0.04),
+        ("INSTALL", 0.06),
+        ("PRE_BUILD", 0.04),
+        ("BUILD", BUILD_COMPLETED - 0.45 - queued),
+        ("POST_BUILD", 0.04),
+        ("UPLOAD_ARTIFACTS", 0.03),
+        ("FINALIZING", 0.02),
+    ];
+    let mut phases = Vec::new();
+    let mut at = start;
+    for (phase, share) in shares {
+        if at > now {
+            return phases;
+        }
+        let to = at + share * span;
+        let ended = now >= to;
+        phases.push(SimPhase {
+            phase_type: phase.into(),
+            status: ended.then(|| if failed && phase == "BUILD" { "FAILED" } else { "SUCCEEDED" }.into()),
+            start: at,
+            end: ended.then_some(to),
+        });
+        at = to;
+    }
+    if at <= now {
+        phases.push(SimPhase { phase_type: "COMPLETED".into(), status: None, start: at, end: None });
+    }
+    phases
 }
 
 /// The action executions of run `k`, started at `started`, as ListActionExecutions gives them
-/// at `now`: those that started, newest first.
-fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64) -> Vec<SimActionRun> {
+/// at `now`: those that started, newest first. Each CodeBuild action names its build, which is
+/// added to `builds`.
+fn action_runs(
+    scenario: &Scenario,
+    index: usize,
+    k: u64,
+    started: f64,
+    now: f64,
+    builds: &mut BTreeMap<String, SimBuild>,
+) -> Vec<SimActionRun> {
     let mut runs: Vec<SimActionRun> = timeline(scenario, k)
         .iter()
         .filter(|t| started + t.offset <= now)
@@ -617,6 +703,13 @@ fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64
             let name = actions[t.action].0;
             let (start, end) = (started + t.offset, started + t.offset + t.duration);
             let finished = now >= end;
+            let type_id = action_type(name);
+            let external_id = (type_id.2 == "CodeBuild").then(|| {
+                let id = build_id(scenario.name, name, index, t, k);
+                let phases = build_phases(start, end, now, queued_share(k + t.attempt), t.failed);
+                builds.insert(id.clone(), SimBuild { id: id.clone(), phases });
+                id
+            });
             SimActionRun {
                 stage: stage.into(),
                 action: name.into(),
@@ -629,9 +722,9 @@ fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64
                 .into(),
                 start,
                 last_update: if finished { end } else { now },
-                type_id: action_type(name),
+                type_id,
                 error_code: (finished && t.failed).then(|| "JobFailed".to_string()),
-                external_id: None,
+                external_id,
             }
         })
         .collect();
@@ -784,4 +877,79 @@ pub async fn start() -> std::io::Result<Simulator> {
     simulator.chaos(0.03, vec![super::Fault::Throttling]);
     tokio::spawn(run(simulator.clone(), started));
     Ok(simulator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo account at `now`, the demo having `started` then, as its ticks leave it.
+    fn at(started: f64, now: f64) -> World {
+        let mut world = world(started);
+        tick(&mut world, now, started);
+        world
+    }
+
+    const STARTED: f64 = 1_800_000_007.25;
+
+    /// Every run's timeline holds together at every half second of the first five minutes: its
+    /// actions inside its span and its stages in order, its rules inside the gap before their
+    /// stage, and each build's phases one after the other inside its action's span.
+    #[test]
+    fn every_timeline_is_consistent() {
+        for half in 0..600 {
+            let now = STARTED + half as f64 / 2.0;
+            let world = at(STARTED, now);
+            for pipeline in world.pipelines.values() {
+                let position = |stage: &str| pipeline.stages.iter().position(|s| s.name == stage).unwrap();
+                for execution in &pipeline.executions {
+                    let context = format!("{} {} at +{}", pipeline.name, execution.id, now - STARTED);
+                    assert!(execution.start <= execution.last_update && execution.last_update <= now, "{context}");
+                    let mut actions = execution.actions.clone();
+                    actions.sort_by(|a, b| a.start.total_cmp(&b.start));
+                    for pair in actions.windows(2) {
+                        assert!(position(&pair[0].stage) <= position(&pair[1].stage), "{context}: stages out of order");
+                        assert!(pair[0].last_update <= pair[1].start, "{context}: {} overlaps {}", pair[0].id, pair[1].id);
+                    }
+                    for action in &actions {
+                        assert!(execution.start <= action.start, "{context}: {} starts before its run", action.id);
+                        assert!(action.start <= action.last_update, "{context}: {}", action.id);
+                        assert!(action.last_update <= execution.last_update, "{context}: {} ends after its run", action.id);
+                        let Some(build) = &action.external_id else {
+                            assert_ne!(action.type_id.2, "CodeBuild", "{context}: {} names no build", action.id);
+                            continue;
+                        };
+                        let phases = &world.builds[build].phases;
+                        assert_eq!(phases[0].phase_type, "SUBMITTED", "{context}");
+                        assert!(action.start <= phases[0].start, "{context}: {build} starts before its action");
+                        for pair in phases.windows(2) {
+                            assert_eq!(pair[0].end, Some(pair[1].start), "{context}: {build}");
+                        }
+                        for phase in phases {
+                            assert_eq!(phase.end.is_some(), phase.status.is_some(), "{context}: {build}");
+                            assert!(
+                                phase.end.unwrap_or(phase.start) <= action.last_update,
+                                "{context}: {build} ends after its action"
+                            );
+                        }
+                        let last = phases.last().unwrap();
+                        if action.status != "InProgress" {
+                            assert_eq!((last.phase_type.as_str(), last.end), ("COMPLETED", None), "{context}: {build}");
+                            let failed = phases.iter().any(|p| p.status.as_deref() == Some("FAILED"));
+                            assert_eq!(failed, action.status == "Failed", "{context}: {build}");
+                        }
+                    }
+                    for rule in &execution.rules {
+                        let stage = position(&rule.stage);
+                        let before =
+                            actions.iter().filter(|a| position(&a.stage) < stage).map(|a| a.last_update).fold(0.0, f64::max);
+                        let after =
+                            actions.iter().filter(|a| a.stage == rule.stage).map(|a| a.start).fold(f64::INFINITY, f64::min);
+                        assert!(before < rule.start && rule.last_update < after, "{context}: {} outside its gap", rule.id);
+                        assert!(rule.last_update <= execution.last_update, "{context}: {}", rule.id);
+                    }
+                }
+            }
+        }
+    }
 }
