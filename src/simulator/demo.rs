@@ -5,15 +5,17 @@
 //! it got), so the scenario keeps no state of its own and every tick is consistent with the last.
 //! Git syncs and sync blockers are computed from the time the demo started instead, so that a
 //! newcomer sees within 90 seconds a stack fall behind its branch and catch up, and a blocker
-//! resolved, besides one at once already old enough to alert on. Every CodeBuild action names its
-//! build, whose phases BatchGetBuilds gives.
+//! resolved, besides one at once already old enough to alert on. So is the queued release train,
+//! whose runs wait in every way a run waits (a queue, a build's capacity, an approval, a gate)
+//! every 50 seconds. Every CodeBuild action names its build, whose phases BatchGetBuilds gives.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
     SimActionExecution, SimActionRun, SimBuild, SimCondition, SimConnection, SimExecution, SimHost, SimPhase, SimPipeline,
-    SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
+    SimRepositoryLink, SimResourceSync, SimRuleRun, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent,
+    Simulator, World,
 };
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
@@ -285,6 +287,14 @@ pub fn world(now: f64) -> World {
     storefront.tags = vec![("team".into(), "platform".into())];
     world.pipelines.insert(storefront.name.clone(), storefront);
     advance_rollbacks(&mut world, now, now);
+    let mut train = SimPipeline::new(TRAIN, TRAIN_STAGES);
+    train.version = 4;
+    for action in train.stages.iter_mut().flat_map(|stage| stage.actions.iter_mut()) {
+        action.type_id = Some(action_type(&action.name));
+    }
+    train.tags = vec![("team".into(), "platform".into())];
+    world.pipelines.insert(train.name.clone(), train);
+    advance_queue(&mut world, now, now);
     world
 }
 
@@ -455,6 +465,192 @@ fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
     pipeline.executions = executions;
 }
 
+/// The QUEUED pipeline whose runs wait, in every cycle of 50 s from 20 s after the demo's start.
+/// Three runs start 4 s apart and queue in front of the Build stage, which takes one at a time
+/// (two are queued from 10 s to 14 s into the cycle, one until 26 s); each build waits for
+/// capacity in its QUEUED and PROVISIONING phases; each release waits 5 to 8 s for its manual
+/// approval; and the Prod stage's BeforeEntry condition holds each run for 3.5 s while its rules
+/// check an alarm and the deployment window. The runs end 29, 43 and 52 s into their cycle (the
+/// last in the next cycle's first seconds): the demo's first run ends 49 s in, and its first
+/// queued one 63 s in.
+const TRAIN: &str = "release-train";
+const TRAIN_STAGES: &[(&str, &[&str])] =
+    &[("Source", &["Source"]), ("Build", &["Build"]), ("Approve", &["ManualApproval"]), ("Prod", &["DeployProduction"])];
+const QUEUE_CYCLE: f64 = 50.0;
+/// Seconds after the demo's start at which its first cycle starts, the cycles before it (the
+/// history) having ended 3 s before the start: the pipeline stands still while the exporter's first
+/// round of polls runs, rather than sending events that would each cost a poll from the request
+/// budget that round needs.
+const QUEUE_DELAY: f64 = 20.0;
+const QUEUE_HISTORY_END: f64 = 3.0;
+/// Cycles of the history before the demo started.
+const QUEUE_HISTORY: i64 = 4;
+/// Runs a cycle starts, and the seconds between their starts.
+const QUEUE_RUNS: usize = 3;
+const QUEUE_SPACING: f64 = 4.0;
+/// The stage whose BeforeEntry condition gates every run, and its rules with how long each takes
+/// to pass; they start half a second after the run enters the stage, and its action half a second
+/// after the longest ends.
+const QUEUE_GATED: usize = 3;
+const GATE_RULES: &[(&str, f64)] = &[("AlarmQuiet", 3.0), ("DeployWindow", 1.0)];
+const GATE_DELAY: f64 = 0.5;
+
+/// How long each stage's one action takes in run `j` of a cycle: the approvals differ.
+fn queued_durations(j: usize) -> [f64; 4] {
+    [2.0, 12.0, [6.0, 8.0, 5.0][j % 3], 5.0]
+}
+
+/// One stage of one run of the queued pipeline, in seconds from its cycle's start: when the run
+/// is ready for it (its previous stage ended), when it enters it (the run before left it), and
+/// when its action starts and ends.
+#[derive(Debug, Clone, Copy, Default)]
+struct StageSpan {
+    ready: f64,
+    entered: f64,
+    start: f64,
+    end: f64,
+}
+
+/// The runs of a cycle, each as its stages, one stage taking one run at a time.
+fn queued_runs() -> Vec<[StageSpan; 4]> {
+    let gate = GATE_DELAY + GATE_RULES.iter().map(|(_, d)| *d).fold(0.0, f64::max) + GATE_DELAY;
+    let mut free = [f64::NEG_INFINITY; 4];
+    (0..QUEUE_RUNS)
+        .map(|j| {
+            let mut ready = QUEUE_SPACING * j as f64;
+            let mut stages = [StageSpan::default(); 4];
+            for (s, duration) in queued_durations(j).into_iter().enumerate() {
+                let entered = ready.max(free[s]);
+                let start = if s == QUEUE_GATED { entered + gate } else { entered };
+                stages[s] = StageSpan { ready, entered, start, end: start + duration };
+                free[s] = start + duration;
+                ready = start + duration;
+            }
+            stages
+        })
+        .collect()
+}
+
+/// Sets the queued pipeline's history, stages, gate and builds at `now`, from the time the demo
+/// `started`.
+fn advance_queue(world: &mut World, now: f64, started: f64) {
+    let World { pipelines, builds, .. } = world;
+    let Some(pipeline) = pipelines.get_mut(TRAIN) else { return };
+    let plan = queued_runs();
+    let first = started + QUEUE_DELAY;
+    let current = ((now - first) / QUEUE_CYCLE).floor().max(-1.0) as i64;
+    // The last run of a cycle ends this long after the cycle's start.
+    let length = plan.iter().map(|stages| stages[3].end).fold(0.0, f64::max);
+    // Every run that started, oldest first: its number, and its stages in absolute time.
+    let mut runs: Vec<(u64, [StageSpan; 4])> = Vec::new();
+    for c in current - QUEUE_HISTORY..=current {
+        let base = if c >= 0 {
+            first + QUEUE_CYCLE * c as f64
+        } else {
+            started - QUEUE_HISTORY_END - length + QUEUE_CYCLE * (c + 1) as f64
+        };
+        for (j, stages) in plan.iter().enumerate() {
+            let seq = ((c + 1_000) * QUEUE_RUNS as i64 + j as i64) as u64;
+            let at = stages.map(|s| StageSpan {
+                ready: base + s.ready,
+                entered: base + s.entered,
+                start: base + s.start,
+                end: base + s.end,
+            });
+            if at[0].start <= now {
+                runs.push((seq, at));
+            }
+        }
+    }
+    let execution_id = |seq: u64| format!("{:08x}-5a1e-4c0d-8e00-{seq:012x}", 0x4000_0000_u32);
+    let action_id = |seq: u64, stage: usize| format!("{:08x}-ac7e-4b00-9000-{seq:012x}", 0x6000_0000 + stage);
+    let status = |end: f64| if now < end { "InProgress" } else { "Succeeded" };
+    let gate_rules = |seq: u64, entered: f64| {
+        GATE_RULES.iter().enumerate().map(move |(r, (rule, duration))| {
+            let start = entered + GATE_DELAY;
+            (format!("{:08x}-7e1e-4a00-8000-{seq:012x}", 0x7000_0000 + r), *rule, start, start + duration)
+        })
+    };
+    let mut executions = Vec::new();
+    for (seq, stages) in &runs {
+        let (seq, stages) = (*seq, *stages);
+        let start = stages[0].start;
+        let end = stages[3].end;
+        let mut execution = SimExecution::new(&execution_id(seq), status(end), start, end.min(now));
+        execution.revisions_created = vec![start - 60.0];
+        for (s, span) in stages.iter().enumerate().filter(|(_, span)| span.start <= now) {
+            let (stage, actions) = TRAIN_STAGES[s];
+            let mut action =
+                SimActionRun::new(stage, actions[0], &action_id(seq, s), status(span.end), span.start, span.end.min(now));
+            action.type_id = action_type(actions[0]);
+            if action.type_id.2 == "CodeBuild" {
+                let id = format!("{TRAIN}-build:{:08x}-b1d0-4e00-8000-{seq:012x}", 0x6000_0000_u32);
+                let phases = build_phases(span.start, span.end, now, queued_share(seq), false);
+                builds.insert(id.clone(), SimBuild { id: id.clone(), phases });
+                action.external_id = Some(id);
+            }
+            execution.actions.insert(0, action);
+        }
+        let gated = stages[QUEUE_GATED];
+        for (id, rule, from, to) in gate_rules(seq, gated.entered).filter(|(_, _, from, _)| *from <= now) {
+            execution.rules.insert(
+                0,
+                SimRuleRun {
+                    stage: TRAIN_STAGES[QUEUE_GATED].0.into(),
+                    rule: rule.into(),
+                    id,
+                    status: status(to).into(),
+                    start: from,
+                    last_update: to.min(now),
+                },
+            );
+        }
+        executions.push(execution);
+    }
+    // What GetPipelineState shows of each stage: the newest run in it, and those queued in front.
+    for (s, stage) in pipeline.stages.iter_mut().enumerate() {
+        let entered = runs.iter().rev().find(|(_, at)| at[s].entered <= now);
+        stage.latest = entered.map(|(seq, at)| (execution_id(*seq), status(at[s].end).to_string()));
+        stage.latest_type = Some("STANDARD".into());
+        stage.inbound_executions = runs
+            .iter()
+            .filter(|(_, at)| at[s].ready <= now && now < at[s].entered)
+            .map(|(seq, _)| (execution_id(*seq), "InProgress".to_string()))
+            .collect();
+        stage.inbound = stage.inbound_executions.first().cloned();
+        if let Some((seq, at)) = runs.iter().rev().find(|(_, at)| at[s].start <= now) {
+            let span = at[s];
+            let action = &mut stage.actions[0];
+            action.latest = Some(SimActionExecution {
+                id: action_id(*seq, s),
+                status: status(span.end).into(),
+                last_status_change: if now < span.end { span.start } else { span.end },
+                ..SimActionExecution::default()
+            });
+            if s == 0 {
+                action.revision = Some((format!("{seq:040x}"), span.start - 60.0));
+            }
+        }
+    }
+    // The gate's state: the rules of the newest run they started for.
+    let evaluated = runs.iter().rev().find(|(_, at)| at[QUEUE_GATED].entered + GATE_DELAY <= now);
+    let rules: Vec<(String, String)> = match evaluated {
+        Some((seq, at)) => {
+            gate_rules(*seq, at[QUEUE_GATED].entered).map(|(_, rule, _, to)| (rule.into(), status(to).into())).collect()
+        }
+        None => GATE_RULES.iter().map(|(rule, _)| ((*rule).into(), "Succeeded".into())).collect(),
+    };
+    let evaluating = rules.iter().any(|(_, status)| status == "InProgress");
+    pipeline.stages[QUEUE_GATED].conditions = vec![SimCondition {
+        condition_type: "BeforeEntry".into(),
+        status: Some(if evaluating { "InProgress" } else { "Succeeded" }.into()),
+        rules,
+    }];
+    // ListPipelineExecutions pages newest first.
+    executions.reverse();
+    pipeline.executions = executions;
+}
+
 /// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
 /// `started` is when the demo started, which the sync blockers follow.
 pub async fn run(simulator: Simulator, started: f64) {
@@ -479,6 +675,7 @@ fn tick(world: &mut World, now: f64, started: f64) {
     advance_connections(world, now, started);
     advance_gates(world, now, started);
     advance_rollbacks(world, now, started);
+    advance_queue(world, now, started);
 }
 
 /// Sets the second connection PENDING (its handshake was never completed), the third's status from
@@ -950,6 +1147,72 @@ mod tests {
                     }
                 }
             }
+            let train = &world.pipelines[TRAIN];
+            for stage in &train.stages {
+                assert!(stage.inbound_executions.len() <= 3, "{stage:?}");
+                if let Some((first, _)) = stage.inbound_executions.first() {
+                    let (holder, status) = stage.latest.as_ref().unwrap();
+                    assert_ne!(holder, first);
+                    assert_eq!(status, "InProgress", "{} is held by a run in progress", stage.name);
+                }
+            }
         }
+    }
+
+    /// Whether a run waited in each way: queued in front of a stage (a gap between two stages that
+    /// no rule accounts for), held by a gate (rules in the gap), at an approval open 3 s or more,
+    /// and in a build's QUEUED and PROVISIONING phases of 1 s or more each.
+    fn waits(world: &World, execution: &SimExecution) -> [bool; 4] {
+        let mut actions = execution.actions.clone();
+        actions.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let queued = actions.windows(2).any(|pair| {
+            pair[0].stage != pair[1].stage
+                && pair[1].start - pair[0].last_update >= 2.0
+                && !execution.rules.iter().any(|r| r.stage == pair[1].stage)
+        });
+        let gated = !execution.rules.is_empty();
+        let approved = actions.iter().any(|a| a.type_id.0 == "Approval" && a.last_update - a.start >= 3.0);
+        let built = actions.iter().filter_map(|a| world.builds.get(a.external_id.as_deref()?)).any(|build| {
+            let lasted =
+                |kind: &str| build.phases.iter().any(|p| p.phase_type == kind && p.end.is_some_and(|end| end - p.start >= 1.0));
+            lasted("QUEUED") && lasted("PROVISIONING")
+        });
+        [queued, gated, approved, built]
+    }
+
+    /// From the demo's start and from any later moment, runs that waited in each way end within
+    /// 65 s (the train's first queued run ends 63 s after the start, and later ones at most 41 s
+    /// apart): a newcomer, or a second Prometheus started later, sees every kind of wait.
+    #[test]
+    fn every_kind_of_wait_ends_within_65_seconds_of_any_moment() {
+        for second in 0..400 {
+            let moment = STARTED + second as f64;
+            let world = at(STARTED, moment + 65.0);
+            let mut seen = [false; 4];
+            for execution in world.pipelines.values().flat_map(|p| &p.executions) {
+                let ended = execution.status != "InProgress" && execution.last_update > moment;
+                for (seen, waited) in seen.iter_mut().zip(waits(&world, execution)) {
+                    *seen |= ended && waited;
+                }
+            }
+            assert_eq!(seen, [true; 4], "queue, gate, approval, build after +{second} s");
+        }
+    }
+
+    /// The train's Build stage holds one run while one or two more queue in front of it, and its
+    /// Prod stage's gate is InProgress while its rules run.
+    #[test]
+    fn the_train_queues_and_gates() {
+        let cycle = STARTED + QUEUE_DELAY;
+        let queued = |now: f64| at(STARTED, now).pipelines[TRAIN].stages[1].inbound_executions.len();
+        assert_eq!(queued(cycle + 7.0), 1);
+        assert_eq!(queued(cycle + 12.0), 2);
+        assert_eq!(queued(cycle + 20.0), 1);
+        assert_eq!(queued(cycle + 30.0), 0);
+        let world = at(STARTED, cycle + 22.0);
+        let gate = &world.pipelines[TRAIN].stages[QUEUE_GATED];
+        assert_eq!(gate.conditions[0].status.as_deref(), Some("InProgress"));
+        let rules: Vec<(&str, &str)> = gate.conditions[0].rules.iter().map(|(r, s)| (r.as_str(), s.as_str())).collect();
+        assert_eq!(rules, [("AlarmQuiet", "InProgress"), ("DeployWindow", "Succeeded")]);
     }
 }
