@@ -45,6 +45,9 @@ pub struct SimExecution {
     /// Every action execution of the run, as ListActionExecutions details them: a retried action
     /// has several.
     pub actions: Vec<SimActionRun>,
+    /// Every rule execution of the run's stage conditions, as ListRuleExecutions details them: what
+    /// held the run at a gate, and for how long.
+    pub rules: Vec<SimRuleRun>,
 }
 
 /// One action execution of a pipeline execution, as ListActionExecutions details it.
@@ -60,6 +63,22 @@ pub struct SimActionRun {
     pub type_id: (String, String, String),
     /// The error code of a failed execution.
     pub error_code: Option<String>,
+    /// The ID of the job it ran in the service the action calls, as
+    /// `output.executionResult.externalExecutionId` gives it: for a CodeBuild action, the build's
+    /// ID (`<project>:<uuid>`), which BatchGetBuilds describes. `None` leaves the member out.
+    pub external_id: Option<String>,
+}
+
+/// One execution of a rule of a stage condition, as ListRuleExecutions details it. Its rule
+/// type's provider follows from the rule's name (see [`rule_provider`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SimRuleRun {
+    pub stage: String,
+    pub rule: String,
+    pub id: String,
+    pub status: String,
+    pub start: f64,
+    pub last_update: f64,
 }
 
 impl SimActionRun {
@@ -74,6 +93,7 @@ impl SimActionRun {
             last_update,
             type_id: ("Build".into(), "AWS".into(), "CodeBuild".into()),
             error_code: None,
+            external_id: None,
         }
     }
 }
@@ -90,6 +110,7 @@ impl SimExecution {
             rollback_target: None,
             revisions_created: vec![start - 600.0],
             actions: Vec::new(),
+            rules: Vec::new(),
         }
     }
 
@@ -136,6 +157,10 @@ pub struct SimStage {
     pub latest: Option<(String, String)>,
     /// An execution waiting at the inbound transition: pipeline execution ID and status.
     pub inbound: Option<(String, String)>,
+    /// The executions queued at the inbound transition of a QUEUED or PARALLEL pipeline's stage,
+    /// oldest first, while another holds the stage: pipeline execution ID and status, served as
+    /// `inboundExecutions` (of type STANDARD). Empty leaves the member out.
+    pub inbound_executions: Vec<(String, String)>,
     /// Inbound transition: enabled, last changed at. The first stage has none.
     pub transition: Option<(bool, f64)>,
     /// The latest execution's type, STANDARD or ROLLBACK; none for a V1 pipeline.
@@ -147,8 +172,10 @@ pub struct SimStage {
     pub actions: Vec<SimAction>,
 }
 
-/// A stage condition as GetPipelineState reports it: its type (BeforeEntry, OnSuccess or
-/// OnFailure), its latest status, and its rules' names and latest statuses.
+/// A stage condition: its type (BeforeEntry, OnSuccess or OnFailure), its latest status, and its
+/// rules' names and latest statuses. GetPipelineState reports its state, and GetPipeline declares
+/// it in the stage (`beforeEntry`, `onSuccess` or `onFailure`), each rule's type following from
+/// its name (see [`rule_provider`]).
 #[derive(Debug, Clone, Default)]
 pub struct SimCondition {
     pub condition_type: String,
@@ -259,6 +286,7 @@ pub fn handle(world: &World, account: &str, operation: &str, input: &Value) -> R
             Ok(map(vec![("pipelineExecution", map(members))]))
         }
         "ListActionExecutions" => list_action_executions(world, account, input),
+        "ListRuleExecutions" => list_rule_executions(world, account, input),
         "GetPipeline" => readable(world, account, input, "name").map(|p| pipeline_declaration(p, account)),
         "GetPipelineState" => readable(world, account, input, "name").map(|p| pipeline_state(p, account)),
         "ListTagsForResource" => list_tags(world, account, input),
@@ -319,11 +347,9 @@ fn list_tags(world: &World, account: &str, input: &Value) -> Result<Value, Failu
     Ok(map(vec![("tags", list(tags)), ("nextToken", opt_text(next.as_deref()))]))
 }
 
-/// ListActionExecutions: the action executions of one pipeline execution (the `filter`'s
-/// `pipelineExecutionId`), or of all its remembered executions, newest first, `maxResults` (1 to
-/// 100) a page, else the world's page size.
-fn list_action_executions(world: &World, account: &str, input: &Value) -> Result<Value, Failure> {
-    let pipeline = readable(world, account, input, "pipelineName")?;
+/// The pipeline execution a List operation's `filter` names (`pipelineExecutionId`), if any:
+/// PipelineExecutionNotFoundException for one the pipeline does not remember.
+fn execution_filter<'a>(pipeline: &SimPipeline, input: &'a Value) -> Result<Option<&'a str>, Failure> {
     let filter = input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("filter"))).map(|(_, v)| v);
     let wanted = filter.and_then(|f| member(f, "pipelineExecutionId"));
     if let Some(id) = wanted
@@ -331,14 +357,29 @@ fn list_action_executions(world: &World, account: &str, input: &Value) -> Result
     {
         return Err(Failure::new(400, "PipelineExecutionNotFoundException", format!("Pipeline execution {id} not found")));
     }
-    let page = match input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("maxResults"))) {
+    Ok(wanted)
+}
+
+/// The page size a List operation asks for: `maxResults` (1 to 100, else ValidationException), or
+/// the world's page size without one.
+fn max_results(world: &World, input: &Value) -> Result<usize, Failure> {
+    match input.as_map().and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("maxResults"))) {
         Some((_, v)) => v
             .as_integer()
             .and_then(|i| usize::try_from(i).ok())
             .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| Failure::new(400, "ValidationException", "maxResults must be between 1 and 100"))?,
-        None => world.page(),
-    };
+            .ok_or_else(|| Failure::new(400, "ValidationException", "maxResults must be between 1 and 100")),
+        None => Ok(world.page()),
+    }
+}
+
+/// ListActionExecutions: the action executions of one pipeline execution (the `filter`'s
+/// `pipelineExecutionId`), or of all its remembered executions, newest first, `maxResults` (1 to
+/// 100) a page, else the world's page size.
+fn list_action_executions(world: &World, account: &str, input: &Value) -> Result<Value, Failure> {
+    let pipeline = readable(world, account, input, "pipelineName")?;
+    let wanted = execution_filter(pipeline, input)?;
+    let page = max_results(world, input)?;
     let mut runs: Vec<(&str, &SimActionRun)> = pipeline
         .executions
         .iter()
@@ -349,10 +390,15 @@ fn list_action_executions(world: &World, account: &str, input: &Value) -> Result
     let (start, next) = page_bounds(member(input, "nextToken"), page, runs.len())?;
     let details = runs.iter().skip(start).take(page).map(|(execution, run)| {
         let (category, owner, provider) = &run.type_id;
+        // The console's page of the build, when the action names one, as CodePipeline links it.
+        let url = match &run.external_id {
+            Some(build) => format!("https://console.aws.amazon.com/codebuild/home?region=us-east-1#/builds/{build}/view/new"),
+            None => format!("https://console.aws.amazon.com/codesuite/codebuild/builds/{}", run.id),
+        };
         let result = map(vec![
-            ("externalExecutionId", text(&format!("build:{}", run.id))),
+            ("externalExecutionId", opt_text(run.external_id.as_deref())),
             ("externalExecutionSummary", text("free text that never becomes a label")),
-            ("externalExecutionUrl", text(&format!("https://console.aws.amazon.com/codesuite/codebuild/builds/{}", run.id))),
+            ("externalExecutionUrl", text(&url)),
             (
                 "errorDetails",
                 run.error_code
@@ -390,6 +436,108 @@ fn list_action_executions(world: &World, account: &str, input: &Value) -> Result
         ])
     });
     Ok(map(vec![("actionExecutionDetails", list(details)), ("nextToken", opt_text(next.as_deref()))]))
+}
+
+/// The provider of a rule's type, from the rule's name, since a demo or test names its rules
+/// after what they check: a name with "Alarm" is a CloudWatchAlarm rule, with "Lambda" a
+/// LambdaInvoke one, with "Variable" a VariableCheck one, with "Command" a Commands one, and any
+/// other (such as "DeployWindow") a DeploymentWindow one.
+pub fn rule_provider(rule: &str) -> &'static str {
+    if rule.contains("Alarm") {
+        "CloudWatchAlarm"
+    } else if rule.contains("Lambda") {
+        "LambdaInvoke"
+    } else if rule.contains("Variable") {
+        "VariableCheck"
+    } else if rule.contains("Command") {
+        "Commands"
+    } else {
+        "DeploymentWindow"
+    }
+}
+
+/// A rule's type as RuleDeclaration and RuleExecutionInput give it.
+fn rule_type_id(rule: &str) -> Value {
+    map(vec![("category", text("Rule")), ("owner", text("AWS")), ("provider", text(rule_provider(rule))), ("version", text("1"))])
+}
+
+/// A rule's configuration, as its provider expects one.
+fn rule_configuration(rule: &str) -> Value {
+    match rule_provider(rule) {
+        "CloudWatchAlarm" => map(vec![("AlarmName", text(&format!("{rule}-alarm"))), ("WaitTime", text("1"))]),
+        "DeploymentWindow" => map(vec![("Cron", text("0 0-23 ? * MON-FRI *")), ("TimeZone", text("UTC"))]),
+        _ => map(Vec::new()),
+    }
+}
+
+/// ListRuleExecutions: the rule executions of one pipeline execution (the `filter`'s
+/// `pipelineExecutionId`), or of all its remembered executions, newest first, `maxResults` (1 to
+/// 100) a page, else the world's page size. A rule execution that ended has an execution result,
+/// with error details when it failed.
+fn list_rule_executions(world: &World, account: &str, input: &Value) -> Result<Value, Failure> {
+    let pipeline = readable(world, account, input, "pipelineName")?;
+    let wanted = execution_filter(pipeline, input)?;
+    let page = max_results(world, input)?;
+    let mut runs: Vec<(&str, &SimRuleRun)> = pipeline
+        .executions
+        .iter()
+        .filter(|e| wanted.is_none_or(|id| e.id == id))
+        .flat_map(|e| e.rules.iter().map(move |r| (e.id.as_str(), r)))
+        .collect();
+    runs.sort_by(|a, b| b.1.start.total_cmp(&a.1.start));
+    let (start, next) = page_bounds(member(input, "nextToken"), page, runs.len())?;
+    let details = runs.iter().skip(start).take(page).map(|(execution, run)| {
+        let output = (run.status != "InProgress").then(|| {
+            let error = (run.status == "Failed")
+                .then(|| map(vec![("code", text("RuleFailed")), ("message", text(&format!("Rule {} did not pass", run.rule)))]));
+            map(vec![(
+                "executionResult",
+                map(vec![
+                    ("externalExecutionSummary", text("free text that never becomes a label")),
+                    ("errorDetails", error.unwrap_or(Value::Null)),
+                ]),
+            )])
+        });
+        map(vec![
+            ("pipelineExecutionId", text(execution)),
+            ("ruleExecutionId", text(&run.id)),
+            ("pipelineVersion", int(pipeline.version.into())),
+            ("stageName", text(&run.stage)),
+            ("ruleName", text(&run.rule)),
+            ("startTime", timestamp(run.start)),
+            ("lastUpdateTime", timestamp(run.last_update)),
+            ("status", text(&run.status)),
+            (
+                "input",
+                map(vec![
+                    ("ruleTypeId", rule_type_id(&run.rule)),
+                    ("configuration", rule_configuration(&run.rule)),
+                    ("region", text("us-east-1")),
+                ]),
+            ),
+            ("output", output.unwrap_or(Value::Null)),
+        ])
+    });
+    Ok(map(vec![("ruleExecutionDetails", list(details)), ("nextToken", opt_text(next.as_deref()))]))
+}
+
+/// A stage's condition as GetPipeline declares it: one condition holding every rule, with the
+/// result AWS allows for its type (FAIL before entry and on success, ROLLBACK on failure).
+fn condition_declaration(condition: &SimCondition) -> Value {
+    let result = if condition.condition_type == "OnFailure" { "ROLLBACK" } else { "FAIL" };
+    let rules = condition.rules.iter().map(|(name, _)| {
+        map(vec![
+            ("name", text(name)),
+            ("ruleTypeId", rule_type_id(name)),
+            ("configuration", rule_configuration(name)),
+            ("region", text("us-east-1")),
+        ])
+    });
+    let mut members = vec![("conditions", list([map(vec![("result", text(result)), ("rules", list(rules))])]))];
+    if condition.condition_type == "OnFailure" {
+        members.insert(0, ("result", text(result)));
+    }
+    map(members)
 }
 
 fn list_pipelines(world: &World, input: &Value) -> Result<Value, Failure> {
@@ -441,7 +589,13 @@ fn pipeline_declaration(pipeline: &SimPipeline, account: &str) -> Value {
                 ("runOrder", int(1)),
             ])
         });
-        map(vec![("name", text(&stage.name)), ("actions", list(actions))])
+        let mut members = vec![("name", text(&stage.name)), ("actions", list(actions))];
+        for (member, kind) in [("beforeEntry", "BeforeEntry"), ("onSuccess", "OnSuccess"), ("onFailure", "OnFailure")] {
+            if let Some(condition) = stage.conditions.iter().find(|c| c.condition_type == kind) {
+                members.push((member, condition_declaration(condition)));
+            }
+        }
+        map(members)
     });
     map(vec![
         (
@@ -467,13 +621,29 @@ fn pipeline_declaration(pipeline: &SimPipeline, account: &str) -> Value {
     ])
 }
 
-/// A stage's condition as GetPipelineState reports it: one condition holding every rule.
-fn condition_state(condition: &SimCondition) -> Value {
+/// A stage's condition as GetPipelineState reports it: one condition holding every rule. A rule
+/// that ran in one of the pipeline's remembered executions names its newest rule execution, as
+/// ListRuleExecutions lists it; any other a made-up one.
+fn condition_state(condition: &SimCondition, stage: &str, pipeline: &SimPipeline) -> Value {
     let status = |status: Option<&str>| status.map(|s| map(vec![("status", text(s)), ("summary", text("simulated"))]));
     let rules = condition.rules.iter().map(|(name, status)| {
+        let newest = pipeline
+            .executions
+            .iter()
+            .flat_map(|e| &e.rules)
+            .filter(|r| r.stage == stage && r.rule == *name)
+            .max_by(|a, b| a.start.total_cmp(&b.start));
+        let id = newest.map_or_else(|| format!("rule-{name}"), |r| r.id.clone());
         map(vec![
             ("ruleName", text(name)),
-            ("latestExecution", map(vec![("ruleExecutionId", text(&format!("rule-{name}"))), ("status", text(status))])),
+            (
+                "latestExecution",
+                map(vec![
+                    ("ruleExecutionId", text(&id)),
+                    ("status", text(status)),
+                    ("lastStatusChange", newest.map_or(Value::Null, |r| timestamp(r.last_update))),
+                ]),
+            ),
         ])
     });
     let conditions = list([map(vec![
@@ -532,6 +702,16 @@ fn pipeline_state(pipeline: &SimPipeline, account: &str) -> Value {
         let mut fields = vec![
             ("stageName", text(&stage.name)),
             ("inboundExecution", execution(&stage.inbound)),
+            (
+                "inboundExecutions",
+                if stage.inbound_executions.is_empty() {
+                    Value::Null
+                } else {
+                    list(stage.inbound_executions.iter().map(|(id, status)| {
+                        map(vec![("pipelineExecutionId", text(id)), ("status", text(status)), ("type", text("STANDARD"))])
+                    }))
+                },
+            ),
             ("inboundTransitionState", transition.unwrap_or(Value::Null)),
             ("actionStates", list(actions)),
             ("latestExecution", latest),
@@ -555,7 +735,7 @@ fn pipeline_state(pipeline: &SimPipeline, account: &str) -> Value {
             ("onFailureConditionState", "OnFailure"),
         ] {
             if let Some(condition) = stage.conditions.iter().find(|c| c.condition_type == kind) {
-                fields.push((field, condition_state(condition)));
+                fields.push((field, condition_state(condition, &stage.name, pipeline)));
             }
         }
         map(fields)

@@ -5,13 +5,17 @@
 //! it got), so the scenario keeps no state of its own and every tick is consistent with the last.
 //! Git syncs and sync blockers are computed from the time the demo started instead, so that a
 //! newcomer sees within 90 seconds a stack fall behind its branch and catch up, and a blocker
-//! resolved, besides one at once already old enough to alert on.
+//! resolved, besides one at once already old enough to alert on. So is the queued release train,
+//! whose runs wait in every way a run waits (a queue, a build's capacity, an approval, a gate)
+//! every 50 seconds. Every CodeBuild action names its build, whose phases BatchGetBuilds gives.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{
-    SimActionExecution, SimActionRun, SimCondition, SimConnection, SimExecution, SimHost, SimPipeline, SimRepositoryLink,
-    SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent, Simulator, World,
+    SimActionExecution, SimActionRun, SimBuild, SimCondition, SimConnection, SimExecution, SimHost, SimPhase, SimPipeline,
+    SimRepositoryLink, SimResourceSync, SimRuleRun, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration, SimSyncEvent,
+    Simulator, World,
 };
 
 /// One action of a scenario: its name, how long it runs, whether it reports percentComplete.
@@ -255,7 +259,7 @@ pub fn world(now: f64) -> World {
         if scenario.name == "legacy-batch" {
             pipeline.polling_disabled_at = Some(now - 3.0 * 86_400.0);
         }
-        advance(&mut pipeline, index, scenario, now);
+        advance(&mut pipeline, &mut world.builds, index, scenario, now);
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
     let mut release = SimPipeline::new(
@@ -283,6 +287,14 @@ pub fn world(now: f64) -> World {
     storefront.tags = vec![("team".into(), "platform".into())];
     world.pipelines.insert(storefront.name.clone(), storefront);
     advance_rollbacks(&mut world, now, now);
+    let mut train = SimPipeline::new(TRAIN, TRAIN_STAGES);
+    train.version = 4;
+    for action in train.stages.iter_mut().flat_map(|stage| stage.actions.iter_mut()) {
+        action.type_id = Some(action_type(&action.name));
+    }
+    train.tags = vec![("team".into(), "platform".into())];
+    world.pipelines.insert(train.name.clone(), train);
+    advance_queue(&mut world, now, now);
     world
 }
 
@@ -382,7 +394,8 @@ fn cycle_runs(c: i64) -> [CycleRun; 3] {
 /// Sets the rolling-back pipeline's history, stages and action executions at `now`, from the time
 /// the demo `started`.
 fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
-    let Some(pipeline) = world.pipelines.get_mut(ROLLED_BACK) else { return };
+    let World { pipelines, builds, .. } = world;
+    let Some(pipeline) = pipelines.get_mut(ROLLED_BACK) else { return };
     let current = ((now - started) / ROLLBACK_CYCLE).floor() as i64;
     let mut executions = Vec::new();
     // Oldest first, so that each stage ends up showing its newest run.
@@ -423,6 +436,12 @@ fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
                 };
                 let mut action = SimActionRun::new(stage_name, actions[0], &format!("{}-{n}", run.id), status, from, to.min(now));
                 action.type_id = action_type(actions[0]);
+                if action.type_id.2 == "CodeBuild" {
+                    let id = format!("{ROLLED_BACK}-build:{}", run.id);
+                    let phases = build_phases(from, to, now, queued_share(c.unsigned_abs()), *failed);
+                    builds.insert(id.clone(), SimBuild { id: id.clone(), phases });
+                    action.external_id = Some(id);
+                }
                 action.error_code = (status == "Failed").then(|| "JobFailed".to_string());
                 execution.actions.insert(0, action);
                 // What GetPipelineState shows: the stage's newest run.
@@ -446,24 +465,217 @@ fn advance_rollbacks(world: &mut World, now: f64, started: f64) {
     pipeline.executions = executions;
 }
 
+/// The QUEUED pipeline whose runs wait, in every cycle of 50 s from 20 s after the demo's start.
+/// Three runs start 4 s apart and queue in front of the Build stage, which takes one at a time
+/// (two are queued from 10 s to 14 s into the cycle, one until 26 s); each build waits for
+/// capacity in its QUEUED and PROVISIONING phases; each release waits 5 to 8 s for its manual
+/// approval; and the Prod stage's BeforeEntry condition holds each run for 3.5 s while its rules
+/// check an alarm and the deployment window. The runs end 29, 43 and 52 s into their cycle (the
+/// last in the next cycle's first seconds): the demo's first run ends 49 s in, and its first
+/// queued one 63 s in.
+const TRAIN: &str = "release-train";
+const TRAIN_STAGES: &[(&str, &[&str])] =
+    &[("Source", &["Source"]), ("Build", &["Build"]), ("Approve", &["ManualApproval"]), ("Prod", &["DeployProduction"])];
+const QUEUE_CYCLE: f64 = 50.0;
+/// Seconds after the demo's start at which its first cycle starts, the cycles before it (the
+/// history) having ended 3 s before the start: the pipeline stands still while the exporter's first
+/// round of polls runs, rather than sending events that would each cost a poll from the request
+/// budget that round needs.
+const QUEUE_DELAY: f64 = 20.0;
+const QUEUE_HISTORY_END: f64 = 3.0;
+/// Cycles of the history before the demo started.
+const QUEUE_HISTORY: i64 = 4;
+/// Runs a cycle starts, and the seconds between their starts.
+const QUEUE_RUNS: usize = 3;
+const QUEUE_SPACING: f64 = 4.0;
+/// The stage whose BeforeEntry condition gates every run, and its rules with how long each takes
+/// to pass; they start half a second after the run enters the stage, and its action half a second
+/// after the longest ends.
+const QUEUE_GATED: usize = 3;
+const GATE_RULES: &[(&str, f64)] = &[("AlarmQuiet", 3.0), ("DeployWindow", 1.0)];
+const GATE_DELAY: f64 = 0.5;
+
+/// How long each stage's one action takes in run `j` of a cycle: the approvals differ.
+fn queued_durations(j: usize) -> [f64; 4] {
+    [2.0, 12.0, [6.0, 8.0, 5.0][j % 3], 5.0]
+}
+
+/// One stage of one run of the queued pipeline, in seconds from its cycle's start: when the run
+/// is ready for it (its previous stage ended), when it enters it (the run before left it), and
+/// when its action starts and ends.
+#[derive(Debug, Clone, Copy, Default)]
+struct StageSpan {
+    ready: f64,
+    entered: f64,
+    start: f64,
+    end: f64,
+}
+
+/// The runs of a cycle, each as its stages, one stage taking one run at a time.
+fn queued_runs() -> Vec<[StageSpan; 4]> {
+    let gate = GATE_DELAY + GATE_RULES.iter().map(|(_, d)| *d).fold(0.0, f64::max) + GATE_DELAY;
+    let mut free = [f64::NEG_INFINITY; 4];
+    (0..QUEUE_RUNS)
+        .map(|j| {
+            let mut ready = QUEUE_SPACING * j as f64;
+            let mut stages = [StageSpan::default(); 4];
+            for (s, duration) in queued_durations(j).into_iter().enumerate() {
+                let entered = ready.max(free[s]);
+                let start = if s == QUEUE_GATED { entered + gate } else { entered };
+                stages[s] = StageSpan { ready, entered, start, end: start + duration };
+                free[s] = start + duration;
+                ready = start + duration;
+            }
+            stages
+        })
+        .collect()
+}
+
+/// Sets the queued pipeline's history, stages, gate and builds at `now`, from the time the demo
+/// `started`.
+fn advance_queue(world: &mut World, now: f64, started: f64) {
+    let World { pipelines, builds, .. } = world;
+    let Some(pipeline) = pipelines.get_mut(TRAIN) else { return };
+    let plan = queued_runs();
+    let first = started + QUEUE_DELAY;
+    let current = ((now - first) / QUEUE_CYCLE).floor().max(-1.0) as i64;
+    // The last run of a cycle ends this long after the cycle's start.
+    let length = plan.iter().map(|stages| stages[3].end).fold(0.0, f64::max);
+    // Every run that started, oldest first: its number, and its stages in absolute time.
+    let mut runs: Vec<(u64, [StageSpan; 4])> = Vec::new();
+    for c in current - QUEUE_HISTORY..=current {
+        let base = if c >= 0 {
+            first + QUEUE_CYCLE * c as f64
+        } else {
+            started - QUEUE_HISTORY_END - length + QUEUE_CYCLE * (c + 1) as f64
+        };
+        for (j, stages) in plan.iter().enumerate() {
+            let seq = ((c + 1_000) * QUEUE_RUNS as i64 + j as i64) as u64;
+            let at = stages.map(|s| StageSpan {
+                ready: base + s.ready,
+                entered: base + s.entered,
+                start: base + s.start,
+                end: base + s.end,
+            });
+            if at[0].start <= now {
+                runs.push((seq, at));
+            }
+        }
+    }
+    let execution_id = |seq: u64| format!("{:08x}-5a1e-4c0d-8e00-{seq:012x}", 0x4000_0000_u32);
+    let action_id = |seq: u64, stage: usize| format!("{:08x}-ac7e-4b00-9000-{seq:012x}", 0x6000_0000 + stage);
+    let status = |end: f64| if now < end { "InProgress" } else { "Succeeded" };
+    let gate_rules = |seq: u64, entered: f64| {
+        GATE_RULES.iter().enumerate().map(move |(r, (rule, duration))| {
+            let start = entered + GATE_DELAY;
+            (format!("{:08x}-7e1e-4a00-8000-{seq:012x}", 0x7000_0000 + r), *rule, start, start + duration)
+        })
+    };
+    let mut executions = Vec::new();
+    for (seq, stages) in &runs {
+        let (seq, stages) = (*seq, *stages);
+        let start = stages[0].start;
+        let end = stages[3].end;
+        let mut execution = SimExecution::new(&execution_id(seq), status(end), start, end.min(now));
+        execution.revisions_created = vec![start - 60.0];
+        for (s, span) in stages.iter().enumerate().filter(|(_, span)| span.start <= now) {
+            let (stage, actions) = TRAIN_STAGES[s];
+            let mut action =
+                SimActionRun::new(stage, actions[0], &action_id(seq, s), status(span.end), span.start, span.end.min(now));
+            action.type_id = action_type(actions[0]);
+            if action.type_id.2 == "CodeBuild" {
+                let id = format!("{TRAIN}-build:{:08x}-b1d0-4e00-8000-{seq:012x}", 0x6000_0000_u32);
+                let phases = build_phases(span.start, span.end, now, queued_share(seq), false);
+                builds.insert(id.clone(), SimBuild { id: id.clone(), phases });
+                action.external_id = Some(id);
+            }
+            execution.actions.insert(0, action);
+        }
+        let gated = stages[QUEUE_GATED];
+        for (id, rule, from, to) in gate_rules(seq, gated.entered).filter(|(_, _, from, _)| *from <= now) {
+            execution.rules.insert(
+                0,
+                SimRuleRun {
+                    stage: TRAIN_STAGES[QUEUE_GATED].0.into(),
+                    rule: rule.into(),
+                    id,
+                    status: status(to).into(),
+                    start: from,
+                    last_update: to.min(now),
+                },
+            );
+        }
+        executions.push(execution);
+    }
+    // What GetPipelineState shows of each stage: the newest run in it, and those queued in front.
+    for (s, stage) in pipeline.stages.iter_mut().enumerate() {
+        let entered = runs.iter().rev().find(|(_, at)| at[s].entered <= now);
+        stage.latest = entered.map(|(seq, at)| (execution_id(*seq), status(at[s].end).to_string()));
+        stage.latest_type = Some("STANDARD".into());
+        stage.inbound_executions = runs
+            .iter()
+            .filter(|(_, at)| at[s].ready <= now && now < at[s].entered)
+            .map(|(seq, _)| (execution_id(*seq), "InProgress".to_string()))
+            .collect();
+        stage.inbound = stage.inbound_executions.first().cloned();
+        if let Some((seq, at)) = runs.iter().rev().find(|(_, at)| at[s].start <= now) {
+            let span = at[s];
+            let action = &mut stage.actions[0];
+            action.latest = Some(SimActionExecution {
+                id: action_id(*seq, s),
+                status: status(span.end).into(),
+                last_status_change: if now < span.end { span.start } else { span.end },
+                ..SimActionExecution::default()
+            });
+            if s == 0 {
+                action.revision = Some((format!("{seq:040x}"), span.start - 60.0));
+            }
+        }
+    }
+    // The gate's state: the rules of the newest run they started for.
+    let evaluated = runs.iter().rev().find(|(_, at)| at[QUEUE_GATED].entered + GATE_DELAY <= now);
+    let rules: Vec<(String, String)> = match evaluated {
+        Some((seq, at)) => {
+            gate_rules(*seq, at[QUEUE_GATED].entered).map(|(_, rule, _, to)| (rule.into(), status(to).into())).collect()
+        }
+        None => GATE_RULES.iter().map(|(rule, _)| ((*rule).into(), "Succeeded".into())).collect(),
+    };
+    let evaluating = rules.iter().any(|(_, status)| status == "InProgress");
+    pipeline.stages[QUEUE_GATED].conditions = vec![SimCondition {
+        condition_type: "BeforeEntry".into(),
+        status: Some(if evaluating { "InProgress" } else { "Succeeded" }.into()),
+        rules,
+    }];
+    // ListPipelineExecutions pages newest first.
+    executions.reverse();
+    pipeline.executions = executions;
+}
+
 /// Moves the demo's pipelines along with the clock, once a second, for as long as it runs.
 /// `started` is when the demo started, which the sync blockers follow.
 pub async fn run(simulator: Simulator, started: f64) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
     loop {
-        tick.tick().await;
-        let now = unix_now();
-        let mut world = simulator.world();
-        for (index, scenario) in SCENARIOS.iter().enumerate() {
-            if let Some(pipeline) = world.pipelines.get_mut(scenario.name) {
-                advance(pipeline, index, scenario, now);
-            }
-        }
-        advance_syncs(&mut world, now, started);
-        advance_connections(&mut world, now, started);
-        advance_gates(&mut world, now, started);
-        advance_rollbacks(&mut world, now, started);
+        interval.tick().await;
+        tick(&mut simulator.world(), unix_now(), started);
     }
+}
+
+/// Sets the demo account to what it is at `now`, the demo having `started` then. The builds are
+/// made anew, each pipeline adding those of the runs it remembers, so that none outlives its run.
+fn tick(world: &mut World, now: f64, started: f64) {
+    world.builds.clear();
+    let World { pipelines, builds, .. } = world;
+    for (index, scenario) in SCENARIOS.iter().enumerate() {
+        if let Some(pipeline) = pipelines.get_mut(scenario.name) {
+            advance(pipeline, builds, index, scenario, now);
+        }
+    }
+    advance_syncs(world, now, started);
+    advance_connections(world, now, started);
+    advance_gates(world, now, started);
+    advance_rollbacks(world, now, started);
+    advance_queue(world, now, started);
 }
 
 /// Sets the second connection PENDING (its handshake was never completed), the third's status from
@@ -511,8 +723,9 @@ fn run_at(scenario: &Scenario, now: f64) -> (u64, f64) {
     (k, started)
 }
 
-/// Sets every stage and action of `pipeline` to what run `k - 1` left and run `k` has done so far.
-fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f64) {
+/// Sets every stage and action of `pipeline` to what run `k - 1` left and run `k` has done so far,
+/// and adds the builds of its remembered runs to `builds`.
+fn advance(pipeline: &mut SimPipeline, builds: &mut BTreeMap<String, SimBuild>, index: usize, scenario: &Scenario, now: f64) {
     let (k, started) = run_at(scenario, now);
     if k > 0 {
         apply_run(pipeline, index, scenario, k - 1, started - scenario.period as f64, f64::INFINITY);
@@ -524,9 +737,10 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
             let start = started - ((k - j) * scenario.period) as f64;
             let elapsed = now - start;
             let (status, last_update) = match (scenario.disabled_before, run_end(scenario, j)) {
-                // Runs wait at the disabled transition until the next run supersedes them.
+                // Runs wait at the disabled transition until the next run supersedes them; until then
+                // their last update is their last action's.
                 (Some(_), _) if j < k => ("Superseded", start + scenario.period as f64),
-                (Some(_), _) => ("InProgress", start),
+                (Some(_), (_, end)) => ("InProgress", start + end.min(elapsed)),
                 (None, (_, end)) if elapsed < end => ("InProgress", now),
                 (None, (failed, end)) => (if failed { "Failed" } else { "Succeeded" }, start + end),
             };
@@ -539,7 +753,8 @@ fn advance(pipeline: &mut SimPipeline, index: usize, scenario: &Scenario, now: f
                 trigger_type: scenario.trigger.into(),
                 rollback_target: None,
                 revisions_created: vec![start - 120.0 - 60.0 * (j % 5) as f64],
-                actions: action_runs(scenario, index, j, start, now),
+                actions: action_runs(scenario, index, j, start, now, builds),
+                rules: Vec::new(),
             }
         })
         .collect();
@@ -599,14 +814,84 @@ fn execution_id(index: usize, k: u64) -> String {
     format!("{:08x}-5a1e-4c0d-8e00-{:012x}", 0x1000_0000 + index as u64, k)
 }
 
+/// The number of an attempt of the pipeline `index`, unique among its attempts of one run.
+fn attempt_number(index: usize, attempt: &Attempt) -> u64 {
+    (index * 1000 + attempt.stage * 100 + attempt.action * 10) as u64 + attempt.attempt
+}
+
 fn action_execution_id(index: usize, attempt: &Attempt, k: u64) -> String {
-    let n = index * 1000 + attempt.stage * 100 + attempt.action * 10 + attempt.attempt as usize;
-    format!("{:08x}-ac7e-4b00-9000-{k:012x}", 0x2000_0000 + n as u64)
+    format!("{:08x}-ac7e-4b00-9000-{k:012x}", 0x2000_0000 + attempt_number(index, attempt))
+}
+
+/// The ID of the build an attempt of a CodeBuild action ran in run `k`: its project, named after
+/// the pipeline and the action, and a UUID.
+fn build_id(pipeline: &str, action: &str, index: usize, attempt: &Attempt, k: u64) -> String {
+    format!("{pipeline}-{}:{:08x}-b1d0-4e00-8000-{k:012x}", action.to_lowercase(), 0x4000_0000 + attempt_number(index, attempt))
+}
+
+/// The share of its span a build of run `k` waits in the queue for capacity: from 12 % to 33 %,
+/// so that the waits spread over a histogram's buckets.
+fn queued_share(k: u64) -> f64 {
+    0.12 + 0.07 * (k % 4) as f64
+}
+
+/// The share of its span after which a build is COMPLETED: the action that ran it ends a moment
+/// later, when CodePipeline sees the build's end.
+const BUILD_COMPLETED: f64 = 0.96;
+
+/// The phases of a CodeBuild build that an action ran from `start` to `end`, as BatchGetBuilds
+/// gives them at `now`: those that started, one after the other, each a share of the span, the
+/// one in progress without status or end, and COMPLETED once the build ended. It waits for
+/// capacity `queued` of the span (QUEUED, at most a third), then provisions a fifth of it
+/// (PROVISIONING); a failed build fails its BUILD phase and still runs the phases after it, as
+/// CodeBuild does.
+fn build_phases(start: f64, end: f64, now: f64, queued: f64, failed: bool) -> Vec<SimPhase> {
+    let span = end - start;
+    let shares = [
+        ("SUBMITTED", 0.02),
+        ("QUEUED", queued),
+        ("PROVISIONING", 0.2),
+        ("DOWNLOAD_SOURCE", 0.04),
+        ("INSTALL", 0.06),
+        ("PRE_BUILD", 0.04),
+        ("BUILD", BUILD_COMPLETED - 0.45 - queued),
+        ("POST_BUILD", 0.04),
+        ("UPLOAD_ARTIFACTS", 0.03),
+        ("FINALIZING", 0.02),
+    ];
+    let mut phases = Vec::new();
+    let mut at = start;
+    for (phase, share) in shares {
+        if at > now {
+            return phases;
+        }
+        let to = at + share * span;
+        let ended = now >= to;
+        phases.push(SimPhase {
+            phase_type: phase.into(),
+            status: ended.then(|| if failed && phase == "BUILD" { "FAILED" } else { "SUCCEEDED" }.into()),
+            start: at,
+            end: ended.then_some(to),
+        });
+        at = to;
+    }
+    if at <= now {
+        phases.push(SimPhase { phase_type: "COMPLETED".into(), status: None, start: at, end: None });
+    }
+    phases
 }
 
 /// The action executions of run `k`, started at `started`, as ListActionExecutions gives them
-/// at `now`: those that started, newest first.
-fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64) -> Vec<SimActionRun> {
+/// at `now`: those that started, newest first. Each CodeBuild action names its build, which is
+/// added to `builds`.
+fn action_runs(
+    scenario: &Scenario,
+    index: usize,
+    k: u64,
+    started: f64,
+    now: f64,
+    builds: &mut BTreeMap<String, SimBuild>,
+) -> Vec<SimActionRun> {
     let mut runs: Vec<SimActionRun> = timeline(scenario, k)
         .iter()
         .filter(|t| started + t.offset <= now)
@@ -615,6 +900,13 @@ fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64
             let name = actions[t.action].0;
             let (start, end) = (started + t.offset, started + t.offset + t.duration);
             let finished = now >= end;
+            let type_id = action_type(name);
+            let external_id = (type_id.2 == "CodeBuild").then(|| {
+                let id = build_id(scenario.name, name, index, t, k);
+                let phases = build_phases(start, end, now, queued_share(k + t.attempt), t.failed);
+                builds.insert(id.clone(), SimBuild { id: id.clone(), phases });
+                id
+            });
             SimActionRun {
                 stage: stage.into(),
                 action: name.into(),
@@ -627,8 +919,9 @@ fn action_runs(scenario: &Scenario, index: usize, k: u64, started: f64, now: f64
                 .into(),
                 start,
                 last_update: if finished { end } else { now },
-                type_id: action_type(name),
+                type_id,
                 error_code: (finished && t.failed).then(|| "JobFailed".to_string()),
+                external_id,
             }
         })
         .collect();
@@ -781,4 +1074,145 @@ pub async fn start() -> std::io::Result<Simulator> {
     simulator.chaos(0.03, vec![super::Fault::Throttling]);
     tokio::spawn(run(simulator.clone(), started));
     Ok(simulator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The demo account at `now`, the demo having `started` then, as its ticks leave it.
+    fn at(started: f64, now: f64) -> World {
+        let mut world = world(started);
+        tick(&mut world, now, started);
+        world
+    }
+
+    const STARTED: f64 = 1_800_000_007.25;
+
+    /// Every run's timeline holds together at every half second of the first five minutes: its
+    /// actions inside its span and its stages in order, its rules inside the gap before their
+    /// stage, and each build's phases one after the other inside its action's span.
+    #[test]
+    fn every_timeline_is_consistent() {
+        for half in 0..600 {
+            let now = STARTED + half as f64 / 2.0;
+            let world = at(STARTED, now);
+            for pipeline in world.pipelines.values() {
+                let position = |stage: &str| pipeline.stages.iter().position(|s| s.name == stage).unwrap();
+                for execution in &pipeline.executions {
+                    let context = format!("{} {} at +{}", pipeline.name, execution.id, now - STARTED);
+                    assert!(execution.start <= execution.last_update && execution.last_update <= now, "{context}");
+                    let mut actions = execution.actions.clone();
+                    actions.sort_by(|a, b| a.start.total_cmp(&b.start));
+                    for pair in actions.windows(2) {
+                        assert!(position(&pair[0].stage) <= position(&pair[1].stage), "{context}: stages out of order");
+                        assert!(pair[0].last_update <= pair[1].start, "{context}: {} overlaps {}", pair[0].id, pair[1].id);
+                    }
+                    for action in &actions {
+                        assert!(execution.start <= action.start, "{context}: {} starts before its run", action.id);
+                        assert!(action.start <= action.last_update, "{context}: {}", action.id);
+                        assert!(action.last_update <= execution.last_update, "{context}: {} ends after its run", action.id);
+                        let Some(build) = &action.external_id else {
+                            assert_ne!(action.type_id.2, "CodeBuild", "{context}: {} names no build", action.id);
+                            continue;
+                        };
+                        let phases = &world.builds[build].phases;
+                        assert_eq!(phases[0].phase_type, "SUBMITTED", "{context}");
+                        assert!(action.start <= phases[0].start, "{context}: {build} starts before its action");
+                        for pair in phases.windows(2) {
+                            assert_eq!(pair[0].end, Some(pair[1].start), "{context}: {build}");
+                        }
+                        for phase in phases {
+                            assert_eq!(phase.end.is_some(), phase.status.is_some(), "{context}: {build}");
+                            assert!(
+                                phase.end.unwrap_or(phase.start) <= action.last_update,
+                                "{context}: {build} ends after its action"
+                            );
+                        }
+                        let last = phases.last().unwrap();
+                        if action.status != "InProgress" {
+                            assert_eq!((last.phase_type.as_str(), last.end), ("COMPLETED", None), "{context}: {build}");
+                            let failed = phases.iter().any(|p| p.status.as_deref() == Some("FAILED"));
+                            assert_eq!(failed, action.status == "Failed", "{context}: {build}");
+                        }
+                    }
+                    for rule in &execution.rules {
+                        let stage = position(&rule.stage);
+                        let before =
+                            actions.iter().filter(|a| position(&a.stage) < stage).map(|a| a.last_update).fold(0.0, f64::max);
+                        let after =
+                            actions.iter().filter(|a| a.stage == rule.stage).map(|a| a.start).fold(f64::INFINITY, f64::min);
+                        assert!(before < rule.start && rule.last_update < after, "{context}: {} outside its gap", rule.id);
+                        assert!(rule.last_update <= execution.last_update, "{context}: {}", rule.id);
+                    }
+                }
+            }
+            let train = &world.pipelines[TRAIN];
+            for stage in &train.stages {
+                assert!(stage.inbound_executions.len() <= 3, "{stage:?}");
+                if let Some((first, _)) = stage.inbound_executions.first() {
+                    let (holder, status) = stage.latest.as_ref().unwrap();
+                    assert_ne!(holder, first);
+                    assert_eq!(status, "InProgress", "{} is held by a run in progress", stage.name);
+                }
+            }
+        }
+    }
+
+    /// Whether a run waited in each way: queued in front of a stage (a gap between two stages that
+    /// no rule accounts for), held by a gate (rules in the gap), at an approval open 3 s or more,
+    /// and in a build's QUEUED and PROVISIONING phases of 1 s or more each.
+    fn waits(world: &World, execution: &SimExecution) -> [bool; 4] {
+        let mut actions = execution.actions.clone();
+        actions.sort_by(|a, b| a.start.total_cmp(&b.start));
+        let queued = actions.windows(2).any(|pair| {
+            pair[0].stage != pair[1].stage
+                && pair[1].start - pair[0].last_update >= 2.0
+                && !execution.rules.iter().any(|r| r.stage == pair[1].stage)
+        });
+        let gated = !execution.rules.is_empty();
+        let approved = actions.iter().any(|a| a.type_id.0 == "Approval" && a.last_update - a.start >= 3.0);
+        let built = actions.iter().filter_map(|a| world.builds.get(a.external_id.as_deref()?)).any(|build| {
+            let lasted =
+                |kind: &str| build.phases.iter().any(|p| p.phase_type == kind && p.end.is_some_and(|end| end - p.start >= 1.0));
+            lasted("QUEUED") && lasted("PROVISIONING")
+        });
+        [queued, gated, approved, built]
+    }
+
+    /// From the demo's start and from any later moment, runs that waited in each way end within
+    /// 65 s (the train's first queued run ends 63 s after the start, and later ones at most 41 s
+    /// apart): a newcomer, or a second Prometheus started later, sees every kind of wait.
+    #[test]
+    fn every_kind_of_wait_ends_within_65_seconds_of_any_moment() {
+        for second in 0..400 {
+            let moment = STARTED + second as f64;
+            let world = at(STARTED, moment + 65.0);
+            let mut seen = [false; 4];
+            for execution in world.pipelines.values().flat_map(|p| &p.executions) {
+                let ended = execution.status != "InProgress" && execution.last_update > moment;
+                for (seen, waited) in seen.iter_mut().zip(waits(&world, execution)) {
+                    *seen |= ended && waited;
+                }
+            }
+            assert_eq!(seen, [true; 4], "queue, gate, approval, build after +{second} s");
+        }
+    }
+
+    /// The train's Build stage holds one run while one or two more queue in front of it, and its
+    /// Prod stage's gate is InProgress while its rules run.
+    #[test]
+    fn the_train_queues_and_gates() {
+        let cycle = STARTED + QUEUE_DELAY;
+        let queued = |now: f64| at(STARTED, now).pipelines[TRAIN].stages[1].inbound_executions.len();
+        assert_eq!(queued(cycle + 7.0), 1);
+        assert_eq!(queued(cycle + 12.0), 2);
+        assert_eq!(queued(cycle + 20.0), 1);
+        assert_eq!(queued(cycle + 30.0), 0);
+        let world = at(STARTED, cycle + 22.0);
+        let gate = &world.pipelines[TRAIN].stages[QUEUE_GATED];
+        assert_eq!(gate.conditions[0].status.as_deref(), Some("InProgress"));
+        let rules: Vec<(&str, &str)> = gate.conditions[0].rules.iter().map(|(r, s)| (r.as_str(), s.as_str())).collect();
+        assert_eq!(rules, [("AlarmQuiet", "InProgress"), ("DeployWindow", "Succeeded")]);
+    }
 }

@@ -1,16 +1,18 @@
 //! A simulated AWS account served over HTTP in the wire protocols of the pinned SDK crates.
 //!
 //! The demo points the real SDK clients at it, and so do the tests: nothing between the SDK and
-//! the exporter's code is replaced. Both services answer in awsJson and in Smithy RPC v2 CBOR
-//! (see [`protocol`]). Its state is a plain [`World`] that the demo's scenario and the tests change
-//! directly; faults can be injected per operation, and every call is counted, so a test can prove
-//! what the exporter asked for and when.
+//! the exporter's code is replaced. CodePipeline, CodeConnections and CodeBuild answer in awsJson
+//! and in Smithy RPC v2 CBOR (see [`protocol`]); every service shares one endpoint, the request's
+//! `X-Amz-Target` (or RPC v2 path) naming the service. Its state is a plain [`World`] that the
+//! demo's scenario and the tests change directly; faults can be injected per operation, and every
+//! call is counted, so a test can prove what the exporter asked for and when.
 //!
 //! The account manages an organization (see [`organizations`]): its simulated STS issues
 //! credentials for the role of each member account, and a request signed with them is answered
 //! from that member's own [`World`], so a test tells the accounts apart. Any other credentials
 //! stand for the simulated account itself.
 
+pub mod codebuild;
 pub mod codeconnections;
 pub mod codepipeline;
 pub mod demo;
@@ -18,7 +20,7 @@ pub mod organizations;
 pub mod protocol;
 pub mod sqs;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,11 +35,14 @@ use hyper_util::rt::TokioIo;
 use rand::Rng as _;
 use tokio::net::TcpListener;
 
+pub use codebuild::{SimBuild, SimPhase};
 pub use codeconnections::{
     SimConnection, SimHost, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncBlocker, SimSyncConfiguration,
     SimSyncEvent,
 };
-pub use codepipeline::{SimAction, SimActionExecution, SimActionRun, SimCondition, SimExecution, SimPipeline, SimStage};
+pub use codepipeline::{
+    SimAction, SimActionExecution, SimActionRun, SimCondition, SimExecution, SimPipeline, SimRuleRun, SimStage,
+};
 pub use organizations::{SimAccount, SimOrganization, SimUnit};
 use protocol::{Failure, Protocol, map, text, timestamp};
 pub use sqs::SimQueue;
@@ -72,6 +77,12 @@ pub struct World {
     /// The latest sync blockers of each resource, by (resource name, sync type). A resource without
     /// an entry has no blocker summary.
     pub sync_blockers: BTreeMap<(String, String), Vec<SimSyncBlocker>>,
+    /// CodeBuild builds by ID (`<project>:<uuid>`), as BatchGetBuilds describes them: those the
+    /// CodeBuild actions' `external_id`s name.
+    pub builds: BTreeMap<String, SimBuild>,
+    /// CodeBuild projects whose builds the caller may not read: a BatchGetBuilds call asking for
+    /// any of their builds answers AccessDeniedException as a whole.
+    pub denied_build_projects: BTreeSet<String>,
 }
 
 impl World {
@@ -547,6 +558,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
             "CodeConnections_20231201" => {
                 shared.answer(account, |world| codeconnections::handle(world, account, operation, input))
             }
+            "CodeBuild_20161006" => shared.answer(account, |world| codebuild::handle(world, account, operation, input)),
             "AWSOrganizationsV20161128" => organizations::handle(&shared.organization(), operation, input),
             other => Err(Failure::new(400, "UnknownServiceException", format!("service {other} is not simulated"))),
         }
