@@ -320,13 +320,17 @@ fn advance_gates(world: &mut World, now: f64, started: f64) {
     let phase = (now - started).rem_euclid(600.0);
     let run = ((now - started) / 600.0).floor() as u64;
     let blocked = phase < 180.0;
-    let execution = |stage: &str| (format!("{GATED}-{run}-{stage}"), "Succeeded".to_string());
-    for stage in &mut pipeline.stages[..2] {
-        stage.latest = Some(execution(&stage.name));
+    // Pipeline execution IDs are UUIDs, as the model's pattern has them: one for each stage of
+    // each ten minutes, and one for the run waiting for approval since before the demo started.
+    let id = |n: u64| format!("{:08x}-5a1e-4c0d-8e00-{n:012x}", 0x5000_0000_u32);
+    let waiting = 0xffff_ffff;
+    let execution = |stage: u64| (id(run * 8 + stage), "Succeeded".to_string());
+    for (s, stage) in pipeline.stages[..2].iter_mut().enumerate() {
+        stage.latest = Some(execution(s as u64));
         stage.latest_type = Some("STANDARD".into());
         if let Some(action) = stage.actions.first_mut() {
             action.latest = Some(SimActionExecution {
-                id: format!("{GATED}-{run}-{}", action.name),
+                id: format!("{:08x}-ac7e-4b00-9000-{run:012x}", 0x5000_0000 + s),
                 status: "Succeeded".into(),
                 last_status_change: started + 600.0 * run as f64,
                 ..SimActionExecution::default()
@@ -334,15 +338,15 @@ fn advance_gates(world: &mut World, now: f64, started: f64) {
         }
     }
     let approve = &mut pipeline.stages[2];
-    approve.latest = Some((format!("{GATED}-approval"), "InProgress".into()));
+    approve.latest = Some((id(waiting), "InProgress".into()));
     approve.actions[0].latest = Some(SimActionExecution {
-        id: format!("{GATED}-approval"),
+        id: format!("{:08x}-ac7e-4b00-9000-{waiting:012x}", 0x5000_0002_u32),
         status: "InProgress".into(),
         last_status_change: started - 26.0 * 3_600.0,
         ..SimActionExecution::default()
     });
     let canary = &mut pipeline.stages[3];
-    canary.latest = Some(execution("Canary"));
+    canary.latest = Some(execution(3));
     canary.latest_type = Some(if blocked { "ROLLBACK" } else { "STANDARD" }.into());
     let prod = &mut pipeline.stages[4];
     prod.conditions = vec![SimCondition {
@@ -353,7 +357,7 @@ fn advance_gates(world: &mut World, now: f64, started: f64) {
             ("DeployWindow".into(), "Succeeded".into()),
         ],
     }];
-    prod.latest = Some((format!("{GATED}-{run}-Prod"), if phase < 240.0 { "InProgress" } else { "Succeeded" }.into()));
+    prod.latest = Some((id(run * 8 + 4), if phase < 240.0 { "InProgress" } else { "Succeeded" }.into()));
     prod.latest_type = Some("STANDARD".into());
     prod.retries = Some((i32::from(!blocked), 0));
 }
@@ -1154,6 +1158,33 @@ mod tests {
                     let (holder, status) = stage.latest.as_ref().unwrap();
                     assert_ne!(holder, first);
                     assert_eq!(status, "InProgress", "{} is held by a run in progress", stage.name);
+                }
+            }
+        }
+    }
+
+    /// Every pipeline execution ID the demo serves matches the model's pattern, a lower-case UUID:
+    /// in the history, in each stage's latest execution and in those queued in front of it.
+    #[test]
+    fn every_pipeline_execution_id_is_a_uuid() {
+        let uuid = |id: &str| {
+            let groups: Vec<&str> = id.split('-').collect();
+            groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+                && groups.iter().all(|g| g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        };
+        for second in (0..700).step_by(7) {
+            let world = at(STARTED, STARTED + second as f64);
+            for pipeline in world.pipelines.values() {
+                let stages = pipeline.stages.iter();
+                let ids = pipeline
+                    .executions
+                    .iter()
+                    .map(|e| &e.id)
+                    .chain(stages.clone().filter_map(|s| s.latest.as_ref().map(|l| &l.0)))
+                    .chain(stages.clone().filter_map(|s| s.inbound.as_ref().map(|i| &i.0)))
+                    .chain(stages.flat_map(|s| s.inbound_executions.iter().map(|i| &i.0)));
+                for id in ids {
+                    assert!(uuid(id), "{}: {id} at +{second} s", pipeline.name);
                 }
             }
         }
