@@ -160,6 +160,9 @@ aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeli
 aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Skipped"} 0
 aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Stopped"} 0
 aws_codepipeline_stage_executions_total{account="test",region="us-east-1",pipeline="checkout",stage="Deploy",status="Succeeded"} 0
+aws_codepipeline_stage_inbound_executions{account="test",region="us-east-1",pipeline="checkout",stage="Source"} 0
+aws_codepipeline_stage_inbound_executions{account="test",region="us-east-1",pipeline="checkout",stage="Build"} 1
+aws_codepipeline_stage_inbound_executions{account="test",region="us-east-1",pipeline="checkout",stage="Deploy"} 0
 aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Cancelled"} 0
 aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="Failed"} 0
 aws_codepipeline_stage_inbound_status{account="test",region="us-east-1",pipeline="checkout",stage="Source",status="InProgress"} 0
