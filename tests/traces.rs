@@ -345,7 +345,7 @@ async fn exemplars_link_the_duration_histograms_to_the_run_in_openmetrics_only()
     assert_eq!(
         bucket("aws_codepipeline_execution_duration_seconds_bucket{", "60"),
         format!(
-            "aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",le=\"60\"}} 1 # {{trace_id=\"{trace_id}\",span_id=\"{root}\"}} 50.377 1050.5"
+            "aws_codepipeline_execution_duration_seconds_bucket{{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",execution_type=\"STANDARD\",le=\"60\"}} 1 # {{trace_id=\"{trace_id}\",span_id=\"{root}\"}} 50.377 1050.5"
         )
     );
     assert!(!bucket("aws_codepipeline_execution_duration_seconds_bucket{", "120").contains('#'), "only the bucket it fell in");
@@ -358,7 +358,7 @@ async fn exemplars_link_the_duration_histograms_to_the_run_in_openmetrics_only()
     );
     // The text format has no exemplars.
     let text = scrape(&exporter).await;
-    assert!(text.contains("aws_codepipeline_execution_duration_seconds_bucket{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",le=\"60\"} 1\n"));
+    assert!(text.contains("aws_codepipeline_execution_duration_seconds_bucket{account=\"test\",region=\"us-east-1\",pipeline=\"app\",status=\"Succeeded\",execution_type=\"STANDARD\",le=\"60\"} 1\n"));
     assert!(!text.contains("trace_id"));
 }
 
