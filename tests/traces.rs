@@ -262,7 +262,7 @@ async fn a_run_is_one_trace_of_its_stages_and_actions_the_same_after_a_restart_a
     assert_eq!(retested["parent_span_id"], attempt["span_id"]);
     assert_eq!(retested["attributes"]["cicd.pipeline.task.run.id"], "a-test-2");
     let s = samples(&scrape(&exporter).await);
-    assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(5.0), "this process sent five");
+    assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(6.0), "this process sent six");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
