@@ -273,7 +273,7 @@ pub struct CodePipeline {
     /// ListPipelineExecutions for execution outcomes, durations and delivery metrics.
     pub executions: bool,
     /// Seconds per CodeBuild phase of each build action (`aws_codepipeline_action_phase_seconds_total`):
-    /// opt-in, as it is about 11 series per build action.
+    /// opt-in, as it is 10 series per build action (one per phase that ends).
     pub build_phases: bool,
     pub include: Vec<Pattern>,
     pub exclude: Vec<Pattern>,
