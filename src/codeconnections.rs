@@ -796,6 +796,8 @@ mod tests {
             resource_syncs: true,
             connections: true,
             blockers: true,
+            enabled: true,
+            regions: None,
         };
         let links = [Link {
             id: "l1".into(),

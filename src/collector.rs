@@ -370,6 +370,11 @@ impl Collectors {
         Collectors { scope, context, running: HashMap::new(), named: HashSet::new() }
     }
 
+    /// The region these collectors poll.
+    pub fn region(&self) -> &str {
+        &self.scope.region
+    }
+
     /// Keeps collector `C` running with `settings`: starts it if it is not running, restarts it
     /// if it runs with other settings, and leaves it alone otherwise, counters and all.
     pub fn run<C: Collector>(&mut self, settings: &C::Settings) {

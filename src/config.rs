@@ -306,6 +306,20 @@ pub struct CodeConnections {
     pub connections: bool,
     /// GetSyncBlockerSummary for the resource (stack) of each sync configuration.
     pub blockers: bool,
+    /// Off, the account makes no CodeConnections call at all: for partitions and regions where
+    /// the service does not exist, whose every target would otherwise be down.
+    pub enabled: bool,
+    /// The account's regions CodeConnections is polled in; `None` is every one of them. An
+    /// account whose pipelines span regions usually keeps its Git syncs in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub regions: Option<Vec<String>>,
+}
+
+impl CodeConnections {
+    /// Whether the service is polled in `region`.
+    pub fn runs_in(&self, region: &str) -> bool {
+        self.enabled && self.regions.as_ref().is_none_or(|regions| regions.iter().any(|r| r == region))
+    }
 }
 
 /// One explicitly configured sync configuration.
@@ -375,6 +389,8 @@ impl Account {
                 resource_syncs: true,
                 connections: true,
                 blockers: true,
+                enabled: true,
+                regions: None,
             },
             events: None,
             tags: Vec::new(),
@@ -459,7 +475,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawOrganization {
     role_name: Located<String>,
-    external_id: Option<String>,
+    external_id: Option<Located<String>>,
     list_role_arn: Option<Located<String>>,
     #[serde(default)]
     regions: Vec<Located<String>>,
@@ -515,7 +531,8 @@ impl RawSelector {
 
 impl RawOrganization {
     fn validate(self) -> Result<Organization, Invalid> {
-        let role_name = non_empty(self.role_name, "role_name")?;
+        let role_name = role_name(self.role_name)?;
+        let external_id = self.external_id.map(external_id).transpose()?;
         let list_role_arn = self.list_role_arn.map(|arn| role_arn(arn, "list_role_arn")).transpose()?;
         let regions = regions(self.regions)?;
         let account_label = match self.account_label {
@@ -536,7 +553,7 @@ impl RawOrganization {
         codepipeline.tags = tags.clone();
         Ok(Organization {
             role_name,
-            external_id: self.external_id,
+            external_id,
             list_role_arn,
             include: self.include.map(RawSelector::validate).transpose()?.unwrap_or_default(),
             exclude: self.exclude.map(RawSelector::validate).transpose()?.unwrap_or_default(),
@@ -546,7 +563,7 @@ impl RawOrganization {
             tags,
             codeconnections: self
                 .codeconnections
-                .map(RawCodeConnections::validate)
+                .map(|raw| raw.validate(&regions))
                 .transpose()?
                 .unwrap_or(defaults.codeconnections),
             events: self.events.map(|events| events.value.validate(&regions)).transpose()?,
@@ -567,11 +584,76 @@ fn patterns(raw: Vec<Located<String>>) -> Result<Vec<Pattern>, Invalid> {
 }
 
 fn role_arn(arn: Located<String>, what: &str) -> Result<String, Invalid> {
-    if arn.value.starts_with("arn:") {
-        Ok(arn.value)
-    } else {
-        Err((arn.referenced, format!("{what} {:?} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", arn.value)))
+    if !arn.value.starts_with("arn:") {
+        return Err((arn.referenced, format!("{what} {:?} is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)", arn.value)));
     }
+    // The role's name is the part after the last slash; an example's placeholder there would
+    // otherwise fail only at the first AssumeRole, as an AccessDenied.
+    let name = arn.value.rsplit('/').next().unwrap_or_default();
+    if is_placeholder(name) {
+        return Err((arn.referenced, format!("{what} {:?} names a placeholder role {name:?}, not a role", arn.value)));
+    }
+    Ok(arn.value)
+}
+
+/// A value copied from an example and never filled in: `optional`, `<role>`, `REPLACE_ME`,
+/// `your-role`. Caught here, it names its line; sent to AWS, it is an AccessDenied for every
+/// account, or an external ID that a role without one ignores.
+fn is_placeholder(value: &str) -> bool {
+    const WORDS: [&str; 12] = [
+        "optional",
+        "required",
+        "changeme",
+        "change-me",
+        "change_me",
+        "replaceme",
+        "replace-me",
+        "replace_me",
+        "todo",
+        "tbd",
+        "xxx",
+        "example",
+    ];
+    let lower = value.trim().to_ascii_lowercase();
+    WORDS.contains(&lower.as_str())
+        || lower.contains('<')
+        || lower.contains('>')
+        || lower.starts_with("your-")
+        || lower.starts_with("your_")
+        || lower.chars().all(|c| c == 'x' || c == '.')
+}
+
+/// An STS external ID: 2 to 1,224 characters of `[\w+=,.@:/-]`, and not a placeholder.
+fn external_id(id: Located<String>) -> Result<String, Invalid> {
+    let valid_chars = id.value.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c));
+    if !(2..=1224).contains(&id.value.len()) || !valid_chars {
+        return Err((
+            id.referenced,
+            format!("external_id {:?} is not an external ID: 2 to 1224 letters, digits and _+=,.@:/-", id.value),
+        ));
+    }
+    if is_placeholder(&id.value) {
+        return Err((
+            id.referenced,
+            format!("external_id {:?} is a placeholder: give the role's external ID, or leave the key out", id.value),
+        ));
+    }
+    Ok(id.value)
+}
+
+/// An IAM role name: 1 to 64 characters of `[\w+=,.@-]`, and not a placeholder.
+fn role_name(name: Located<String>) -> Result<String, Invalid> {
+    let valid_chars = name.value.chars().all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c));
+    if !(1..=64).contains(&name.value.len()) || !valid_chars {
+        return Err((
+            name.referenced,
+            format!("role_name {:?} is not an IAM role name: 1 to 64 letters, digits and _+=,.@-", name.value),
+        ));
+    }
+    if is_placeholder(&name.value) {
+        return Err((name.referenced, format!("role_name {:?} is a placeholder, not a role name", name.value)));
+    }
+    Ok(name.value)
 }
 
 fn regions(raw: Vec<Located<String>>) -> Result<Vec<String>, Invalid> {
@@ -689,7 +771,7 @@ impl RawMetrics {
 struct RawAccount {
     name: Located<String>,
     role_arn: Option<Located<String>>,
-    external_id: Option<String>,
+    external_id: Option<Located<String>>,
     #[serde(default)]
     regions: Vec<Located<String>>,
     codepipeline: Option<RawCodePipeline>,
@@ -766,6 +848,8 @@ struct RawCodeConnections {
     resource_syncs: Option<bool>,
     connections: Option<bool>,
     blockers: Option<bool>,
+    enabled: Option<bool>,
+    regions: Option<Vec<Located<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -875,11 +959,12 @@ impl RawAccount {
         let tags = tags(self.tags)?;
         codepipeline.tags = tags.clone();
         let codeconnections = match self.codeconnections {
-            Some(raw) => raw.validate()?,
+            Some(raw) => raw.validate(&regions)?,
             None => Account::default_account().codeconnections,
         };
         let events = self.events.map(|events| events.value.validate(&regions)).transpose()?;
-        Ok(Account { name, role_arn, external_id: self.external_id, regions, codepipeline, codeconnections, events, tags })
+        let external_id = self.external_id.map(external_id).transpose()?;
+        Ok(Account { name, role_arn, external_id, regions, codepipeline, codeconnections, events, tags })
     }
 }
 
@@ -905,7 +990,28 @@ impl RawCodePipeline {
 }
 
 impl RawCodeConnections {
-    fn validate(self) -> Result<CodeConnections, Invalid> {
+    /// `regions` are those of the account (or organization) the section belongs to; the section's
+    /// own `regions` must be among them.
+    fn validate(self, regions: &[String]) -> Result<CodeConnections, Invalid> {
+        let only = match self.regions {
+            None => None,
+            Some(raw) => {
+                let mut only = Vec::with_capacity(raw.len());
+                for region in raw {
+                    if !regions.contains(&region.value) {
+                        let listed = if regions.is_empty() { "none are listed".to_string() } else { regions.join(", ") };
+                        return Err((
+                            region.referenced,
+                            format!("codeconnections.regions: {:?} is not one of the account's regions ({listed})", region.value),
+                        ));
+                    }
+                    if !only.contains(&region.value) {
+                        only.push(region.value);
+                    }
+                }
+                Some(only)
+            }
+        };
         let mut repository_syncs: Vec<RepositorySync> = Vec::with_capacity(self.repository_syncs.len());
         for raw in self.repository_syncs {
             let at = raw.repository_link_id.referenced;
@@ -941,6 +1047,8 @@ impl RawCodeConnections {
             resource_syncs: self.resource_syncs.unwrap_or(true),
             connections: self.connections.unwrap_or(true),
             blockers: self.blockers.unwrap_or(true),
+            enabled: self.enabled.unwrap_or(true),
+            regions: only,
         })
     }
 }

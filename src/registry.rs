@@ -11,5 +11,8 @@ use crate::{codeconnections, codepipeline};
 /// regions: those not running start, those whose settings changed restart, the others go on.
 pub fn collectors(account: &Account, collectors: &mut Collectors) {
     collectors.run::<codepipeline::Collector>(&account.codepipeline);
-    collectors.run::<codeconnections::Collector>(&account.codeconnections);
+    // Not named where it is off, so a reload that turns it off stops it and removes its series.
+    if account.codeconnections.runs_in(collectors.region()) {
+        collectors.run::<codeconnections::Collector>(&account.codeconnections);
+    }
 }

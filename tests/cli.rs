@@ -28,7 +28,7 @@ fn config_check_prints_the_effective_configuration() {
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "interval: 1m30s\nactive_interval: 15s\ndiscovery_interval: 5m\nrequest_timeout: 10s\nmax_concurrent_requests: 4\nrequests_per_second: 5.0\nburst: 10\nmetrics:\n  include: []\n  exclude: []\n  state_sets: full\naccounts:\n- name: prod\n  external_id: <secret>\n  regions:\n  - eu-west-1\n  codepipeline:\n    discover: true\n    executions: true\n    build_phases: false\n    include: []\n    exclude: []\n    pipelines: []\n  codeconnections:\n    discover: true\n    repository_syncs: []\n    resource_syncs: true\n    connections: true\n    blockers: true\n"
+        "interval: 1m30s\nactive_interval: 15s\ndiscovery_interval: 5m\nrequest_timeout: 10s\nmax_concurrent_requests: 4\nrequests_per_second: 5.0\nburst: 10\nmetrics:\n  include: []\n  exclude: []\n  state_sets: full\naccounts:\n- name: prod\n  external_id: <secret>\n  regions:\n  - eu-west-1\n  codepipeline:\n    discover: true\n    executions: true\n    build_phases: false\n    include: []\n    exclude: []\n    pipelines: []\n  codeconnections:\n    discover: true\n    repository_syncs: []\n    resource_syncs: true\n    connections: true\n    blockers: true\n    enabled: true\n"
     );
 }
 

@@ -315,3 +315,61 @@ async fn connections_and_blockers_can_be_turned_off() {
         (0, 0, 0)
     );
 }
+
+/// Every operation the CodeConnections collector calls.
+const CODECONNECTIONS_OPERATIONS: [&str; 7] = [
+    "ListRepositoryLinks",
+    "ListSyncConfigurations",
+    "GetRepositorySyncStatus",
+    "GetResourceSyncStatus",
+    "GetSyncBlockerSummary",
+    "ListConnections",
+    "ListHosts",
+];
+
+/// The `target_up` series of CodeConnections' targets in `region`.
+fn codeconnections_targets(samples: &BTreeMap<String, f64>, region: &str) -> Vec<String> {
+    let kinds = ["repository_sync", "resource_sync", "sync_blocker", "connections", "hosts"];
+    samples
+        .keys()
+        .filter(|series| series.starts_with("codepipeline_exporter_target_up{"))
+        .filter(|series| series.contains(&format!("region=\"{region}\"")))
+        .filter(|series| {
+            kinds.iter().any(|kind| series.contains(&format!("kind=\"{kind}\""))) || series.contains("name=\"codeconnections\"")
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codeconnections_off_for_an_account_makes_no_call_and_no_target() {
+    let yaml = "interval: 150ms\nactive_interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1, eu-west-1]\n    codeconnections:\n      enabled: false\n";
+    let bed = start_unthrottled(world(), yaml).await;
+    wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
+    // Several discovery rounds of CodePipeline, so a CodeConnections collector would have called.
+    wait_for_calls(&bed.simulator, "ListPipelines", 6).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    for region in ["us-east-1", "eu-west-1"] {
+        assert_eq!(codeconnections_targets(&s, region), Vec::<String>::new(), "{region}");
+        assert_eq!(value(&s, &common::target_up_in("test", region, "discovery", "codepipeline")), Some(1.0));
+    }
+    let calls: Vec<(&str, u64)> = CODECONNECTIONS_OPERATIONS.iter().map(|op| (*op, bed.simulator.calls(op))).collect();
+    assert_eq!(calls, CODECONNECTIONS_OPERATIONS.iter().map(|op| (*op, 0)).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codeconnections_can_be_limited_to_some_of_an_accounts_regions() {
+    let yaml = "interval: 150ms\nactive_interval: 150ms\ndiscovery_interval: 300ms\naccounts:\n  - name: test\n    regions: [us-east-1, eu-west-1]\n    codeconnections:\n      regions: [eu-west-1]\n";
+    let bed = start_unthrottled(world(), yaml).await;
+    wait_for(&bed.exporter, "ready", |_| bed.exporter.readiness.is_ready()).await;
+    wait_for_calls(&bed.simulator, "ListHosts", 4).await;
+    let s = samples(&scrape(&bed.exporter).await);
+    assert_eq!(codeconnections_targets(&s, "us-east-1"), Vec::<String>::new());
+    assert_eq!(codeconnections_targets(&s, "eu-west-1").len(), 9, "{:?}", codeconnections_targets(&s, "eu-west-1"));
+    for op in CODECONNECTIONS_OPERATIONS {
+        assert_eq!(bed.simulator.region_calls("us-east-1", op), 0, "{op} in us-east-1");
+        assert_eq!(bed.simulator.region_calls("eu-west-1", op), bed.simulator.calls(op), "{op} in eu-west-1");
+    }
+    // CodePipeline still runs in both.
+    assert!(bed.simulator.region_calls("us-east-1", "ListPipelines") >= 1);
+}

@@ -90,7 +90,7 @@ fn the_example_configuration_is_valid_and_printable() {
     let config = Config::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml"))).unwrap();
     let printed = config.to_yaml();
     assert!(!printed.contains("example-external-id"), "the external ID is never printed");
-    let again = Config::parse(&printed.replace("<secret>", "x"), Path::new("printed.yaml")).unwrap();
+    let again = Config::parse(&printed.replace("<secret>", "redacted-id"), Path::new("printed.yaml")).unwrap();
     assert_eq!(again.to_yaml(), printed, "the printed configuration reads back to itself");
 }
 
@@ -223,4 +223,61 @@ fn the_traces_section_is_checked_and_its_header_values_never_printed() {
     assert_eq!(traces.headers.as_deref(), Some(&[("authorization".to_string(), "Bearer s3cr3t".to_string())][..]));
     let printed = config.to_yaml();
     assert!(printed.contains("authorization: <secret>") && !printed.contains("s3cr3t"), "{printed}");
+}
+
+#[test]
+fn placeholders_copied_from_an_example_are_refused_where_they_stand() {
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    external_id: optional\n"),
+        "exporter.yaml:3:18: external_id \"optional\" is a placeholder: give the role's external ID, or leave the key out"
+    );
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    external_id: \"<external id>\"\n"),
+        "exporter.yaml:3:18: external_id \"<external id>\" is not an external ID: 2 to 1224 letters, digits and _+=,.@:/-"
+    );
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    role_arn: arn:aws:iam::111111111111:role/REPLACE_ME\n"),
+        "exporter.yaml:3:15: role_arn \"arn:aws:iam::111111111111:role/REPLACE_ME\" names a placeholder role \"REPLACE_ME\", not a role"
+    );
+    assert_eq!(
+        error("organization:\n  role_name: your-role\naccounts: []\n"),
+        "exporter.yaml:2:14: role_name \"your-role\" is a placeholder, not a role name"
+    );
+    assert_eq!(
+        error("organization:\n  role_name: codepipeline-exporter\n  list_role_arn: optional\naccounts: []\n"),
+        "exporter.yaml:3:18: list_role_arn \"optional\" is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+    );
+    let config = Config::parse(
+        "accounts:\n  - name: prod\n    role_arn: arn:aws:iam::111111111111:role/codepipeline-exporter\n    external_id: codepipeline-exporter-1f3a\n",
+        Path::new("exporter.yaml"),
+    )
+    .expect("real values pass");
+    assert_eq!(config.accounts[0].external_id.as_deref(), Some("codepipeline-exporter-1f3a"));
+}
+
+#[test]
+fn codeconnections_can_be_off_or_limited_to_some_regions() {
+    let parse = |yaml: &str| Config::parse(yaml, Path::new("exporter.yaml")).expect("valid");
+    let off =
+        parse("accounts:\n  - name: prod\n    regions: [us-east-1, cn-north-1]\n    codeconnections:\n      enabled: false\n");
+    let cc = &off.accounts[0].codeconnections;
+    assert_eq!((cc.runs_in("us-east-1"), cc.runs_in("cn-north-1")), (false, false));
+    let some = parse(
+        "accounts:\n  - name: prod\n    regions: [us-east-1, eu-west-1]\n    codeconnections:\n      regions: [eu-west-1]\n",
+    );
+    let cc = &some.accounts[0].codeconnections;
+    assert_eq!((cc.runs_in("us-east-1"), cc.runs_in("eu-west-1")), (false, true));
+    let all = parse("accounts:\n  - name: prod\n    regions: [us-east-1, eu-west-1]\n");
+    let cc = &all.accounts[0].codeconnections;
+    assert_eq!((cc.runs_in("us-east-1"), cc.runs_in("eu-west-1")), (true, true));
+    assert_eq!(
+        error("accounts:\n  - name: prod\n    regions: [us-east-1]\n    codeconnections:\n      regions: [eu-west-1]\n"),
+        "exporter.yaml:5:17: codeconnections.regions: \"eu-west-1\" is not one of the account's regions (us-east-1)"
+    );
+    assert_eq!(
+        error(
+            "organization:\n  role_name: codepipeline-exporter\n  regions: [us-east-1]\n  codeconnections:\n    regions: [ap-south-1]\naccounts: []\n"
+        ),
+        "exporter.yaml:5:15: codeconnections.regions: \"ap-south-1\" is not one of the account's regions (us-east-1)"
+    );
 }

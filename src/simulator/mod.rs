@@ -211,6 +211,8 @@ struct Shared {
     calls: Mutex<BTreeMap<String, u64>>,
     /// Calls by the account whose credentials signed them, and operation.
     account_calls: Mutex<BTreeMap<(String, String), u64>>,
+    /// Calls by the region they were signed for, and operation.
+    region_calls: Mutex<BTreeMap<(String, String), u64>>,
     /// SQS queues by URL.
     queues: Mutex<BTreeMap<String, SimQueue>>,
     /// Woken whenever a message is sent, for the ReceiveMessage calls that wait.
@@ -454,6 +456,12 @@ impl Simulator {
         by_account.get(&(account_id.to_string(), operation.to_string())).copied().unwrap_or(0)
     }
 
+    /// How many calls of `operation` were signed for `region`, faults included.
+    pub fn region_calls(&self, region: &str, operation: &str) -> u64 {
+        let by_region = self.shared.region_calls.lock().unwrap_or_else(|e| e.into_inner());
+        by_region.get(&(region.to_string(), operation.to_string())).copied().unwrap_or(0)
+    }
+
     /// How many calls arrived in all.
     pub fn total_calls(&self) -> u64 {
         self.shared.calls.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
@@ -517,6 +525,10 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     };
     let account = session.as_ref().map_or(ACCOUNT_ID, |s| s.account.as_str());
     shared.count(account, &call.operation);
+    if let Some(region) = protocol::signed_region(&parts.headers) {
+        let mut by_region = shared.region_calls.lock().unwrap_or_else(|e| e.into_inner());
+        *by_region.entry((region.to_string(), call.operation.clone())).or_default() += 1;
+    }
     if session.as_ref().is_some_and(expired) {
         let failure = Failure::new(400, "ExpiredTokenException", "The security token included in the request is expired");
         return Ok(boxed(protocol::error(call.protocol, &failure)));

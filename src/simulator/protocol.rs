@@ -195,6 +195,14 @@ pub fn access_key(headers: &HeaderMap) -> Option<&str> {
     credential.split('/').next().filter(|key| !key.is_empty())
 }
 
+/// The region a request was signed for: the third part of its SigV4 credential scope
+/// (`Credential=KEY/DATE/REGION/SERVICE/aws4_request`).
+pub fn signed_region(headers: &HeaderMap) -> Option<&str> {
+    let authorization = headers.get("authorization")?.to_str().ok()?;
+    let (_, credential) = authorization.split_once("Credential=")?;
+    credential.split('/').nth(2).filter(|region| !region.is_empty())
+}
+
 /// A 200 answer whose body does not decode in the protocol.
 pub fn malformed(protocol: Protocol) -> Response<Full<Bytes>> {
     let body: &'static [u8] = match protocol {
