@@ -43,7 +43,9 @@ for file in deploy/prometheus/alerts.yml deploy/prometheus/recording.yml; do
   groups=$(sed -n '/^groups:/,$p' "$file" | tail -n +2 | sed 's/^./  &/')
   if [ "${1:-}" = helm ]; then
     # {{ and }} through placeholders, so that the escapes themselves are not escaped again.
-    printf '%s\n' "$groups" | sed -e 's/{{/\x01/g' -e 's/}}/\x02/g' -e 's/\x01/{{ "{{" }}/g' -e 's/\x02/{{ "}}" }}/g'
+    # Then every runbook_url's base is the value runbookBaseURL.
+    printf '%s\n' "$groups" | sed -e 's/{{/\x01/g' -e 's/}}/\x02/g' -e 's/\x01/{{ "{{" }}/g' -e 's/\x02/{{ "}}" }}/g' \
+      -e 's|runbook_url: http://localhost:19264/runbook#|runbook_url: {{ .Values.prometheusRule.runbookBaseURL \| trimSuffix "/" }}#|'
   else
     printf '%s\n' "$groups"
   fi

@@ -89,6 +89,12 @@ impl Context {
             self.interval
         }
     }
+
+    /// The longest a target waits between polls in `mode`: [`Context::interval`] when idle, since
+    /// a running target is polled sooner, never later.
+    fn longest_interval<T: Target>(&self, mode: Mode) -> Duration {
+        if T::ANNOUNCED && mode.events { mode.reconcile_interval } else { self.interval }
+    }
 }
 
 /// A collector's view of the scope it runs in, passed to each round of its discovery.
@@ -134,6 +140,7 @@ impl Round {
     /// `rendered` (what discovery itself exports) and its health.
     pub fn publish(&mut self, outcome: Result<(), &CallError>, mut rendered: Rendered) {
         self.health.record(&self.key, outcome);
+        self.health.expect_every(self.context.discovery_interval);
         self.health.render(&mut rendered, &self.key);
         publish(&self.context, &self.live, &self.key, rendered);
         if self.live.load(Ordering::Acquire) {
@@ -283,6 +290,7 @@ fn run_target<T: Target>(
                     return;
                 }
             }
+            health.expect_every(context.longest_interval::<T>(*mode.borrow()));
             let mut rendered = Rendered::selected(&context.selection);
             target.render(&mut rendered, &key);
             health.render(&mut rendered, &key);
@@ -313,6 +321,17 @@ fn run_target<T: Target>(
                         if changed.is_err() {
                             tokio::time::sleep_until(started + interval).await;
                             break;
+                        }
+                        // Events starting to flow lengthen the wait at once; the interval exported
+                        // follows now, not at the next poll an hour later, so that the target is
+                        // not judged stale meanwhile.
+                        let longest = context.longest_interval::<T>(*mode.borrow());
+                        if health.interval() != Some(longest) {
+                            health.expect_every(longest);
+                            let mut rendered = Rendered::selected(&context.selection);
+                            target.render(&mut rendered, &key);
+                            health.render(&mut rendered, &key);
+                            publish(&context, &live, &key, rendered);
                         }
                     }
                 }

@@ -90,7 +90,11 @@ async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, report: Repor
                 )));
                 backoff = BACKOFF.0;
                 let left = expiry.and_then(|at| at.duration_since(SystemTime::now()).ok()).unwrap_or_default();
-                (left.saturating_sub(RENEW_BEFORE.min(left / 2)).max(MIN_LIFETIME), expiry)
+                let renew_in = left.saturating_sub(RENEW_BEFORE.min(left / 2)).max(MIN_LIFETIME);
+                // Judged stale against the renewal period, which a failed renewal's short retries
+                // leave as it was.
+                health.expect_every(renew_in);
+                (renew_in, expiry)
             }
             None => {
                 let pause = backoff;

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::readiness::Readiness;
 use crate::reload::Reloader;
+use crate::runbook;
 use crate::scrape::{Body, Scrapes};
 use crate::status;
 use crate::target::Statuses;
@@ -199,7 +200,7 @@ async fn respond(state: &State, web: &WebConfig, request: Request<Incoming>) -> 
 /// cannot add series.
 fn path_label<'a>(state: &'a State, path: &'a str) -> &'a str {
     match path {
-        "/" | "/-/healthy" | "/-/ready" | "/-/reload" | "/status" | "/api/v1/status" => path,
+        "/" | "/-/healthy" | "/-/ready" | "/-/reload" | "/status" | "/api/v1/status" | "/runbook" => path,
         _ if path == state.telemetry_path => path,
         _ => "other",
     }
@@ -244,6 +245,7 @@ async fn route_path(state: &State, path: &str, request: Request<Incoming>) -> Re
                 body(serde_json::to_string(&report).unwrap_or_default(), "application/json")
             }
         }
+        "/runbook" => body(runbook::PAGE.clone(), "text/html; charset=utf-8"),
         "/-/healthy" => text(StatusCode::OK, "Healthy\n"),
         "/-/ready" if state.readiness.is_ready() => text(StatusCode::OK, "Ready\n"),
         "/-/ready" => text(StatusCode::SERVICE_UNAVAILABLE, "Not ready: the first discovery and poll round is not done\n"),
@@ -257,6 +259,7 @@ fn landing_page(state: &State) -> Response<Body> {
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>CodePipeline Exporter</title></head>\n<body>\n\
          <h1>CodePipeline Exporter</h1>\n<p>Prometheus exporter for AWS CodePipeline and AWS CodeConnections, version {}.</p>\n\
          <ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/status\">Status</a>: targets, their errors, and what is exported</li>\n\
+         <li><a href=\"/runbook\">Runbook</a>: what each alert means and what to do</li>\n\
          <li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body>\n</html>\n",
         env!("CARGO_PKG_VERSION"),
     );

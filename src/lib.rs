@@ -28,6 +28,7 @@ pub mod readiness;
 pub mod registry;
 pub mod reload;
 pub mod report;
+pub mod runbook;
 pub mod scheduler;
 pub mod scrape;
 pub mod shard;

@@ -204,6 +204,7 @@ async fn run(
             Err(_) => None,
         };
         let known = sender.borrow().as_ref().map(Vec::len);
+        health.expect_every(settings.refresh_interval);
         report.publish(&key, &health, known.map(|n| format!("{n} active accounts listed")), None);
         let pause = if count.is_some() { settings.refresh_interval } else { settings.refresh_interval.min(RETRY) };
         tokio::time::sleep(pause).await;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::aws::{self, CallError, Scope};
 use crate::exposition::{Family, Kind, Rendered, unix_seconds};
@@ -22,6 +22,12 @@ pub static TARGET_UP: Family = Family {
 pub static TARGET_LAST_SUCCESS: Family = Family {
     name: "codepipeline_exporter_target_last_success_timestamp_seconds",
     help: "When the target was last polled successfully, in seconds since the epoch.",
+    kind: Kind::Gauge,
+};
+
+pub static TARGET_INTERVAL: Family = Family {
+    name: "codepipeline_exporter_target_interval_seconds",
+    help: "The longest the target waits between two polls in its current mode, in seconds: a target is stale when its last success is older than a few of these.",
     kind: Kind::Gauge,
 };
 
@@ -97,6 +103,10 @@ pub struct Health {
     last_success: Option<f64>,
     /// The error of the last poll while it fails, for the log and the status page.
     last_error: Option<CallError>,
+    /// How long the target may wait between polls, which is what staleness is judged against:
+    /// one fixed threshold either pages for every idle target polled rarely (events mode, a long
+    /// reconcile) or misses targets polled often.
+    interval: Option<Duration>,
 }
 
 impl Health {
@@ -122,6 +132,16 @@ impl Health {
         self.last_error = Some(err.clone());
     }
 
+    /// Sets the longest wait between this target's polls, exported with its health.
+    pub fn expect_every(&mut self, interval: Duration) {
+        self.interval = Some(interval);
+    }
+
+    /// The longest wait between polls last set.
+    pub fn interval(&self) -> Option<Duration> {
+        self.interval
+    }
+
     /// What the status page shows of the target: its health, its `state` and when it is polled next.
     pub fn status(&self, state: Option<String>, next_poll: Option<f64>) -> Status {
         Status { up: self.up, last_success: self.last_success, next_poll, error: self.last_error.clone(), state }
@@ -140,6 +160,9 @@ impl Health {
         rendered.sample(&TARGET_UP, &labels, if self.up { 1.0 } else { 0.0 });
         if let Some(at) = self.last_success {
             rendered.sample(&TARGET_LAST_SUCCESS, &labels, at);
+        }
+        if let Some(interval) = self.interval {
+            rendered.sample(&TARGET_INTERVAL, &labels, interval.as_secs_f64());
         }
     }
 }

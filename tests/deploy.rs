@@ -75,7 +75,15 @@ fn kustomize_builds_a_hardened_deployment() {
     let kinds: BTreeSet<&str> = manifests.iter().map(|m| m["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        BTreeSet::from(["ConfigMap", "Deployment", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"])
+        BTreeSet::from([
+            "AlertmanagerConfig",
+            "ConfigMap",
+            "Deployment",
+            "PrometheusRule",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ])
     );
     let deployment = manifests.iter().find(|m| m["kind"] == "Deployment").unwrap();
     let pod = &deployment["spec"]["template"]["spec"];
@@ -109,6 +117,54 @@ fn amtool_accepts_the_alertmanager_configuration() {
     let (ok, out, errors) = run(&tool("amtool"), &["check-config", "deploy/alertmanager/alertmanager.yml"]);
     assert!(ok, "{out}{errors}");
     assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// Copies deploy/kubernetes to a temporary directory, as a user's checkout of it.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn kustomize_runbook_links_follow_runbook_yaml_and_the_inhibitions_ship() {
+    for dir in ["deploy/kubernetes", "deploy/kubernetes/sharded"] {
+        let manifests = manifests(dir);
+        let rule = manifests.iter().find(|m| m["kind"] == "PrometheusRule").unwrap();
+        assert_eq!(common::runbook::assert_links(dir, &rule["spec"]["groups"], "http://localhost:19264/runbook"), 29);
+        let inhibitions = manifests.iter().find(|m| m["kind"] == "AlertmanagerConfig").unwrap();
+        assert_eq!(inhibitions["spec"], kubernetes::inhibitions_of_compose(), "{dir}: the inhibitions of deploy/alertmanager");
+        assert!(!manifests.iter().any(|m| m["metadata"]["name"] == "codepipeline-exporter-runbook"), "{dir}: build-time only");
+    }
+    // A user's base, set in the one place the header names.
+    let checkout = tempfile::tempdir().unwrap();
+    copy_tree(&Path::new(ROOT).join("deploy/kubernetes"), checkout.path());
+    let runbook = checkout.path().join("base/runbook.yaml");
+    let text = std::fs::read_to_string(&runbook).unwrap();
+    let base = "https://github.com/acme/codepipeline-exporter/blob/main/docs/runbook.md";
+    std::fs::write(&runbook, text.replace("base_url: http://localhost:19264/runbook", &format!("base_url: {base}"))).unwrap();
+    for dir in ["", "sharded"] {
+        let manifests = manifests(checkout.path().join(dir).to_str().unwrap());
+        let rule = manifests.iter().find(|m| m["kind"] == "PrometheusRule").unwrap();
+        assert_eq!(common::runbook::assert_links("user's kustomize", &rule["spec"]["groups"], base), 29);
+    }
+}
+
+#[test]
+fn the_compose_stacks_runbook_links_open_the_exporters_own_runbook() {
+    let compose = yaml(&read("deploy/docker-compose.yml"));
+    assert_eq!(compose["services"]["exporter"]["ports"][0], "19264:19264", "the exporter's /runbook is on localhost:19264");
+    assert!(compose["services"]["prometheus"]["volumes"][0].as_str().unwrap().starts_with("./prometheus:"));
+    let config = yaml(&read("deploy/prometheus/prometheus.yml"));
+    assert!(config["rule_files"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().ends_with("alerts.yml")));
+    let rules = yaml(&read("deploy/prometheus/alerts.yml"));
+    assert_eq!(common::runbook::assert_links("compose", &rules["groups"], "http://localhost:19264/runbook"), 29);
 }
 
 #[test]

@@ -15,15 +15,60 @@ use serde_json::{Value, json};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const CHART: &str = "deploy/helm/codepipeline-exporter";
 
-/// Helm's lint report and the rendered objects of the chart with `values`.
-fn render(values: &Value) -> (Value, Vec<Value>) {
+/// The image a release must name, since none is published.
+const IMAGE: &str = "registry.example.com/platform/codepipeline-exporter";
+
+/// What Helm's library answers for `values`: a lint report and objects, or its error.
+fn helm(values: &Value) -> Value {
     let python = Path::new(ROOT).join("target/tools/bin/python");
     assert!(python.is_file(), "{} is missing: run scripts/test.sh, which installs helm-python-sdk", python.display());
     let output =
         Command::new(python).args(["scripts/helm-render.py", CHART, &values.to_string()]).current_dir(ROOT).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let answer: Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Helm's lint report and the rendered objects of the chart with `values`, and the image
+/// repository every release must set unless `values` sets one.
+fn render(values: &Value) -> (Value, Vec<Value>) {
+    let mut values = values.clone();
+    if values["image"]["repository"].is_null() {
+        values["image"]["repository"] = json!(IMAGE);
+    }
+    let answer = helm(&values);
+    assert!(answer["error"].is_null(), "{}", answer["error"]);
     (answer["lint"].clone(), answer["manifests"].as_array().unwrap().clone())
+}
+
+#[test]
+fn the_chart_refuses_to_render_without_an_image_of_the_users_own() {
+    for values in [json!({}), json!({"image": {"repository": "ghcr.io/your-org/codepipeline-exporter"}})] {
+        let answer = helm(&values);
+        let error = answer["error"].as_str().unwrap_or_else(|| panic!("{values} rendered: {answer}"));
+        assert!(
+            error.ends_with("image.repository is not set: no image of codepipeline-exporter is published. Build deploy/Dockerfile, push it to your registry, and set image.repository (and image.tag); see \"Build and push the image\" in docs/deployment.md"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn runbook_links_follow_the_runbook_base_and_inhibitions_ship_with_the_rules() {
+    let base = "https://wiki.example.com/ops/codepipeline-runbook";
+    let (lint, manifests) = render(
+        &json!({"prometheusRule": {"enabled": true, "runbookBaseURL": format!("{base}/"), "inhibitions": {"labels": {"alertmanager": "main"}}}}),
+    );
+    assert_clean("runbook", &lint);
+    let rule = find(&manifests, "PrometheusRule");
+    assert_eq!(common::runbook::assert_links("helm", &rule["spec"]["groups"], base), 29);
+    let (_, default) = render(&json!({"prometheusRule": {"enabled": true}}));
+    let rule = find(&default, "PrometheusRule");
+    assert_eq!(common::runbook::assert_links("helm default", &rule["spec"]["groups"], "http://localhost:19264/runbook"), 29);
+    let inhibitions = find(&manifests, "AlertmanagerConfig");
+    assert_eq!(inhibitions["metadata"]["labels"]["alertmanager"], "main");
+    assert_eq!(inhibitions["spec"], common::kubernetes::inhibitions_of_compose(), "the inhibitions of deploy/alertmanager");
+    let (_, without) = render(&json!({"prometheusRule": {"enabled": true, "inhibitions": {"enabled": false}}}));
+    assert!(!kinds(&without).contains(&"AlertmanagerConfig"));
 }
 
 /// Lints with `--strict`: no error, and no warning (severity 2) or worse.
@@ -54,7 +99,7 @@ fn default_values_render_a_hardened_single_replica_deployment() {
     let pod = &find(&manifests, "Deployment")["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
-    assert_eq!(pod["containers"][0]["image"], "ghcr.io/your-org/codepipeline-exporter:0.1.0");
+    assert_eq!(pod["containers"][0]["image"], format!("{IMAGE}:0.1.0"));
     // The configuration the chart writes is one the exporter accepts.
     let config = find(&manifests, "ConfigMap")["data"]["config.yaml"].as_str().unwrap().to_string();
     Config::parse(&config, Path::new("config.yaml")).unwrap();
@@ -77,7 +122,7 @@ fn shards_render_a_statefulset_whose_pods_take_their_shard_from_their_name() {
 
 fn everything() -> Value {
     json!({
-        "image": {"tag": "1.2.3"},
+        "image": {"repository": "111122223333.dkr.ecr.eu-west-1.amazonaws.com/codepipeline-exporter", "tag": "1.2.3"},
         "imagePullSecrets": [{"name": "registry"}],
         "config": {"interval": "2m", "accounts": [{"name": "prod", "regions": ["eu-west-1"]}], "metrics": {"state_sets": "sparse"}},
         "serviceAccount": {"roleArn": "arn:aws:iam::111122223333:role/codepipeline-exporter"},
@@ -107,13 +152,22 @@ fn every_option_on_renders_valid_objects_and_the_rules_of_the_rule_files() {
     assert_clean("everything", &lint);
     assert_eq!(
         kinds(&manifests),
-        ["ConfigMap", "Deployment", "PrometheusRule", "Secret", "Service", "ServiceAccount", "ServiceMonitor"]
+        [
+            "AlertmanagerConfig",
+            "ConfigMap",
+            "Deployment",
+            "PrometheusRule",
+            "Secret",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
     );
     kubernetes::validate("everything", &manifests);
     kubernetes::check_wiring("everything", &manifests);
     let pod = &find(&manifests, "Deployment")["spec"]["template"];
     let container = &pod["spec"]["containers"][0];
-    assert_eq!(container["image"], "ghcr.io/your-org/codepipeline-exporter:1.2.3");
+    assert_eq!(container["image"], "111122223333.dkr.ecr.eu-west-1.amazonaws.com/codepipeline-exporter:1.2.3");
     let args: Vec<&str> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(
         args.contains(&"--web.config.file=/etc/codepipeline-exporter/web/web-config.yaml") && args.contains(&"--log.level=debug")

@@ -71,3 +71,34 @@ pub fn check_wiring(name: &str, manifests: &[serde_json::Value]) {
     let account = pod["serviceAccountName"].as_str().unwrap();
     assert!(manifests.iter().any(|m| m["kind"] == "ServiceAccount" && m["metadata"]["name"] == account), "{name}");
 }
+
+/// The inhibitions of the compose stack's Alertmanager (deploy/alertmanager/alertmanager.yml) as
+/// the `spec` of a Prometheus Operator AlertmanagerConfig, which must hold the same rules.
+pub fn inhibitions_of_compose() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/alertmanager/alertmanager.yml");
+    let config: serde_json::Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let matchers = |list: &serde_json::Value| -> serde_json::Value {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let (name, value) = m.as_str().unwrap().split_once('=').unwrap();
+                serde_json::json!({"name": name, "value": value.trim_matches('"')})
+            })
+            .collect()
+    };
+    let rules: Vec<serde_json::Value> = config["inhibit_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| {
+            serde_json::json!({
+                "sourceMatch": matchers(&rule["source_matchers"]),
+                "targetMatch": matchers(&rule["target_matchers"]),
+                "equal": rule["equal"],
+            })
+        })
+        .collect();
+    assert_eq!(rules.len(), 2);
+    serde_json::json!({ "inhibitRules": rules })
+}

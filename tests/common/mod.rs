@@ -6,6 +6,7 @@
 pub mod kubernetes;
 pub mod process;
 pub mod prometheus;
+pub mod runbook;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -28,6 +28,16 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- end -}}
 
+{{/* The image, which must be set: no image is published, so a release of the placeholder would
+only end in ImagePullBackOff. */}}
+{{- define "codepipeline-exporter.image" -}}
+{{- $repository := .Values.image.repository | default "" -}}
+{{- if or (eq $repository "") (contains "your-org" $repository) -}}
+{{- fail "image.repository is not set: no image of codepipeline-exporter is published. Build deploy/Dockerfile, push it to your registry, and set image.repository (and image.tag); see \"Build and push the image\" in docs/deployment.md" -}}
+{{- end -}}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
 {{/* The pod template of the Deployment and of the StatefulSet alike. */}}
 {{- define "codepipeline-exporter.pod" -}}
 metadata:
@@ -59,7 +69,7 @@ spec:
     {{- toYaml .Values.podSecurityContext | nindent 4 }}
   containers:
     - name: exporter
-      image: "{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}"
+      image: {{ include "codepipeline-exporter.image" . | quote }}
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args:
         - --config.file=/etc/codepipeline-exporter/config.yaml
