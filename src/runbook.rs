@@ -33,8 +33,19 @@ pub fn render(markdown: &str) -> String {
         }
         i += 1;
     }
+    // Links to the repository's other files (`aws.md#…`, `../deploy/…`) resolve on a copy of the
+    // repository, not on the exporter: served, they keep their text and lose the link.
+    let mut dropped = false;
+    let events = events.into_iter().filter(|event| match event {
+        Event::Start(Tag::Link { dest_url, .. }) => {
+            dropped = !(dest_url.starts_with('#') || dest_url.contains("://") || dest_url.starts_with("mailto:"));
+            !dropped
+        }
+        Event::End(TagEnd::Link) => !std::mem::take(&mut dropped),
+        _ => true,
+    });
     let mut body = String::with_capacity(markdown.len() * 2);
-    html::push_html(&mut body, events.into_iter());
+    html::push_html(&mut body, events);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>CodePipeline Exporter runbook</title>\n\
          <style>body{{font-family:sans-serif;max-width:60em;margin:1em auto;padding:0 1em;line-height:1.45}}\
@@ -66,7 +77,10 @@ mod tests {
     fn headings_carry_githubs_anchors() {
         assert_eq!(anchor("CodePipelineStageFailed"), "codepipelinestagefailed");
         assert_eq!(anchor("Runbook links (Helm, kustomize)"), "runbook-links-helm-kustomize");
-        let page = render("# Alerts\n\n## CodePipelineStageFailed\nRun `aws codepipeline get-pipeline-state`.\n");
+        let page = render(
+            "# Alerts\n\n## CodePipelineStageFailed\nRun `aws codepipeline get-pipeline-state`; see [IAM](aws.md#iam), [below](#x) and [AWS](https://aws.amazon.com/).\n",
+        );
+        assert!(page.contains("see IAM, <a href=\"#x\">below</a> and <a href=\"https://aws.amazon.com/\">AWS</a>."), "{page}");
         assert!(page.contains("<h2 id=\"codepipelinestagefailed\">CodePipelineStageFailed</h2>"), "{page}");
         assert!(page.contains("<h1 id=\"alerts\">Alerts</h1>"), "{page}");
         assert!(page.contains("<code>aws codepipeline get-pipeline-state</code>"), "{page}");
