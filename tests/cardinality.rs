@@ -92,10 +92,10 @@ async fn series_per_pipeline(metrics: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_series_a_pipeline_costs() {
-    assert_eq!(series_per_pipeline("").await, 427);
-    assert_eq!(series_per_pipeline("metrics:\n  state_sets: sparse\n").await, 296);
+    assert_eq!(series_per_pipeline("").await, 428);
+    assert_eq!(series_per_pipeline("metrics:\n  state_sets: sparse\n").await, 297);
     let trimmed = "metrics:\n  state_sets: sparse\n  exclude: [aws_codepipeline_stage_inbound_status, aws_codepipeline_execution_duration_seconds]\n";
-    assert_eq!(series_per_pipeline(trimmed).await, 264);
+    assert_eq!(series_per_pipeline(trimmed).await, 265);
 }
 
 /// The run-anatomy families of a pipeline of the benchmarks' shape, after a run in which every
@@ -226,7 +226,7 @@ async fn the_series_a_synced_stack_costs() {
         .into_keys()
         .filter(|k| k.contains("resource_name=\"prod-infra\"") || k.contains("name=\"prod-infra/CFN_STACK_SYNC\""))
         .count();
-    assert_eq!(stack, 29);
+    assert_eq!(stack, 31);
     let histogram =
         samples(&text).into_keys().filter(|k| k.starts_with("aws_codeconnections_sync_blocker_resolve_duration_seconds")).count();
     assert_eq!(histogram, 13);

@@ -57,6 +57,12 @@ fn endpoints_answer_and_sigterm_exits_cleanly() {
         assert_eq!(landing.status, 200);
         assert_eq!(landing.header("content-type"), Some("text/html; charset=utf-8"));
         assert!(landing.body.contains("<a href=\"/metrics\">Metrics</a>"));
+        assert!(landing.body.contains("<a href=\"/runbook\">Runbook</a>"));
+        // Where every alert's runbook_url points by default: the runbook of this version.
+        let runbook = request(addr, "GET", "/runbook", &[]).await;
+        assert_eq!((runbook.status, runbook.header("content-type")), (200, Some("text/html; charset=utf-8")));
+        assert!(runbook.body.contains("<h2 id=\"codepipelinestagefailed\">CodePipelineStageFailed</h2>"));
+        assert!(runbook.body.contains("<h2 id=\"codepipelineexporterdown\">CodePipelineExporterDown</h2>"));
         assert_eq!(request(addr, "GET", "/-/healthy", &[]).await.status, 200);
         assert_eq!(request(addr, "GET", "/nope", &[]).await.status, 404);
         assert_eq!(request(addr, "POST", "/metrics", &[]).await.status, 405);
