@@ -109,7 +109,7 @@ fn kustomize_builds_a_hardened_deployment() {
 fn promtool_accepts_the_compose_prometheus_configuration() {
     let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "{out}{errors}");
-    assert!(out.contains("SUCCESS: 28 rules found") && out.contains("SUCCESS: 18 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 29 rules found") && out.contains("SUCCESS: 18 rules found"), "{out}");
 }
 
 #[test]

@@ -197,6 +197,12 @@ async fn a_denied_queue_falls_back_to_interval_polling_and_recovers() {
     let idle = simulator.calls("GetPipelineState");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(simulator.calls("GetPipelineState"), idle, "polled only on events and every reconcile_interval");
+    // Staleness is judged against what each target waits in its mode: the hour of reconcile_interval.
+    let interval =
+        "codepipeline_exporter_target_interval_seconds{account=\"test\",region=\"us-east-1\",kind=\"pipeline\",name=\"web\"}";
+    let discovery = "codepipeline_exporter_target_interval_seconds{account=\"test\",region=\"us-east-1\",kind=\"discovery\",name=\"codepipeline\"}";
+    let samples = samples(&scrape(&exporter).await);
+    assert_eq!((value(&samples, interval), value(&samples, discovery)), (Some(3600.0), Some(3600.0)));
 
     simulator.inject("ReceiveMessage", Fault::error(403, "AccessDenied"), 2);
     // Wakes the receive that is waiting, so that the next one meets the fault.
@@ -205,12 +211,16 @@ async fn a_denied_queue_falls_back_to_interval_polling_and_recovers() {
     let samples =
         wait_for(&exporter, "interval polling", |s| value(s, ACTIVE) == Some(0.0) && value(s, &queue_up) == Some(0.0)).await;
     assert_eq!(error_count(&samples, "sqs", "ReceiveMessage", "AccessDenied"), Some(1.0));
+    // Polled at its interval again, and judged by it, before its next poll.
+    wait_for(&exporter, "the interval of interval polling", |s| value(s, interval) == Some(0.3)).await;
     assert_eq!(queue_status(&exporter).await, (false, "interval polling".to_string()));
     // Back at the interval at once: polls every 300 ms.
     wait_for_calls(&simulator, "GetPipelineState", 2).await;
 
-    let samples =
-        wait_for(&exporter, "events mode again", |s| value(s, ACTIVE) == Some(1.0) && value(s, &queue_up) == Some(1.0)).await;
+    let samples = wait_for(&exporter, "events mode again", |s| {
+        value(s, ACTIVE) == Some(1.0) && value(s, &queue_up) == Some(1.0) && value(s, interval) == Some(3600.0)
+    })
+    .await;
     assert_eq!(error_count(&samples, "sqs", "ReceiveMessage", "AccessDenied"), Some(2.0));
     assert_eq!(queue_status(&exporter).await, (true, "receiving".to_string()));
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -6,9 +6,10 @@ use super::process::tool;
 const KUBERNETES: [&str; 2] = ["1.25.0", "1.37.0"];
 
 /// Validates every object of `manifests` against the Kubernetes API schemas, strictly (unknown
-/// fields are errors), as the API server would; custom resources, which the schemas do not know,
-/// are left to the structural checks of each test.
+/// fields are errors), as the API server would; the Prometheus Operator's custom resources against
+/// the operator's own CRD schemas (tests/schemas), as strictly.
 pub fn validate(name: &str, manifests: &[serde_json::Value]) {
+    validate_custom_resources(name, manifests);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join(format!("{}.yaml", name.replace('/', "-")));
     let builtin: Vec<&serde_json::Value> =
@@ -25,6 +26,37 @@ pub fn validate(name: &str, manifests: &[serde_json::Value]) {
         assert!(ok && !out.contains("ERROR") && !errors.contains("ERROR"), "{name} against Kubernetes {version}:\n{out}{errors}");
     }
     assert!(builtin.len() >= 4, "{name}: {} objects", builtin.len());
+}
+
+/// Validates the `monitoring.coreos.com` objects of `manifests` with tests/tools/validate_crds.py.
+pub fn validate_custom_resources(name: &str, manifests: &[serde_json::Value]) {
+    let custom: Vec<&serde_json::Value> =
+        manifests.iter().filter(|m| m["apiVersion"].as_str().unwrap().contains("monitoring.coreos.com")).collect();
+    if custom.is_empty() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("custom.json");
+    std::fs::write(&file, serde_json::to_string(&custom).unwrap()).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/tools/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run scripts/test.sh, which installs jsonschema with kubernetes-validate",
+        python.display()
+    );
+    let output = std::process::Command::new(python)
+        .arg(root.join("tests/tools/validate_crds.py"))
+        .arg(root.join("tests/schemas"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{name}: custom resources against the Prometheus Operator's CRDs:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// What kubectl apply would accept but the pods would not survive: every object in the namespace,
