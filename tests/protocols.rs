@@ -29,26 +29,42 @@ async fn codepipeline_answers_rpc_v2_cbor() {
     assert!(err.into_service_error().is_pipeline_not_found_exception());
 }
 
+/// One raw awsJson 1.0 call of CodeConnections with the target `target`: the status line and body.
+async fn codeconnections_aws_json(addr: &str, target: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let body = "{}";
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: {target}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+/// CodeConnections also speaks awsJson 1.0, routed by the target prefix of its model
+/// (`metadata.targetPrefix` of botocore's codeconnections 2023-12-01), namespace included; the
+/// bare shape name is no target of it.
 #[tokio::test]
-async fn codeconnections_answers_aws_json_1_0() {
+async fn codeconnections_answers_aws_json_1_0_at_the_models_target_prefix() {
     let mut world = World::default();
     let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
     world.repository_links.insert(link.id.clone(), link);
     let simulator = Simulator::start(world).await.unwrap();
     let addr = simulator.endpoint_url().trim_start_matches("http://").to_string();
-    let body = "{}";
-    let request = format!(
-        "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-amz-json-1.0\r\nX-Amz-Target: CodeConnections_20231201.ListRepositoryLinks\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
+    let response =
+        codeconnections_aws_json(&addr, "com.amazonaws.codeconnections.CodeConnections_20231201.ListRepositoryLinks").await;
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.contains("content-type: application/x-amz-json-1.0\r\n"), "{response}");
     assert!(response.ends_with(r#"{"RepositoryLinks":[{"ConnectionArn":"arn:aws:codeconnections:us-east-1:111122223333:connection/l1","OwnerId":"acme","ProviderType":"GitHub","RepositoryLinkArn":"arn:aws:codeconnections:us-east-1:111122223333:repository-link/l1","RepositoryLinkId":"l1","RepositoryName":"infra"}]}"#), "{response}");
+    let bare = codeconnections_aws_json(&addr, "CodeConnections_20231201.ListRepositoryLinks").await;
+    assert!(bare.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{bare}");
+    assert!(
+        bare.contains("UnknownOperationException") && bare.contains("no service has the target prefix CodeConnections_20231201"),
+        "{bare}"
+    );
 }
 
 /// SQS as the pinned `aws-sdk-sqs` speaks it: long polls that return when a message arrives,

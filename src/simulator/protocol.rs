@@ -74,7 +74,11 @@ pub fn decode(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Result<Cal
         }));
     }
     let target = headers.get("x-amz-target")?.to_str().ok()?;
-    let (service, operation) = target.split_once('.')?;
+    // The target is the model's `targetPrefix`, a dot, and the operation; a prefix may hold dots.
+    let (prefix, operation) = target.rsplit_once('.')?;
+    let Some(service) = service_of_target_prefix(prefix) else {
+        return Some(Err(Failure::new(400, "UnknownOperationException", format!("no service has the target prefix {prefix}"))));
+    };
     let version = match headers.get("content-type").and_then(|v| v.to_str().ok()) {
         Some("application/x-amz-json-1.0") => "1.0",
         _ => "1.1",
@@ -92,6 +96,19 @@ pub fn decode(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Result<Cal
         protocol: Protocol::AwsJson(version),
         input,
     }))
+}
+
+/// The simulated service of an awsJson target prefix, exactly as each service's model gives it
+/// (botocore's `metadata.targetPrefix`): CodeConnections' carries its namespace.
+fn service_of_target_prefix(prefix: &str) -> Option<&'static str> {
+    Some(match prefix {
+        "CodePipeline_20150709" => "CodePipeline_20150709",
+        "com.amazonaws.codeconnections.CodeConnections_20231201" => "CodeConnections_20231201",
+        "CodeBuild_20161006" => "CodeBuild_20161006",
+        "AWSOrganizationsV20161128" => "AWSOrganizationsV20161128",
+        "AmazonSQS" => "AmazonSQS",
+        _ => return None,
+    })
 }
 
 /// Encodes a successful answer.
