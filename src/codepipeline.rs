@@ -280,17 +280,36 @@ impl ConditionState {
         ConditionState {
             condition_type,
             status: state.latest_execution().and_then(|e| e.status()).map(|s| intern(s.as_str())),
-            rules: state
-                .condition_states()
-                .iter()
-                .flat_map(|condition| condition.rule_states())
-                .map(|rule| {
-                    let status = rule.latest_execution().and_then(|e| e.status()).map(|s| intern(s.as_str()));
-                    (intern(rule.rule_name().unwrap_or_default()), status)
-                })
-                .collect(),
+            rules: merge_rules(state.condition_states().iter().flat_map(|condition| condition.rule_states()).map(|rule| {
+                let status = rule.latest_execution().and_then(|e| e.status()).map(|s| intern(s.as_str()));
+                (intern(rule.rule_name().unwrap_or_default()), status)
+            })),
         }
     }
+}
+
+/// One entry per rule name. Several conditions of one type may each hold a rule of the same name
+/// (nothing in the model forbids it), and two series of one name and labels would make Prometheus
+/// refuse the whole scrape; the name reports the status that holds the stage most: Failed, then
+/// InProgress, Abandoned, Succeeded, then one the SDK does not know, then none.
+fn merge_rules(rules: impl Iterator<Item = (Arc<str>, Option<Arc<str>>)>) -> Vec<(Arc<str>, Option<Arc<str>>)> {
+    let rank = |status: &Option<Arc<str>>| match status.as_deref() {
+        Some("Failed") => 5,
+        Some("InProgress") => 4,
+        Some("Abandoned") => 3,
+        Some("Succeeded") => 2,
+        Some(_) => 1,
+        None => 0,
+    };
+    let mut merged: Vec<(Arc<str>, Option<Arc<str>>)> = Vec::new();
+    for (name, status) in rules {
+        match merged.iter_mut().find(|(known, _)| *known == name) {
+            Some(entry) if rank(&status) > rank(&entry.1) => entry.1 = status,
+            Some(_) => {}
+            None => merged.push((name, status)),
+        }
+    }
+    merged
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

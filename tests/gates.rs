@@ -158,3 +158,31 @@ async fn action_info_is_read_once_and_again_only_when_the_version_changes() {
     common::wait_for_calls(&bed.simulator, "GetPipelineState", 5).await;
     assert_eq!(bed.simulator.calls("GetPipeline"), 2);
 }
+
+/// Two conditions of one type, each with a rule of the same name: one series per rule name and
+/// status (Prometheus refuses a scrape with a duplicate series), reporting the status that holds
+/// the stage, and every condition's rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_of_one_name_in_two_conditions_of_one_type_are_one_series() {
+    let mut world = world();
+    world.pipelines.get_mut("deploy").unwrap().stages[1].conditions.push(SimCondition {
+        condition_type: "BeforeEntry".into(),
+        status: Some("Failed".into()),
+        rules: vec![("DeployWindow".into(), "Failed".into()), ("Approvals".into(), "Succeeded".into())],
+    });
+    let bed = start_unthrottled(world, FAST).await;
+    wait_for(&bed.exporter, "the first poll", |s| {
+        value(
+            s,
+            &format!("aws_codepipeline_stage_condition_status{{{PROD},condition_type=\"BeforeEntry\",status=\"InProgress\"}}"),
+        ) == Some(1.0)
+    })
+    .await;
+    let text = scrape(&bed.exporter).await;
+    let rules: Vec<String> =
+        [rule_lines("AlarmQuiet", "InProgress"), rule_lines("Approvals", "Succeeded"), rule_lines("DeployWindow", "Failed")]
+            .concat();
+    assert_eq!(lines(&text, "aws_codepipeline_stage_rule_status"), rules);
+    common::prometheus::assert_no_duplicate_series(&text);
+    assert_eq!(text.matches("rule=\"DeployWindow\",status=\"Failed\"} 1").count(), 1);
+}

@@ -624,33 +624,35 @@ fn pipeline_declaration(pipeline: &SimPipeline, account: &str) -> Value {
 /// A stage's condition as GetPipelineState reports it: one condition holding every rule. A rule
 /// that ran in one of the pipeline's remembered executions names its newest rule execution, as
 /// ListRuleExecutions lists it; any other a made-up one.
-fn condition_state(condition: &SimCondition, stage: &str, pipeline: &SimPipeline) -> Value {
+/// The state of a stage's conditions of one type: the model's StageConditionState holds one
+/// ConditionState per condition, and a stage may have several of a type.
+fn condition_state(conditions: &[&SimCondition], stage: &str, pipeline: &SimPipeline) -> Value {
     let status = |status: Option<&str>| status.map(|s| map(vec![("status", text(s)), ("summary", text("simulated"))]));
-    let rules = condition.rules.iter().map(|(name, status)| {
-        let newest = pipeline
-            .executions
-            .iter()
-            .flat_map(|e| &e.rules)
-            .filter(|r| r.stage == stage && r.rule == *name)
-            .max_by(|a, b| a.start.total_cmp(&b.start));
-        let id = newest.map_or_else(|| format!("rule-{name}"), |r| r.id.clone());
-        map(vec![
-            ("ruleName", text(name)),
-            (
-                "latestExecution",
-                map(vec![
-                    ("ruleExecutionId", text(&id)),
-                    ("status", text(status)),
-                    ("lastStatusChange", newest.map_or(Value::Null, |r| timestamp(r.last_update))),
-                ]),
-            ),
-        ])
+    let each = conditions.iter().map(|condition| {
+        let rules = condition.rules.iter().map(|(name, status)| {
+            let newest = pipeline
+                .executions
+                .iter()
+                .flat_map(|e| &e.rules)
+                .filter(|r| r.stage == stage && r.rule == *name)
+                .max_by(|a, b| a.start.total_cmp(&b.start));
+            let id = newest.map_or_else(|| format!("rule-{name}"), |r| r.id.clone());
+            map(vec![
+                ("ruleName", text(name)),
+                (
+                    "latestExecution",
+                    map(vec![
+                        ("ruleExecutionId", text(&id)),
+                        ("status", text(status)),
+                        ("lastStatusChange", newest.map_or(Value::Null, |r| timestamp(r.last_update))),
+                    ]),
+                ),
+            ])
+        });
+        map(vec![("latestExecution", status(condition.status.as_deref()).unwrap_or(Value::Null)), ("ruleStates", list(rules))])
     });
-    let conditions = list([map(vec![
-        ("latestExecution", status(condition.status.as_deref()).unwrap_or(Value::Null)),
-        ("ruleStates", list(rules)),
-    ])]);
-    map(vec![("latestExecution", status(condition.status.as_deref()).unwrap_or(Value::Null)), ("conditionStates", conditions)])
+    let first = conditions.first().and_then(|c| c.status.as_deref());
+    map(vec![("latestExecution", status(first).unwrap_or(Value::Null)), ("conditionStates", list(each))])
 }
 
 fn pipeline_state(pipeline: &SimPipeline, account: &str) -> Value {
@@ -720,9 +722,12 @@ fn pipeline_state(pipeline: &SimPipeline, account: &str) -> Value {
                 stage
                     .retries
                     .map(|(automated, manual)| {
+                        // The model's RetryAttempt is at least 1: a kind of retry that has not
+                        // happened is left out, not given as 0.
+                        let attempt = |n: i32| if n > 0 { int(n.into()) } else { Value::Null };
                         map(vec![
-                            ("autoStageRetryAttempt", int(automated.into())),
-                            ("manualStageRetryAttempt", int(manual.into())),
+                            ("autoStageRetryAttempt", attempt(automated)),
+                            ("manualStageRetryAttempt", attempt(manual)),
                             ("latestRetryTrigger", text(if manual > 0 { "ManualStageRetry" } else { "AutomatedStageRetry" })),
                         ])
                     })
@@ -734,8 +739,9 @@ fn pipeline_state(pipeline: &SimPipeline, account: &str) -> Value {
             ("onSuccessConditionState", "OnSuccess"),
             ("onFailureConditionState", "OnFailure"),
         ] {
-            if let Some(condition) = stage.conditions.iter().find(|c| c.condition_type == kind) {
-                fields.push((field, condition_state(condition, &stage.name, pipeline)));
+            let of_kind: Vec<&SimCondition> = stage.conditions.iter().filter(|c| c.condition_type == kind).collect();
+            if !of_kind.is_empty() {
+                fields.push((field, condition_state(&of_kind, &stage.name, pipeline)));
             }
         }
         map(fields)

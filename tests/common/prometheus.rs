@@ -101,3 +101,12 @@ pub fn scalar(answer: &serde_json::Value) -> Option<String> {
     let result = answer["data"]["result"].as_array()?;
     (result.len() == 1).then(|| result[0]["value"][1].as_str().map(str::to_string)).flatten()
 }
+
+/// Fails on a series that appears twice in an exposition, which Prometheus refuses whole.
+pub fn assert_no_duplicate_series(text: &str) {
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let series = line.rsplit_once(' ').map_or(line, |(series, _)| series);
+        assert!(seen.insert(series), "duplicate series {series}");
+    }
+}
