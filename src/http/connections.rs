@@ -11,9 +11,12 @@
 //! Which idle connection: first the keep-alive connection that has waited longest for its next
 //! request, since it loses nothing (HTTP clients, Prometheus's among them, send an idempotent
 //! request again on a new connection when an idle one was closed); only when there is none, the
-//! connection that has waited longest for its first request to complete. A scraper's new
-//! connection completes its handshake and request within milliseconds, so a flood of idle, slow or
-//! stalled connections, however fast it reconnects, cannot close it before it is answered.
+//! connection that has waited longest for its first request to complete, and only while the
+//! server waits on that client, past a grace counted from its acceptance and from the server's
+//! last handshake message. A scraper's new connection completes its handshake and request within
+//! milliseconds of the server's replies, and no time the server itself takes (a busy machine's TLS
+//! handshakes) counts against it, so a flood of idle, slow or stalled connections, however fast it
+//! reconnects, cannot close it before it is answered.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -75,6 +78,14 @@ struct Connection {
     /// Whether it has been answered at least once: a keep-alive connection, rather than one
     /// whose first request (or TLS handshake) is not complete yet.
     answered: bool,
+    /// Whether the server last asked the socket for bytes and found none: the connection waits on
+    /// its client. Until then the next move is the server's (it has not read the connection yet,
+    /// or is working through what it read, such as a TLS ClientHello), and however long that
+    /// takes on a busy machine is no fault of the client's.
+    waiting_on_client: bool,
+    /// When the server last sent bytes: a TLS client answers the server's handshake messages,
+    /// so its wait runs from them.
+    last_write: Option<Instant>,
     close: Arc<Notify>,
 }
 
@@ -124,10 +135,21 @@ impl Slots {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.connections.len() >= self.limit {
             let now = Instant::now();
+            // A connection that has not been answered yet gives way only while it waits on its
+            // client, and only once its client has had GRACE since the connection was accepted
+            // and since the server last wrote to it: a scraper whose TLS handshake waits for the
+            // server's CPU keeps its slot, a client that stalls or dribbles does not.
+            let waited_enough = |c: &Connection| {
+                c.waiting_on_client
+                    && c.idle_since.is_some_and(|since| {
+                        let from = c.last_write.map_or(since, |written| written.max(since));
+                        now.saturating_duration_since(from) >= GRACE
+                    })
+            };
             let oldest = open
                 .connections
                 .iter()
-                .filter(|(_, c)| c.answered || c.idle_since.is_some_and(|since| now.saturating_duration_since(since) >= GRACE))
+                .filter(|(_, c)| c.answered || waited_enough(c))
                 .filter_map(|(id, c)| c.idle_since.map(|since| (!c.answered, since, *id)))
                 .min()
                 .map(|(_, _, id)| id)?;
@@ -139,8 +161,14 @@ impl Slots {
         open.next_id += 1;
         let id = open.next_id;
         let close = Arc::new(Notify::new());
-        let connection =
-            Connection { idle_since: Some(Instant::now()), receiving_since: None, answered: false, close: close.clone() };
+        let connection = Connection {
+            idle_since: Some(Instant::now()),
+            receiving_since: None,
+            answered: false,
+            waiting_on_client: false,
+            last_write: None,
+            close: close.clone(),
+        };
         open.connections.insert(id, connection);
         self.telemetry.record_http_connections(open.connections.len(), self.limit);
         Some(Slot { slots: self.clone(), id, close })
@@ -183,6 +211,30 @@ impl Slots {
         if idle {
             // A keep-alive connection may give way to one waiting to be accepted.
             self.freed.notify_one();
+        }
+    }
+
+    /// The server asked for bytes and found none (`true`), or found some (`false`).
+    fn waiting_on_client(&self, id: u64, waiting: bool) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = open.connections.get_mut(&id) {
+            connection.waiting_on_client = waiting;
+        }
+    }
+
+    /// Whether the connection has been answered at least once.
+    fn answered(&self, id: u64) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        open.connections.get(&id).is_none_or(|c| c.answered)
+    }
+
+    /// The server sent bytes: a client that has not been answered yet gets its grace anew.
+    fn wrote(&self, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(connection) = open.connections.get_mut(&id)
+            && !connection.answered
+        {
+            connection.last_write = Some(Instant::now());
         }
     }
 
@@ -232,15 +284,20 @@ impl Activity {
     }
 }
 
-/// A connection's socket, which tells its slot when the bytes of a request start to arrive.
+/// A connection's socket, which tells its slot when the bytes of a request start to arrive,
+/// when the server waits on the client, and, until the first answer, when the server wrote.
 pub struct Observed<S> {
     inner: S,
     activity: Activity,
+    /// What the slot was last told of waiting on the client, so that it is told only of changes.
+    waiting: bool,
+    /// Whether the first response started: writes then no longer concern the slot.
+    answering: bool,
 }
 
 impl<S> Observed<S> {
     pub fn new(inner: S, activity: Activity) -> Observed<S> {
-        Observed { inner, activity }
+        Observed { inner, activity, waiting: false, answering: false }
     }
 }
 
@@ -250,16 +307,38 @@ impl<S: AsyncRead + Unpin> AsyncRead for Observed<S> {
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         // The exporter's requests have no body: the bytes read are request heads, a few reads
         // per request, so telling the slot of each costs next to nothing.
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.slots.received(self.activity.id);
+        let waiting = match &polled {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.activity.slots.received(self.activity.id);
+                false
+            }
+            Poll::Pending => true,
+            Poll::Ready(_) => self.waiting,
+        };
+        if waiting != self.waiting {
+            self.waiting = waiting;
+            self.activity.slots.waiting_on_client(self.activity.id, waiting);
         }
         polled
     }
 }
 
+impl<S> Observed<S> {
+    /// Tells the slot of bytes written before the first response: TLS handshake messages.
+    fn wrote(&mut self, polled: &Poll<std::io::Result<usize>>) {
+        if !self.answering && matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.slots.wrote(self.activity.id);
+            // Once answered, the slot ignores writes; this stops telling it.
+            self.answering = self.activity.slots.answered(self.activity.id);
+        }
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(&polled);
+        polled
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -275,7 +354,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Observed<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&polled);
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -347,9 +428,27 @@ mod tests {
     fn a_new_connection_has_a_moment_to_send_its_request_before_it_may_give_way() {
         let slots = slots(1);
         let new = slots.take().unwrap();
+        slots.waiting_on_client(new.id, true);
         assert!(slots.take().is_none(), "within its grace, the new connection keeps its slot");
         std::thread::sleep(GRACE + Duration::from_millis(10));
         let next = slots.take().expect("past its grace, it gives way");
+        let open = slots.open.lock().unwrap();
+        assert!(!open.connections.contains_key(&new.id) && open.connections.contains_key(&next.id));
+    }
+
+    #[test]
+    fn a_connection_waiting_on_the_server_keeps_its_slot_and_a_handshake_reply_restarts_its_grace() {
+        let slots = slots(1);
+        let new = slots.take().unwrap();
+        // Accepted, not read yet, or its ClientHello is being worked on: the server's move.
+        std::thread::sleep(GRACE + Duration::from_millis(10));
+        assert!(slots.take().is_none(), "a client is not evicted for the server's slowness");
+        // The server answered the handshake and waits for the client's next flight.
+        slots.wrote(new.id);
+        slots.waiting_on_client(new.id, true);
+        assert!(slots.take().is_none(), "the client has GRACE from the server's last write");
+        std::thread::sleep(GRACE + Duration::from_millis(10));
+        let next = slots.take().expect("a client that does not answer in GRACE gives way");
         let open = slots.open.lock().unwrap();
         assert!(!open.connections.contains_key(&new.id) && open.connections.contains_key(&next.id));
     }
