@@ -24,6 +24,7 @@ pub mod intern;
 pub mod logging;
 pub mod memory;
 pub mod organization;
+pub mod otlp;
 pub mod readiness;
 pub mod registry;
 pub mod reload;
