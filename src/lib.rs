@@ -23,6 +23,7 @@ pub mod http;
 pub mod intern;
 pub mod logging;
 pub mod memory;
+pub mod metrics_push;
 pub mod organization;
 pub mod otlp;
 pub mod readiness;
