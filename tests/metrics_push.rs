@@ -184,8 +184,9 @@ async fn runs_are_pushed_as_the_cicd_metrics_cumulative_across_intervals_and_ane
     );
 
     // The same families on /metrics, under the names Prometheus's OTLP translation gives them.
-    let s = samples(&scrape(&exporter).await);
     let labels = "account=\"test\",region=\"us-east-1\",cicd_pipeline_name=\"app\"";
+    let system = format!("cicd_system_errors_total{{{labels},cicd_system_component=\"CodeBuild\",error_type=\"InternalError\"}}");
+    let s = wait_for(&exporter, "e2 on /metrics", |s| value(s, &system) == Some(1.0)).await;
     assert_eq!(
         value(
             &s,
@@ -215,13 +216,6 @@ async fn runs_are_pushed_as_the_cicd_metrics_cumulative_across_intervals_and_ane
     );
     assert_eq!(value(&s, &format!("cicd_pipeline_run_active{{{labels},cicd_pipeline_run_state=\"executing\"}}")), Some(0.0));
     assert_eq!(value(&s, &format!("cicd_pipeline_run_errors_total{{{labels},error_type=\"InternalError\"}}")), Some(1.0));
-    assert_eq!(
-        value(
-            &s,
-            &format!("cicd_system_errors_total{{{labels},cicd_system_component=\"CodeBuild\",error_type=\"InternalError\"}}")
-        ),
-        Some(1.0)
-    );
     let s = wait_for(&exporter, "the export counted", |s| {
         value(s, "codepipeline_exporter_metric_points_exported_total").is_some_and(|n| n > 0.0)
     })
@@ -321,7 +315,12 @@ async fn a_receiver_down_for_30_s_loses_nothing_within_the_bound_and_counts_what
     })
     .await;
     let points = receiver.points().await;
-    assert_eq!(value(&s, "codepipeline_exporter_metric_queue_points"), Some(40.0), "ten collections of four points: {:?}", points.iter().map(|p| (p["request"].clone(), p["name"].clone(), p["time"].clone())).collect::<Vec<_>>());
+    assert_eq!(
+        value(&s, "codepipeline_exporter_metric_queue_points"),
+        Some(40.0),
+        "ten collections of four points: {:?}",
+        points.iter().map(|p| (p["request"].clone(), p["name"].clone(), p["time"].clone())).collect::<Vec<_>>()
+    );
     assert!(value(&s, "codepipeline_exporter_metric_export_errors_total{kind=\"http_503\"}").is_some_and(|n| n >= 1.0));
     let status: Value = serde_json::from_str(&request(exporter.addr, "GET", "/api/v1/status", &[]).await.body).unwrap();
     let push = &status["metrics_push"];
@@ -338,6 +337,7 @@ async fn a_receiver_down_for_30_s_loses_nothing_within_the_bound_and_counts_what
     let points = receiver.points().await;
     // Everything the exporter counts as exported arrived, once.
     assert_eq!(value(&s, "codepipeline_exporter_metric_points_exported_total"), Some(points.len() as f64));
+    let points = receiver.wait_points("a collection since", 5, |p| p.iter().any(|p| p["time"].as_u64() > Some(up))).await;
     let dropped = value(&s, "codepipeline_exporter_metric_points_dropped_total{reason=\"queue_full\"}").unwrap();
     assert_eq!(dropped % 4.0, 0.0, "collections are dropped whole");
     // The collections made while it was down: the first ten kept, each whole; the rest dropped.
