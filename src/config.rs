@@ -694,7 +694,7 @@ impl RawTraces {
                 return Err((
                     url.referenced,
                     format!(
-                        "endpoint {:?} is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces)",
+                        "endpoint {:?} is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces or /v1/metrics)",
                         url.value
                     ),
                 ));
@@ -747,11 +747,7 @@ impl RawMetricsPush {
             queue_size: self.queue_size,
         };
         let interval = match self.interval {
-            Some(value) => match parse_duration(&value.value) {
-                Ok(interval) if interval.is_zero() => return Err((value.referenced, "interval must be greater than 0".into())),
-                Ok(interval) => Some(interval),
-                Err(message) => return Err((value.referenced, message)),
-            },
+            Some(value) => Some(parse_duration(&value.value).map_err(|message| (value.referenced, message))?),
             None => None,
         };
         let temporality = match self.temporality {
