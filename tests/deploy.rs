@@ -101,7 +101,7 @@ fn kustomize_builds_a_hardened_deployment() {
 fn promtool_accepts_the_compose_prometheus_configuration() {
     let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "{out}{errors}");
-    assert!(out.contains("SUCCESS: 28 rules found") && out.contains("SUCCESS: 18 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 29 rules found") && out.contains("SUCCESS: 18 rules found"), "{out}");
 }
 
 #[test]
@@ -133,7 +133,8 @@ fn the_compose_file_mounts_files_that_exist() {
 /// The compose setup's trace path holds together: the exporter sends to the collector's OTLP/HTTP
 /// receiver, the collector's pipeline uses only components it defines and exports to Tempo's OTLP
 /// gRPC port, Prometheus keeps exemplars, and Grafana's Prometheus data source opens their
-/// `trace_id` in the Tempo data source, which points at Tempo's HTTP port.
+/// `trace_id` in the Tempo data source, which points at Tempo's HTTP port. The collector's metrics
+/// pipeline takes the CI/CD metrics to Prometheus's OTLP receiver.
 #[test]
 fn the_compose_trace_path_is_wired_from_the_exporter_to_grafana() {
     let compose = yaml(&read("deploy/docker-compose.yml"));
@@ -162,6 +163,15 @@ fn the_compose_trace_path_is_wired_from_the_exporter_to_grafana() {
     let prometheus: Vec<&str> =
         services["prometheus"]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(prometheus.contains(&"--enable-feature=exemplar-storage"), "{prometheus:?}");
+    // The CI/CD metrics: the collector's metrics pipeline passes them to Prometheus's OTLP receiver.
+    assert!(prometheus.contains(&"--enable-feature=otlp-write-receiver"), "{prometheus:?}");
+    assert_eq!(collector["service"]["pipelines"]["metrics"]["receivers"][0], "otlp");
+    let prometheus_port = services["prometheus"]["ports"][0].as_str().unwrap().rsplit(':').next().unwrap();
+    assert_eq!(
+        collector["exporters"]["otlphttp/prometheus"]["endpoint"],
+        format!("http://prometheus:{prometheus_port}/api/v1/otlp")
+    );
+    assert_eq!(collector["service"]["pipelines"]["metrics"]["exporters"][0], "otlphttp/prometheus");
     let datasources = yaml(&read("grafana/provisioning/datasources/prometheus.yaml"));
     let datasources = datasources["datasources"].as_array().unwrap();
     let by_type = |kind: &str| datasources.iter().find(|d| d["type"] == kind).unwrap();
