@@ -344,7 +344,7 @@ fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut BTreeSet<String>
                 let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
                 out.insert(path.clone());
                 // Header names are values, not keys.
-                if path != "traces.headers" {
+                if path != "traces.headers" && path != "metrics_push.headers" {
                     key_paths(value, &path, out);
                 }
             }
