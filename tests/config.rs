@@ -231,7 +231,10 @@ fn the_metrics_push_section_is_checked_and_its_header_values_never_printed() {
         error("metrics_push:\n  temporality: lowmemory\n"),
         "exporter.yaml:2:16: unsupported temporality \"lowmemory\": cumulative or delta"
     );
-    assert_eq!(error("metrics_push:\n  interval: 0s\n"), "exporter.yaml:2:13: invalid duration \"0s\": must be greater than zero");
+    assert_eq!(
+        error("metrics_push:\n  interval: 0s\n"),
+        "exporter.yaml:2:13: invalid duration \"0s\": must be greater than zero"
+    );
     assert_eq!(
         error("metrics_push:\n  interval: often\n"),
         "exporter.yaml:2:13: invalid duration \"often\": use a number and a unit (ms, s, m, h, d) such as 30s, 5m or 1h30m"

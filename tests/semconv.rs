@@ -82,7 +82,9 @@ fn every_attribute_name_the_metrics_use_is_in_the_registry() {
     used.extend(dotted_names("src/metrics_push.rs"));
     let unknown: Vec<&String> = used.iter().filter(|name| !known.contains(name.as_str())).collect();
     assert!(unknown.is_empty(), "not in the {VERSION} registry: {unknown:?}");
-    for attribute in ["cicd.pipeline.name", "cicd.pipeline.run.state", "cicd.pipeline.result", "error.type", "cicd.system.component"] {
+    for attribute in
+        ["cicd.pipeline.name", "cicd.pipeline.run.state", "cicd.pipeline.result", "error.type", "cicd.system.component"]
+    {
         assert!(used.contains(attribute), "{attribute} is not used: the list is stale");
     }
 }
