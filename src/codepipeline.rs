@@ -324,6 +324,8 @@ pub struct PipelineTarget {
     follow_up: Option<bool>,
     /// The allowlist of tags to read, when there is one, and the tags last read.
     tags: Option<(Arc<TagSettings>, Option<Tags>)>,
+    /// The pipeline's place among the CI/CD metrics pushed over OTLP, once it recorded them.
+    pushed: Option<metrics_push::Registration>,
 }
 
 /// Which pipeline tags become labels, and how often they are read again.
@@ -383,6 +385,7 @@ impl PipelineTarget {
             build_phases: settings.build_phases,
             follow_up: None,
             tags: None,
+            pushed: None,
         }
     }
 
@@ -551,16 +554,22 @@ impl Target for PipelineTarget {
     /// the state an event asked for reaches `/metrics` without waiting for any history.
     async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
         let outcome = self.poll_once(scope, key).await;
-        if let Some(recorder) = &scope.metrics
+        if matches!(outcome, Outcome::Gone) {
+            // A deleted pipeline's figures go with it.
+            self.pushed = None;
+        } else if let Some(recorder) = &scope.metrics
             && let Some(history) = &self.history
         {
-            let source = metrics_push::Source {
-                account: scope.account.to_string(),
-                region: scope.region.to_string(),
-                pipeline: key.name.to_string(),
-            };
             let series = history.anatomy().semconv().series(&key.name, self.active_runs());
-            recorder.update(source, metrics_push::Figures { account_id: self.account_id(scope), series });
+            let figures = metrics_push::Figures { account_id: self.account_id(scope), series };
+            let pushed = self.pushed.get_or_insert_with(|| {
+                recorder.register(metrics_push::Source {
+                    account: scope.account.to_string(),
+                    region: scope.region.to_string(),
+                    pipeline: key.name.to_string(),
+                })
+            });
+            pushed.update(figures);
         }
         outcome
     }

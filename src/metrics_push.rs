@@ -114,17 +114,49 @@ pub struct Series {
 /// Where collectors hand their pipelines' figures. Cloning it is cheap.
 #[derive(Clone, Debug, Default)]
 pub struct Recorder {
-    figures: Arc<Mutex<BTreeMap<Source, Figures>>>,
+    /// Each pipeline's figures, with the registration that last updated them.
+    figures: Arc<Mutex<BTreeMap<Source, (u64, Figures)>>>,
+    registrations: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Recorder {
-    /// Replaces what is known of `source`'s figures.
-    pub fn update(&self, source: Source, figures: Figures) {
-        self.figures.lock().unwrap_or_else(|e| e.into_inner()).insert(source, figures);
+    /// A pipeline's place in the recorder, whose figures go when it is dropped: a pipeline
+    /// deleted, or no longer selected, stops being pushed.
+    pub fn register(&self, source: Source) -> Registration {
+        let id = self.registrations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Registration { recorder: self.clone(), source, id }
     }
 
     fn snapshot(&self) -> BTreeMap<Source, Figures> {
-        self.figures.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let figures = self.figures.lock().unwrap_or_else(|e| e.into_inner());
+        figures.iter().map(|(source, (_, figures))| (source.clone(), figures.clone())).collect()
+    }
+}
+
+/// One pipeline's figures in the [`Recorder`], for as long as it lives.
+#[derive(Debug)]
+pub struct Registration {
+    recorder: Recorder,
+    source: Source,
+    id: u64,
+}
+
+impl Registration {
+    /// Replaces what is known of the pipeline's figures.
+    pub fn update(&self, figures: Figures) {
+        let mut all = self.recorder.figures.lock().unwrap_or_else(|e| e.into_inner());
+        all.insert(self.source.clone(), (self.id, figures));
+    }
+}
+
+impl Drop for Registration {
+    /// Removes the figures unless a newer registration of the same pipeline (a target restarted
+    /// with new settings) wrote them since.
+    fn drop(&mut self) {
+        let mut all = self.recorder.figures.lock().unwrap_or_else(|e| e.into_inner());
+        if all.get(&self.source).is_some_and(|(id, _)| *id == self.id) {
+            all.remove(&self.source);
+        }
     }
 }
 
@@ -374,6 +406,21 @@ mod tests {
             bad.unwrap_err().to_string(),
             "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: unsupported temporality \"lowmemory\": cumulative or delta"
         );
+    }
+
+    #[test]
+    fn a_pipeline_s_figures_go_with_its_registration_unless_a_newer_one_wrote_them() {
+        let recorder = Recorder::default();
+        let source = Source { account: "a".into(), region: "r".into(), pipeline: "p".into() };
+        let figures = || Figures { account_id: "1".into(), series: Vec::new() };
+        let old = recorder.register(source.clone());
+        old.update(figures());
+        let new = recorder.register(source.clone());
+        new.update(figures());
+        drop(old);
+        assert_eq!(recorder.snapshot().len(), 1, "the newer registration's figures stay");
+        drop(new);
+        assert!(recorder.snapshot().is_empty());
     }
 
     #[test]
