@@ -11,7 +11,14 @@
 //!     cargo bench --bench scrape                 # all sizes
 //!     cargo bench --bench scrape -- 1000         # one size
 //!     cargo bench --bench scrape -- 1000 traces  # one size, runs ending, traces and exemplars
+//!     cargo bench --bench scrape -- 1000 push    # one size, runs ending, the CI/CD metrics pushed
 //!     cargo bench --bench scrape -- organization # 200 accounts × 2 regions × 25 pipelines
+//!
+//! With `push`, the exporter pushes the OpenTelemetry CI/CD metrics to a bare OTLP receiver every
+//! 60 s (the default interval), every pipeline ends a run as with `traces`, and the scrape figures
+//! are those of an exporter that pushes. A second exporter then measures the CPU of one push: it
+//! polls every hour, so that nothing but the push runs once its runs are read, and pushes every
+//! second.
 //!
 //! The organization shape lists its 200 member accounts through the simulated Organizations,
 //! assumes a role in each through the simulated STS, and polls each member's own 25 pipelines in
@@ -182,14 +189,27 @@ fn load(addr: std::net::SocketAddr, clients: usize, duration: Duration, gzip: bo
     all
 }
 
+/// What an OTLP sink received: exports and their bytes.
+#[derive(Default)]
+struct Received {
+    exports: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
 /// An OTLP receiver that takes every export and answers 200 with nothing, on a thread per
 /// connection; the exporter opens one connection per export.
 fn otlp_sink() -> std::net::SocketAddr {
+    otlp_sink_counting(std::sync::Arc::default())
+}
+
+/// [`otlp_sink`], counting what it receives in `received`.
+fn otlp_sink_counting(received: std::sync::Arc<Received>) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
+            let received = received.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream);
                 loop {
@@ -212,6 +232,8 @@ fn otlp_sink() -> std::net::SocketAddr {
                     {
                         return;
                     }
+                    received.exports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    received.bytes.fetch_add(length as u64, std::sync::atomic::Ordering::Relaxed);
                 }
             });
         }
@@ -221,12 +243,18 @@ fn otlp_sink() -> std::net::SocketAddr {
 
 /// Ends a run of every action of every pipeline of the fleet, now, as the next poll sees it.
 fn end_runs(simulator: &Simulator, pipelines: usize) {
+    set_runs(simulator, pipelines, "next", "Succeeded");
+}
+
+/// Puts a run `name` of every action of every pipeline at the head of its history, at `status`.
+fn set_runs(simulator: &Simulator, pipelines: usize, name: &str, status: &str) {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let mut world = simulator.world();
     for i in 0..pipelines {
         let Some(pipeline) = world.pipelines.get_mut(&format!("service-{i:05}-deploy")) else { continue };
-        let id = format!("exec-{i}-next");
-        let mut run = SimExecution::new(&id, "Succeeded", now - 400.0, now);
+        let id = format!("exec-{i}-{name}");
+        pipeline.executions.retain(|e| e.id != id);
+        let mut run = SimExecution::new(&id, status, now - 400.0, now);
         for s in 0..5 {
             for a in 0..4 {
                 let start = now - 400.0 + f64::from(s * 4 + a) * 20.0;
@@ -234,7 +262,7 @@ fn end_runs(simulator: &Simulator, pipelines: usize) {
                 run.actions.push(SimActionRun::new(
                     &stage,
                     &action,
-                    &format!("act-{i}-{s}-{a}-next"),
+                    &format!("act-{i}-{s}-{a}-{name}"),
                     "Succeeded",
                     start,
                     start + 20.0,
@@ -242,7 +270,7 @@ fn end_runs(simulator: &Simulator, pipelines: usize) {
             }
         }
         pipeline.executions.insert(0, run);
-        pipeline.stages[4].latest = Some((id, "Succeeded".into()));
+        pipeline.stages[4].latest = Some((id, status.into()));
     }
 }
 
@@ -296,16 +324,10 @@ impl Shape {
     }
 }
 
-async fn bench(shape: Shape, traces: bool) {
-    let pipelines = shape.pipelines();
-    let (simulator, yaml) = shape.start().await;
-    let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("config.yaml");
-    std::fs::write(&config, yaml).unwrap();
+/// Starts the exporter with `config` and `env` against `simulator`, and waits until it is ready.
+async fn spawn(simulator: &Simulator, config: &std::path::Path, env: &[(&str, String)]) -> (Process, std::net::SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let started = Instant::now();
     // A profiler may run the exporter: `SCRAPE_BENCH_WRAPPER=heaptrack` records its heap.
     let mut command = match std::env::var("SCRAPE_BENCH_WRAPPER") {
         Ok(wrapper) if !wrapper.is_empty() => {
@@ -315,9 +337,7 @@ async fn bench(shape: Shape, traces: bool) {
         }
         _ => Command::new(env!("CARGO_BIN_EXE_codepipeline-exporter")),
     };
-    if traces {
-        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{}", otlp_sink()));
-    }
+    command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let process = Process {
         child: command
             .args(["--config.file", config.to_str().unwrap(), "--web.listen-address", &addr.to_string(), "--log.level", "error"])
@@ -341,8 +361,58 @@ async fn bench(shape: Shape, traces: bool) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let ready = started.elapsed();
+    (process, addr)
+}
+
+/// The CPU of one push of the CI/CD metrics of `pipelines` that each ended a run: an exporter that
+/// polls every hour (its runs in progress every second until they end) pushes every second, and
+/// nothing else runs once its runs are read.
+async fn push_cost(simulator: &Simulator, pipelines: usize, dir: &std::path::Path) {
+    let config = dir.join("push.yaml");
+    std::fs::write(
+        &config,
+        "interval: 1h\nactive_interval: 1s\ndiscovery_interval: 1h\nrequests_per_second: 100000\nburst: 100000\nmax_concurrent_requests: 32\naccounts:\n  - name: bench\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n",
+    )
+    .unwrap();
+    set_runs(simulator, pipelines, "push", "InProgress");
+    let received = std::sync::Arc::new(Received::default());
+    let endpoint = format!("http://{}/v1/metrics", otlp_sink_counting(received.clone()));
+    let env = [("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint), ("OTEL_METRIC_EXPORT_INTERVAL", "1000".to_string())];
+    let (process, _) = spawn(simulator, &config, &env).await;
+    // Seen running at the first poll, the runs end; the next poll reads them, and polling stops.
+    set_runs(simulator, pipelines, "push", "Succeeded");
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let load = std::sync::atomic::Ordering::Relaxed;
+    let (cpu, exports, bytes) = (process.cpu_seconds(), received.exports.load(load), received.bytes.load(load));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let pushes = received.exports.load(load) - exports;
+    let per_push = (process.cpu_seconds() - cpu) / pushes.max(1) as f64;
+    let size = (received.bytes.load(load) - bytes) / pushes.max(1);
+    println!(
+        "  push of the CI/CD metrics: CPU {:.1} ms per push of {pipelines} pipelines ({size} bytes of protobuf, {pushes} pushes measured)",
+        per_push * 1000.0
+    );
+}
+
+async fn bench(shape: Shape, traces: bool, push: bool) {
+    let pipelines = shape.pipelines();
+    let (simulator, yaml) = shape.start().await;
+    let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let started = Instant::now();
+    let mut env = Vec::new();
     if traces {
+        env.push(("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("http://{}/v1/traces", otlp_sink())));
+    }
+    if push {
+        env.push(("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", format!("http://{}/v1/metrics", otlp_sink())));
+        env.push(("OTEL_METRIC_EXPORT_INTERVAL", (INTERVAL * 1000).to_string()));
+    }
+    let (process, addr) = spawn(&simulator, &config, &env).await;
+    let ready = started.elapsed();
+    if traces || push {
         end_runs(&simulator, pipelines);
     }
 
@@ -393,7 +463,11 @@ async fn bench(shape: Shape, traces: bool) {
             Shape::Organization { accounts, pipelines } =>
                 format!(" in an organization ({accounts} accounts × {ORGANIZATION_REGIONS} regions × {pipelines})"),
         },
-        if traces { ", every one ending a run, with traces" } else { "" },
+        match (traces, push) {
+            (true, _) => ", every one ending a run, with traces",
+            (false, true) => ", every one ending a run, pushing the CI/CD metrics every 60 s",
+            (false, false) => "",
+        },
         ready.as_secs_f64(),
         body.len() as f64 / 1e6,
         gzip_openmetrics.len() as f64 / 1e6,
@@ -423,6 +497,9 @@ async fn bench(shape: Shape, traces: bool) {
             );
         }
     }
+    if push {
+        push_cost(&simulator, pipelines, &dir).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -439,7 +516,8 @@ async fn main() {
         shapes
     };
     let traces = args.iter().any(|a| a == "traces");
+    let push = args.iter().any(|a| a == "push");
     for shape in shapes {
-        bench(shape, traces).await;
+        bench(shape, traces, push).await;
     }
 }

@@ -37,12 +37,12 @@ if ! "$tools/bin/python" -c "import kubernetes_validate, helm_python, openteleme
 fi
 export PATH="$PWD/$tools/bin:$PATH"
 
-# Prometheus 3, which new installations run, from Debian's unstable suite: downloaded and unpacked
-# into target/tools, nothing installed system-wide. Its only dependency is libc. The mirror is the
-# one this machine's apt sources already use.
-prometheus3="$tools/prometheus3/usr/bin/prometheus"
-if [ ! -x "$prometheus3" ]; then
-  echo "scripts/test.sh: downloading Prometheus 3 from Debian's unstable suite into $tools/prometheus3" >&2
+# Packages of Debian's unstable suite, downloaded and unpacked into target/tools, nothing installed
+# system-wide: Prometheus 3, which new installations run, and VictoriaMetrics, whose OTLP receiver
+# takes the exporter's pushed metrics (Debian's Prometheus 3 leaves its OTLP receiver out). Each
+# needs only libc. The mirror is the one this machine's apt sources already use.
+unstable_package() { # package directory
+  echo "scripts/test.sh: downloading $1 from Debian's unstable suite into $2" >&2
   uri=$( { cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '/^URIs:/ {print $2}' || true;
     cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null | awk '/^deb / {print $2}' || true; } | head -n 1 || true)
   [ -n "$uri" ] || { echo "scripts/test.sh: no Debian mirror in this machine's apt sources" >&2; exit 1; }
@@ -54,10 +54,12 @@ if [ ! -x "$prometheus3" ]; then
   apt_options=(-o "Dir::Etc::SourceList=$apt_dir/none.list" -o "Dir::Etc::SourceParts=$apt_dir/parts"
     -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o "APT::Sandbox::User=root")
   apt-get -qq "${apt_options[@]}" update
-  (cd "$apt_dir" && apt-get -qq "${apt_options[@]}" download prometheus)
-  rm -rf "$tools/prometheus3" && dpkg-deb -x "$apt_dir"/prometheus_*.deb "$tools/prometheus3"
+  (cd "$apt_dir" && apt-get -qq "${apt_options[@]}" download "$1")
+  rm -rf "$2" && dpkg-deb -x "$apt_dir"/"$1"_*.deb "$2"
   rm -rf "$apt_dir"
-fi
+}
+[ -x "$tools/prometheus3/usr/bin/prometheus" ] || unstable_package prometheus "$tools/prometheus3"
+[ -x "$tools/victoria-metrics/usr/bin/victoria-metrics" ] || unstable_package victoria-metrics "$tools/victoria-metrics"
 
 # The benchmarks (benches/) take minutes and measure rather than check: `cargo bench` runs them.
 # Clippy in .ci/run still compiles them.

@@ -27,6 +27,7 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::budget::{Budget, Class, Promote};
+use crate::metrics_push::Recorder;
 use crate::telemetry::Telemetry;
 use crate::traces::Sink;
 
@@ -59,7 +60,8 @@ pub fn http_client() -> SharedHttpClient {
 }
 
 /// The clients of one account and region, the permits their calls share, the telemetry they
-/// report to, and where finished runs go as traces when traces are on.
+/// report to, and where finished runs go as traces and the CI/CD metrics are recorded when those
+/// are on.
 #[derive(Clone)]
 pub struct Scope {
     pub account: Arc<str>,
@@ -68,6 +70,8 @@ pub struct Scope {
     pub codeconnections: aws_sdk_codeconnections::Client,
     pub codebuild: aws_sdk_codebuild::Client,
     pub traces: Option<Sink>,
+    /// Where collectors record the CI/CD metrics the OTLP push sends, when it is on.
+    pub metrics: Option<Recorder>,
     /// The account's role, when it has one: its collectors wait until it is assumed.
     pub credentials: Option<Assumed>,
     /// The place in the budget's queue of this scope's calls, and what makes one waiting there
@@ -170,6 +174,7 @@ impl Scope {
             codeconnections: aws_sdk_codeconnections::Client::from_conf(codeconnections),
             codebuild: aws_sdk_codebuild::Client::from_conf(codebuild),
             traces: None,
+            metrics: None,
             credentials: None,
             class: Class::Scheduled,
             promote: None,
@@ -209,6 +214,12 @@ impl Scope {
     /// The same scope, handing finished runs to `traces`.
     pub fn with_traces(mut self, traces: Option<Sink>) -> Scope {
         self.traces = traces;
+        self
+    }
+
+    /// The same scope, recording the CI/CD metrics in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Recorder>) -> Scope {
+        self.metrics = metrics;
         self
     }
 

@@ -8,6 +8,7 @@
 
 pub mod anatomy;
 pub mod executions;
+pub mod semconv;
 pub mod timeline;
 pub mod trace;
 
@@ -25,6 +26,7 @@ use crate::collector::{self, Round, Targets};
 use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
 use crate::intern::intern;
+use crate::metrics_push;
 use crate::signal::{Event, Route};
 use crate::target::{Outcome, Target, TargetKey};
 use crate::vecmap::VecMap;
@@ -341,6 +343,8 @@ pub struct PipelineTarget {
     follow_up: Option<bool>,
     /// The allowlist of tags to read, when there is one, and the tags last read.
     tags: Option<(Arc<TagSettings>, Option<Tags>)>,
+    /// The pipeline's place among the CI/CD metrics pushed over OTLP, once it recorded them.
+    pushed: Option<metrics_push::Registration>,
 }
 
 /// Which pipeline tags become labels, and how often they are read again.
@@ -400,6 +404,7 @@ impl PipelineTarget {
             build_phases: settings.build_phases,
             follow_up: None,
             tags: None,
+            pushed: None,
         }
     }
 
@@ -504,31 +509,8 @@ impl PipelineTarget {
         Outcome::Polled
     }
 
-    /// What names this pipeline's traces: its account's ID (from its ARN, else the account's
-    /// name), region and name, and its source.
-    fn trace_names(&self, scope: &Scope, pipeline: &str) -> trace::Pipeline {
-        let definition = self.definition.as_ref();
-        trace::Pipeline {
-            account_id: definition.and_then(|d| d.account_id.clone()).unwrap_or_else(|| scope.account.to_string()),
-            region: scope.region.to_string(),
-            name: pipeline.to_string(),
-            repository: definition.and_then(|d| d.source.0.clone()),
-            branch: definition.and_then(|d| d.source.1.clone()),
-        }
-    }
-}
-
-impl Target for PipelineTarget {
-    const KIND: &'static str = "pipeline";
-    const ANNOUNCED: bool = true;
-    type Info = Option<Summary>;
-
-    /// A poll reads only the state, and publishes it; when the structure or the history is due
-    /// too, it asks for a follow-up, whose calls wait behind other targets' state reads in the
-    /// budget's queue (see [`crate::budget`]). So at start-up every state is published before any
-    /// history is read, after N / `requests_per_second` seconds rather than three times that, and
-    /// the state an event asked for reaches `/metrics` without waiting for any history.
-    async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
+    /// One poll: the state, or the follow-up it asked for.
+    async fn poll_once(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
         if let Some(changed) = self.follow_up.take() {
             return self.read_details(scope, &key.name, changed).await;
         }
@@ -550,6 +532,65 @@ impl Target for PipelineTarget {
             }
             Err(err) => Outcome::Failed(err),
         }
+    }
+
+    /// The account ID the pipeline's resource names: from its ARN, else the account's name.
+    fn account_id(&self, scope: &Scope) -> String {
+        self.definition.as_ref().and_then(|d| d.account_id.clone()).unwrap_or_else(|| scope.account.to_string())
+    }
+
+    /// Runs in progress now: those waiting at an inbound transition are pending, the others
+    /// executing.
+    fn active_runs(&self) -> semconv::Active {
+        let pending = self.last.as_ref().map_or(0, |state| state.stages.iter().map(|s| u64::from(s.inbound)).sum());
+        let in_progress = self.history.as_ref().map_or(0, |h| h.in_progress() as u64);
+        semconv::Active { pending, executing: in_progress.saturating_sub(pending) }
+    }
+
+    /// What names this pipeline's traces: its account's ID (from its ARN, else the account's
+    /// name), region and name, and its source.
+    fn trace_names(&self, scope: &Scope, pipeline: &str) -> trace::Pipeline {
+        let definition = self.definition.as_ref();
+        trace::Pipeline {
+            account_id: self.account_id(scope),
+            region: scope.region.to_string(),
+            name: pipeline.to_string(),
+            repository: definition.and_then(|d| d.source.0.clone()),
+            branch: definition.and_then(|d| d.source.1.clone()),
+        }
+    }
+}
+
+impl Target for PipelineTarget {
+    const KIND: &'static str = "pipeline";
+    const ANNOUNCED: bool = true;
+    type Info = Option<Summary>;
+
+    /// A poll reads only the state, and publishes it; when the structure or the history is due
+    /// too, it asks for a follow-up, whose calls wait behind other targets' state reads in the
+    /// budget's queue (see [`crate::budget`]). So at start-up every state is published before any
+    /// history is read, after N / `requests_per_second` seconds rather than three times that, and
+    /// the state an event asked for reaches `/metrics` without waiting for any history.
+    async fn poll(&mut self, scope: &Scope, key: &TargetKey) -> Outcome {
+        let outcome = self.poll_once(scope, key).await;
+        if matches!(outcome, Outcome::Gone) {
+            // A deleted pipeline's figures go with it.
+            self.pushed = None;
+        } else if let Some(recorder) = &scope.metrics
+            && let Some(history) = &self.history
+        {
+            let series = history.anatomy().semconv().series(&key.name, self.active_runs());
+            let figures = metrics_push::Figures { account_id: self.account_id(scope), series };
+            let pushed = self.pushed.get_or_insert_with(|| {
+                recorder.register(metrics_push::Source {
+                    account: scope.account.to_string(),
+                    region: scope.region.to_string(),
+                    pipeline: key.name.to_string(),
+                })
+            });
+            pushed.update(figures);
+        }
+        outcome
     }
 
     fn follow_up(&self) -> bool {
@@ -588,6 +629,7 @@ impl Target for PipelineTarget {
                 render_definition(rendered, &key.account, &key.region, &key.name, definition);
                 if let Some(history) = &self.history {
                     history.anatomy().render(rendered, &base, &definition.actions);
+                    history.anatomy().semconv().render(rendered, &base, self.active_runs());
                 }
             }
             if let Some(history) = &self.history {

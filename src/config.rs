@@ -44,6 +44,10 @@ pub struct Config {
     /// Where pipeline runs are sent as OpenTelemetry traces, over what OTEL_EXPORTER_OTLP_* says.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traces: Option<Traces>,
+    /// Where the CI/CD metrics are pushed over OTLP, over what OTEL_EXPORTER_OTLP_* and
+    /// OTEL_METRIC_EXPORT_INTERVAL say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_push: Option<MetricsPush>,
     pub accounts: Vec<Account>,
     /// Accounts listed from an AWS Organization, beside `accounts`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,6 +165,71 @@ pub struct Traces {
 impl Default for Traces {
     fn default() -> Self {
         Traces { endpoint: None, headers: None, timeout: None, certificate: None, service_name: None, queue_size: 32_768 }
+    }
+}
+
+/// The `metrics_push` section. Each key overrides the OpenTelemetry variable of the same meaning;
+/// an endpoint from either turns the push on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricsPush {
+    /// The URL data points are POSTed to, used as it is (OTEL_EXPORTER_OTLP_METRICS_ENDPOINT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Headers of every export (OTEL_EXPORTER_OTLP_METRICS_HEADERS): their values are never
+    /// printed.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_header_names")]
+    pub headers: Option<Vec<(String, String)>>,
+    /// How long one export may take (OTEL_EXPORTER_OTLP_METRICS_TIMEOUT).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_optional_duration")]
+    pub timeout: Option<Duration>,
+    /// A PEM file of the certificate authorities to trust (OTEL_EXPORTER_OTLP_METRICS_CERTIFICATE).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    /// `service.name` of every resource (OTEL_SERVICE_NAME).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// How often the metrics are collected and pushed (OTEL_METRIC_EXPORT_INTERVAL).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_optional_duration")]
+    pub interval: Option<Duration>,
+    /// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temporality: Option<Temporality>,
+    /// Data points waiting to be sent at most; past it, collections are dropped and counted.
+    pub queue_size: usize,
+}
+
+impl Default for MetricsPush {
+    fn default() -> Self {
+        MetricsPush {
+            endpoint: None,
+            headers: None,
+            timeout: None,
+            certificate: None,
+            service_name: None,
+            interval: None,
+            temporality: None,
+            queue_size: 65_536,
+        }
+    }
+}
+
+/// The aggregation temporality the push prefers, as the OpenTelemetry SDK specification defines
+/// the preference: delta makes counters and histograms delta and keeps updowncounters cumulative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Temporality {
+    Cumulative,
+    Delta,
+}
+
+impl Temporality {
+    /// `cumulative` or `delta`, in any case, as the variable takes them.
+    pub fn parse(value: &str) -> Result<Temporality, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "cumulative" => Ok(Temporality::Cumulative),
+            "delta" => Ok(Temporality::Delta),
+            _ => Err(format!("unsupported temporality {:?}: cumulative or delta", value.trim())),
+        }
     }
 }
 
@@ -361,6 +430,7 @@ impl Default for Config {
             burst: 10,
             metrics: Metrics::default(),
             traces: None,
+            metrics_push: None,
             accounts: vec![Account::default_account()],
             organization: None,
         }
@@ -467,6 +537,7 @@ struct RawConfig {
     burst: Option<Located<u32>>,
     metrics: Option<RawMetrics>,
     traces: Option<RawTraces>,
+    metrics_push: Option<RawMetricsPush>,
     accounts: Option<Located<Vec<RawAccount>>>,
     organization: Option<RawOrganization>,
 }
@@ -705,7 +776,7 @@ impl RawTraces {
                 return Err((
                     url.referenced,
                     format!(
-                        "endpoint {:?} is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces)",
+                        "endpoint {:?} is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces or /v1/metrics)",
                         url.value
                     ),
                 ));
@@ -730,6 +801,52 @@ impl RawTraces {
             certificate: self.certificate.map(|c| non_empty(c, "certificate")).transpose()?,
             service_name: self.service_name.map(|n| non_empty(n, "service_name")).transpose()?,
             queue_size,
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetricsPush {
+    endpoint: Option<Located<String>>,
+    headers: Option<Located<std::collections::BTreeMap<String, String>>>,
+    timeout: Option<Located<String>>,
+    certificate: Option<Located<String>>,
+    service_name: Option<Located<String>>,
+    interval: Option<Located<String>>,
+    temporality: Option<Located<String>>,
+    queue_size: Option<Located<usize>>,
+}
+
+impl RawMetricsPush {
+    fn validate(self) -> Result<MetricsPush, Invalid> {
+        let traces = RawTraces {
+            endpoint: self.endpoint,
+            headers: self.headers,
+            timeout: self.timeout,
+            certificate: self.certificate,
+            service_name: self.service_name,
+            queue_size: self.queue_size,
+        };
+        let interval = match self.interval {
+            Some(value) => Some(parse_duration(&value.value).map_err(|message| (value.referenced, message))?),
+            None => None,
+        };
+        let temporality = match self.temporality {
+            Some(value) => Some(Temporality::parse(&value.value).map_err(|message| (value.referenced, message))?),
+            None => None,
+        };
+        let queue_size = traces.queue_size.as_ref().map(|n| n.value);
+        let Traces { endpoint, headers, timeout, certificate, service_name, .. } = traces.validate()?;
+        Ok(MetricsPush {
+            endpoint,
+            headers,
+            timeout,
+            certificate,
+            service_name,
+            interval,
+            temporality,
+            queue_size: queue_size.unwrap_or(MetricsPush::default().queue_size),
         })
     }
 }
@@ -905,6 +1022,7 @@ impl RawConfig {
         };
         let metrics = self.metrics.map(RawMetrics::validate).transpose()?.unwrap_or_default();
         let traces = self.traces.map(RawTraces::validate).transpose()?;
+        let metrics_push = self.metrics_push.map(RawMetricsPush::validate).transpose()?;
         let organization = self.organization.map(RawOrganization::validate).transpose()?;
         let accounts = match self.accounts {
             // With an organization, its accounts are all there is unless others are listed.
@@ -941,6 +1059,7 @@ impl RawConfig {
             burst,
             metrics,
             traces,
+            metrics_push,
             accounts,
             organization,
         })

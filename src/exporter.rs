@@ -15,6 +15,7 @@ use crate::aws::Overrides;
 use crate::config::Config;
 use crate::http;
 use crate::memory;
+use crate::metrics_push;
 use crate::readiness::Readiness;
 use crate::reload::{ReloadRequest, Reloader};
 use crate::scheduler::{Parts, Scheduler};
@@ -30,7 +31,8 @@ use crate::webconfig::WebConfig;
 const ASSEMBLY_PAUSE: Duration = Duration::from_millis(100);
 /// Reload requests queued at most; further requesters wait for a place.
 const RELOAD_QUEUE: usize = 4;
-/// How long a shutdown waits for queued spans to reach the trace collector.
+/// How long a shutdown waits for queued spans, and for the last data points, to reach the OTLP
+/// receiver.
 const TRACES_FLUSH: Duration = Duration::from_secs(5);
 
 /// A running exporter. Dropping it stops polling; [`Running::shutdown`] also drains HTTP.
@@ -47,6 +49,7 @@ pub struct Running {
     stop_http: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     traces: Option<traces::Exporter>,
+    metrics_push: Option<metrics_push::Pusher>,
 }
 
 /// How the exporter runs, besides its configuration file.
@@ -90,12 +93,18 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
         Some(settings) => Some(traces::Exporter::start(&settings, telemetry.clone())?),
         None => None,
     };
+    // Likewise the push of the CI/CD metrics.
+    let metrics_push = match metrics_push::Settings::resolve(config.metrics_push.as_ref(), |name| std::env::var(name).ok())? {
+        Some(settings) => Some(metrics_push::Pusher::start(&settings, telemetry.clone())?),
+        None => None,
+    };
     let parts = Parts {
         store: store.clone(),
         statuses: statuses.clone(),
         telemetry: telemetry.clone(),
         readiness: readiness.clone(),
         traces: traces.as_ref().map(traces::Exporter::sink),
+        metrics: metrics_push.as_ref().map(metrics_push::Pusher::recorder),
     };
     let scheduler = Scheduler::start(config, &overrides, shard, parts).await?;
     let (reloader, queue) = Reloader::channel(RELOAD_QUEUE);
@@ -129,6 +138,7 @@ pub async fn start(config: &Config, options: Options, listener: TcpListener) -> 
         stop_http: Some(stop_http),
         server,
         traces,
+        metrics_push,
     })
 }
 
@@ -189,7 +199,7 @@ async fn reload(scheduler: &mut Scheduler, files: &Files, state: &http::State) -
 
 impl Running {
     /// Stops accepting connections, lets responses in flight finish, stops polling, and sends the
-    /// spans still queued within a deadline.
+    /// spans still queued and a last collection of the CI/CD metrics within a deadline.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop_http.take() {
             let _ = stop.send(());
@@ -198,6 +208,9 @@ impl Running {
         self.scheduler.abort();
         if let Some(traces) = self.traces.take() {
             traces.shutdown(TRACES_FLUSH).await;
+        }
+        if let Some(push) = self.metrics_push.take() {
+            push.shutdown(TRACES_FLUSH).await;
         }
     }
 }

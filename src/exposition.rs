@@ -163,11 +163,17 @@ pub struct Selection {
     pub sparse: bool,
 }
 
+/// The prefix of the families that are exported only when an `include` pattern names them: the
+/// OpenTelemetry CI/CD metrics, which repeat what the `aws_codepipeline_*` families say under the
+/// names an OTLP path gives them, for a dashboard that serves both.
+pub const OPT_IN_PREFIX: &str = "cicd_";
+
 impl Selection {
     /// Whether `family` is exported.
     pub fn admits(&self, family: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(family)))
-            && !self.exclude.iter().any(|r| r.is_match(family))
+        let included = self.include.iter().any(|r| r.is_match(family));
+        let opted_in = !family.starts_with(OPT_IN_PREFIX) || included;
+        opted_in && (self.include.is_empty() || included) && !self.exclude.iter().any(|r| r.is_match(family))
     }
 }
 
@@ -385,6 +391,28 @@ impl Histogram {
             let exemplars = self.exemplars.get_or_insert_with(|| vec![None; self.bounds.len() + 1].into_boxed_slice());
             exemplars[bucket] = Some(exemplar);
         }
+    }
+
+    pub fn bounds(&self) -> &'static [f64] {
+        self.bounds
+    }
+
+    /// The observations at or below each bound, cumulative as Prometheus counts them.
+    pub fn cumulative_counts(&self) -> &[u64] {
+        &self.buckets
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    /// The exemplars it holds, one per bucket at most.
+    pub fn exemplars(&self) -> impl Iterator<Item = &Exemplar> {
+        self.exemplars.iter().flat_map(|e| e.iter().flatten())
     }
 
     /// Writes the `_bucket`, `_sum` and `_count` samples of this histogram.

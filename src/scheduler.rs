@@ -23,6 +23,7 @@ use crate::config::{Account, AccountLabel, Config, Events, FamilyPattern, Metric
 use crate::credentials::{self, Role};
 use crate::events::{self, Consumer, Routes};
 use crate::exposition::Selection;
+use crate::metrics_push::Recorder;
 use crate::organization;
 use crate::readiness::Readiness;
 use crate::registry;
@@ -156,6 +157,8 @@ pub struct Parts {
     pub readiness: Arc<Readiness>,
     /// Where finished runs go as traces, when traces are on.
     pub traces: Option<Sink>,
+    /// Where the CI/CD metrics are recorded for the OTLP push, when it is on.
+    pub metrics: Option<Recorder>,
 }
 
 /// The running scheduler: one scope per account and region. Dropping it stops every discovery
@@ -166,6 +169,7 @@ pub struct Scheduler {
     telemetry: Arc<Telemetry>,
     readiness: Arc<Readiness>,
     traces: Option<Sink>,
+    metrics: Option<Recorder>,
     overrides: Overrides,
     shard: Shard,
     scopes: HashMap<(String, String), RunningScope>,
@@ -187,7 +191,7 @@ pub struct Scheduler {
 impl Scheduler {
     /// Builds the AWS clients of every account and region in `config` and starts polling.
     pub async fn start(config: &Config, overrides: &Overrides, shard: Shard, parts: Parts) -> anyhow::Result<Scheduler> {
-        let Parts { store, statuses, telemetry, readiness, traces } = parts;
+        let Parts { store, statuses, telemetry, readiness, traces, metrics } = parts;
         let mut overrides = overrides.clone();
         if overrides.http_client.is_none() {
             overrides.http_client = Some(aws::http_client());
@@ -201,6 +205,7 @@ impl Scheduler {
             telemetry,
             readiness,
             traces,
+            metrics,
             overrides,
             shard,
             scopes: HashMap::new(),
@@ -391,6 +396,7 @@ impl Scheduler {
                 };
                 let scope = Scope::new(&account.name, &region, &base, spec.limits, self.telemetry.clone())
                     .with_traces(self.traces.clone())
+                    .with_metrics(self.metrics.clone())
                     .with_credentials(assumed);
                 tracing::info!(account = %account.name, region = %region, "starting the scope's collectors");
                 self.scopes.insert(key.clone(), RunningScope { spec, collectors: Collectors::new(scope, context) });

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::exposition::{Format, unix_seconds};
 use crate::store::Store;
 use crate::target::{DISCOVERY, Statuses};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Signal, Telemetry};
 
 /// Which targets a request asks for, from its query string: `kind`, `state` (`up` or `down`) and
 /// `name` (a part of the name).
@@ -90,6 +90,23 @@ pub struct Report {
     /// The trace exporter, when traces are on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub traces: Option<TracesReport>,
+    /// The push of the CI/CD metrics over OTLP, when it is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_push: Option<MetricsPushReport>,
+}
+
+/// Where the CI/CD metrics are pushed, and how that goes.
+#[derive(Debug, Serialize)]
+pub struct MetricsPushReport {
+    pub endpoint: String,
+    /// Whether the last export succeeded, or none failed yet.
+    pub up: bool,
+    pub points_exported: u64,
+    pub points_dropped: u64,
+    pub points_queued: usize,
+    pub last_export: Option<f64>,
+    /// The last failed export's reason, until an export succeeds.
+    pub last_error: Option<String>,
 }
 
 /// Where runs go as traces, and how that goes.
@@ -273,7 +290,16 @@ pub fn report(statuses: &Statuses, telemetry: &Telemetry, store: &Store, filter:
             families: store.series_per_family().into_iter().map(|(name, series)| FamilyCount { name, series }).collect(),
             body_bytes: BodyBytes { text: body.text_len(), gzip: body.deflated_len() },
         },
-        traces: telemetry.trace_stats().map(|t| TracesReport {
+        metrics_push: telemetry.export_stats(Signal::Metrics).map(|t| MetricsPushReport {
+            up: t.last_error.is_none(),
+            points_exported: t.exported,
+            points_dropped: t.dropped.values().sum(),
+            points_queued: t.queued,
+            last_export: t.last_export,
+            last_error: t.last_error.map(|(reason, _)| reason),
+            endpoint: t.endpoint,
+        }),
+        traces: telemetry.export_stats(Signal::Traces).map(|t| TracesReport {
             up: t.last_error.is_none(),
             spans_exported: t.exported,
             spans_dropped: t.dropped.values().sum(),
@@ -370,6 +396,21 @@ pub fn html(report: &Report, filter: &Filter, telemetry_path: &str) -> String {
             traces.spans_dropped,
             traces.spans_queued,
             relative(traces.last_export, now),
+        );
+    }
+    if let Some(push) = &report.metrics_push {
+        let state = match &push.last_error {
+            None => "<span class=\"up\">up</span>".to_string(),
+            Some(reason) => format!("<span class=\"bad\">down: {}</span>", escape_html(reason)),
+        };
+        let _ = writeln!(
+            page,
+            "<h2>Metrics push</h2>\n<table id=\"metrics-push\">\n<tr><th>endpoint</th><th>state</th><th>points exported</th><th>dropped</th><th>queued</th><th>last export</th></tr>\n<tr><td>{}</td><td>{state}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"t\">{}</td></tr>\n</table>",
+            escape_html(&push.endpoint),
+            push.points_exported,
+            push.points_dropped,
+            push.points_queued,
+            relative(push.last_export, now),
         );
     }
     page.push_str("<h2>Targets</h2>\n<form method=\"get\" action=\"/status\">\n<label>kind <select name=\"kind\"><option value=\"\">all</option>");

@@ -147,6 +147,26 @@ pub static TRACE_QUEUE: Family = Family {
     help: "Spans waiting to be sent to the OTLP receiver.",
     kind: Kind::Gauge,
 };
+pub static METRIC_POINTS_EXPORTED: Family = Family {
+    name: "codepipeline_exporter_metric_points_exported_total",
+    help: "Data points of the CI/CD metrics the OTLP receiver accepted.",
+    kind: Kind::Counter,
+};
+pub static METRIC_POINTS_DROPPED: Family = Family {
+    name: "codepipeline_exporter_metric_points_dropped_total",
+    help: "Data points of the CI/CD metrics never delivered, by reason: queue_full (the queue's bound), refused (a non-retryable answer), rejected (partial success), shutdown (still queued at the shutdown deadline).",
+    kind: Kind::Counter,
+};
+pub static METRIC_EXPORT_ERRORS: Family = Family {
+    name: "codepipeline_exporter_metric_export_errors_total",
+    help: "OTLP metric exports that failed, by kind: timeout, connection, tls or http_<status>; retryable ones are sent again.",
+    kind: Kind::Counter,
+};
+pub static METRIC_QUEUE: Family = Family {
+    name: "codepipeline_exporter_metric_queue_points",
+    help: "Data points waiting to be sent to the OTLP receiver.",
+    kind: Kind::Gauge,
+};
 pub static PROCESS_CPU: Family =
     Family { name: "process_cpu_seconds_total", help: "Total user and system CPU time spent in seconds.", kind: Kind::Counter };
 pub static PROCESS_RESIDENT_MEMORY: Family =
@@ -198,12 +218,21 @@ pub struct Telemetry {
     /// Each events consumer's figures, by account, while it runs.
     events: Mutex<BTreeMap<String, EventStats>>,
     /// The trace exporter's figures, when traces are on.
-    traces: Mutex<Option<TraceStats>>,
+    traces: Mutex<Option<ExportStats>>,
+    /// The metric push's figures, when it is on.
+    metrics: Mutex<Option<ExportStats>>,
 }
 
-/// What the trace exporter reports.
+/// What is exported over OTLP: the runs' spans, or the CI/CD metrics' data points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Metrics,
+}
+
+/// What an OTLP exporter reports, in its signal's items: spans or data points.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct TraceStats {
+pub struct ExportStats {
     pub endpoint: String,
     pub exported: u64,
     pub dropped: BTreeMap<&'static str, u64>,
@@ -214,8 +243,8 @@ pub struct TraceStats {
     pub last_export: Option<f64>,
 }
 
-/// Why spans were dropped, each exported from the start.
-const TRACE_DROP_REASONS: [&str; 4] = ["queue_full", "refused", "rejected", "shutdown"];
+/// Why spans or data points were dropped, each exported from the start.
+const DROP_REASONS: [&str; 4] = ["queue_full", "refused", "rejected", "shutdown"];
 
 /// What the HTTP server reports of its connections and requests.
 #[derive(Default)]
@@ -277,6 +306,7 @@ impl Telemetry {
             http: Mutex::default(),
             events: Mutex::default(),
             traces: Mutex::default(),
+            metrics: Mutex::default(),
         }
     }
 
@@ -397,56 +427,64 @@ impl Telemetry {
     }
 
     /// Reports the budget of an account and region for as long as it exists.
-    /// Traces are on, sent to `endpoint`: their series are exported from now on.
-    pub fn enable_traces(&self, endpoint: &str) {
-        *self.traces.lock().unwrap_or_else(|e| e.into_inner()) = Some(TraceStats {
+    fn exports(&self, signal: Signal) -> &Mutex<Option<ExportStats>> {
+        match signal {
+            Signal::Traces => &self.traces,
+            Signal::Metrics => &self.metrics,
+        }
+    }
+
+    /// The `signal` is exported to `endpoint`: its series are exported from now on.
+    pub fn enable_export(&self, signal: Signal, endpoint: &str) {
+        *self.exports(signal).lock().unwrap_or_else(|e| e.into_inner()) = Some(ExportStats {
             endpoint: endpoint.to_string(),
-            dropped: TRACE_DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
-            ..TraceStats::default()
+            dropped: DROP_REASONS.iter().map(|r| (*r, 0)).collect(),
+            ..ExportStats::default()
         });
         self.changed();
     }
 
-    fn with_traces(&self, update: impl FnOnce(&mut TraceStats)) {
-        if let Some(stats) = self.traces.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+    fn with_export(&self, signal: Signal, update: impl FnOnce(&mut ExportStats)) {
+        if let Some(stats) = self.exports(signal).lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             update(stats);
         }
         self.changed();
     }
 
-    pub fn trace_spans_exported(&self, spans: u64) {
-        self.with_traces(|t| {
-            t.exported += spans;
+    /// `items` (spans or data points) the receiver accepted.
+    pub fn exported(&self, signal: Signal, items: u64) {
+        self.with_export(signal, |t| {
+            t.exported += items;
             t.last_error = None;
             t.last_export = Some(unix_seconds(SystemTime::now()));
         });
     }
 
-    pub fn trace_spans_dropped(&self, reason: &'static str, spans: u64) {
-        self.with_traces(|t| *t.dropped.entry(reason).or_default() += spans);
+    pub fn export_dropped(&self, signal: Signal, reason: &'static str, items: u64) {
+        self.with_export(signal, |t| *t.dropped.entry(reason).or_default() += items);
     }
 
     /// Records a failed export; `reason` says what happened ("HTTP 503", "timeout", "connect: …").
-    pub fn trace_export_failed(&self, reason: &str) {
+    pub fn export_failed(&self, signal: Signal, reason: &str) {
         let kind = match reason {
             "timeout" => "timeout".to_string(),
             r if r.starts_with("HTTP ") => format!("http_{}", r.trim_start_matches("HTTP ")),
             r if r.starts_with("TLS") => "tls".to_string(),
             _ => "connection".to_string(),
         };
-        self.with_traces(|t| {
+        self.with_export(signal, |t| {
             *t.errors.entry(kind).or_default() += 1;
             t.last_error = Some((reason.to_string(), unix_seconds(SystemTime::now())));
         });
     }
 
-    pub fn set_trace_queue(&self, spans: usize) {
-        self.with_traces(|t| t.queued = spans);
+    pub fn set_export_queue(&self, signal: Signal, items: usize) {
+        self.with_export(signal, |t| t.queued = items);
     }
 
-    /// The trace exporter's figures, for the status page; `None` when traces are off.
-    pub fn trace_stats(&self) -> Option<TraceStats> {
-        self.traces.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// An exporter's figures, for the status page; `None` when the signal is not exported.
+    pub fn export_stats(&self, signal: Signal) -> Option<ExportStats> {
+        self.exports(signal).lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn register_budget(&self, account: &str, region: &str, budget: &Arc<Budget>) {
@@ -540,6 +578,16 @@ impl Telemetry {
                 rendered.sample(&TRACE_EXPORT_ERRORS, &[("kind", kind)], *count as f64);
             }
             rendered.sample(&TRACE_QUEUE, &[], traces.queued as f64);
+        }
+        if let Some(metrics) = self.metrics.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            rendered.sample(&METRIC_POINTS_EXPORTED, &[], metrics.exported as f64);
+            for (reason, points) in &metrics.dropped {
+                rendered.sample(&METRIC_POINTS_DROPPED, &[("reason", reason)], *points as f64);
+            }
+            for (kind, count) in &metrics.errors {
+                rendered.sample(&METRIC_EXPORT_ERRORS, &[("kind", kind)], *count as f64);
+            }
+            rendered.sample(&METRIC_QUEUE, &[], metrics.queued as f64);
         }
         let process = ProcessStats::read();
         if let Some(cpu) = process.cpu_seconds {

@@ -206,7 +206,7 @@ fn events_errors_point_at_the_value() {
 fn the_traces_section_is_checked_and_its_header_values_never_printed() {
     assert_eq!(
         error("traces:\n  endpoint: grpc://collector:4317\n"),
-        "exporter.yaml:2:13: endpoint \"grpc://collector:4317\" is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces)"
+        "exporter.yaml:2:13: endpoint \"grpc://collector:4317\" is not an http:// or https:// URL (OTLP over HTTP, as http://collector:4318/v1/traces or /v1/metrics)"
     );
     assert_eq!(error("traces:\n  queue_size: 0\n"), "exporter.yaml:2:15: queue_size must be at least 1");
     assert_eq!(
@@ -280,4 +280,36 @@ fn codeconnections_can_be_off_or_limited_to_some_regions() {
         ),
         "exporter.yaml:5:15: codeconnections.regions: \"ap-south-1\" is not one of the account's regions (us-east-1)"
     );
+}
+
+#[test]
+fn the_metrics_push_section_is_checked_and_its_header_values_never_printed() {
+    assert_eq!(
+        error("metrics_push:\n  temporality: lowmemory\n"),
+        "exporter.yaml:2:16: unsupported temporality \"lowmemory\": cumulative or delta"
+    );
+    assert_eq!(
+        error("metrics_push:\n  interval: 0s\n"),
+        "exporter.yaml:2:13: invalid duration \"0s\": must be greater than zero"
+    );
+    assert_eq!(
+        error("metrics_push:\n  interval: often\n"),
+        "exporter.yaml:2:13: invalid duration \"often\": use a number and a unit (ms, s, m, h, d) such as 30s, 5m or 1h30m"
+    );
+    assert_eq!(error("metrics_push:\n  queue_size: 0\n"), "exporter.yaml:2:15: queue_size must be at least 1");
+    assert!(error("metrics_push:\n  endpoint: grpc://collector:4317\n").starts_with("exporter.yaml:2:13: endpoint \"grpc://"));
+    assert!(error("metrics_push:\n  temporalty: delta\n").starts_with("exporter.yaml:2:3: unknown field `temporalty`"));
+    let config = Config::parse(
+        "metrics_push:\n  endpoint: https://otel.example/v1/metrics\n  headers:\n    authorization: Bearer s3cr3t\n  interval: 15s\n  temporality: Delta\n",
+        Path::new("exporter.yaml"),
+    )
+    .unwrap();
+    let push = config.metrics_push.as_ref().unwrap();
+    assert_eq!(
+        (push.interval, push.temporality, push.queue_size),
+        (Some(std::time::Duration::from_secs(15)), Some(codepipeline_exporter::config::Temporality::Delta), 65_536)
+    );
+    let printed = config.to_yaml();
+    assert!(printed.contains("authorization: <secret>") && !printed.contains("s3cr3t"), "{printed}");
+    assert!(printed.contains("temporality: delta") && printed.contains("interval: 15s"), "{printed}");
 }

@@ -109,7 +109,7 @@ fn kustomize_builds_a_hardened_deployment() {
 fn promtool_accepts_the_compose_prometheus_configuration() {
     let (ok, out, errors) = run(&tool("promtool"), &["check", "config", "deploy/prometheus/prometheus.yml"]);
     assert!(ok, "{out}{errors}");
-    assert!(out.contains("SUCCESS: 29 rules found") && out.contains("SUCCESS: 18 rules found"), "{out}");
+    assert!(out.contains("SUCCESS: 30 rules found") && out.contains("SUCCESS: 18 rules found"), "{out}");
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn kustomize_runbook_links_follow_runbook_yaml_and_the_inhibitions_ship() {
     for dir in ["deploy/kubernetes", "deploy/kubernetes/sharded"] {
         let manifests = manifests(dir);
         let rule = manifests.iter().find(|m| m["kind"] == "PrometheusRule").unwrap();
-        assert_eq!(common::runbook::assert_links(dir, &rule["spec"]["groups"], "http://localhost:19264/runbook"), 29);
+        assert_eq!(common::runbook::assert_links(dir, &rule["spec"]["groups"], "http://localhost:19264/runbook"), 30);
         let inhibitions = manifests.iter().find(|m| m["kind"] == "AlertmanagerConfig").unwrap();
         assert_eq!(inhibitions["spec"], kubernetes::inhibitions_of_compose(), "{dir}: the inhibitions of deploy/alertmanager");
         assert!(!manifests.iter().any(|m| m["metadata"]["name"] == "codepipeline-exporter-runbook"), "{dir}: build-time only");
@@ -152,7 +152,7 @@ fn kustomize_runbook_links_follow_runbook_yaml_and_the_inhibitions_ship() {
     for dir in ["", "sharded"] {
         let manifests = manifests(checkout.path().join(dir).to_str().unwrap());
         let rule = manifests.iter().find(|m| m["kind"] == "PrometheusRule").unwrap();
-        assert_eq!(common::runbook::assert_links("user's kustomize", &rule["spec"]["groups"], base), 29);
+        assert_eq!(common::runbook::assert_links("user's kustomize", &rule["spec"]["groups"], base), 30);
     }
 }
 
@@ -164,7 +164,7 @@ fn the_compose_stacks_runbook_links_open_the_exporters_own_runbook() {
     let config = yaml(&read("deploy/prometheus/prometheus.yml"));
     assert!(config["rule_files"].as_array().unwrap().iter().any(|f| f.as_str().unwrap().ends_with("alerts.yml")));
     let rules = yaml(&read("deploy/prometheus/alerts.yml"));
-    assert_eq!(common::runbook::assert_links("compose", &rules["groups"], "http://localhost:19264/runbook"), 29);
+    assert_eq!(common::runbook::assert_links("compose", &rules["groups"], "http://localhost:19264/runbook"), 30);
 }
 
 #[test]
@@ -189,7 +189,8 @@ fn the_compose_file_mounts_files_that_exist() {
 /// The compose setup's trace path holds together: the exporter sends to the collector's OTLP/HTTP
 /// receiver, the collector's pipeline uses only components it defines and exports to Tempo's OTLP
 /// gRPC port, Prometheus keeps exemplars, and Grafana's Prometheus data source opens their
-/// `trace_id` in the Tempo data source, which points at Tempo's HTTP port.
+/// `trace_id` in the Tempo data source, which points at Tempo's HTTP port. The collector's metrics
+/// pipeline takes the CI/CD metrics to Prometheus's OTLP receiver.
 #[test]
 fn the_compose_trace_path_is_wired_from_the_exporter_to_grafana() {
     let compose = yaml(&read("deploy/docker-compose.yml"));
@@ -218,6 +219,15 @@ fn the_compose_trace_path_is_wired_from_the_exporter_to_grafana() {
     let prometheus: Vec<&str> =
         services["prometheus"]["command"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert!(prometheus.contains(&"--enable-feature=exemplar-storage"), "{prometheus:?}");
+    // The CI/CD metrics: the collector's metrics pipeline passes them to Prometheus's OTLP receiver.
+    assert!(prometheus.contains(&"--enable-feature=otlp-write-receiver"), "{prometheus:?}");
+    assert_eq!(collector["service"]["pipelines"]["metrics"]["receivers"][0], "otlp");
+    let prometheus_port = services["prometheus"]["ports"][0].as_str().unwrap().rsplit(':').next().unwrap();
+    assert_eq!(
+        collector["exporters"]["otlphttp/prometheus"]["endpoint"],
+        format!("http://prometheus:{prometheus_port}/api/v1/otlp")
+    );
+    assert_eq!(collector["service"]["pipelines"]["metrics"]["exporters"][0], "otlphttp/prometheus");
     let datasources = yaml(&read("grafana/provisioning/datasources/prometheus.yaml"));
     let datasources = datasources["datasources"].as_array().unwrap();
     let by_type = |kind: &str| datasources.iter().find(|d| d["type"] == kind).unwrap();

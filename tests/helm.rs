@@ -60,10 +60,10 @@ fn runbook_links_follow_the_runbook_base_and_inhibitions_ship_with_the_rules() {
     );
     assert_clean("runbook", &lint);
     let rule = find(&manifests, "PrometheusRule");
-    assert_eq!(common::runbook::assert_links("helm", &rule["spec"]["groups"], base), 29);
+    assert_eq!(common::runbook::assert_links("helm", &rule["spec"]["groups"], base), 30);
     let (_, default) = render(&json!({"prometheusRule": {"enabled": true}}));
     let rule = find(&default, "PrometheusRule");
-    assert_eq!(common::runbook::assert_links("helm default", &rule["spec"]["groups"], "http://localhost:19264/runbook"), 29);
+    assert_eq!(common::runbook::assert_links("helm default", &rule["spec"]["groups"], "http://localhost:19264/runbook"), 30);
     let inhibitions = find(&manifests, "AlertmanagerConfig");
     assert_eq!(inhibitions["metadata"]["labels"]["alertmanager"], "main");
     assert_eq!(inhibitions["spec"], common::kubernetes::inhibitions_of_compose(), "the inhibitions of deploy/alertmanager");
@@ -132,7 +132,12 @@ fn everything() -> Value {
             "files": {"tls.crt": "-----BEGIN CERTIFICATE-----\n", "tls.key": "-----BEGIN PRIVATE KEY-----\n"},
         },
         "extraArgs": ["--log.level=debug"],
-        "otlp": {"endpoint": "http://otel-collector.monitoring:4318", "serviceName": "ci"},
+        "otlp": {
+            "endpoint": "http://otel-collector.monitoring:4318",
+            "serviceName": "ci",
+            "metricExportInterval": "15000",
+            "metricsTemporality": "delta",
+        },
         "serviceMonitor": {"enabled": true, "labels": {"release": "kube-prometheus-stack"}},
         "prometheusRule": {"enabled": true, "labels": {"release": "kube-prometheus-stack"}},
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
@@ -178,8 +183,10 @@ fn every_option_on_renders_valid_objects_and_the_rules_of_the_rule_files() {
         json!([
             {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring:4318"},
             {"name": "OTEL_SERVICE_NAME", "value": "ci"},
+            {"name": "OTEL_METRIC_EXPORT_INTERVAL", "value": "15000"},
+            {"name": "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "value": "delta"},
         ]),
-        "traces go to the collector"
+        "traces and the CI/CD metrics go to the collector"
     );
     assert_eq!(pod["metadata"]["annotations"]["example.com/team"], "platform");
     assert_eq!(pod["spec"]["nodeSelector"]["kubernetes.io/os"], "linux");

@@ -17,7 +17,7 @@ fn promtool_check_rules_accepts_every_rule() {
     assert!(ok, "{report}");
     assert_eq!(
         report,
-        "Checking deploy/prometheus/alerts.yml\n  SUCCESS: 28 rules found\n\nChecking deploy/prometheus/recording.yml\n  SUCCESS: 18 rules found\n\n"
+        "Checking deploy/prometheus/alerts.yml\n  SUCCESS: 30 rules found\n\nChecking deploy/prometheus/recording.yml\n  SUCCESS: 18 rules found\n\n"
     );
 }
 

@@ -6,77 +6,16 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{
     SimActionRun, SimBuild, SimCondition, SimExecution, SimPhase, SimPipeline, SimRuleRun, Simulator, World,
 };
+use common::otlp::Receiver;
 use common::process::Exporter;
 use common::prometheus::{Prometheus, servers};
 use common::{request, samples, scrape, start_exporter_unthrottled, value, wait_for, wait_for_calls};
 use serde_json::Value;
-
-/// The test receiver, killed when dropped.
-struct Receiver {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let python = concat!(env!("CARGO_MANIFEST_DIR"), "/target/tools/bin/python");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/otlp_receiver.py");
-        assert!(
-            Command::new(python).args(["-c", "import opentelemetry.proto"]).output().is_ok_and(|o| o.status.success()),
-            "opentelemetry-proto is not installed in target/tools: run scripts/test.sh, which installs it from PyPI"
-        );
-        let mut child = Command::new(python).arg(script).stdout(Stdio::piped()).spawn().expect("the receiver starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("no port in {line:?}"));
-        Receiver { child, addr: format!("127.0.0.1:{port}").parse().unwrap() }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://{}/v1/traces", self.addr)
-    }
-
-    async fn received(&self) -> Value {
-        serde_json::from_str(&request(self.addr, "GET", "/spans", &[]).await.body).unwrap()
-    }
-
-    async fn spans(&self) -> Vec<Value> {
-        self.received().await["spans"].as_array().unwrap().clone()
-    }
-
-    async fn control(&self, query: &str) {
-        assert_eq!(request(self.addr, "POST", &format!("/control?{query}"), &[]).await.status, 200);
-    }
-
-    /// Waits until `count` spans have arrived, and a moment more for any that should not.
-    async fn wait_spans(&self, count: usize, seconds: u64) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        loop {
-            let spans = self.spans().await;
-            if spans.len() >= count {
-                tokio::time::sleep(Duration::from_millis(600)).await;
-                return self.spans().await;
-            }
-            assert!(Instant::now() < deadline, "{} of {count} spans after {seconds} s: {spans:#?}", spans.len());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn yaml(receiver: &Receiver, queue_size: usize) -> String {
     format!(

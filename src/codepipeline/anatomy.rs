@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use aws_sdk_codepipeline::types::{ActionExecutionFilter, RuleExecutionFilter};
 
+use super::semconv::Semconv;
 use super::timeline::{self, ActionRun, Phase, REASONS, RuleRun, Run, elapsed};
 use super::trace::{self, Revision};
 use crate::aws::{self, CallError, Scope};
@@ -169,6 +170,8 @@ pub struct Anatomy {
     /// role does not log on every run.
     lookup_logged: bool,
     clamps: u64,
+    /// The runs as OpenTelemetry's CI/CD metrics see them.
+    semconv: Semconv,
 }
 
 fn hash(id: &str) -> u64 {
@@ -181,7 +184,7 @@ impl Anatomy {
     /// Queues an execution that the history counted at a final status.
     pub fn reached_final(&mut self, run: Run) {
         match self.pending.iter_mut().find(|r| r.id == run.id) {
-            Some(pending) => *pending = run,
+            Some(pending) => *pending = Run { counted: run.counted || pending.counted, ..run },
             None => self.pending.push_back(run),
         }
     }
@@ -287,9 +290,6 @@ impl Anatomy {
             totals.executions[status] += 1;
             totals.seconds += elapsed(rule.start, rule.end);
         }
-        if read.actions.is_empty() && read.rules.is_empty() {
-            return;
-        }
         // A run read again after a stage retry is laid out from its retry's first new execution:
         // the time before it was counted when the run first ended.
         let origin = if first_read && run.resumed_after.is_none() {
@@ -300,6 +300,13 @@ impl Anatomy {
         };
         let timeline = timeline::build(origin, run.end, read.actions, read.rules, read.builds);
         let traced = tracing.map(|t| t.pipeline);
+        if run.counted {
+            let exemplar = |value: f64| traced.map(|pipeline| pipeline.run_exemplar(&run.id, value, run.end));
+            self.semconv.observe_run(run, read.actions, (timeline.wait, timeline.working), exemplar);
+        }
+        if read.actions.is_empty() && read.rules.is_empty() {
+            return;
+        }
         for (attempt, time) in timeline.attempts.iter().zip(&timeline.stages) {
             let (start, end) = (attempt.start(), attempt.end());
             let duration = elapsed(start, end);
@@ -340,6 +347,11 @@ impl Anatomy {
         self.stage_last.retain(|stage, _| actions.iter().any(|a| *a[0] == **stage));
         self.waits.retain(|(stage, _), _| actions.iter().any(|a| *a[0] == **stage));
         self.rules.retain(|(stage, _), _| actions.iter().any(|a| *a[0] == **stage));
+    }
+
+    /// The runs as OpenTelemetry's CI/CD metrics see them.
+    pub fn semconv(&self) -> &Semconv {
+        &self.semconv
     }
 
     /// Renders the families of every stage and action of the pipeline's structure (`actions`, as
@@ -516,7 +528,8 @@ mod tests {
     /// Reads run e1 once with `runs` as its action executions, and returns those counted.
     fn read(anatomy: &mut Anatomy, runs: &[ActionRun]) -> Vec<ActionRun> {
         let (actions, rules) = anatomy.unseen("e1", runs.to_vec(), Vec::new());
-        let run = Run { id: "e1".into(), status: "Succeeded".into(), start: 80.0, end: 300.0, resumed_after: None };
+        let run =
+            Run { id: "e1".into(), status: "Succeeded".into(), start: 80.0, end: 300.0, resumed_after: None, counted: true };
         let builds = BTreeMap::new();
         let shape = Shape { billed: true, ..Shape::default() };
         anatomy.take(&run, Read { actions: &actions, rules: &rules, builds: &builds }, shape, None, None);

@@ -444,6 +444,7 @@ impl History {
                     start: execution.start,
                     end: execution.last_update,
                     resumed_after,
+                    counted: reached,
                 });
             }
             if !self.primed && self.ended_at_start.len() < ENDED_AT_START {

@@ -83,6 +83,9 @@ pub struct Run {
     /// retry): when it had ended. Its action executions from before were not seen, and are not
     /// counted, so that a restart replays nothing.
     pub resumed_after: Option<f64>,
+    /// Whether the history counted the run at this final status, in
+    /// `aws_codepipeline_executions_total`: the CI/CD run duration observes exactly those runs.
+    pub counted: bool,
 }
 
 /// One rule execution of a stage's condition, as ListRuleExecutions details it.

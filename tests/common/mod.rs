@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod kubernetes;
+pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod runbook;

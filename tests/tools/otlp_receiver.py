@@ -1,11 +1,13 @@
-"""An OTLP/HTTP trace receiver for the tests.
+"""An OTLP/HTTP trace and metric receiver for the tests.
 
-It decodes every ExportTraceServiceRequest with opentelemetry-proto's reference protobuf classes,
-and serves what it received as JSON. It prints its port on the first line of its output, then
-serves until it is killed.
+It decodes every ExportTraceServiceRequest and ExportMetricsServiceRequest with
+opentelemetry-proto's reference protobuf classes, and serves what it received as JSON. It prints
+its port on the first line of its output, then serves until it is killed.
 
     POST /v1/traces    an export: 200 with an empty ExportTraceServiceResponse, or as /control says
+    POST /v1/metrics   likewise, with an ExportMetricsServiceResponse
     GET  /spans        every span received, in arrival order, one JSON object each
+    GET  /points       every data point received, in arrival order, one JSON object each
     POST /control?status=503&retry_after=1   answer every export so from now on (status=200 again)
     POST /control?reject=2                   answer the next export with a partial success
 """
@@ -16,11 +18,13 @@ import sys
 import threading
 import urllib.parse
 
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 lock = threading.Lock()
 spans = []
-requests = {"count": 0, "refused": 0}
+points = []
+requests = {"count": 0, "refused": 0, "metrics": 0}
 control = {"status": 200, "retry_after": None, "reject": 0}
 
 
@@ -53,6 +57,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with lock:
                 body = json.dumps({"spans": spans, "requests": requests}).encode()
             self.answer(200, body, "application/json")
+        elif self.path == "/points":
+            with lock:
+                body = json.dumps({"points": points, "requests": requests}).encode()
+            self.answer(200, body, "application/json")
         else:
             self.answer(404)
 
@@ -69,7 +77,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     control["reject"] = int(query["reject"][0])
             self.answer(200, b"", "text/plain")
             return
-        if url.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
+        if url.path not in ("/v1/traces", "/v1/metrics") or self.headers.get("Content-Type") != "application/x-protobuf":
             self.answer(400)
             return
         with lock:
@@ -80,6 +88,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if status != 200:
             headers = [("Retry-After", retry_after)] if retry_after else []
             self.answer(status, b"", "text/plain", headers)
+            return
+        if url.path == "/v1/metrics":
+            self.metrics(body)
             return
         request = trace_service_pb2.ExportTraceServiceRequest()
         request.ParseFromString(body)
@@ -114,6 +125,62 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if reject:
             response.partial_success.rejected_spans = reject
             response.partial_success.error_message = "the test receiver rejected spans"
+        self.answer(200, response.SerializeToString())
+
+    def metrics(self, body):
+        request = metrics_service_pb2.ExportMetricsServiceRequest()
+        request.ParseFromString(body)
+        received = []
+        for resource_metrics in request.resource_metrics:
+            resource = attributes(resource_metrics.resource.attributes)
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    kind = metric.WhichOneof("data")
+                    data = getattr(metric, kind)
+                    for point in data.data_points:
+                        received.append(
+                            {
+                                "name": metric.name,
+                                "unit": metric.unit,
+                                "kind": kind,
+                                "temporality": data.aggregation_temporality,
+                                "monotonic": getattr(data, "is_monotonic", None),
+                                "attributes": attributes(point.attributes),
+                                "start": point.start_time_unix_nano,
+                                "time": point.time_unix_nano,
+                                "value": point.as_int if kind == "sum" else None,
+                                "count": point.count if kind == "histogram" else None,
+                                "sum": point.sum if kind == "histogram" else None,
+                                "bucket_counts": list(point.bucket_counts) if kind == "histogram" else None,
+                                "bounds": list(point.explicit_bounds) if kind == "histogram" else None,
+                                "exemplars": [
+                                    {
+                                        "trace_id": e.trace_id.hex(),
+                                        "span_id": e.span_id.hex(),
+                                        "value": e.as_double,
+                                        "time": e.time_unix_nano,
+                                    }
+                                    for e in point.exemplars
+                                ]
+                                if kind == "histogram"
+                                else None,
+                                "resource": resource,
+                                "scope": scope_metrics.scope.name,
+                                "schema_url": resource_metrics.schema_url,
+                                "request": None,
+                            }
+                        )
+        response = metrics_service_pb2.ExportMetricsServiceResponse()
+        with lock:
+            requests["metrics"] += 1
+            for point in received:
+                point["request"] = requests["metrics"]
+            reject, control["reject"] = control["reject"], 0
+            kept = received[: len(received) - reject] if reject else received
+            points.extend(kept)
+        if reject:
+            response.partial_success.rejected_data_points = reject
+            response.partial_success.error_message = "the test receiver rejected data points"
         self.answer(200, response.SerializeToString())
 
 

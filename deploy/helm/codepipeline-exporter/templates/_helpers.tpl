@@ -101,6 +101,14 @@ spec:
         - name: OTEL_SERVICE_NAME
           value: {{ . | quote }}
         {{- end }}
+        {{- with .Values.otlp.metricExportInterval }}
+        - name: OTEL_METRIC_EXPORT_INTERVAL
+          value: {{ . | quote }}
+        {{- end }}
+        {{- with .Values.otlp.metricsTemporality }}
+        - name: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE
+          value: {{ . | quote }}
+        {{- end }}
       {{- end }}
       ports:
         - name: http-metrics

@@ -16,7 +16,7 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::otlp;
+use super::proto;
 
 /// Answers larger than this are not read: OTLP's limit on a response.
 const MAX_ANSWER: usize = 4 * 1024 * 1024;
@@ -31,7 +31,7 @@ pub enum ClientError {
     Certificate { path: String, message: String },
 }
 
-/// Where spans go.
+/// Where one signal's exports go.
 #[derive(Debug, Clone, PartialEq)]
 struct Endpoint {
     tls: bool,
@@ -123,7 +123,7 @@ impl Client {
         Ok(Client { endpoint, headers, timeout, tls })
     }
 
-    /// Sends one ExportTraceServiceRequest and says what became of it.
+    /// Sends one export request (of traces or metrics) and says what became of it.
     pub async fn export(&self, body: Vec<u8>) -> Answer {
         match tokio::time::timeout(self.timeout, self.send(body)).await {
             Ok(answer) => answer,
@@ -186,7 +186,7 @@ where
             let body = Limited::new(response.into_body(), MAX_ANSWER).collect().await.map(|b| b.to_bytes());
             match (status, body) {
                 (200..=299, Ok(body)) => {
-                    let (rejected, message) = otlp::partial_success(&body);
+                    let (rejected, message) = proto::partial_success(&body);
                     Answer::Accepted { rejected, message }
                 }
                 (200..=299, Err(_)) => Answer::Accepted { rejected: 0, message: String::new() },
