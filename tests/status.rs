@@ -131,6 +131,7 @@ async fn the_json_has_exact_values_for_a_down_an_up_and_a_never_synced_target() 
         ("aws_codepipeline_stage_status", 14),
         ("aws_codepipeline_stage_transition_enabled", 1),
         ("aws_codepipeline_stage_transition_last_changed_timestamp_seconds", 1),
+        ("codepipeline_exporter_target_interval_seconds", 5),
         ("codepipeline_exporter_target_last_success_timestamp_seconds", 4),
         ("codepipeline_exporter_target_up", 5),
     ]
