@@ -115,8 +115,9 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
 
 async fn run(cli: Cli, config: Config, shard: Shard) -> anyhow::Result<()> {
     // Installed first: SIGHUP's default action ends the process, so a reload asked for during
-    // start-up would otherwise kill it.
+    // start-up would otherwise kill it; SIGTERM's likewise.
     let hangups = hangup_signals();
+    let shutdown = shutdown_signal();
     let mut overrides = Overrides::default();
     let _simulator = if cli.demo {
         let simulator = simulator::demo::start().await.context("cannot start the simulated AWS account")?;
@@ -145,7 +146,7 @@ async fn run(cli: Cli, config: Config, shard: Shard) -> anyhow::Result<()> {
     tracing::info!(address = %running.addr, "listening");
     println!("codepipeline-exporter {} serving metrics at http://{shown}{}", env!("CARGO_PKG_VERSION"), cli.telemetry_path);
     tokio::spawn(reload_on_sighup(hangups, running.reloader.clone()));
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(())
@@ -188,23 +189,39 @@ async fn reload_on_sighup(hangups: Hangups, reloader: reload::Reloader) {
     let _ = (hangups, reloader);
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the exporter");
-                let _ = interrupt.await;
-                return;
+/// SIGTERM or SIGINT, whichever comes first. The handlers are installed when this is called, not
+/// when it is awaited: a SIGTERM that arrives while the exporter starts (a rollout that replaces
+/// a pod still starting) must stop it cleanly, not by the signal's default action.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let installed = |kind: SignalKind, name: &str| match signal(kind) {
+        Ok(signal) => Some(signal),
+        Err(err) => {
+            tracing::warn!(error = %err, signal = name, "cannot listen for this signal; the other stops the exporter");
+            None
+        }
+    };
+    let (terminate, interrupt) = (installed(SignalKind::terminate(), "SIGTERM"), installed(SignalKind::interrupt(), "SIGINT"));
+    async move {
+        let received = |signal: Option<tokio::signal::unix::Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+            () = received(terminate) => {}
+            () = received(interrupt) => {}
         }
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
