@@ -134,7 +134,7 @@ async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
     let mut discovered = Discovered::default();
     aws::for_each_page(
         |token| async move {
-            let request = scope.codeconnections.list_repository_links().set_next_token(token);
+            let request = scope.codeconnections().list_repository_links().set_next_token(token);
             let page = scope.call(SERVICE, "ListRepositoryLinks", || request.send(), &[]).await?;
             let next = aws::next_token(page.next_token());
             Ok((page, next))
@@ -155,7 +155,7 @@ async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
             aws::for_each_page(
                 |token| async move {
                     let request = scope
-                        .codeconnections
+                        .codeconnections()
                         .list_sync_configurations()
                         .repository_link_id(&link.id)
                         .sync_type(SyncConfigurationType::from(*sync_type))
@@ -494,7 +494,7 @@ impl Target for RepositorySyncTarget {
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
         let info = self.info.borrow().clone();
         let request = scope
-            .codeconnections
+            .codeconnections()
             .get_repository_sync_status()
             .repository_link_id(&info.repository_link_id)
             .branch(&info.branch)
@@ -637,7 +637,7 @@ impl Target for ResourceSyncTarget {
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
         let info = self.info.borrow().clone();
         let request = scope
-            .codeconnections
+            .codeconnections()
             .get_resource_sync_status()
             .resource_name(&info.resource_name)
             .sync_type(SyncConfigurationType::from(info.sync_type.as_str()));

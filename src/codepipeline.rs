@@ -437,7 +437,7 @@ impl PipelineTarget {
             |token| {
                 let arn = arn.clone();
                 async move {
-                    let request = scope.codepipeline.list_tags_for_resource().resource_arn(arn).set_next_token(token);
+                    let request = scope.codepipeline().list_tags_for_resource().resource_arn(arn).set_next_token(token);
                     let page = scope.call(SERVICE, "ListTagsForResource", || request.send(), &[]).await?;
                     let next = aws::next_token(page.next_token());
                     Ok((page, next))
@@ -645,7 +645,7 @@ async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
     aws::for_each_page(
         |token| async move {
             let page = scope
-                .call(SERVICE, "ListPipelines", || scope.codepipeline.list_pipelines().set_next_token(token).send(), &[])
+                .call(SERVICE, "ListPipelines", || scope.codepipeline().list_pipelines().set_next_token(token).send(), &[])
                 .await?;
             let next = aws::next_token(page.next_token());
             Ok((page, next))
@@ -670,7 +670,7 @@ async fn list_pipelines(scope: &Scope) -> Result<Vec<Summary>, CallError> {
 
 /// Fetches the structure of one pipeline: its version and its actions' types.
 async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, CallError> {
-    let output = scope.call(SERVICE, "GetPipeline", || scope.codepipeline.get_pipeline().name(pipeline).send(), &[]).await?;
+    let output = scope.call(SERVICE, "GetPipeline", || scope.codepipeline().get_pipeline().name(pipeline).send(), &[]).await?;
     let declaration = output.pipeline();
     let actions = declaration
         .map(|p| p.stages())
@@ -728,7 +728,7 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
 /// Fetches the current state of one pipeline.
 async fn get_state(scope: &Scope, pipeline: &str) -> Result<PipelineState, CallError> {
     let output =
-        scope.call(SERVICE, "GetPipelineState", || scope.codepipeline.get_pipeline_state().name(pipeline).send(), &[]).await?;
+        scope.call(SERVICE, "GetPipelineState", || scope.codepipeline().get_pipeline_state().name(pipeline).send(), &[]).await?;
     Ok(PipelineState::from(output))
 }
 

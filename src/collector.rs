@@ -54,6 +54,12 @@ fn jitter() -> f64 {
     rand::rng().random_range(0.9..1.1)
 }
 
+/// How many discovery intervals a round that found nothing waits for the next. Most scopes of an
+/// organization hold no pipeline and no Git sync: at the default 5 minutes, their four listings
+/// (pipelines, repository links, connections, hosts) cost 16 calls an hour rather than 48. An
+/// event naming something new still starts a round at once.
+pub const EMPTY_DISCOVERY_FACTOR: u32 = 3;
+
 /// The least time between two discovery rounds, so that a burst of events for pipelines not yet
 /// known costs one round.
 const MIN_DISCOVERY_GAP: Duration = Duration::from_secs(2);
@@ -67,6 +73,8 @@ pub struct Context {
     pub readiness: Arc<Readiness>,
     /// Which targets this replica polls; discovery still sees them all.
     pub shard: Shard,
+    /// How long the scope waits before its first discovery: scopes starting together are spread.
+    pub start_delay: Duration,
     pub interval: Duration,
     pub active_interval: Duration,
     pub discovery_interval: Duration,
@@ -81,7 +89,9 @@ impl Context {
     /// changes AWS announces waits for an event or `reconcile_interval`; otherwise it waits the
     /// active or idle interval.
     fn interval<T: Target>(&self, target: &T, mode: Mode) -> Duration {
-        if T::ANNOUNCED && mode.events {
+        if target.empty() {
+            self.empty_discovery_interval()
+        } else if T::ANNOUNCED && mode.events {
             mode.reconcile_interval
         } else if target.active() {
             self.active_interval
@@ -92,8 +102,19 @@ impl Context {
 
     /// The longest a target waits between polls in `mode`: [`Context::interval`] when idle, since
     /// a running target is polled sooner, never later.
-    fn longest_interval<T: Target>(&self, mode: Mode) -> Duration {
-        if T::ANNOUNCED && mode.events { mode.reconcile_interval } else { self.interval }
+    fn longest_interval<T: Target>(&self, target: &T, mode: Mode) -> Duration {
+        if target.empty() {
+            self.empty_discovery_interval()
+        } else if T::ANNOUNCED && mode.events {
+            mode.reconcile_interval
+        } else {
+            self.interval
+        }
+    }
+
+    /// How often discovery runs in a scope where it found nothing, and empty lists are read there.
+    fn empty_discovery_interval(&self) -> Duration {
+        self.discovery_interval * EMPTY_DISCOVERY_FACTOR
     }
 }
 
@@ -106,6 +127,10 @@ pub struct Round {
     /// The discovery target's key and health.
     key: TargetKey,
     health: Health,
+    /// What this round's discovery published, sent to the store once the round knows its pace.
+    published: Option<(Result<(), CallError>, Rendered)>,
+    /// Whether this round reconciled any target of its own (not a list every scope has).
+    found: bool,
 }
 
 impl Round {
@@ -117,7 +142,7 @@ impl Round {
             service,
             name: service.into(),
         };
-        Round { scope, context, live, key, health: Health::default() }
+        Round { scope, context, live, key, health: Health::default(), published: None, found: false }
     }
 
     /// How often discovery runs: what a target reads only at discovery is read this often.
@@ -136,16 +161,32 @@ impl Round {
         Rendered::selected(&self.context.selection)
     }
 
-    /// Records how this round's discovery calls went and publishes the discovery target's series:
-    /// `rendered` (what discovery itself exports) and its health.
-    pub fn publish(&mut self, outcome: Result<(), &CallError>, mut rendered: Rendered) {
-        self.health.record(&self.key, outcome);
-        self.health.expect_every(self.context.discovery_interval);
+    /// Records how this round's discovery calls went and the discovery target's own series
+    /// (`rendered`); they are published with its health when the round ends.
+    pub fn publish(&mut self, outcome: Result<(), &CallError>, rendered: Rendered) {
+        self.published = Some((outcome.map_err(Clone::clone), rendered));
+    }
+
+    /// Ends the round: returns how long until the next one, and publishes the discovery target's
+    /// series with that interval. A round that found nothing waits
+    /// [`EMPTY_DISCOVERY_FACTOR`] intervals; a failed one, only the interval.
+    fn finish(&mut self) -> Duration {
+        let Some((outcome, mut rendered)) = self.published.take() else {
+            return self.pace(true);
+        };
+        let pace = self.pace(outcome.is_err());
+        self.health.record(&self.key, outcome.as_ref().map(|_| ()));
+        self.health.expect_every(pace);
         self.health.render(&mut rendered, &self.key);
         publish(&self.context, &self.live, &self.key, rendered);
         if self.live.load(Ordering::Acquire) {
             self.context.statuses.set(&self.key, self.health.status(None, None));
         }
+        pace
+    }
+
+    fn pace(&self, failed: bool) -> Duration {
+        if self.found || failed { self.context.discovery_interval } else { self.context.empty_discovery_interval() }
     }
 
     /// Makes the running targets of one kind those of `desired`, by target name: starts a task
@@ -153,13 +194,16 @@ impl Round {
     /// complete (discovery succeeded), stops the tasks of the targets it no longer holds and
     /// removes their series. Targets another shard owns are left to it.
     pub async fn reconcile<T: Target>(
-        &self,
+        &mut self,
         targets: &mut Targets<T>,
         desired: HashMap<String, T::Info>,
         complete: bool,
         make: impl Fn(&str, watch::Receiver<T::Info>) -> T,
     ) {
         let mut desired = desired;
+        if !T::EVERY_SCOPE && !desired.is_empty() {
+            self.found = true;
+        }
         desired.retain(|name, _| self.context.shard.owns(&self.target_key::<T>(name.clone())));
         if complete {
             let gone: Vec<String> = targets.running.keys().filter(|name| !desired.contains_key(*name)).cloned().collect();
@@ -263,6 +307,7 @@ fn run_target<T: Target>(
         // The first poll, and polls an event asked for, go before scheduled ones in the budget's
         // queue; a follow-up goes after them (see [`crate::budget`]).
         let (mut first, mut follow_up) = (true, false);
+        let mut held = None;
         // A call of this target's that waits in the budget's queue when an event names the target
         // goes ahead.
         let wake = registration.wake.clone();
@@ -280,6 +325,8 @@ fn run_target<T: Target>(
             // The SDK's request futures are several kilobytes. Boxed, they take memory only while a
             // poll runs; inline, every idle target's task would hold that much between polls (7 MiB
             // more resident at 1,000 pipelines in the benchmark).
+            // The scope's SDK clients, kept until the next poll unless the target turns out empty.
+            let clients = held.take().unwrap_or_else(|| scope.hold());
             match Box::pin(target.poll(&scope.with_class(class), &key)).await {
                 Outcome::Polled => health.succeeded(&key),
                 Outcome::Failed(err) => health.failed(&key, &err),
@@ -290,7 +337,8 @@ fn run_target<T: Target>(
                     return;
                 }
             }
-            health.expect_every(context.longest_interval::<T>(*mode.borrow()));
+            held = (!target.empty()).then_some(clients);
+            health.expect_every(context.longest_interval(&target, *mode.borrow()));
             let mut rendered = Rendered::selected(&context.selection);
             target.render(&mut rendered, &key);
             health.render(&mut rendered, &key);
@@ -325,7 +373,7 @@ fn run_target<T: Target>(
                         // Events starting to flow lengthen the wait at once; the interval exported
                         // follows now, not at the next poll an hour later, so that the target is
                         // not judged stale meanwhile.
-                        let longest = context.longest_interval::<T>(*mode.borrow());
+                        let longest = context.longest_interval(&target, *mode.borrow());
                         if health.interval() != Some(longest) {
                             health.expect_every(longest);
                             let mut rendered = Rendered::selected(&context.selection);
@@ -349,6 +397,7 @@ async fn run_collector<C: Collector>(
     mut first_round: ReadyToken,
 ) {
     let mut collector = C::new(settings);
+    tokio::time::sleep(round.context.start_delay).await;
     loop {
         // Until the account's role is assumed there is nothing to discover with: the
         // credentials' own target says why, and the first round counts as done, so that one
@@ -358,10 +407,12 @@ async fn run_collector<C: Collector>(
             round.scope.credentials_ready().await;
         }
         let started = Instant::now();
+        round.found = false;
         collector.discover(&mut round).await;
+        let pace = round.finish();
         first_round.done();
         tokio::select! {
-            () = tokio::time::sleep(round.context.discovery_interval.mul_f64(jitter())) => {}
+            () = tokio::time::sleep(pace.mul_f64(jitter())) => {}
             () = discover.notified() => tokio::time::sleep_until(started + MIN_DISCOVERY_GAP).await,
         }
     }
@@ -502,6 +553,7 @@ mod tests {
             statuses: Arc::new(Statuses::default()),
             readiness: Arc::new(Readiness::new(store.clone())),
             shard: Shard::default(),
+            start_delay: Duration::ZERO,
             interval: Duration::from_millis(10),
             active_interval: Duration::from_millis(10),
             discovery_interval: Duration::from_millis(10),
@@ -533,7 +585,7 @@ mod tests {
     #[tokio::test]
     async fn reconcile_starts_updates_and_stops_targets_only_on_a_complete_discovery() {
         let store = Store::new();
-        let round = round(&store);
+        let mut round = round(&store);
         let mut targets = Targets::<Fake>::default();
         let make = |_: &str, info| Fake(info);
 
@@ -556,7 +608,7 @@ mod tests {
     #[tokio::test]
     async fn a_stopped_collector_publishes_nothing_more() {
         let store = Store::new();
-        let round = round(&store);
+        let mut round = round(&store);
         let mut targets = Targets::<Fake>::default();
         round.reconcile(&mut targets, desired(&[("a", 1)]), true, |_, info| Fake(info)).await;
         expect(&store, "t_value{name=\"a\"} 1\n").await;

@@ -28,7 +28,7 @@ use crate::organization;
 use crate::readiness::Readiness;
 use crate::registry;
 use crate::report::Report;
-use crate::shard::Shard;
+use crate::shard::{By, Shard};
 use crate::signal::Signals;
 use crate::store::Store;
 use crate::target::Statuses;
@@ -50,10 +50,12 @@ struct ScopeSpec {
     limits: Limits,
     /// Which families are rendered, and how: a change renders every target again.
     selection: Arc<Selection>,
+    /// What this replica's share is made of: a change moves targets between replicas.
+    shard: Shard,
 }
 
 impl ScopeSpec {
-    fn new(account: &Account, config: &Config) -> ScopeSpec {
+    fn new(account: &Account, config: &Config, shard: Shard) -> ScopeSpec {
         ScopeSpec {
             account: account.name.clone(),
             role_arn: account.role_arn.clone(),
@@ -69,9 +71,22 @@ impl ScopeSpec {
                 burst: config.burst,
             },
             selection: Arc::new(selection(&config.metrics)),
+            shard,
         }
     }
 }
+
+/// How a replica's share is made for `config`: whole scopes for an organization, whose scopes
+/// are many and mostly empty; targets otherwise, since one account's scope can hold 10,000
+/// pipelines (see [`crate::shard`]).
+fn shard_by(config: &Config) -> By {
+    if config.organization.is_some() { By::Scope } else { By::Target }
+}
+
+/// Scopes that start at once (the organization's, at start-up) are spread at this many a second
+/// at most, each at a random point of the spread, so that 3,000 scopes do not call AWS in the
+/// same second: a minute for 3,000, within the first discovery interval.
+const SCOPE_STARTS_PER_SECOND: f64 = 50.0;
 
 /// The exposition's view of the `metrics` section.
 fn selection(metrics: &Metrics) -> Selection {
@@ -355,8 +370,11 @@ impl Scheduler {
                 desired.extend(account.regions.iter().map(|region| (region.clone(), account)));
             }
         }
+        // Scopes another replica owns are neither discovered nor polled here.
+        let shard = self.shard.by(shard_by(config));
+        desired.retain(|(region, account)| shard.owns_scope(&account.name, region));
         let wanted = |account: &str, region: &str, spec: &ScopeSpec| {
-            desired.iter().any(|(r, a)| a.name == account && r == region && ScopeSpec::new(a, config) == *spec)
+            desired.iter().any(|(r, a)| a.name == account && r == region && ScopeSpec::new(a, config, shard) == *spec)
         };
         let stale: Vec<(String, String)> =
             self.scopes.iter().filter(|((a, r), scope)| !wanted(a, r, &scope.spec)).map(|(key, _)| key.clone()).collect();
@@ -370,15 +388,20 @@ impl Scheduler {
         self.roles
             .retain(|name, role| accounts.iter().any(|a| &a.name == name && a.role_arn.as_ref() == Some(&role.spec.role.arn)));
         let mut sdk_configs: HashMap<String, (SdkConfig, Option<aws::Assumed>)> = HashMap::new();
+        let starting =
+            desired.iter().filter(|(region, account)| !self.scopes.contains_key(&(account.name.clone(), region.clone()))).count();
+        let spread = Duration::from_secs_f64(starting as f64 / SCOPE_STARTS_PER_SECOND).min(config.discovery_interval);
         for (region, account) in desired {
             let key = (account.name.clone(), region.clone());
             if !self.scopes.contains_key(&key) {
-                let spec = ScopeSpec::new(account, config);
+                let spec = ScopeSpec::new(account, config, shard);
                 let (base, assumed) = match sdk_configs.get(&account.name) {
                     Some(base) => base.clone(),
                     None => {
-                        // STS is asked in the account's first region.
-                        let base = self.account_sdk_config(account, &region, config).await;
+                        // STS is asked in the account's first region, whichever of its scopes
+                        // this replica runs, so that every replica names its credentials alike.
+                        let first = account.regions.first().cloned().unwrap_or_else(|| region.clone());
+                        let base = self.account_sdk_config(account, &first, config).await;
                         sdk_configs.insert(account.name.clone(), base.clone());
                         base
                     }
@@ -387,7 +410,8 @@ impl Scheduler {
                     store: self.store.clone(),
                     statuses: self.statuses.clone(),
                     readiness: self.readiness.clone(),
-                    shard: self.shard,
+                    shard,
+                    start_delay: spread.mul_f64(rand::random::<f64>()),
                     interval: spec.interval,
                     active_interval: spec.active_interval,
                     discovery_interval: spec.discovery_interval,
@@ -448,7 +472,11 @@ impl Scheduler {
                 events::WAIT,
                 self.telemetry.clone(),
             );
-            let parts = events::Parts { signals: self.signals.clone(), shard: self.shard, report: self.report(&spec.selection) };
+            let parts = events::Parts {
+                signals: self.signals.clone(),
+                shard: self.shard.by(shard_by(config)),
+                report: self.report(&spec.selection),
+            };
             tracing::info!(account = %account, queue = %spec.events.queue_url, "starting the events consumer");
             let routes = (account == ORGANIZATION).then(|| self.routes.clone());
             let consumer = Consumer::new(clients, spec.events.clone(), spec.role_arn.as_deref(), routes, assumed, parts);

@@ -74,6 +74,9 @@ pub trait Target: Send + 'static {
     /// events flow, such targets are polled when an event names them and every
     /// `reconcile_interval`, instead of at their interval.
     const ANNOUNCED: bool = false;
+    /// Whether every scope has one of these whatever discovery finds (the list of its
+    /// connections): such a target does not make a scope's discovery count as finding something.
+    const EVERY_SCOPE: bool = false;
     /// What discovery tells a running target of its object (a pipeline's type, a sync's
     /// configuration); a change reaches the target without restarting it.
     type Info: Clone + PartialEq + Send + Sync + 'static;
@@ -84,6 +87,13 @@ pub trait Target: Send + 'static {
     /// Whether something is running (an execution, a sync in progress), which polls it at the
     /// active interval rather than the idle one.
     fn active(&self) -> bool;
+    /// Whether the object is a list that was empty at the last successful poll (no connection,
+    /// no host). An empty list is read at the pace of an empty scope's discovery (see
+    /// [`crate::collector`]) rather than every interval, and keeps no SDK client between polls:
+    /// most scopes of an organization hold nothing, and pay for nothing.
+    fn empty(&self) -> bool {
+        false
+    }
     /// Whether the poll just published left more to read at once: a target whose first poll
     /// publishes what matters most (a pipeline's state) before it reads the rest.
     fn follow_up(&self) -> bool {

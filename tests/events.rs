@@ -298,7 +298,7 @@ async fn each_shard_reads_its_own_queue_and_deletes_the_events_it_does_not_own()
     let yaml = config("https://sqs.us-east-1.amazonaws.com/111122223333/events-{shard}", "60s", "1h");
     let mut exporters = Vec::new();
     for ordinal in 0..2 {
-        let options = Options { shard: Shard { ordinal, total: 2 }, ..Options::default() };
+        let options = Options { shard: Shard::new(ordinal, 2), ..Options::default() };
         let exporter = common::start_exporter_unthrottled_with(&simulator, &yaml, options).await;
         let queue_up = target_up("events", &format!("events-{ordinal}"));
         wait_for(&exporter, "events mode", |s| value(s, ACTIVE) == Some(1.0) && value(s, &queue_up) == Some(1.0)).await;

@@ -53,12 +53,8 @@ async fn shards_together_export_exactly_what_one_exporter_exports() {
     let mut shards = Vec::new();
     for ordinal in 0..3 {
         shards.push(
-            start_exporter_unthrottled_with(
-                &simulator,
-                CONFIG,
-                Options { shard: Shard { ordinal, total: 3 }, ..Options::default() },
-            )
-            .await,
+            start_exporter_unthrottled_with(&simulator, CONFIG, Options { shard: Shard::new(ordinal, 3), ..Options::default() })
+                .await,
         );
     }
     wait_for(&whole, "ready", |_| whole.readiness.is_ready()).await;
@@ -83,4 +79,66 @@ async fn shards_together_export_exactly_what_one_exporter_exports() {
     assert!(sizes.iter().all(|&n| n > expected.len() / 6), "every shard takes a share: {sizes:?}");
     // Discovery still sees everything: each shard listed the pipelines of every scope.
     assert_eq!(simulator.calls("ListPipelines"), 4 * 3);
+}
+
+const ORGANIZATION_ROOT: &str = "r-examplerootid";
+
+/// An organization of 12 member accounts, every other one with a pipeline: 24 scopes in two
+/// regions, half of them empty.
+async fn organization() -> Simulator {
+    let simulator = Simulator::start(World::default()).await.unwrap();
+    simulator.organization().accounts.clear();
+    for a in 0..12 {
+        let id = format!("{:012}", 810_000_000_000u64 + a);
+        simulator.organization().add_account(&id, &format!("member-{a:02}"), ORGANIZATION_ROOT);
+        if a % 2 == 0 {
+            let name = format!("member-{a:02}-deploy");
+            let mut pipeline = SimPipeline::new(&name, &[("Build", &["Build"])]);
+            pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
+            simulator.member(&id).pipelines.insert(name, pipeline);
+        }
+    }
+    simulator
+}
+
+const ORGANIZATION_CONFIG: &str = "interval: 1h\ndiscovery_interval: 1h\norganization:\n  role_name: codepipeline-exporter\n  regions: [us-east-1, eu-west-1]\n";
+
+/// The series about AWS and the scopes' own targets: each replica reports the health of its own
+/// organization listing and of the roles it assumed, so those may come from several.
+fn scoped(text: &str) -> BTreeMap<String, f64> {
+    exported(text)
+        .into_iter()
+        .filter(|(series, _)| !series.contains("kind=\"organization\"") && !series.contains("kind=\"credentials\""))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_an_organization_shards_divide_scopes_each_discovered_by_one_replica() {
+    let simulator = organization().await;
+    let mut shards = Vec::new();
+    for ordinal in 0..3 {
+        let options = Options { shard: Shard::new(ordinal, 3), ..Options::default() };
+        shards.push(start_exporter_unthrottled_with(&simulator, ORGANIZATION_CONFIG, options).await);
+    }
+    let mut union: BTreeMap<String, f64> = BTreeMap::new();
+    let mut pipelines = Vec::new();
+    for shard in &shards {
+        wait_for(shard, "ready", |_| shard.readiness.is_ready()).await;
+        let part = scoped(&scrape(shard).await);
+        pipelines.push(part.keys().filter(|s| s.starts_with("aws_codepipeline_pipeline_info{")).count());
+        for (series, value) in part {
+            assert!(union.insert(series.clone(), value).is_none(), "{series} is exported by two shards");
+        }
+    }
+    // Every scope was discovered once, by the one replica that owns it: 24 scopes, each listing
+    // its pipelines, repository links, connections and hosts once (discovery runs hourly).
+    for operation in ["ListPipelines", "ListRepositoryLinks", "ListConnections", "ListHosts"] {
+        assert_eq!(simulator.calls(operation), 24, "{operation}");
+    }
+    assert_eq!(pipelines.iter().sum::<usize>(), 12, "each of the 6 pipelines in its 2 regions once: {pipelines:?}");
+    assert!(pipelines.iter().all(|&n| n > 0), "every replica holds some: {pipelines:?}");
+
+    let whole = start_exporter_unthrottled_with(&simulator, ORGANIZATION_CONFIG, Options::default()).await;
+    wait_for(&whole, "ready", |_| whole.readiness.is_ready()).await;
+    assert_eq!(union, scoped(&scrape(&whole).await));
 }

@@ -1,9 +1,9 @@
 //! Connection, host and sync blocker status: what most often stops Git sync and source actions
 //! without a failed attempt to show for it.
 //!
-//! ListConnections and ListHosts are listed every interval by one target each per account and
-//! region; GetSyncBlockerSummary is read for every synced stack. Every family they fill is defined
-//! here.
+//! ListConnections and ListHosts are listed by one target each per account and region: every
+//! interval while the list holds something, at an empty scope's discovery pace while it is empty.
+//! GetSyncBlockerSummary is read for every synced stack. Every family they fill is defined here.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -87,13 +87,14 @@ pub struct ConnectionsTarget {
 
 impl Target for ConnectionsTarget {
     const KIND: &'static str = "connections";
+    const EVERY_SCOPE: bool = true;
     type Info = ();
 
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
         let mut connections = Vec::new();
         let listed = aws::for_each_page(
             |token| async move {
-                let request = scope.codeconnections.list_connections().set_next_token(token);
+                let request = scope.codeconnections().list_connections().set_next_token(token);
                 let page = scope.call(SERVICE, "ListConnections", || request.send(), &[]).await?;
                 let next = aws::next_token(page.next_token());
                 Ok((page, next))
@@ -121,6 +122,10 @@ impl Target for ConnectionsTarget {
 
     fn active(&self) -> bool {
         false
+    }
+
+    fn empty(&self) -> bool {
+        self.last.as_ref().is_some_and(Vec::is_empty)
     }
 
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
@@ -157,13 +162,14 @@ pub struct HostsTarget {
 
 impl Target for HostsTarget {
     const KIND: &'static str = "hosts";
+    const EVERY_SCOPE: bool = true;
     type Info = ();
 
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
         let mut hosts = Vec::new();
         let listed = aws::for_each_page(
             |token| async move {
-                let request = scope.codeconnections.list_hosts().set_next_token(token);
+                let request = scope.codeconnections().list_hosts().set_next_token(token);
                 let page = scope.call(SERVICE, "ListHosts", || request.send(), &[]).await?;
                 let next = aws::next_token(page.next_token());
                 Ok((page, next))
@@ -191,6 +197,10 @@ impl Target for HostsTarget {
 
     fn active(&self) -> bool {
         false
+    }
+
+    fn empty(&self) -> bool {
+        self.last.as_ref().is_some_and(Vec::is_empty)
     }
 
     fn render(&self, rendered: &mut Rendered, key: &TargetKey) {
@@ -285,7 +295,7 @@ impl Target for SyncBlockerTarget {
     async fn poll(&mut self, scope: &Scope, _: &TargetKey) -> Outcome {
         let info = self.info.borrow().clone();
         let request = scope
-            .codeconnections
+            .codeconnections()
             .get_sync_blocker_summary()
             .resource_name(&info.resource_name)
             .sync_type(SyncConfigurationType::from(info.sync_type.as_str()));

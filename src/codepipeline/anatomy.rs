@@ -237,7 +237,7 @@ impl Anatomy {
         let ids: Vec<String> = ids.into_iter().map(str::to_string).collect();
         let mut builds = BTreeMap::new();
         for chunk in ids.chunks(BUILDS_PER_CALL) {
-            let request = scope.codebuild.batch_get_builds().set_ids(Some(chunk.to_vec()));
+            let request = scope.codebuild().batch_get_builds().set_ids(Some(chunk.to_vec()));
             let (reason, missing, detail) = match scope.call(CODEBUILD, "BatchGetBuilds", || request.send(), &[]).await {
                 Ok(output) => {
                     for build in output.builds() {
@@ -436,8 +436,12 @@ async fn list_action_executions(scope: &Scope, pipeline: &str, execution: &str) 
     let mut runs = Vec::new();
     aws::for_each_page(
         |token| {
-            let request =
-                scope.codepipeline.list_action_executions().pipeline_name(pipeline).filter(filter.clone()).set_next_token(token);
+            let request = scope
+                .codepipeline()
+                .list_action_executions()
+                .pipeline_name(pipeline)
+                .filter(filter.clone())
+                .set_next_token(token);
             async move {
                 let page = scope.call(super::SERVICE, "ListActionExecutions", || request.send(), &[]).await?;
                 let next = aws::next_token(page.next_token());
@@ -478,7 +482,7 @@ async fn list_rule_executions(scope: &Scope, pipeline: &str, execution: &str) ->
     aws::for_each_page(
         |token| {
             let request =
-                scope.codepipeline.list_rule_executions().pipeline_name(pipeline).filter(filter.clone()).set_next_token(token);
+                scope.codepipeline().list_rule_executions().pipeline_name(pipeline).filter(filter.clone()).set_next_token(token);
             async move {
                 let page = scope.call(super::SERVICE, "ListRuleExecutions", || request.send(), &[]).await?;
                 let next = aws::next_token(page.next_token());

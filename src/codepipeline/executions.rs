@@ -128,7 +128,7 @@ impl Execution {
 
 /// Reads one page of executions, newest first.
 async fn list_page(scope: &Scope, pipeline: &str, token: Option<String>) -> Result<(Vec<Execution>, Option<String>), CallError> {
-    let request = scope.codepipeline.list_pipeline_executions().pipeline_name(pipeline).set_next_token(token);
+    let request = scope.codepipeline().list_pipeline_executions().pipeline_name(pipeline).set_next_token(token);
     let page = scope.call(super::SERVICE, "ListPipelineExecutions", || request.send(), &[]).await?;
     let executions = page
         .pipeline_execution_summaries()
@@ -162,7 +162,7 @@ struct Detail {
 }
 
 async fn detail(scope: &Scope, pipeline: &str, execution: &str) -> Result<Detail, CallError> {
-    let request = scope.codepipeline.get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution);
+    let request = scope.codepipeline().get_pipeline_execution().pipeline_name(pipeline).pipeline_execution_id(execution);
     let output = scope.call(super::SERVICE, "GetPipelineExecution", || request.send(), &[]).await?;
     let execution = output.pipeline_execution();
     Ok(Detail {
