@@ -9,6 +9,7 @@
 //! that is a target with no attempt yet, not an error.
 
 pub mod health;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
@@ -18,11 +19,11 @@ use tokio::sync::watch;
 
 use crate::aws::{self, CallError, Scope};
 use crate::collector::{self, Round, Targets};
-use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
 use crate::signal::{self, Route};
 use crate::target::{Outcome, Target, TargetKey};
 use health::{ALL, ConnectionsTarget, HostsTarget, SyncBlockerTarget};
+pub use settings::{RepositorySync, Settings};
 
 pub const SERVICE: &str = "codeconnections";
 
@@ -201,7 +202,7 @@ fn stack_name(sync_target: &str) -> &str {
 /// Discovers the repository links and sync configurations of one account and region and keeps one
 /// polling task for each repository sync and each resource, plus the configured repository syncs.
 pub struct Collector {
-    settings: config::CodeConnections,
+    settings: Settings,
     /// The links of the last successful discovery, kept when a later one fails.
     links: Vec<Link>,
     repositories: Targets<RepositorySyncTarget>,
@@ -213,9 +214,9 @@ pub struct Collector {
 
 impl collector::Collector for Collector {
     const SERVICE: &'static str = SERVICE;
-    type Settings = config::CodeConnections;
+    type Settings = Settings;
 
-    fn new(settings: config::CodeConnections) -> Collector {
+    fn new(settings: Settings) -> Collector {
         Collector {
             settings,
             links: Vec::new(),
@@ -229,12 +230,12 @@ impl collector::Collector for Collector {
 
     /// A repository sync's change names its repository sync target; a resource's change names its
     /// resource sync and its blockers, which a failed sync creates.
-    fn route(settings: &config::CodeConnections, event: &signal::Event) -> Option<Route> {
+    fn route(settings: &Settings, event: &signal::Event) -> Option<Route> {
         if event.source != EVENT_SOURCE {
             return None;
         }
         let sync_type = event.detail("syncType").unwrap_or(DEFAULT_SYNC_TYPE);
-        let configured = |matches: &dyn Fn(&config::RepositorySync) -> bool| {
+        let configured = |matches: &dyn Fn(&RepositorySync) -> bool| {
             settings.discover || settings.repository_syncs.iter().any(|sync| sync.sync_type == sync_type && matches(sync))
         };
         match event.detail_type.as_str() {
@@ -301,7 +302,7 @@ impl collector::Collector for Collector {
 /// then the discovered ones, which replace a configured one of the same name with what AWS says
 /// of it.
 fn desired(
-    settings: &config::CodeConnections,
+    settings: &Settings,
     links: &[Link],
     configurations: Vec<SyncConfiguration>,
 ) -> (HashMap<String, RepositorySyncInfo>, HashMap<String, ResourceSyncInfo>) {
@@ -777,16 +778,16 @@ mod tests {
 
     #[test]
     fn discovered_configurations_replace_configured_ones_of_the_same_name() {
-        let settings = config::CodeConnections {
+        let settings = Settings {
             discover: true,
             repository_syncs: vec![
-                config::RepositorySync {
+                RepositorySync {
                     repository_link_id: "l1".into(),
                     branch: "main".into(),
                     sync_type: "CFN_STACK_SYNC".into(),
                     resource_name: Some("stack-a".into()),
                 },
-                config::RepositorySync {
+                RepositorySync {
                     repository_link_id: "l9".into(),
                     branch: "dev".into(),
                     sync_type: "CFN_STACK_SYNC".into(),

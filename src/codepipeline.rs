@@ -9,6 +9,7 @@
 pub mod anatomy;
 pub mod executions;
 pub mod semconv;
+pub mod settings;
 pub mod timeline;
 pub mod trace;
 
@@ -23,14 +24,15 @@ use tokio::sync::watch;
 
 use crate::aws::{self, CallError, Scope};
 use crate::collector::{self, Round, Targets};
-use crate::config;
 use crate::exposition::{Family, Kind, Rendered};
 use crate::intern::intern;
 use crate::metrics_push;
 use crate::signal::{Event, Route};
 use crate::target::{Outcome, Target, TargetKey};
 use crate::vecmap::VecMap;
+use crate::yaml;
 use anatomy::{ACTION_EXECUTIONS, ACTION_FINAL};
+pub use settings::Settings;
 
 pub const SERVICE: &str = "codepipeline";
 
@@ -153,21 +155,21 @@ pub static STAGE_EXECUTIONS: Family = Family {
 /// Discovers the pipelines of one account and region and keeps one polling task for each, plus
 /// one for each configured pipeline.
 pub struct Collector {
-    settings: config::CodePipeline,
+    settings: Settings,
     pipelines: Targets<PipelineTarget>,
 }
 
 impl collector::Collector for Collector {
     const SERVICE: &'static str = SERVICE;
-    type Settings = config::CodePipeline;
+    type Settings = Settings;
 
-    fn new(settings: config::CodePipeline) -> Collector {
+    fn new(settings: Settings) -> Collector {
         Collector { settings, pipelines: Targets::default() }
     }
 
     /// Pipeline, stage and action execution changes all name a pipeline, whose state one
     /// GetPipelineState call reads.
-    fn route(settings: &config::CodePipeline, event: &Event) -> Option<Route> {
+    fn route(settings: &Settings, event: &Event) -> Option<Route> {
         if event.source != EVENT_SOURCE || !EVENT_TYPES.contains(&event.detail_type.as_str()) {
             return None;
         }
@@ -201,7 +203,7 @@ impl collector::Collector for Collector {
             round.publish(listed.as_ref().map(|_| ()), rendered);
         }
         let tags = (!settings.tags.is_empty()).then(|| {
-            let labels = settings.tags.iter().map(|key| (key.clone(), config::tag_label(key))).collect();
+            let labels = settings.tags.iter().map(|key| (key.clone(), yaml::tag_label(key))).collect();
             Arc::new(TagSettings { labels, max_age: round.discovery_interval() })
         });
         round
@@ -391,7 +393,7 @@ pub struct Definition {
 impl PipelineTarget {
     /// `explicit` pipelines come from the configuration: they are polled even when AWS says they do
     /// not exist, which it shows as a target that is down.
-    pub fn new(summary: watch::Receiver<Option<Summary>>, explicit: bool, settings: &config::CodePipeline) -> PipelineTarget {
+    pub fn new(summary: watch::Receiver<Option<Summary>>, explicit: bool, settings: &Settings) -> PipelineTarget {
         let executions = settings.executions;
         PipelineTarget {
             summary,

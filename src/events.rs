@@ -13,6 +13,7 @@
 //! collectors' to say.
 
 pub mod message;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -23,11 +24,12 @@ use tokio::time::Instant;
 
 use crate::aws::Assumed;
 use crate::aws::{CallError, QueueClients};
-use crate::config;
 use crate::report::Report;
 use crate::shard::Shard;
 use crate::signal::{Batch, Ignored, Mode, Observe, Signals};
 use crate::target::{Health, TargetKey};
+use crate::yaml;
+pub use settings::Settings;
 
 /// The `kind` and `service` of the queue's target.
 pub const KIND: &str = "events";
@@ -57,7 +59,7 @@ pub type Routes = Arc<RwLock<HashMap<String, Arc<str>>>>;
 /// One account's consumer, or the organization's.
 pub struct Consumer {
     clients: QueueClients,
-    settings: config::Events,
+    settings: Settings,
     /// The account's 12-digit ID: from its role ARN, or else from GetCallerIdentity.
     account_id: Option<String>,
     /// For the organization's queue: the accounts its events go to.
@@ -74,7 +76,7 @@ pub struct Consumer {
 impl Consumer {
     pub fn new(
         clients: QueueClients,
-        settings: config::Events,
+        settings: Settings,
         role_arn: Option<&str>,
         routes: Option<Routes>,
         assumed: Option<Assumed>,
@@ -92,7 +94,7 @@ impl Consumer {
             Arc::new(move |delay| telemetry.event_delay(&account, delay))
         };
         Consumer {
-            account_id: role_arn.and_then(config::account_of_role),
+            account_id: role_arn.and_then(yaml::account_of_role),
             routes,
             assumed,
             clients,

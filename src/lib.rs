@@ -5,8 +5,10 @@
 //! the generic loop of [`collector`] → rendered series of each [`target`] → [`store`] →
 //! [`scrape`] → [`http`]. No module imports one that comes after it: the collectors know the
 //! [`target`] and [`collector`] contracts but not the scheduler, and the scheduler, store, scrape
-//! and HTTP modules name no service. The [`simulator`] is a fake AWS endpoint speaking the SDK's
-//! wire protocols, for the demo and the tests.
+//! and HTTP modules name no service. Each collector and feature reads its own section of the
+//! configuration with [`yaml`]; [`config`] composes them, the collectors' through [`registry`], and
+//! names no collector. The [`simulator`] is a fake AWS endpoint speaking the SDK's wire protocols,
+//! for the demo and the tests.
 
 pub mod aws;
 pub mod budget;
@@ -43,3 +45,4 @@ pub mod telemetry;
 pub mod traces;
 pub mod vecmap;
 pub mod webconfig;
+pub mod yaml;

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use aws_credential_types::Credentials;
 use clap::Parser;
 use codepipeline_exporter::aws::Overrides;
-use codepipeline_exporter::config::{Config, ConfigError, Events};
+use codepipeline_exporter::config::{Config, ConfigError};
+use codepipeline_exporter::events;
 use codepipeline_exporter::shard::Shard;
 use codepipeline_exporter::{exporter, logging, reload, simulator};
 
@@ -97,12 +98,12 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
                 Config { interval: Duration::from_secs(5), discovery_interval: Duration::from_secs(30), ..Config::default() };
             config.accounts[0].name = "demo".into();
             config.accounts[0].tags = vec!["team".into()];
-            config.accounts[0].codepipeline.tags = vec!["team".into()];
+            config.accounts[0].collectors.codepipeline.tags = vec!["team".into()];
             // The demo shows every family, the opt-in seconds per CodeBuild phase too.
-            config.accounts[0].codepipeline.build_phases = true;
+            config.accounts[0].collectors.codepipeline.build_phases = true;
             // Events mode, as a production set-up with a queue runs: a stage change shows within a
             // second. Progress (percentComplete) is not announced, so reconciling is frequent.
-            config.accounts[0].events = Some(Events {
+            config.accounts[0].events = Some(events::Settings {
                 queue_url: simulator::demo::queue_url(),
                 queue_region: simulator::REGION.into(),
                 reconcile_interval: Duration::from_secs(30),

@@ -13,6 +13,7 @@
 //! Without an endpoint from the `metrics_push` section or OpenTelemetry's variables nothing runs.
 
 pub mod otlp;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -20,13 +21,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::task::JoinHandle;
 
-use crate::config;
 use crate::otlp::client::{Client, ClientError};
 use crate::otlp::outbox::{Batching, Delivery, Item, Outbox};
 use crate::otlp::proto::Attributes;
-use crate::otlp::{Connection, EnvironmentError, Overrides, parse_millis};
+use crate::otlp::{Connection, EnvironmentError, parse_millis};
 use crate::telemetry::{Signal, Telemetry};
 use otlp::{Histogram, Instrument, Metric, Point, ResourceMetrics, Temporality, Value};
+pub use settings::Section;
 
 /// The SDK's default export interval (OTEL_METRIC_EXPORT_INTERVAL).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -46,7 +47,7 @@ pub enum PushError {
 pub struct Settings {
     pub connection: Connection,
     pub interval: Duration,
-    pub temporality: config::Temporality,
+    pub temporality: settings::Temporality,
     /// Data points the queue holds at most.
     pub queue_size: usize,
 }
@@ -55,18 +56,8 @@ impl Settings {
     /// The settings from OpenTelemetry's variables (`env` reads one), each overridden by the
     /// configuration's `metrics_push` section; `None` when neither names an endpoint, which leaves
     /// the push off (see [`Connection::resolve`]).
-    pub fn resolve(
-        section: Option<&config::MetricsPush>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Settings>, PushError> {
+    pub fn resolve(section: Option<&Section>, env: impl Fn(&str) -> Option<String>) -> Result<Option<Settings>, PushError> {
         let section = section.cloned().unwrap_or_default();
-        let overrides = Overrides {
-            endpoint: section.endpoint,
-            headers: section.headers,
-            timeout: section.timeout,
-            certificate: section.certificate,
-            service_name: section.service_name,
-        };
         let variable = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let interval = match (section.interval, variable("OTEL_METRIC_EXPORT_INTERVAL")) {
             (Some(interval), _) => interval,
@@ -76,12 +67,11 @@ impl Settings {
         const PREFERENCE: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
         let temporality = match (section.temporality, variable(PREFERENCE)) {
             (Some(temporality), _) => temporality,
-            (None, Some(value)) => {
-                config::Temporality::parse(&value).map_err(|message| EnvironmentError { variable: PREFERENCE.into(), message })?
-            }
-            (None, None) => config::Temporality::Cumulative,
+            (None, Some(value)) => settings::Temporality::parse(&value)
+                .map_err(|message| EnvironmentError { variable: PREFERENCE.into(), message })?,
+            (None, None) => settings::Temporality::Cumulative,
         };
-        let Some(connection) = Connection::resolve("metrics", overrides, env)? else { return Ok(None) };
+        let Some(connection) = Connection::resolve("metrics", section.connection, env)? else { return Ok(None) };
         Ok(Some(Settings { connection, interval, temporality, queue_size: section.queue_size }))
     }
 }
@@ -184,7 +174,7 @@ fn unix_nanos(time: SystemTime) -> u64 {
 /// Turns the recorder's figures into data points, remembering for delta what was collected last.
 struct Collection {
     service_name: String,
-    temporality: config::Temporality,
+    temporality: settings::Temporality,
     /// When the exporter started: the start of every cumulative point.
     start: u64,
     /// When the previous collection was: the start of every delta point.
@@ -208,7 +198,7 @@ impl Collection {
                 }
             };
             for s in series {
-                let delta = self.temporality == config::Temporality::Delta && s.metric.instrument != Instrument::UpDownCounter;
+                let delta = self.temporality == settings::Temporality::Delta && s.metric.instrument != Instrument::UpDownCounter;
                 let point = if delta {
                     let key = (source.clone(), format!("{}{:?}", s.metric.name, s.attributes));
                     let value = match self.last.get(&key) {
@@ -371,18 +361,18 @@ mod tests {
         assert_eq!(settings.connection.headers, [("x-tenant".to_string(), "ci".to_string())]);
         assert_eq!(settings.connection.timeout, Duration::from_millis(1500));
         assert_eq!(settings.connection.certificate.as_deref(), Some("/ca.pem"));
-        assert_eq!((settings.interval, settings.temporality), (Duration::from_secs(15), config::Temporality::Delta));
+        assert_eq!((settings.interval, settings.temporality), (Duration::from_secs(15), settings::Temporality::Delta));
 
         let own = env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"), ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://b/m")]);
         let settings = Settings::resolve(None, own).unwrap().unwrap();
         assert_eq!(settings.connection.endpoint, "http://b/m", "used as it is");
-        assert_eq!((settings.interval, settings.temporality), (DEFAULT_INTERVAL, config::Temporality::Cumulative));
+        assert_eq!((settings.interval, settings.temporality), (DEFAULT_INTERVAL, settings::Temporality::Cumulative));
 
-        let section = config::MetricsPush {
-            endpoint: Some("https://c:4318/v1/metrics".into()),
+        let section = Section {
+            connection: crate::otlp::Overrides { endpoint: Some("https://c:4318/v1/metrics".into()), ..Default::default() },
             interval: Some(Duration::from_secs(5)),
-            temporality: Some(config::Temporality::Cumulative),
-            ..config::MetricsPush::default()
+            temporality: Some(settings::Temporality::Cumulative),
+            ..Section::default()
         };
         let settings = Settings::resolve(
             Some(&section),
@@ -392,7 +382,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (settings.connection.endpoint.as_str(), settings.interval, settings.temporality),
-            ("https://c:4318/v1/metrics", Duration::from_secs(5), config::Temporality::Cumulative)
+            ("https://c:4318/v1/metrics", Duration::from_secs(5), settings::Temporality::Cumulative)
         );
 
         let bad = Settings::resolve(
@@ -435,7 +425,7 @@ mod tests {
         };
         let mut collection = Collection {
             service_name: "s".into(),
-            temporality: config::Temporality::Delta,
+            temporality: settings::Temporality::Delta,
             start: 10,
             previous: 10,
             last: HashMap::new(),

@@ -5,6 +5,8 @@
 //! so that a throttled or briefly denied Organizations API never removes every account's series.
 //! Organizations is a global service whose endpoint is in us-east-1, whatever regions are polled.
 
+pub mod settings;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::ControlFlow;
 use std::time::Duration;
@@ -15,10 +17,10 @@ use aws_sdk_organizations::types::{AccountState, AccountStatus, ChildType};
 use tokio::sync::watch;
 
 use crate::aws::{self, CallError, Overrides};
-use crate::config::Organization;
 use crate::report::Report;
 use crate::target::{Health, TargetKey};
 use crate::telemetry::Telemetry;
+pub use settings::Settings;
 
 /// The `kind` and `service` of the listing's target.
 pub const KIND: &str = "organization";
@@ -36,7 +38,7 @@ pub struct Member {
 
 /// The clients the listing calls through, with the credentials that may list: the exporter's own,
 /// or `list_role_arn`'s.
-pub async fn clients(settings: &Organization, request_timeout: Duration, overrides: &Overrides) -> aws_sdk_organizations::Client {
+pub async fn clients(settings: &Settings, request_timeout: Duration, overrides: &Overrides) -> aws_sdk_organizations::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(REGION))
         .timeout_config(aws_smithy_types::timeout::TimeoutConfig::builder().operation_timeout(request_timeout).build());
@@ -163,7 +165,7 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(client: aws_sdk_organizations::Client, settings: Organization, report: Report) -> Running {
+    pub fn start(client: aws_sdk_organizations::Client, settings: Settings, report: Report) -> Running {
         let key = TargetKey { account: KIND.into(), region: REGION.into(), kind: KIND, service: KIND, name: KIND.into() };
         let (sender, members) = watch::channel(None);
         let task = tokio::spawn(run(client, settings, report.clone(), key.clone(), sender));
@@ -182,7 +184,7 @@ impl Drop for Running {
 /// list that differs from the last.
 async fn run(
     client: aws_sdk_organizations::Client,
-    settings: Organization,
+    settings: Settings,
     report: Report,
     key: TargetKey,
     sender: watch::Sender<Option<Vec<Member>>>,

@@ -1,13 +1,16 @@
 //! What the two OpenTelemetry signals the exporter sends (runs as traces, the CI/CD metrics) share:
 //! the OTLP/HTTP transport ([`client`]), the protobuf primitives ([`proto`]), the bounded queue
 //! and its delivery with retries ([`outbox`]), and the settings that OpenTelemetry's variables
-//! give each signal's connection.
+//! and the configuration's sections ([`settings`]) give each signal's connection.
 
 pub mod client;
 pub mod outbox;
 pub mod proto;
+pub mod settings;
 
 use std::time::Duration;
+
+pub use settings::Overrides;
 
 /// The instrumentation scope everything is sent under.
 pub const SCOPE: &str = "codepipeline-exporter";
@@ -36,16 +39,6 @@ pub struct Connection {
     pub certificate: Option<String>,
     /// `service.name` of every resource.
     pub service_name: String,
-}
-
-/// What a configuration section sets of a connection; each overrides its variable.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Overrides {
-    pub endpoint: Option<String>,
-    pub headers: Option<Vec<(String, String)>>,
-    pub timeout: Option<Duration>,
-    pub certificate: Option<String>,
-    pub service_name: Option<String>,
 }
 
 impl Connection {

@@ -19,12 +19,15 @@ use aws_config::SdkConfig;
 
 use crate::aws::{self, Limits, Overrides, QueueClients, Scope};
 use crate::collector::{Collectors, Context};
-use crate::config::{Account, AccountLabel, Config, Events, FamilyPattern, Metrics, Organization, StateSets};
+use crate::config::{Account, Config, FamilyPattern, Metrics, StateSets};
 use crate::credentials::{self, Role};
+use crate::events::Settings as Events;
 use crate::events::{self, Consumer, Routes};
 use crate::exposition::Selection;
 use crate::metrics_push::Recorder;
 use crate::organization;
+use crate::organization::Settings as Organization;
+use crate::organization::settings::AccountLabel;
 use crate::readiness::Readiness;
 use crate::registry;
 use crate::report::Report;
@@ -281,7 +284,7 @@ impl Scheduler {
                 let label = if labels.contains(&label) { member.id.clone() } else { label };
                 labels.insert(label.clone());
                 routes.insert(member.id.clone(), Arc::from(label.as_str()));
-                accounts.push(organization.member(&member.id, &label));
+                accounts.push(Account::member(organization, &member.id, &label));
             }
         }
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
@@ -426,7 +429,7 @@ impl Scheduler {
                 self.scopes.insert(key.clone(), RunningScope { spec, collectors: Collectors::new(scope, context) });
             }
             if let Some(scope) = self.scopes.get_mut(&key) {
-                registry::collectors(account, &mut scope.collectors);
+                registry::collectors(&account.collectors, &mut scope.collectors);
                 scope.collectors.stop_unnamed();
             }
         }

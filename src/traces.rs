@@ -6,19 +6,20 @@
 //! bounded in spans; past the bound a run is dropped whole, counted, and logged once.
 //!
 //! The settings are OpenTelemetry's own environment variables, which the `traces` section of the
-//! configuration overrides (see [`Settings::resolve`]).
+//! configuration overrides ([`settings`], and see [`Settings::resolve`]).
 
 pub mod otlp;
+pub mod settings;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config;
 use crate::otlp::client::{Client, ClientError};
 use crate::otlp::outbox::{Batching, Delivery, Item, Outbox};
-use crate::otlp::{Connection, EnvironmentError, Overrides};
+use crate::otlp::{Connection, EnvironmentError};
 use crate::telemetry::{Signal, Telemetry};
 use otlp::ResourceSpans;
+pub use settings::Section;
 
 /// Spans sent in one request at most.
 const MAX_BATCH: usize = 512;
@@ -45,19 +46,9 @@ impl Settings {
     /// The settings from OpenTelemetry's variables (`env` reads one), each overridden by the
     /// configuration's `traces` section; `None` when neither names an endpoint, which leaves traces
     /// off (see [`Connection::resolve`]).
-    pub fn resolve(
-        section: Option<&config::Traces>,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Settings>, TraceError> {
+    pub fn resolve(section: Option<&Section>, env: impl Fn(&str) -> Option<String>) -> Result<Option<Settings>, TraceError> {
         let section = section.cloned().unwrap_or_default();
-        let overrides = Overrides {
-            endpoint: section.endpoint,
-            headers: section.headers,
-            timeout: section.timeout,
-            certificate: section.certificate,
-            service_name: section.service_name,
-        };
-        let connection = Connection::resolve("traces", overrides, env)?;
+        let connection = Connection::resolve("traces", section.connection, env)?;
         Ok(connection.map(|connection| Settings { connection, queue_size: section.queue_size }))
     }
 }
@@ -120,6 +111,7 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::otlp::Overrides;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -151,10 +143,13 @@ mod tests {
             env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318"), ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://b:4318")]);
         assert_eq!(Settings::resolve(None, signal).unwrap().unwrap().connection.endpoint, "http://b:4318", "used as it is");
 
-        let section = config::Traces {
-            endpoint: Some("https://c:4318/v1/traces".into()),
-            service_name: Some("mine".into()),
-            ..config::Traces::default()
+        let section = Section {
+            connection: Overrides {
+                endpoint: Some("https://c:4318/v1/traces".into()),
+                service_name: Some("mine".into()),
+                ..Overrides::default()
+            },
+            ..Section::default()
         };
         let settings =
             Settings::resolve(Some(&section), env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4318")])).unwrap().unwrap();
@@ -162,7 +157,7 @@ mod tests {
             (settings.connection.endpoint.as_str(), settings.connection.service_name.as_str()),
             ("https://c:4318/v1/traces", "mine")
         );
-        assert_eq!(settings.queue_size, config::Traces::default().queue_size);
+        assert_eq!(settings.queue_size, Section::default().queue_size);
 
         let bad =
             Settings::resolve(None, env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a"), ("OTEL_EXPORTER_OTLP_TIMEOUT", "10s")]));

@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 
-use crate::config;
+use crate::yaml;
 
 /// Everything that can be wrong with a web configuration file.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +113,7 @@ impl WebConfig {
             Ok(Some(raw)) => raw,
             Ok(None) => return Ok(WebConfig::default()),
             Err(err) => {
-                let (line, column, message) = config::yaml_error(&err);
+                let (line, column, message) = yaml::yaml_error(&err);
                 return Err(WebConfigError::Invalid { path: name, line, column, message });
             }
         };

@@ -220,7 +220,7 @@ fn the_traces_section_is_checked_and_its_header_values_never_printed() {
     )
     .unwrap();
     let traces = config.traces.as_ref().unwrap();
-    assert_eq!(traces.headers.as_deref(), Some(&[("authorization".to_string(), "Bearer s3cr3t".to_string())][..]));
+    assert_eq!(traces.connection.headers.as_deref(), Some(&[("authorization".to_string(), "Bearer s3cr3t".to_string())][..]));
     let printed = config.to_yaml();
     assert!(printed.contains("authorization: <secret>") && !printed.contains("s3cr3t"), "{printed}");
 }
@@ -307,7 +307,11 @@ fn the_metrics_push_section_is_checked_and_its_header_values_never_printed() {
     let push = config.metrics_push.as_ref().unwrap();
     assert_eq!(
         (push.interval, push.temporality, push.queue_size),
-        (Some(std::time::Duration::from_secs(15)), Some(codepipeline_exporter::config::Temporality::Delta), 65_536)
+        (
+            Some(std::time::Duration::from_secs(15)),
+            Some(codepipeline_exporter::metrics_push::settings::Temporality::Delta),
+            65_536
+        )
     );
     let printed = config.to_yaml();
     assert!(printed.contains("authorization: <secret>") && !printed.contains("s3cr3t"), "{printed}");

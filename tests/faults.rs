@@ -107,7 +107,7 @@ async fn survives_within(case: Case, fault: Fault, code: &str, request_timeout: 
     let s = wait_for(&exporter, "recovery", |s| value(s, &case.up) == Some(1.0)).await;
     // The call in flight when the fault cleared may still be backing off before its last retry;
     // after it, the next poll comes one interval (1 s) later at most.
-    let bound = Duration::from_secs(4) + codepipeline_exporter::config::parse_duration(request_timeout).unwrap();
+    let bound = Duration::from_secs(4) + codepipeline_exporter::yaml::parse_duration(request_timeout).unwrap();
     assert!(cleared.elapsed() < bound, "recovered after {:?}", cleared.elapsed());
     assert_eq!(value(&s, &case.kept), Some(1.0));
 }

@@ -1,6 +1,7 @@
 //! The shape of `src/`: data flows one way, so no module imports, directly or through others, a
-//! module that imports it back; and the generic modules name no AWS service, so that a new
-//! service or kind of target is added in its collector and the registry alone.
+//! module that imports it back; the generic modules name no AWS service, and each collector's
+//! settings are in its own module, so that a new service or kind of target is added in its
+//! collector and the registry alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -83,6 +84,7 @@ fn no_module_imports_a_module_that_imports_it_back() {
     let graph = imports();
     assert!(graph["scheduler"].contains("registry"), "the reader sees the imports: {graph:?}");
     assert!(graph["codepipeline"].contains("collector"), "{graph:?}");
+    assert!(graph["config"].contains("registry") && graph["registry"].contains("codepipeline"), "{graph:?}");
     let cycles: Vec<String> = graph.keys().filter_map(|m| cycle(&graph, m)).map(|path| path.join(" → ")).collect();
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
@@ -130,6 +132,80 @@ fn generic_modules_name_no_service_operation_or_collector() {
         found
             .extend(names.iter().filter(|name| code.contains(name.as_str())).map(|name| format!("src/{module}.rs names {name}")));
     }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The collectors: the modules that implement `collector::Collector`.
+fn collectors() -> Vec<String> {
+    let mut paths = Vec::new();
+    files(Path::new("src"), &mut paths);
+    let mut found: Vec<String> =
+        paths.iter().filter(|path| code(path).contains("impl collector::Collector for")).map(|path| module_of(path)).collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+/// The names of the types a settings file defines.
+fn types(path: &Path) -> Vec<String> {
+    let code = code(path);
+    code.lines()
+        .filter_map(|line| {
+            let line = line.trim_start().trim_start_matches("pub ");
+            let rest = line.strip_prefix("struct ").or_else(|| line.strip_prefix("enum "))?;
+            Some(rest.split(|c: char| !(c.is_alphanumeric() || c == '_')).next().unwrap().to_string())
+        })
+        .collect()
+}
+
+/// Whether `code` holds `word` with no letter, digit or `_` on either side, in any case.
+fn names_word(code: &str, word: &str) -> bool {
+    let code = code.to_ascii_lowercase();
+    let word = word.to_ascii_lowercase();
+    let part = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    code.match_indices(&word)
+        .any(|(at, _)| !part(code[..at].chars().next_back()) && !part(code[at + word.len()..].chars().next()))
+}
+
+/// Each collector's section of the file (its YAML shape, validation and resolved settings) is in
+/// the collector's own `settings` module, and `config` composes them through the registry without
+/// naming one: neither its name (as a key, a field or a module path) nor a type of its settings.
+/// The collectors and the features with sections of their own read the file through `yaml`
+/// alone, never through `config`, which imports them.
+#[test]
+fn each_collector_holds_its_settings_and_config_names_none() {
+    let graph = imports();
+    let collectors = collectors();
+    assert_eq!(collectors, ["codeconnections", "codepipeline"], "the reader finds the collectors");
+    let config = code(Path::new("src/config.rs"));
+    let config = config.split("#[cfg(test)]").next().unwrap();
+    let mut found = Vec::new();
+    for collector in &collectors {
+        let settings = format!("src/{collector}/settings.rs");
+        let types = types(Path::new(&settings));
+        if !types.iter().any(|t| t == "Settings") {
+            found.push(format!("{settings} defines no Settings: {types:?}"));
+        }
+        if names_word(config, collector) {
+            found.push(format!("src/config.rs names the collector {collector}"));
+        }
+        for name in types.iter().filter(|t| *t != "Settings") {
+            if names_word(config, name) {
+                found.push(format!("src/config.rs names {name}, of {settings}"));
+            }
+        }
+        if !graph["registry"].contains(collector) {
+            found.push(format!("src/registry.rs does not name {collector}"));
+        }
+    }
+    for module in
+        collectors.iter().map(String::as_str).chain(["traces", "metrics_push", "events", "organization", "otlp", "yaml"])
+    {
+        if graph.get(module).is_some_and(|imports| imports.contains("config")) {
+            found.push(format!("{module} imports config"));
+        }
+    }
+    assert!(graph.get("yaml").is_none_or(BTreeSet::is_empty), "yaml imports no module of the crate: {:?}", graph.get("yaml"));
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
