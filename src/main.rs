@@ -107,6 +107,8 @@ fn load_config(cli: &Cli) -> Result<Config, ConfigError> {
                 queue_url: simulator::demo::queue_url(),
                 queue_region: simulator::REGION.into(),
                 reconcile_interval: Duration::from_secs(30),
+                role_arn: None,
+                external_id: None,
             });
             Ok(config)
         }

@@ -194,8 +194,8 @@ pub struct Scheduler {
     /// How events reach the targets of every scope.
     signals: Arc<Signals>,
     /// The events consumer of each account that has a queue, and the organization's (under
-    /// [`ORGANIZATION`]).
-    queues: HashMap<String, (QueueSpec, events::Running)>,
+    /// [`ORGANIZATION`]), with the credentials of the queue's own role when it has one.
+    queues: HashMap<String, (QueueSpec, events::Running, Option<credentials::Running>)>,
     /// The credentials of each account with a role, by account.
     roles: HashMap<String, AccountRole>,
     /// The organization's listing, while the configuration has one.
@@ -454,19 +454,37 @@ impl Scheduler {
         {
             wanted.insert(ORGANIZATION.into(), spec);
         }
-        self.queues.retain(|account, (spec, _)| wanted.get(account.as_str()) == Some(spec));
+        self.queues.retain(|account, (spec, _, _)| wanted.get(account.as_str()) == Some(spec));
         for (account, spec) in wanted {
             if self.queues.contains_key(&account) {
                 continue;
             }
-            let (base, assumed) = match accounts.iter().find(|a| a.name == account && account != ORGANIZATION) {
-                Some(explicit) => {
-                    let region = explicit.regions.first().cloned().unwrap_or_else(|| spec.events.queue_region.clone());
-                    self.account_sdk_config(explicit, &region, config).await
-                }
-                // The organization's queue is in the exporter's own account.
-                None => (aws::account_config(spec.request_timeout, &self.overrides, None).await, None),
-            };
+            let mut queue_role = None;
+            let (base, assumed) =
+                match (&spec.events.role_arn, accounts.iter().find(|a| a.name == account && account != ORGANIZATION)) {
+                    // The queue's own role, assumed with the exporter's credentials, wherever the
+                    // queue's account is.
+                    (Some(arn), _) => {
+                        let role = Role { arn: arn.clone(), external_id: spec.events.external_id.clone() };
+                        let own = aws::account_config(spec.request_timeout, &self.overrides, None).await;
+                        let running = credentials::Running::start(
+                            &account,
+                            &spec.events.queue_region,
+                            role,
+                            &own,
+                            self.report(&spec.selection),
+                        );
+                        let assumed = running.assumed.clone();
+                        queue_role = Some(running);
+                        (aws::account_config(spec.request_timeout, &self.overrides, Some(&assumed)).await, Some(assumed))
+                    }
+                    (None, Some(explicit)) => {
+                        let region = explicit.regions.first().cloned().unwrap_or_else(|| spec.events.queue_region.clone());
+                        self.account_sdk_config(explicit, &region, config).await
+                    }
+                    // The organization's queue is in the exporter's own account.
+                    (None, None) => (aws::account_config(spec.request_timeout, &self.overrides, None).await, None),
+                };
             let clients = QueueClients::new(
                 &account,
                 &base,
@@ -483,7 +501,7 @@ impl Scheduler {
             tracing::info!(account = %account, queue = %spec.events.queue_url, "starting the events consumer");
             let routes = (account == ORGANIZATION).then(|| self.routes.clone());
             let consumer = Consumer::new(clients, spec.events.clone(), spec.role_arn.as_deref(), routes, assumed, parts);
-            self.queues.insert(account, (spec, events::Running::start(consumer)));
+            self.queues.insert(account, (spec, events::Running::start(consumer), queue_role));
         }
     }
 }

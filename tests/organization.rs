@@ -284,3 +284,32 @@ async fn credentials_are_renewed_before_they_expire_with_no_gap_in_polling() {
     assert!(expired.is_empty(), "{expired:?}");
     assert_eq!(value(&samples, &target_up_in("renewed", "us-east-1", "pipeline", "renewed-deploy")), Some(1.0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_organization_s_queue_is_read_with_its_own_role() {
+    let simulator = organization(&[("820000000001", "one", ROOT)], 20).await;
+    let queue = simulator.create_queue("codepipeline-exporter", true);
+    // The queue's account, outside the organization: the simulated STS lets its role be assumed.
+    drop(simulator.member("829900000001"));
+    let yaml = format!(
+        "interval: 1m\nactive_interval: 1m\ndiscovery_interval: 1h\norganization:\n  role_name: codepipeline-exporter\n  regions: [us-east-1]\n  codeconnections:\n    enabled: false\n  events:\n    queue_url: {queue}\n    role_arn: arn:aws:iam::829900000001:role/queue-reader\n"
+    );
+    let exporter = start_exporter_unthrottled(&simulator, &yaml).await;
+    wait_for_accounts(&exporter, &[("one", "one-deploy")]).await;
+    let active = "codepipeline_exporter_events_active{account=\"organization\"}";
+    wait_for(&exporter, "events mode", |s| value(s, active) == Some(1.0)).await;
+    let role = target_up_in("organization", "us-east-1", "credentials", "queue-reader");
+    let samples = wait_for(&exporter, "the queue's role assumed", |s| value(s, &role) == Some(1.0)).await;
+    assert_eq!(value(&samples, &role), Some(1.0));
+    // Every receive was signed with the keys STS issued for the queue's role, none with the
+    // exporter's own.
+    assert!(simulator.member_calls("829900000001", "ReceiveMessage") >= 1);
+    assert_eq!(simulator.member_calls(codepipeline_exporter::simulator::ACCOUNT_ID, "ReceiveMessage"), 0);
+    assert_eq!(simulator.member_calls("829900000001", "AssumeRole"), 0, "assumed with the exporter's own keys");
+    assert_eq!(simulator.member_calls(codepipeline_exporter::simulator::ACCOUNT_ID, "AssumeRole"), 2);
+    // An event still arrives through it.
+    simulator.member("820000000001").pipelines.get_mut("one-deploy").unwrap().stages[0].latest =
+        Some(("e2".into(), "Failed".into()));
+    wait_for(&exporter, "the failure through the queue", |s| value(s, &stage_status("one", "one-deploy", "Failed")) == Some(1.0))
+        .await;
+}

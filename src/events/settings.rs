@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::yaml::{Invalid, Located, duration, non_empty, serialize_duration};
+use crate::yaml::{Invalid, Located, duration, external_id, non_empty, role_arn, serialize_duration, serialize_redacted};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Settings {
@@ -14,6 +14,12 @@ pub struct Settings {
     /// While events flow, each target they announce is polled this often, not at `interval`.
     #[serde(serialize_with = "serialize_duration")]
     pub reconcile_interval: Duration,
+    /// A role the queue is read with, assumed with the exporter's own credentials and renewed
+    /// like a member account's: the queue often lives in a central account of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_redacted")]
+    pub external_id: Option<String>,
 }
 
 impl Settings {
@@ -33,6 +39,8 @@ pub struct RawEvents {
     queue_url: Located<String>,
     queue_region: Option<Located<String>>,
     reconcile_interval: Option<Located<String>>,
+    role_arn: Option<Located<String>>,
+    external_id: Option<Located<String>>,
 }
 
 impl RawEvents {
@@ -75,6 +83,8 @@ impl RawEvents {
             },
         };
         let reconcile_interval = self.reconcile_interval.map(duration).transpose()?.unwrap_or(RECONCILE_INTERVAL);
-        Ok(Settings { queue_url: self.queue_url.value, queue_region, reconcile_interval })
+        let role_arn = self.role_arn.map(|arn| role_arn(arn, "events.role_arn")).transpose()?;
+        let external_id = self.external_id.map(external_id).transpose()?;
+        Ok(Settings { queue_url: self.queue_url.value, queue_region, reconcile_interval, role_arn, external_id })
     }
 }
