@@ -13,9 +13,15 @@
 //! Then, at real speed and with the default request budget (5 calls a second), the time until
 //! every one of 1,000 pipelines has its state on `/metrics`.
 //!
-//!     cargo bench --bench api_cost             # both
+//! Last, AWS calls per empty scope-hour: an organization of 50 member accounts in 2 regions, none
+//! with a pipeline, a repository link, a connection or a host, polled and in events mode, time
+//! scaled 60:1 as above; the second scaled hour is counted, once every scope's first discovery is
+//! behind it.
+//!
+//!     cargo bench --bench api_cost             # all three
 //!     cargo bench --bench api_cost -- cost     # the calls and freshness only
 //!     cargo bench --bench api_cost -- startup  # the start-up only
+//!     cargo bench --bench api_cost -- empty    # the calls of empty scopes only
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -303,6 +309,69 @@ async fn startup() -> (f64, f64) {
     }
 }
 
+/// Member accounts and regions of the empty organization.
+const EMPTY_ACCOUNTS: u64 = 50;
+const EMPTY_REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+/// Every operation a member's scope may call, to count what the empty ones call.
+const MEMBER_OPERATIONS: [&str; 9] = [
+    "ListPipelines",
+    "GetPipeline",
+    "GetPipelineState",
+    "ListPipelineExecutions",
+    "ListRepositoryLinks",
+    "ListSyncConfigurations",
+    "ListConnections",
+    "ListHosts",
+    "ListTagsForResource",
+];
+
+/// Calls per empty scope-hour, by operation, in the second of two scaled hours; `events` reads an
+/// organization queue too. AssumeRole, one per member account and credentials' lifetime (a scaled
+/// hour here, as in AWS by default), is shared by the account's regions.
+async fn empty_scopes(events: bool) -> Vec<(String, f64)> {
+    let simulator = Simulator::start(World::default()).await.expect("simulator");
+    simulator.set_credentials_lifetime(HOUR);
+    let root = simulator.organization().root.clone();
+    simulator.organization().accounts.clear();
+    let ids: Vec<String> = (0..EMPTY_ACCOUNTS).map(|a| format!("{:012}", 910_000_000_000u64 + a)).collect();
+    for (a, id) in ids.iter().enumerate() {
+        simulator.organization().add_account(id, &format!("empty-{a:03}"), &root);
+    }
+    let queue =
+        if events { format!("  events:\n    queue_url: {}\n", simulator.create_queue("org", true)) } else { String::new() };
+    // The defaults, divided by 60: interval 60 s, discovery 5 min, listing 1 h.
+    let yaml = format!(
+        "interval: 1s\nactive_interval: 250ms\ndiscovery_interval: 5s\norganization:\n  role_name: codepipeline-exporter\n  regions: [{}]\n  refresh_interval: 1m\n{queue}",
+        EMPTY_REGIONS.join(", ")
+    );
+    let config = Config::parse(&yaml, std::path::Path::new("bench.yaml")).expect("config");
+    let overrides = Overrides {
+        endpoint_url: Some(simulator.endpoint_url()),
+        credentials: Some(Credentials::new("AKIDBENCH", "bench", None, None, "bench")),
+        ..Overrides::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let running = exporter::start(&config, exporter::Options { overrides, ..exporter::Options::default() }, listener)
+        .await
+        .expect("exporter");
+    let count = |simulator: &Simulator| -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = MEMBER_OPERATIONS
+            .iter()
+            .map(|op| (op.to_string(), ids.iter().map(|id| simulator.member_calls(id, op)).sum()))
+            .collect();
+        counts.push(("AssumeRole".into(), simulator.calls("AssumeRole")));
+        counts
+    };
+    tokio::time::sleep(HOUR).await;
+    let before = count(&simulator);
+    tokio::time::sleep(HOUR).await;
+    let after = count(&simulator);
+    running.shutdown().await;
+    let scopes = (EMPTY_ACCOUNTS as usize * EMPTY_REGIONS.len()) as f64;
+    before.iter().zip(after).map(|((op, b), (_, a))| (op.clone(), (a - b) as f64 / scopes)).filter(|(_, n)| *n > 0.0).collect()
+}
+
 #[tokio::main]
 async fn main() {
     let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -333,6 +402,18 @@ async fn main() {
                 quantile(fresh, 0.5) * scale,
                 quantile(fresh, 0.99) * scale,
                 fresh.len()
+            );
+        }
+    }
+    if runs("empty") {
+        let scopes = EMPTY_ACCOUNTS as usize * EMPTY_REGIONS.len();
+        for (name, events) in [("polling", false), ("events mode", true)] {
+            let calls = empty_scopes(events).await;
+            let total: f64 = calls.iter().map(|(_, n)| n).sum();
+            let detail: Vec<String> = calls.iter().map(|(op, n)| format!("{op} {n:.2}")).collect();
+            println!(
+                "empty scopes ({scopes}, time scaled 60:1), {name}: {total:.1} AWS calls per empty scope-hour ({})",
+                detail.join(", ")
             );
         }
     }

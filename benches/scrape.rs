@@ -12,7 +12,10 @@
 //!     cargo bench --bench scrape -- 1000         # one size
 //!     cargo bench --bench scrape -- 1000 traces  # one size, runs ending, traces and exemplars
 //!     cargo bench --bench scrape -- 1000 push    # one size, runs ending, the CI/CD metrics pushed
-//!     cargo bench --bench scrape -- organization # 200 accounts × 2 regions × 25 pipelines
+//!     cargo bench --bench scrape -- organization # 200 accounts × 2 regions × 25 pipelines, then
+//!                                                # 1,000 accounts × 3 regions, 100 with pipelines
+//!     cargo bench --bench scrape -- organization --shards 4  # the latter on 4 replicas too
+//!     cargo bench --bench scrape -- estate --shards 4        # the estate alone
 //!
 //! With `push`, the exporter pushes the OpenTelemetry CI/CD metrics to a bare OTLP receiver every
 //! 60 s (the default interval), every pipeline ends a run as with `traces`, and the scrape figures
@@ -23,6 +26,14 @@
 //! The organization shape lists its 200 member accounts through the simulated Organizations,
 //! assumes a role in each through the simulated STS, and polls each member's own 25 pipelines in
 //! both regions: 10,000 pipelines, 400 account-and-region scopes.
+//!
+//! The estate is an organization as it really is: 1,000 member accounts in 3 regions, of which
+//! 100 hold 30 pipelines each in their first region and the rest nothing (3,000 pipelines, 3,000
+//! scopes, 2,900 of them empty), polled with the default request budget and the default
+//! CodeConnections settings. Its memory per empty scope is measured against the same estate
+//! without its 900 empty accounts. With `--shards N` it is polled by N replicas too, each a
+//! process of its own: their memory, and that every pipeline is in exactly one replica's
+//! exposition, every scope discovered by exactly one.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -281,16 +292,30 @@ enum Shape {
     Account(usize),
     /// This many member accounts, each with `pipelines` in each of two regions.
     Organization { accounts: usize, pipelines: usize },
+    /// This many member accounts in three regions, the first `busy` of them with `pipelines` in
+    /// their first region, the others empty.
+    Estate { accounts: usize, busy: usize, pipelines: usize },
 }
 
 const ORGANIZATION: Shape = Shape::Organization { accounts: 200, pipelines: 25 };
 const ORGANIZATION_REGIONS: usize = 2;
+const ESTATE: Shape = Shape::Estate { accounts: 1000, busy: 100, pipelines: 30 };
+const ESTATE_REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
 
 impl Shape {
     fn pipelines(self) -> usize {
         match self {
             Shape::Account(n) => n,
             Shape::Organization { accounts, pipelines } => accounts * pipelines * ORGANIZATION_REGIONS,
+            Shape::Estate { busy, pipelines, .. } => busy * pipelines,
+        }
+    }
+
+    fn scopes(self) -> usize {
+        match self {
+            Shape::Account(_) => 1,
+            Shape::Organization { accounts, .. } => accounts * ORGANIZATION_REGIONS,
+            Shape::Estate { accounts, .. } => accounts * ESTATE_REGIONS.len(),
         }
     }
 
@@ -320,12 +345,40 @@ impl Shape {
                 );
                 (simulator, config)
             }
+            Shape::Estate { accounts, busy, pipelines } => {
+                let simulator = Simulator::start(simulator::World::default()).await.expect("simulator");
+                let root = simulator.organization().root.clone();
+                simulator.organization().accounts.clear();
+                for a in 0..accounts {
+                    let id = format!("{:012}", 300_000_000_000u64 + a as u64);
+                    simulator.organization().add_account(&id, &format!("member-{a:04}"), &root);
+                    let mut world = if a < busy { simulator::fleet(pipelines) } else { simulator::World::default() };
+                    world.regions = Some([ESTATE_REGIONS[0].to_string()].into());
+                    *simulator.member(&id) = world;
+                }
+                // Every default, the request budget's and CodeConnections' included.
+                let config = format!(
+                    "interval: {INTERVAL}s\norganization:\n  role_name: codepipeline-exporter\n  regions: [{}]\n",
+                    ESTATE_REGIONS.join(", ")
+                );
+                (simulator, config)
+            }
         }
     }
 }
 
 /// Starts the exporter with `config` and `env` against `simulator`, and waits until it is ready.
 async fn spawn(simulator: &Simulator, config: &std::path::Path, env: &[(&str, String)]) -> (Process, std::net::SocketAddr) {
+    spawn_with(simulator, config, env, &[]).await
+}
+
+/// [`spawn`], with more arguments for the exporter.
+async fn spawn_with(
+    simulator: &Simulator,
+    config: &std::path::Path,
+    env: &[(&str, String)],
+    args: &[String],
+) -> (Process, std::net::SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // A profiler may run the exporter: `SCRAPE_BENCH_WRAPPER=heaptrack` records its heap.
@@ -341,6 +394,7 @@ async fn spawn(simulator: &Simulator, config: &std::path::Path, env: &[(&str, St
     let process = Process {
         child: command
             .args(["--config.file", config.to_str().unwrap(), "--web.listen-address", &addr.to_string(), "--log.level", "error"])
+            .args(args)
             .env("AWS_ENDPOINT_URL", simulator.endpoint_url())
             .env("AWS_ACCESS_KEY_ID", "AKIDBENCH")
             .env("AWS_SECRET_ACCESS_KEY", "bench")
@@ -394,7 +448,23 @@ async fn push_cost(simulator: &Simulator, pipelines: usize, dir: &std::path::Pat
     );
 }
 
-async fn bench(shape: Shape, traces: bool, push: bool) {
+/// What [`bench`] measured that a later run is compared with: resident memory after the poll
+/// cycle, in MiB, and the series about AWS.
+struct Measured {
+    rss: f64,
+    series: std::collections::BTreeSet<String>,
+}
+
+/// The series of a text body whose family starts with `aws_`, without their values.
+fn aws_series(body: &[u8]) -> std::collections::BTreeSet<String> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter(|l| l.starts_with("aws_"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(series, _)| series.to_string()))
+        .collect()
+}
+
+async fn bench(shape: Shape, traces: bool, push: bool) -> Measured {
     let pipelines = shape.pipelines();
     let (simulator, yaml) = shape.start().await;
     let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-{}", std::process::id()));
@@ -462,6 +532,11 @@ async fn bench(shape: Shape, traces: bool, push: bool) {
             Shape::Account(_) => String::new(),
             Shape::Organization { accounts, pipelines } =>
                 format!(" in an organization ({accounts} accounts × {ORGANIZATION_REGIONS} regions × {pipelines})"),
+            Shape::Estate { accounts, busy, pipelines } => format!(
+                " in an estate ({accounts} accounts × {} regions, {busy} with {pipelines} pipelines in one; {} scopes)",
+                ESTATE_REGIONS.len(),
+                shape.scopes()
+            ),
         },
         match (traces, push) {
             (true, _) => ", every one ending a run, with traces",
@@ -501,23 +576,100 @@ async fn bench(shape: Shape, traces: bool, push: bool) {
         push_cost(&simulator, pipelines, &dir).await;
     }
     let _ = std::fs::remove_dir_all(&dir);
+    Measured { rss: idle_rss, series: aws_series(&body) }
+}
+
+/// The estate on `shards` replicas: time until every pipeline is on one of them, each replica's
+/// memory against one replica's (`whole`), and that they divide it exactly.
+async fn bench_shards(shape: Shape, shards: u32, whole: &Measured) {
+    let (simulator, yaml) = shape.start().await;
+    let dir = std::env::temp_dir().join(format!("codepipeline-exporter-bench-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let started = Instant::now();
+    let mut replicas = Vec::new();
+    for ordinal in 0..shards {
+        let args = ["--shard".to_string(), ordinal.to_string(), "--total-shards".to_string(), shards.to_string()];
+        replicas.push(spawn_with(&simulator, &config, &[], &args).await);
+    }
+    let ready = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(INTERVAL / 2 + INTERVAL)).await;
+    let mut union = std::collections::BTreeSet::new();
+    let mut twice = 0;
+    let mut rows = Vec::new();
+    for (ordinal, (process, addr)) in replicas.iter().enumerate() {
+        let (rss, peak) = process.memory();
+        let series = aws_series(Scraper::connect(*addr, false, false).scrape());
+        let pipelines = series.iter().filter(|s| s.starts_with("aws_codepipeline_pipeline_info{")).count();
+        rows.push(format!(
+            "  replica {ordinal}: {pipelines} pipelines, {} series; resident {rss:.0} MiB ({:.2} of one replica's), peak {peak:.0} MiB",
+            series.len(),
+            rss / whole.rss
+        ));
+        for s in series {
+            if !union.insert(s) {
+                twice += 1;
+            }
+        }
+    }
+    println!(
+        "{} pipelines on {shards} replicas: all ready after {:.1} s; {} series in all, {twice} on two replicas, union {} one replica's",
+        shape.pipelines(),
+        ready.as_secs_f64(),
+        union.len(),
+        if union == whole.series { "equal to" } else { "DIFFERENT from" }
+    );
+    for row in rows {
+        println!("{row}");
+    }
+    println!(
+        "  discovery calls for {} scopes, all replicas together: ListPipelines {}, ListConnections {}, ListHosts {} (each scope's first round only)",
+        shape.scopes(),
+        simulator.calls("ListPipelines"),
+        simulator.calls("ListConnections"),
+        simulator.calls("ListHosts")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut shapes: Vec<Shape> = args.iter().filter_map(|a| a.parse().ok()).map(Shape::Account).collect();
-    if args.iter().any(|a| a == "organization") {
+    let shards: Option<u32> =
+        args.iter().position(|a| a == "--shards").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok());
+    let mut shapes: Vec<Shape> =
+        args.iter().filter_map(|a| a.parse().ok()).filter(|n| Some(*n as u32) != shards).map(Shape::Account).collect();
+    let organization = args.iter().any(|a| a == "organization");
+    if organization {
         shapes.push(ORGANIZATION);
     }
-    let shapes = if shapes.is_empty() {
-        vec![Shape::Account(1000), Shape::Account(5000), Shape::Account(10_000), ORGANIZATION]
-    } else {
-        shapes
-    };
+    // `estate` alone runs the estate without the organization shape before it.
+    let estate = organization || args.iter().any(|a| a == "estate");
+    let all = shapes.is_empty() && !estate;
+    let shapes =
+        if all { vec![Shape::Account(1000), Shape::Account(5000), Shape::Account(10_000), ORGANIZATION] } else { shapes };
     let traces = args.iter().any(|a| a == "traces");
     let push = args.iter().any(|a| a == "push");
     for shape in shapes {
         bench(shape, traces, push).await;
+    }
+    if estate || all {
+        let whole = bench(ESTATE, false, false).await;
+        let Shape::Estate { busy, pipelines, .. } = ESTATE else { unreachable!() };
+        let busy_only = Shape::Estate { accounts: busy, busy, pipelines };
+        let without_empty = bench(busy_only, false, false).await;
+        let empty = (ESTATE.scopes() - busy_only.scopes()) as f64;
+        println!(
+            "  memory per empty scope: {:.1} KiB ({:.0} MiB with {} scopes, {:.0} MiB with {})",
+            (whole.rss - without_empty.rss) * 1024.0 / empty,
+            whole.rss,
+            ESTATE.scopes(),
+            without_empty.rss,
+            busy_only.scopes()
+        );
+        if let Some(shards) = shards {
+            bench_shards(ESTATE, shards, &whole).await;
+        }
     }
 }

@@ -83,6 +83,9 @@ pub struct World {
     /// CodeBuild projects whose builds the caller may not read: a BatchGetBuilds call asking for
     /// any of their builds answers AccessDeniedException as a whole.
     pub denied_build_projects: BTreeSet<String>,
+    /// The regions this account's resources are in; `None`, every region. A request signed for
+    /// another region finds the account empty, as most regions of a real account are.
+    pub regions: Option<BTreeSet<String>>,
 }
 
 impl World {
@@ -252,11 +255,21 @@ impl Shared {
     }
 
     /// Answers from the world of `account`: the simulated account's own, or a member's.
-    fn answer(&self, account: &str, answer: impl FnOnce(&World) -> Result<Value, Failure>) -> Result<Value, Failure> {
+    fn answer(
+        &self,
+        account: &str,
+        region: Option<&str>,
+        answer: impl FnOnce(&World) -> Result<Value, Failure>,
+    ) -> Result<Value, Failure> {
+        let elsewhere =
+            |world: &World| world.regions.as_ref().is_some_and(|regions| region.is_some_and(|region| !regions.contains(region)));
         if account == ACCOUNT_ID {
-            return answer(&self.world.lock().unwrap_or_else(|e| e.into_inner()));
+            let world = self.world.lock().unwrap_or_else(|e| e.into_inner());
+            return if elsewhere(&world) { answer(&World::default()) } else { answer(&world) };
         }
-        answer(&self.members().entry(account.to_string()).or_insert_with(Member::new).world)
+        let mut members = self.members();
+        let world = &members.entry(account.to_string()).or_insert_with(Member::new).world;
+        if elsewhere(world) { answer(&World::default()) } else { answer(world) }
     }
 
     /// Emits the events of what changed in `world` since it was last seen.
@@ -565,12 +578,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         sqs::handle(&shared, &call.operation, &call.input).await
     } else {
         let (operation, input) = (call.operation.as_str(), &call.input);
+        let region = protocol::signed_region(&parts.headers);
         match call.service.as_str() {
-            "CodePipeline_20150709" => shared.answer(account, |world| codepipeline::handle(world, account, operation, input)),
-            "CodeConnections_20231201" => {
-                shared.answer(account, |world| codeconnections::handle(world, account, operation, input))
+            "CodePipeline_20150709" => {
+                shared.answer(account, region, |world| codepipeline::handle(world, account, operation, input))
             }
-            "CodeBuild_20161006" => shared.answer(account, |world| codebuild::handle(world, account, operation, input)),
+            "CodeConnections_20231201" => {
+                shared.answer(account, region, |world| codeconnections::handle(world, account, operation, input))
+            }
+            "CodeBuild_20161006" => shared.answer(account, region, |world| codebuild::handle(world, account, operation, input)),
             "AWSOrganizationsV20161128" => organizations::handle(&shared.organization(), operation, input),
             other => Err(Failure::new(400, "UnknownServiceException", format!("service {other} is not simulated"))),
         }
