@@ -589,7 +589,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         }
         Some(Fault::Throttling) => {
             let status = if call.protocol == Protocol::RpcV2Cbor { 429 } else { 400 };
-            let response = protocol::error(call.protocol, &Failure::new(status, "ThrottlingException", "Rate exceeded"));
+            // SQS's model names its throttling error RequestThrottled, with that awsQuery code.
+            let failure = if sqs {
+                let mut failure = Failure::new(status, "RequestThrottled", "Rate exceeded");
+                failure.query_error = Some("RequestThrottled;Sender".into());
+                failure
+            } else {
+                Failure::new(status, "ThrottlingException", "Rate exceeded")
+            };
+            let response = protocol::error(call.protocol, &failure);
             return Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await);
         }
         Some(Fault::Reset) => {
