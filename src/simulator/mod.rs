@@ -482,9 +482,13 @@ impl Simulator {
     /// values the world cannot hold. Faults still come first. Scripted answers are not recorded,
     /// since they may hold values outside the model on purpose (an enum value the SDK does not
     /// know).
-    pub fn script(&self, operation: &str, outputs: impl IntoIterator<Item = Value>) {
+    ///
+    /// With a `subject`, only calls about it are answered so: those whose input's `name` or
+    /// `pipelineName` is `subject`, so that concurrent polls of many pipelines each get their own.
+    pub fn script(&self, operation: &str, subject: Option<&str>, outputs: impl IntoIterator<Item = Value>) {
+        let key = subject.map_or_else(|| operation.to_string(), |subject| format!("{operation}/{subject}"));
         let mut scripted = self.shared.scripted.lock().unwrap_or_else(|e| e.into_inner());
-        scripted.entry(operation.to_string()).or_default().extend(outputs);
+        scripted.entry(key).or_default().extend(outputs);
     }
 
     /// Scripted answers not yet served, of every operation.
@@ -610,8 +614,12 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
     }
-    let scripted =
-        shared.scripted.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&call.operation).and_then(VecDeque::pop_front);
+    let scripted = {
+        let mut scripted = shared.scripted.lock().unwrap_or_else(|e| e.into_inner());
+        let subject = protocol::member(&call.input, "name").or_else(|| protocol::member(&call.input, "pipelineName"));
+        let own = subject.and_then(|subject| scripted.get_mut(&format!("{}/{subject}", call.operation))?.pop_front());
+        own.or_else(|| scripted.get_mut(&call.operation)?.pop_front())
+    };
     if let Some(output) = scripted {
         return Ok(boxed(protocol::ok(call.protocol, &output)));
     }
