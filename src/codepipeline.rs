@@ -689,7 +689,9 @@ async fn get_definition(scope: &Scope, pipeline: &str) -> Result<Definition, Cal
                 intern(id.map(|t| t.provider()).unwrap_or_default()),
             ]
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let actions =
+        first_of_each_name(actions, |[stage, action, ..]: &[Arc<str>; 5]| (stage.clone(), action.clone())).into_boxed_slice();
     // CodeStar connections name the repository FullRepositoryId, CodeCommit RepositoryName.
     let source = declaration
         .map(|p| p.stages())
@@ -781,7 +783,12 @@ impl From<GetPipelineStateOutput> for PipelineState {
                     })
                     .collect(),
             })
+            .map(|mut stage: StageState| {
+                stage.actions = first_of_each_name(std::mem::take(&mut stage.actions), |a| a.name.clone());
+                stage
+            })
             .collect();
+        let stages = first_of_each_name(stages, |s| s.name.clone());
         PipelineState {
             version: output.pipeline_version(),
             created: output.created().map(DateTime::as_secs_f64),
@@ -789,6 +796,15 @@ impl From<GetPipelineStateOutput> for PipelineState {
             stages,
         }
     }
+}
+
+/// The first item of each name, in order. AWS names each stage of a pipeline and each action of
+/// a stage once, but its model does not say so (its name patterns are not even anchored), and two
+/// items of one name would render two series with the same name and labels, which Prometheus
+/// rejects as a whole scrape.
+fn first_of_each_name<T, K: Ord>(items: Vec<T>, name: impl Fn(&T) -> K) -> Vec<T> {
+    let mut seen = std::collections::BTreeSet::new();
+    items.into_iter().filter(|item| seen.insert(name(item))).collect()
 }
 
 /// A stage's and an action's name.

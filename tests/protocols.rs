@@ -134,3 +134,94 @@ async fn sqs_long_polls_hides_received_messages_and_names_its_errors() {
     assert!(err.is_queue_does_not_exist(), "{err:?}");
     assert_eq!(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err), Some("AWS.SimpleQueueService.NonExistentQueue"));
 }
+
+/// The `metadata` of botocore's model of `service` (as `scripts/test.sh` installs botocore into
+/// `target/tools`), the model AWS's own SDKs are generated from.
+fn model_metadata(service: &str) -> serde_json::Value {
+    use std::io::Read as _;
+    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/lib");
+    let python = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore there", lib.display()))
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_name().to_string_lossy().starts_with("python"))
+        .expect("a python directory in target/tools/lib");
+    let data = python.path().join("site-packages/botocore/data").join(service);
+    let version = std::fs::read_dir(&data)
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore", data.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .max()
+        .unwrap();
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(version.join("service-2.json.gz")).unwrap())
+        .read_to_string(&mut json)
+        .unwrap();
+    let model: serde_json::Value = serde_json::from_str(&json).unwrap();
+    model["metadata"].clone()
+}
+
+/// One raw request: the status line, headers and body of the answer.
+async fn raw(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (String, Vec<u8>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (String::from_utf8_lossy(&response[..split]).to_lowercase(), response[split + 4..].to_vec())
+}
+
+/// Every awsJson service is routed by its model's own `targetPrefix` and answers in its model's
+/// `jsonVersion`; CodeConnections, whose SDK speaks RPC v2 CBOR, by the path its model's service
+/// shape names (the prefix without its namespace); and SQS, query-compatible in its model
+/// (`awsQueryCompatible`), names its awsQuery error code in `x-amzn-query-error`.
+#[tokio::test]
+async fn every_protocol_is_routed_by_the_models_own_prefixes_and_paths() {
+    let mut world = World::default();
+    let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
+    world.repository_links.insert(link.id.clone(), link);
+    let simulator = Simulator::start(world).await.unwrap();
+    let addr = simulator.endpoint_url().trim_start_matches("http://").to_string();
+    for (service, operation, body) in [
+        ("codepipeline", "ListPipelines", "{}"),
+        ("codebuild", "BatchGetBuilds", r#"{"ids":["p:00000000-0000-4000-8000-000000000000"]}"#),
+        ("organizations", "ListAccounts", "{}"),
+        ("codeconnections", "ListRepositoryLinks", "{}"),
+        ("sqs", "GetQueueAttributes", r#"{"QueueUrl":"https://sqs.us-east-1.amazonaws.com/111122223333/missing"}"#),
+    ] {
+        let metadata = model_metadata(service);
+        let prefix = metadata["targetPrefix"].as_str().unwrap();
+        let version = metadata["jsonVersion"].as_str().unwrap();
+        let content_type = format!("application/x-amz-json-{version}");
+        let target = format!("{prefix}.{operation}");
+        let (head, answer) =
+            raw(&addr, "/", &[("X-Amz-Target", &target), ("Content-Type", &content_type)], body.as_bytes()).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(head.contains(&format!("content-type: {content_type}\r\n")), "{target}: {head}");
+        if service == "sqs" {
+            // The queue is missing: an error that names its awsQuery code.
+            assert!(metadata.get("awsQueryCompatible").is_some(), "{metadata}");
+            assert!(head.starts_with("http/1.1 400 "), "{target}: {head}");
+            assert!(head.contains("x-amzn-query-error: aws.simplequeueservice.nonexistentqueue;sender\r\n"), "{head}");
+        } else {
+            assert!(head.starts_with("http/1.1 200 "), "{target}: {head} {answer}");
+        }
+        if service == "codeconnections" {
+            let shape = prefix.rsplit('.').next().unwrap();
+            assert_eq!(shape, "CodeConnections_20231201");
+            let path = format!("/service/{shape}/operation/{operation}");
+            let (head, answer) =
+                raw(&addr, &path, &[("smithy-protocol", "rpc-v2-cbor"), ("Content-Type", "application/cbor")], &[0xa0]).await;
+            assert!(head.starts_with("http/1.1 200 "), "{path}: {head}");
+            assert!(head.contains("smithy-protocol: rpc-v2-cbor\r\n"), "{head}");
+            let answer: ciborium::Value = ciborium::from_reader(answer.as_slice()).unwrap();
+            assert_eq!(answer.as_map().unwrap()[0].0.as_text(), Some("RepositoryLinks"));
+        }
+    }
+}

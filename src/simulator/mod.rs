@@ -18,6 +18,7 @@ pub mod codepipeline;
 pub mod demo;
 pub mod organizations;
 pub mod protocol;
+pub mod record;
 pub mod sqs;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -222,6 +223,11 @@ struct Shared {
     arrived: tokio::sync::Notify,
     /// What the simulated EventBridge last saw of the world.
     observed: Mutex<sqs::Observed>,
+    /// Where every answer is recorded, for the conformance check against AWS's models.
+    recorder: Mutex<Option<record::Recorder>>,
+    /// Answers a test scripted, served instead of the world's by operation (see
+    /// [`Simulator::script`]).
+    scripted: Mutex<HashMap<String, VecDeque<Value>>>,
 }
 
 impl Shared {
@@ -368,7 +374,8 @@ impl Simulator {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let observed = Mutex::new(sqs::Observed::of(&world));
-        let shared = Arc::new(Shared { world: Mutex::new(world), observed, ..Shared::default() });
+        let recorder = Mutex::new(record::Recorder::from_environment());
+        let shared = Arc::new(Shared { world: Mutex::new(world), observed, recorder, ..Shared::default() });
         let server = AbortOnDrop(tokio::spawn(accept_loop(listener, shared.clone())));
         Ok(Simulator { shared, addr, _server: Arc::new(server) })
     }
@@ -475,6 +482,33 @@ impl Simulator {
         by_region.get(&(region.to_string(), operation.to_string())).copied().unwrap_or(0)
     }
 
+    /// Records every answer this endpoint serves from now on into a new file in `dir`, as the
+    /// environment variable [`record::RECORD_DIR`] does for every simulator a process starts.
+    pub fn record_to(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let recorder = record::Recorder::create(dir)?;
+        *self.shared.recorder.lock().unwrap_or_else(|e| e.into_inner()) = Some(recorder);
+        Ok(())
+    }
+
+    /// Serves `outputs` as the next answers to `operation`, one per call, in the protocol of each
+    /// request, instead of what the world holds: a test states exactly what AWS answers, such as
+    /// values the world cannot hold. Faults still come first. Scripted answers are not recorded,
+    /// since they may hold values outside the model on purpose (an enum value the SDK does not
+    /// know).
+    ///
+    /// With a `subject`, only calls about it are answered so: those whose input's `name` or
+    /// `pipelineName` is `subject`, so that concurrent polls of many pipelines each get their own.
+    pub fn script(&self, operation: &str, subject: Option<&str>, outputs: impl IntoIterator<Item = Value>) {
+        let key = subject.map_or_else(|| operation.to_string(), |subject| format!("{operation}/{subject}"));
+        let mut scripted = self.shared.scripted.lock().unwrap_or_else(|e| e.into_inner());
+        scripted.entry(key).or_default().extend(outputs);
+    }
+
+    /// Scripted answers not yet served, of every operation.
+    pub fn scripted_left(&self) -> usize {
+        self.shared.scripted.lock().unwrap_or_else(|e| e.into_inner()).values().map(VecDeque::len).sum()
+    }
+
     /// How many calls arrived in all.
     pub fn total_calls(&self) -> u64 {
         self.shared.calls.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
@@ -529,7 +563,9 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     };
     let session = shared.session(&parts.headers);
     if let Some(form) = protocol::query_form(&parts.headers, &body) {
-        return Ok(boxed(query(&shared, session.as_ref(), &form)));
+        let response = query(&shared, session.as_ref(), &form);
+        let action = form.get("Action").map(String::as_str).unwrap_or_default();
+        return Ok(recorded(&shared, "AWSSecurityTokenServiceV20110615", action, "query", response).await);
     }
     let call = match protocol::decode(parts.uri.path(), &parts.headers, &body) {
         None => return Ok(boxed(plain(StatusCode::NOT_FOUND, "neither awsJson nor RPC v2 CBOR"))),
@@ -544,7 +580,14 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     }
     if session.as_ref().is_some_and(expired) {
         let failure = Failure::new(400, "ExpiredTokenException", "The security token included in the request is expired");
-        return Ok(boxed(protocol::error(call.protocol, &failure)));
+        return Ok(recorded(
+            &shared,
+            &call.service,
+            &call.operation,
+            call.protocol.name(),
+            protocol::error(call.protocol, &failure),
+        )
+        .await);
     }
     let fault = shared.faults.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&call.operation).and_then(VecDeque::pop_front);
     let fault = fault.or_else(|| {
@@ -558,11 +601,21 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     match fault {
         Some(Fault::Error { status, code, message }) => {
             let query_error = sqs.then(|| format!("{code};Sender"));
-            return Ok(boxed(protocol::error(call.protocol, &Failure { status, code, message, query_error })));
+            let response = protocol::error(call.protocol, &Failure { status, code, message, query_error });
+            return Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await);
         }
         Some(Fault::Throttling) => {
             let status = if call.protocol == Protocol::RpcV2Cbor { 429 } else { 400 };
-            return Ok(boxed(protocol::error(call.protocol, &Failure::new(status, "ThrottlingException", "Rate exceeded"))));
+            // SQS's model names its throttling error RequestThrottled, with that awsQuery code.
+            let failure = if sqs {
+                let mut failure = Failure::new(status, "RequestThrottled", "Rate exceeded");
+                failure.query_error = Some("RequestThrottled;Sender".into());
+                failure
+            } else {
+                Failure::new(status, "ThrottlingException", "Rate exceeded")
+            };
+            let response = protocol::error(call.protocol, &failure);
+            return Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await);
         }
         Some(Fault::Reset) => {
             let (parts, _) = protocol::ok(call.protocol, &ciborium::Value::Null).into_parts();
@@ -573,6 +626,15 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Some(Fault::Malformed) => return Ok(boxed(protocol::malformed(call.protocol))),
         Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
         None => {}
+    }
+    let scripted = {
+        let mut scripted = shared.scripted.lock().unwrap_or_else(|e| e.into_inner());
+        let subject = protocol::member(&call.input, "name").or_else(|| protocol::member(&call.input, "pipelineName"));
+        let own = subject.and_then(|subject| scripted.get_mut(&format!("{}/{subject}", call.operation))?.pop_front());
+        own.or_else(|| scripted.get_mut(&call.operation)?.pop_front())
+    };
+    if let Some(output) = scripted {
+        return Ok(boxed(protocol::ok(call.protocol, &output)));
     }
     let answer = if sqs {
         sqs::handle(&shared, &call.operation, &call.input).await
@@ -591,10 +653,34 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
             other => Err(Failure::new(400, "UnknownServiceException", format!("service {other} is not simulated"))),
         }
     };
-    Ok(boxed(match answer {
+    let response = match answer {
         Ok(output) => protocol::ok(call.protocol, &output),
         Err(failure) => protocol::error(call.protocol, &failure),
-    }))
+    };
+    Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await)
+}
+
+/// Appends an answer to the recording, if one is being made, and passes it on.
+async fn recorded(
+    shared: &Shared,
+    service: &str,
+    operation: &str,
+    protocol: &str,
+    response: Response<Full<Bytes>>,
+) -> Response<SimBody> {
+    if shared.recorder.lock().unwrap_or_else(|e| e.into_inner()).is_none() {
+        return boxed(response);
+    }
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    let query_error = parts.headers.get("x-amzn-query-error").and_then(|v| v.to_str().ok());
+    if let Some(recorder) = shared.recorder.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        recorder.append(service, operation, protocol, parts.status.as_u16(), query_error, &body);
+    }
+    boxed(Response::from_parts(parts, Full::new(body)))
 }
 
 /// Whether a session's credentials are past their expiration.

@@ -29,6 +29,18 @@ pub enum Protocol {
     RpcV2Cbor,
 }
 
+impl Protocol {
+    /// The protocol's name as botocore's models give it (`metadata.protocol`), awsJson with its
+    /// version, for the recording.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::AwsJson("1.0") => "json-1.0",
+            Protocol::AwsJson(_) => "json-1.1",
+            Protocol::RpcV2Cbor => "smithy-rpc-v2-cbor",
+        }
+    }
+}
+
 /// A decoded request: which service and operation, and its input document.
 #[derive(Debug)]
 pub struct Call {
