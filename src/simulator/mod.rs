@@ -458,9 +458,14 @@ impl Simulator {
     }
 
     /// Removes every fault not yet shown, and the random ones.
-    pub fn clear_faults(&self) {
-        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    /// Returns how many injected faults were left unserved, so that a test knows exactly how many
+    /// calls met one.
+    pub fn clear_faults(&self) -> usize {
+        let mut faults = self.shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let left = faults.values().map(VecDeque::len).sum();
+        faults.clear();
         *self.shared.chaos.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        left
     }
 
     /// How many calls of `operation` arrived, faults included.
