@@ -3,11 +3,10 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use codepipeline_exporter::simulator::{SimPipeline, Simulator, World};
+use common::heap::{Counting, kept_heap_bytes};
 use common::{request, start_exporter_unthrottled, wait_for};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
@@ -66,37 +65,6 @@ async fn scrape_repeatedly(addr: std::net::SocketAddr, count: usize, gzip: bool)
     sizes
 }
 
-/// Counts the bytes allocated and not yet freed. Resident memory is no measure of a leak: glibc
-/// keeps freed memory in per-thread arenas, so it moved by 17 % between two identical bursts.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is passed to the system allocator unchanged; only the count is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        new
-    }
-}
-
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
 
@@ -104,19 +72,10 @@ static ALLOCATOR: Counting = Counting;
 /// other's measurement.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The fewest live heap bytes seen over one poll interval: polls in flight come and go, and what
-/// stays at their lowest point is what the process keeps. The interval must leave moments with no
-/// poll in flight: at 500 ms, on a slower machine, 100 pipelines always had some, and the least
-/// heap moved by 280 KB between identical bursts.
-async fn kept_heap_bytes(interval: Duration) -> usize {
-    let until = tokio::time::Instant::now() + interval;
-    let mut least = usize::MAX;
-    while tokio::time::Instant::now() < until {
-        least = least.min(LIVE.load(Ordering::Relaxed));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    least
-}
+/// How long the kept heap is read for: longer than the scrape test's 2 s poll interval, so that it
+/// holds moments with no poll in flight. At a 500 ms interval, on a slower machine, 100 pipelines
+/// always had some, and the least heap moved by 280 KB between identical bursts.
+const KEPT_HEAP_WINDOW: Duration = Duration::from_millis(2500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_concurrent_scrapes_while_polling_continues() {
@@ -145,7 +104,7 @@ async fn thousands_of_concurrent_scrapes_while_polling_continues() {
         }
         assert_eq!(scrapes, CONNECTIONS * SCRAPES_PER_CONNECTION);
         assert!(simulator.calls("GetPipelineState") > polls, "polling went on during the load");
-        rounds.push(kept_heap_bytes(Duration::from_millis(2500)).await);
+        rounds.push(kept_heap_bytes(KEPT_HEAP_WINDOW).await);
     }
     eprintln!("heap kept after each burst: {rounds:?}");
     // 6,400 scrapes after the warm-up: leaking even 10 bytes each would exceed this margin, while

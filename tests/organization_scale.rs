@@ -4,43 +4,11 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use codepipeline_exporter::simulator::{SimPipeline, Simulator, World};
+use common::heap::{Counting, kept_heap_bytes};
 use common::{start_exporter_unthrottled, wait_for};
-
-/// Counts the bytes allocated and not yet freed: resident memory moves with glibc's arenas, the
-/// live heap only with what the exporter holds.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is passed to the system allocator unchanged; only the count is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let new = unsafe { System.realloc(ptr, layout, new_size) };
-        if !new.is_null() {
-            LIVE.fetch_add(new_size, Ordering::Relaxed);
-            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        }
-        new
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -49,18 +17,6 @@ const ROOT: &str = "r-examplerootid";
 const REGIONS: [&str; 3] = ["us-east-1", "eu-west-1", "ap-southeast-2"];
 /// Empty member accounts that join and leave: 300 scopes.
 const EMPTY: usize = 100;
-
-/// The fewest live heap bytes over `window`: calls in flight come and go, and what stays at their
-/// lowest point is what the process keeps.
-async fn kept_heap_bytes(window: Duration) -> usize {
-    let until = tokio::time::Instant::now() + window;
-    let mut least = usize::MAX;
-    while tokio::time::Instant::now() < until {
-        least = least.min(LIVE.load(Ordering::Relaxed));
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    least
-}
 
 fn empty_id(i: usize) -> String {
     format!("{:012}", 710_000_000_000u64 + i as u64)

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod heap;
 pub mod kubernetes;
 pub mod otlp;
 pub mod process;
