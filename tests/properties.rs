@@ -23,8 +23,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -44,28 +42,6 @@ const UNKNOWN_ENUM_VALUES: &[&str] = &["Paused", "Queued \"soon\"\\\nnäher ✓"
 
 /// Text with every character a label value escapes, and non-ASCII, repeated to a length.
 const SPECIAL: &str = "q\"b\\s\nñ€😀x";
-
-/// botocore's model of `service`, as installed in the build's tools.
-fn model(service: &str) -> Json {
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/lib");
-    let python = std::fs::read_dir(&lib)
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore there", lib.display()))
-        .filter_map(Result::ok)
-        .find(|entry| entry.file_name().to_string_lossy().starts_with("python"))
-        .expect("a python directory in target/tools/lib");
-    let data = python.path().join("site-packages/botocore/data").join(service);
-    let version = std::fs::read_dir(&data)
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore", data.display()))
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .max()
-        .unwrap();
-    let mut json = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(version.join("service-2.json.gz")).unwrap())
-        .read_to_string(&mut json)
-        .unwrap();
-    serde_json::from_str(&json).unwrap()
-}
 
 /// Generates values of a model's shapes.
 struct Generator<'a> {
@@ -505,7 +481,7 @@ async fn every_answer_the_model_allows() {
         PANICS.fetch_add(1, Ordering::SeqCst);
         previous(info);
     }));
-    let model = model("codepipeline");
+    let model = common::botocore_model("codepipeline");
     let mut generator = Generator::new(&model, seed);
     let started = Instant::now();
     let mut first_resident = None;

@@ -2,6 +2,8 @@
 //! later SDK release may switch: CodePipeline in RPC v2 CBOR through the real SDK's own CBOR codec,
 //! and CodeConnections in awsJson 1.0 on the wire.
 
+mod common;
+
 use aws_credential_types::Credentials;
 use aws_sdk_codepipeline::config::{BehaviorVersion, Region};
 use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, Simulator, World};
@@ -135,31 +137,6 @@ async fn sqs_long_polls_hides_received_messages_and_names_its_errors() {
     assert_eq!(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err), Some("AWS.SimpleQueueService.NonExistentQueue"));
 }
 
-/// The `metadata` of botocore's model of `service` (as `scripts/test.sh` installs botocore into
-/// `target/tools`), the model AWS's own SDKs are generated from.
-fn model_metadata(service: &str) -> serde_json::Value {
-    use std::io::Read as _;
-    let lib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/lib");
-    let python = std::fs::read_dir(&lib)
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore there", lib.display()))
-        .filter_map(Result::ok)
-        .find(|entry| entry.file_name().to_string_lossy().starts_with("python"))
-        .expect("a python directory in target/tools/lib");
-    let data = python.path().join("site-packages/botocore/data").join(service);
-    let version = std::fs::read_dir(&data)
-        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore", data.display()))
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .max()
-        .unwrap();
-    let mut json = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(version.join("service-2.json.gz")).unwrap())
-        .read_to_string(&mut json)
-        .unwrap();
-    let model: serde_json::Value = serde_json::from_str(&json).unwrap();
-    model["metadata"].clone()
-}
-
 /// One raw request: the status line, headers and body of the answer.
 async fn raw(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (String, Vec<u8>) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -195,7 +172,7 @@ async fn every_protocol_is_routed_by_the_models_own_prefixes_and_paths() {
         ("codeconnections", "ListRepositoryLinks", "{}"),
         ("sqs", "GetQueueAttributes", r#"{"QueueUrl":"https://sqs.us-east-1.amazonaws.com/111122223333/missing"}"#),
     ] {
-        let metadata = model_metadata(service);
+        let metadata = common::botocore_model(service)["metadata"].clone();
         let prefix = metadata["targetPrefix"].as_str().unwrap();
         let version = metadata["jsonVersion"].as_str().unwrap();
         let content_type = format!("application/x-amz-json-{version}");

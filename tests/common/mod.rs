@@ -198,3 +198,28 @@ pub async fn wait_for_calls(simulator: &Simulator, operation: &str, more: u64) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// botocore's model of `service` (its directory name under botocore/data, such as
+/// `codepipeline`), newest version, as `scripts/test.sh` installs botocore into `target/tools`:
+/// the model AWS's own SDKs are generated from.
+pub fn botocore_model(service: &str) -> serde_json::Value {
+    use std::io::Read as _;
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/lib");
+    let python = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore there", lib.display()))
+        .filter_map(Result::ok)
+        .find(|entry| entry.file_name().to_string_lossy().starts_with("python"))
+        .expect("a python directory in target/tools/lib");
+    let data = python.path().join("site-packages/botocore/data").join(service);
+    let version = std::fs::read_dir(&data)
+        .unwrap_or_else(|e| panic!("{}: {e}; scripts/test.sh installs botocore", data.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .max()
+        .unwrap();
+    let mut json = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(version.join("service-2.json.gz")).unwrap())
+        .read_to_string(&mut json)
+        .unwrap();
+    serde_json::from_str(&json).unwrap()
+}
