@@ -139,11 +139,12 @@ impl Scraper {
 
 /// A server that answers every request on its first `connections` connections with `body`, as
 /// one write from a thread per connection: what sending the bytes costs, with nothing else.
-fn copy_server(body: Vec<u8>, connections: usize) -> std::net::SocketAddr {
+fn copy_server(body: Vec<u8>, gzip: bool, connections: usize) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
+    let encoding = if gzip { "Content-Encoding: gzip\r\n" } else { "" };
     let mut response =
-        format!("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        format!("HTTP/1.1 200 OK\r\n{encoding}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
     response.extend_from_slice(&body);
     let response = std::sync::Arc::new(response);
     std::thread::spawn(move || {
@@ -559,14 +560,17 @@ async fn bench(shape: Shape, traces: bool, push: bool) -> Measured {
     }
     drop(process);
 
-    // The floor this machine puts under those figures: the same gzip bodies sent by a server that
-    // does nothing else, to the same scrapers.
-    for (format, body) in [("OpenMetrics", &gzip_openmetrics), ("text", &gzip_text)] {
+    // The floor this machine puts under those figures: the same bodies, gzip and uncompressed,
+    // sent by a server that does nothing else, to the same scrapers.
+    for (format, gzip, body) in
+        [("OpenMetrics", true, &gzip_openmetrics), ("text", true, &gzip_text), ("OpenMetrics", false, &body)]
+    {
         for clients in [1, 32] {
-            let floor = copy_server(body.clone(), clients);
-            let latencies = tokio::task::spawn_blocking(move || load(floor, clients, LOAD, true, true)).await.unwrap();
+            let floor = copy_server(body.clone(), gzip, clients);
+            let latencies = tokio::task::spawn_blocking(move || load(floor, clients, LOAD, gzip, true)).await.unwrap();
             println!(
-                "  {clients:>2} client(s), {format:<11} copy floor: p50 {:>7.2} ms, p99 {:>7.2} ms",
+                "  {clients:>2} client(s), {format:<11} {:<8} copy floor: p50 {:>7.2} ms, p99 {:>7.2} ms",
+                if gzip { "gzip" } else { "identity" },
                 percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
                 percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
             );

@@ -52,9 +52,8 @@ impl Running {
         let name = role.arn.rsplit('/').next().unwrap_or(&role.arn).to_string();
         let key = TargetKey { account: account.into(), region: region.into(), kind: KIND, service: SERVICE, name };
         let config = base.to_builder().region(Region::new(region.to_string())).build();
-        let sts = aws_sdk_sts::Client::new(&config);
         let (sender, receiver) = watch::channel(None);
-        let task = tokio::spawn(run(sts, role, key.clone(), report.clone(), sender));
+        let task = tokio::spawn(run(config, role, key.clone(), report.clone(), sender));
         Running { task, assumed: Assumed::new(receiver), key, report }
     }
 }
@@ -66,17 +65,23 @@ impl Drop for Running {
     }
 }
 
-async fn run(sts: aws_sdk_sts::Client, role: Role, key: TargetKey, report: Report, sender: watch::Sender<Option<Credentials>>) {
+async fn run(config: SdkConfig, role: Role, key: TargetKey, report: Report, sender: watch::Sender<Option<Credentials>>) {
     let mut health = Health::default();
     let mut backoff = BACKOFF.0;
     loop {
+        // The client is made for each renewal, about once an hour, rather than kept: an SDK client
+        // is about 16 KiB, which every member account of an organization would keep, most of them
+        // with no pipeline. The request's future is boxed for the same reason (see
+        // `collector::run_target`): inline, this idle task would keep its kilobytes between renewals.
+        let sts = aws_sdk_sts::Client::new(&config);
         let request = sts
             .assume_role()
             .role_arn(&role.arn)
             .role_session_name("codepipeline-exporter")
             .set_external_id(role.external_id.clone())
             .send();
-        let assumed = aws::recorded(&report.telemetry, SERVICE, "AssumeRole", request, &[]).await;
+        let assumed = Box::pin(aws::recorded(&report.telemetry, SERVICE, "AssumeRole", request, &[])).await;
+        drop(sts);
         health.record(&key, assumed.as_ref().map(|_| ()));
         let (pause, expires) = match assumed.as_ref().ok().and_then(|output| output.credentials()) {
             Some(credentials) => {

@@ -74,8 +74,7 @@ impl Scrapes {
             Chunks(prefix.gzip(end).into()).boxed()
         } else {
             let remaining = prefix.text_len() + own.text.len() as u64;
-            let tail = own.text.clone();
-            Inflating { exposition, format, next: 0, decompress: Decompress::new(false), tail, remaining }.boxed()
+            Inflating::start(exposition, format, own.text.clone(), remaining).boxed()
         };
         let mut response = Response::new(body);
         let headers = response.headers_mut();
@@ -154,16 +153,37 @@ impl hyper::body::Body for Chunks {
     }
 }
 
-/// An uncompressed body: the kept deflated segments, inflated one per frame as the client reads,
-/// so that an uncompressed scrape holds about one segment in memory rather than the whole body.
+/// Segments an uncompressed scrape inflates ahead of the one being sent.
+const INFLATED_AHEAD: usize = 2;
+
+/// An uncompressed body: the kept deflated segments, inflated as the client reads, so that an
+/// uncompressed scrape holds a few segments in memory rather than the whole body.
+///
+/// A blocking thread inflates while the connection's task sends what it inflated before: sending
+/// and inflating each cost about as much as the other, and in turn, one after the other, they
+/// made the uncompressed scrape three times as slow as sending its bytes alone.
 struct Inflating {
-    exposition: Arc<Exposition>,
-    format: Format,
-    next: usize,
-    decompress: Decompress,
-    /// The scrape's own part, after the segments.
-    tail: Bytes,
+    segments: tokio::sync::mpsc::Receiver<Bytes>,
+    /// The scrape's own part, sent after the segments.
+    tail: Option<Bytes>,
     remaining: u64,
+}
+
+impl Inflating {
+    fn start(exposition: Arc<Exposition>, format: Format, tail: Bytes, remaining: u64) -> Inflating {
+        let (sender, segments) = tokio::sync::mpsc::channel(INFLATED_AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let prefix = exposition.deflated(format);
+            let mut decompress = Decompress::new(false);
+            for index in 0..prefix.segments() {
+                // The client went away: the body, and with it the receiver, was dropped.
+                if sender.blocking_send(prefix.inflate(index, &mut decompress)).is_err() {
+                    return;
+                }
+            }
+        });
+        Inflating { segments, tail: Some(tail), remaining }
+    }
 }
 
 impl hyper::body::Body for Inflating {
@@ -172,18 +192,18 @@ impl hyper::body::Body for Inflating {
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
+        cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
-        let prefix = this.exposition.deflated(this.format);
-        let frame = if this.next < prefix.segments() {
-            this.next += 1;
-            prefix.inflate(this.next - 1, &mut this.decompress)
-        } else {
-            std::mem::take(&mut this.tail)
+        let frame = match std::task::ready!(this.segments.poll_recv(cx)) {
+            Some(segment) => segment,
+            None => match this.tail.take() {
+                Some(tail) => tail,
+                None => return std::task::Poll::Ready(None),
+            },
         };
         this.remaining = this.remaining.saturating_sub(frame.len() as u64);
-        std::task::Poll::Ready((!frame.is_empty() || this.next < prefix.segments()).then(|| Ok(Frame::data(frame))))
+        std::task::Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -88,7 +88,9 @@ async fn empty_scopes_cost_little_memory_and_leave_nothing_behind() {
     eprintln!(
         "heap kept: {before} before, {joined} with {EMPTY} empty members ({per_scope} bytes per empty scope), {left} after they left"
     );
-    assert!(per_scope <= 32 * 1024, "an empty scope keeps {per_scope} bytes of heap");
+    // 16.3 KiB when measured; 28 KiB before the account's STS client was made per renewal and
+    // discovery's SDK futures were boxed (each idle task kept them).
+    assert!(per_scope <= 20 * 1024, "an empty scope keeps {per_scope} bytes of heap");
     // The simulator, in this process, keeps the sessions of every role it issued (100 more, and
     // its map's growth, with each visit); a tenth of a scope left behind by each of the 300 would
     // exceed this margin.
