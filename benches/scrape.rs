@@ -143,8 +143,7 @@ fn copy_server(body: Vec<u8>, gzip: bool, connections: usize) -> std::net::Socke
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let encoding = if gzip { "Content-Encoding: gzip\r\n" } else { "" };
-    let mut response =
-        format!("HTTP/1.1 200 OK\r\n{encoding}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+    let mut response = format!("HTTP/1.1 200 OK\r\n{encoding}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
     response.extend_from_slice(&body);
     let response = std::sync::Arc::new(response);
     std::thread::spawn(move || {
