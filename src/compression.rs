@@ -230,15 +230,59 @@ impl Prefix {
         self.segments.len()
     }
 
-    /// Segment `index` uncompressed, for clients that do not take gzip: the body is inflated a
-    /// segment at a time as it is sent rather than kept uncompressed. Segments are inflated in
-    /// order by one `decompress`, which holds the text a segment's dictionary refers to.
-    pub fn inflate(&self, index: usize, decompress: &mut Decompress) -> Bytes {
+    /// Segment `index` uncompressed, for clients that do not take gzip: the body is inflated as it
+    /// is sent rather than kept uncompressed. Segments are inflated in order by one `decompress`,
+    /// which holds the text a segment's dictionary refers to. The text is handed to `emit` in
+    /// pieces of at most `piece` bytes, in order; `emit` returning false stops it. Pieces smaller
+    /// than the allocator's mapping threshold ([`crate::memory`]) come from its heap, where a
+    /// segment of up to a megabyte would be mapped and unmapped for every scrape, which makes the
+    /// other threads of the process wait on the kernel's address-space lock. Returns whether every
+    /// piece was taken.
+    pub fn inflate_pieces(
+        &self,
+        index: usize,
+        decompress: &mut Decompress,
+        piece: usize,
+        mut emit: impl FnMut(Bytes) -> bool,
+    ) -> bool {
         let start = index.checked_sub(1).map_or(0, |previous| self.segments[previous].0);
         let (end, len) = self.segments[index];
-        let mut out = Vec::with_capacity(len as usize);
-        inflate(decompress, &self.deflated[start..end], &mut out);
-        Bytes::from(out)
+        let data = &self.deflated[start..end];
+        let first = decompress.total_in();
+        let consumed = |decompress: &Decompress| (decompress.total_in() - first) as usize;
+        let mut left = len as usize;
+        while left > 0 {
+            let mut out = Vec::with_capacity(left.min(piece));
+            while out.len() < out.capacity() {
+                let before = (decompress.total_in(), decompress.total_out());
+                decompress
+                    .decompress_vec(&data[consumed(decompress)..], &mut out, FlushDecompress::Sync)
+                    .expect("the data was deflated here");
+                if (decompress.total_in(), decompress.total_out()) == before {
+                    break;
+                }
+            }
+            if out.is_empty() {
+                break;
+            }
+            left -= out.len();
+            if !emit(Bytes::from(out)) {
+                return false;
+            }
+        }
+        // The segment's last bytes, its full flush's empty block, give no output, and a full
+        // output buffer may have left them unread; the next segment's data follows them.
+        let mut rest = Vec::with_capacity(64);
+        while consumed(decompress) < data.len() {
+            let before = decompress.total_in();
+            decompress
+                .decompress_vec(&data[consumed(decompress)..], &mut rest, FlushDecompress::Sync)
+                .expect("the data was deflated here");
+            if decompress.total_in() == before {
+                break;
+            }
+        }
+        true
     }
 
     /// The end of a gzip body of this prefix followed by `tail`: the tail's deflate stream and the
@@ -318,6 +362,19 @@ mod tests {
         out
     }
 
+    /// The whole text of `prefix`, inflated in pieces of at most `piece` bytes.
+    fn inflate(prefix: &Prefix, piece: usize) -> Vec<u8> {
+        let (mut inflated, mut decompress) = (Vec::new(), Decompress::new(false));
+        for index in 0..prefix.segments() {
+            assert!(prefix.inflate_pieces(index, &mut decompress, piece, |text| {
+                assert!(!text.is_empty() && text.len() <= piece);
+                inflated.extend_from_slice(&text);
+                true
+            }));
+        }
+        inflated
+    }
+
     fn lines(n: usize) -> Vec<u8> {
         (0..n).flat_map(|i| format!("metric{{n=\"{i}\"}} {i}\n").into_bytes()).collect()
     }
@@ -344,12 +401,9 @@ mod tests {
         let mut expected = b"# HELP a A.\na 1\nb 2\n# HELP a A.\na 1\n".to_vec();
         expected.extend_from_slice(&lines(50_000));
         assert_eq!(prefix.text_len(), expected.len() as u64);
-        let mut inflated = Vec::new();
-        let mut decompress = Decompress::new(false);
-        for index in 0..prefix.segments() {
-            inflated.extend_from_slice(&prefix.inflate(index, &mut decompress));
+        for piece in [7, 4096, 64 * 1024, usize::MAX] {
+            assert_eq!(inflate(&prefix, piece), expected, "in pieces of {piece} bytes");
         }
-        assert_eq!(inflated, expected);
         expected.extend_from_slice(b"# EOF\n");
         assert_eq!(gunzip(&prefix.gzip(prefix.gzip_end(b"# EOF\n"))), expected);
     }
@@ -372,13 +426,17 @@ mod tests {
         );
         let prefix = Prefix::from_segments([&head, &chained, &alone, &head, &chained]);
         let expected = [&first[..], &first, &first, &first, &first].concat();
-        let mut inflated = Vec::new();
-        let mut decompress = Decompress::new(false);
-        for index in 0..prefix.segments() {
-            inflated.extend_from_slice(&prefix.inflate(index, &mut decompress));
+        for piece in [1, 1000, usize::MAX] {
+            assert_eq!(inflate(&prefix, piece), expected, "in pieces of {piece} bytes");
         }
-        assert_eq!(inflated, expected);
         assert_eq!(gunzip(&prefix.gzip(prefix.gzip_end(b""))), expected);
+        // A client that goes away stops the inflating at the piece it refused.
+        let mut taken = 0;
+        assert!(!prefix.inflate_pieces(0, &mut Decompress::new(false), 100, |_| {
+            taken += 1;
+            taken < 3
+        }));
+        assert_eq!(taken, 3);
     }
 
     #[test]

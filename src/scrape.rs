@@ -153,11 +153,15 @@ impl hyper::body::Body for Chunks {
     }
 }
 
-/// Segments an uncompressed scrape inflates ahead of the one being sent.
-const INFLATED_AHEAD: usize = 2;
+/// Pieces an uncompressed scrape inflates ahead of the one being sent.
+const INFLATED_AHEAD: usize = 4;
+
+/// The most an uncompressed scrape inflates into one buffer: under the allocator's mapping
+/// threshold (see [`crate::compression::Prefix::inflate_pieces`]).
+const INFLATED_PIECE: usize = 128 * 1024;
 
 /// An uncompressed body: the kept deflated segments, inflated as the client reads, so that an
-/// uncompressed scrape holds a few segments in memory rather than the whole body.
+/// uncompressed scrape holds a few pieces of them in memory rather than the whole body.
 ///
 /// A blocking thread inflates while the connection's task sends what it inflated before: sending
 /// and inflating each cost about as much as the other, and in turn, one after the other, they
@@ -176,8 +180,8 @@ impl Inflating {
             let prefix = exposition.deflated(format);
             let mut decompress = Decompress::new(false);
             for index in 0..prefix.segments() {
-                // The client went away: the body, and with it the receiver, was dropped.
-                if sender.blocking_send(prefix.inflate(index, &mut decompress)).is_err() {
+                // The client went away when the body, and with it the receiver, was dropped.
+                if !prefix.inflate_pieces(index, &mut decompress, INFLATED_PIECE, |piece| sender.blocking_send(piece).is_ok()) {
                     return;
                 }
             }

@@ -503,7 +503,13 @@ impl Store {
         let exposition = self.exposition();
         let prefix = exposition.deflated(format);
         let mut decompress = flate2::Decompress::new(false);
-        let body: Vec<u8> = (0..prefix.segments()).flat_map(|i| prefix.inflate(i, &mut decompress)).collect();
+        let mut body = Vec::new();
+        for index in 0..prefix.segments() {
+            prefix.inflate_pieces(index, &mut decompress, usize::MAX, |text| {
+                body.extend_from_slice(&text);
+                true
+            });
+        }
         String::from_utf8(body).unwrap()
     }
 }
