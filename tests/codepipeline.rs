@@ -2,7 +2,7 @@
 
 mod common;
 
-use codepipeline_exporter::simulator::{Fault, SimActionExecution, SimPipeline, World};
+use codepipeline_exporter::simulator::{Fault, SimActionExecution, SimPipeline, World, execution_id};
 use common::{family, family_len, samples, scrape, start_unthrottled, target_up, value, wait_for, wait_for_calls};
 
 const FAST: &str =
@@ -40,7 +40,7 @@ fn detailed() -> SimPipeline {
     pipeline.pipeline_type = "V2".into();
     pipeline.execution_mode = "PARALLEL".into();
     let source = &mut pipeline.stages[0];
-    source.latest = Some(("e1".into(), "Succeeded".into()));
+    source.latest = Some((execution_id("e1"), "Succeeded".into()));
     source.actions[0].latest = Some(SimActionExecution {
         id: "a1".into(),
         status: "Succeeded".into(),
@@ -50,8 +50,8 @@ fn detailed() -> SimPipeline {
     source.actions[0].revision = Some(("3f2a9c1".into(), 1_700_000_050.0));
     let build = &mut pipeline.stages[1];
     build.transition = Some((false, 1_700_000_200.0));
-    build.inbound = Some(("e2".into(), "InProgress".into()));
-    build.latest = Some(("e1".into(), "Failed".into()));
+    build.inbound = Some((execution_id("e2"), "InProgress".into()));
+    build.latest = Some((execution_id("e1"), "Failed".into()));
     build.actions[0].latest = Some(SimActionExecution {
         id: "a2".into(),
         status: "Failed".into(),
@@ -227,7 +227,7 @@ async fn every_pipeline_family_has_exact_values() {
         .collect();
     assert_eq!(series, DETAILED_SERIES);
     assert!(!text.contains("free text"), "action summaries never become labels");
-    assert!(!text.contains("e1") && !text.contains("a2"), "execution IDs never become labels");
+    assert!(!text.contains(&execution_id("e1")) && !text.contains("a2"), "execution IDs never become labels");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +256,7 @@ async fn discovery_follows_every_page_and_applies_include_and_exclude() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_transitions_and_counters_count_each_outcome_once() {
     let mut pipeline = simple("app");
-    pipeline.stages[1].latest = Some(("old".into(), "Failed".into()));
+    pipeline.stages[1].latest = Some((execution_id("old"), "Failed".into()));
     let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Failed")) == Some(1.0)).await;
     assert_eq!(
@@ -265,11 +265,11 @@ async fn status_transitions_and_counters_count_each_outcome_once() {
         "a failure from before start-up is not counted"
     );
 
-    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "InProgress".into()));
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some((execution_id("e2"), "InProgress".into()));
     let s = wait_for(&bed.exporter, "InProgress", |s| value(s, &stage_status("app", "Build", "InProgress")) == Some(1.0)).await;
     assert_eq!(value(&s, &stage_status("app", "Build", "Failed")), Some(0.0));
 
-    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some((execution_id("e2"), "Failed".into()));
     wait_for(&bed.exporter, "the failure counted", |s| value(s, &stage_executions("app", "Build", "Failed")) == Some(1.0)).await;
     wait_for_calls(&bed.simulator, "GetPipelineState", 4).await;
     let s = samples(&scrape(&bed.exporter).await);
@@ -280,7 +280,7 @@ async fn status_transitions_and_counters_count_each_outcome_once() {
     );
 
     // A retry of the failed stage finishes the same pipeline execution with another outcome.
-    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Succeeded".into()));
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some((execution_id("e2"), "Succeeded".into()));
     let s =
         wait_for(&bed.exporter, "the retry counted", |s| value(s, &stage_executions("app", "Build", "Succeeded")) == Some(1.0))
             .await;
@@ -346,7 +346,7 @@ async fn a_pipeline_deleted_between_discovery_and_poll_loses_its_series_at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_keeps_the_last_values_and_marks_the_target_down() {
     let mut pipeline = simple("app");
-    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "Succeeded".into()));
     let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
     // Denied until the test has seen the target down: a few denied polls can pass between two
@@ -436,7 +436,7 @@ async fn explicit_pipelines_are_polled_without_discovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_status_values_appear_as_their_own_state() {
     let mut pipeline = simple("app");
-    pipeline.stages[1].latest = Some(("e1".into(), "Paused".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "Paused".into()));
     let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Paused")) == Some(1.0)).await;
     assert_eq!(value(&s, &stage_status("app", "Build", "InProgress")), Some(0.0));

@@ -6,13 +6,13 @@ mod common;
 
 use aws_credential_types::Credentials;
 use aws_sdk_codepipeline::config::{BehaviorVersion, Region};
-use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, Simulator, World};
+use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, Simulator, World, execution_id};
 
 #[tokio::test]
 async fn codepipeline_answers_rpc_v2_cbor() {
     let mut world = World::default();
     let mut pipeline = SimPipeline::new("app", &[("Source", &["Source"])]);
-    pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[0].latest = Some((execution_id("e1"), "Succeeded".into()));
     pipeline.created = 1_700_000_000.25;
     world.pipelines.insert("app".into(), pipeline);
     let simulator = Simulator::start(world).await.unwrap();

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use codepipeline_exporter::exporter::Options;
 use codepipeline_exporter::shard::Shard;
-use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World};
+use codepipeline_exporter::simulator::{
+    SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World, execution_id,
+};
 use common::{samples, scrape, start_exporter_unthrottled_with, value, wait_for};
 
 const CONFIG: &str = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: a\n    regions: [us-east-1, eu-west-1]\n  - name: b\n    regions: [us-east-1]\n";
@@ -16,7 +18,8 @@ fn world() -> World {
     let mut world = World::default();
     for i in 0..40 {
         let mut pipeline = SimPipeline::new(&format!("pipeline-{i:02}"), &[("Source", &["Source"]), ("Build", &["Build"])]);
-        pipeline.stages[1].latest = Some((format!("e{i}"), if i % 5 == 0 { "Failed" } else { "Succeeded" }.into()));
+        pipeline.stages[1].latest =
+            Some((execution_id(&format!("e{i}")), if i % 5 == 0 { "Failed" } else { "Succeeded" }.into()));
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
     world.repository_links.insert("l1".into(), SimRepositoryLink::new("l1", "GitHub", "acme", "infra"));
@@ -94,7 +97,7 @@ async fn organization() -> Simulator {
         if a % 2 == 0 {
             let name = format!("member-{a:02}-deploy");
             let mut pipeline = SimPipeline::new(&name, &[("Build", &["Build"])]);
-            pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
+            pipeline.stages[0].latest = Some((execution_id("e1"), "Succeeded".into()));
             simulator.member(&id).pipelines.insert(name, pipeline);
         }
     }

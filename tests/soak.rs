@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{
-    Fault, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, Simulator, World,
+    Fault, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, Simulator, World, execution_id,
 };
 use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 
@@ -18,7 +18,7 @@ const WARM_UP: Duration = Duration::from_secs(45);
 
 fn pipeline(name: &str) -> SimPipeline {
     let mut pipeline = SimPipeline::new(name, &[("Source", &["Source"]), ("Build", &["Build", "Test"]), ("Deploy", &["Deploy"])]);
-    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "Succeeded".into()));
     pipeline
 }
 
