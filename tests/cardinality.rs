@@ -201,16 +201,16 @@ async fn a_pipeline_that_never_rolls_back_gains_no_series() {
 /// is 13 of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_series_a_synced_stack_costs() {
-    let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
+    let link = SimRepositoryLink::new("11111111-aaaa-bbbb-cccc-000000000001", "GitHub", "acme", "infra");
     let mut world = World::default();
-    world.repository_links.insert(link.id.clone(), link);
     world.sync_configurations.push(SimSyncConfiguration {
-        repository_link_id: "l1".into(),
+        repository_link_id: link.id.clone(),
         branch: "main".into(),
         sync_type: "CFN_STACK_SYNC".into(),
         resource_name: "prod-infra".into(),
         config_file: None,
     });
+    world.repository_links.insert(link.id.clone(), link);
     let deployed = SimSyncAttempt { started_at: 1_700_000_000.0, status: "SUCCEEDED".into(), events: Vec::new() };
     world.resource_syncs.insert(
         ("prod-infra".into(), "CFN_STACK_SYNC".into()),

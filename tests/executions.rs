@@ -32,11 +32,15 @@ fn executions(status: &str) -> String {
 }
 
 /// Changes the pipeline's state so that the next poll reads the history, and adds `new` executions
-/// at the head of it (newest first).
+/// at the head of it (newest first). Without a new execution, the stage's latest run changes to
+/// `stage_status`.
 fn push(simulator: &Simulator, new: Vec<SimExecution>, stage_status: &str) {
     let mut world = simulator.world();
     let pipeline = world.pipelines.get_mut("app").unwrap();
-    let id = new.first().map(|e| e.id.clone()).unwrap_or_default();
+    let id = match new.first() {
+        Some(execution) => execution.id.clone(),
+        None => pipeline.stages[1].latest.as_ref().expect("a run to change").0.clone(),
+    };
     pipeline.stages[1].latest = Some((id, stage_status.into()));
     for execution in new.into_iter().rev() {
         pipeline.executions.insert(0, execution);

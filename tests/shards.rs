@@ -12,6 +12,8 @@ use codepipeline_exporter::simulator::{
 };
 use common::{samples, scrape, start_exporter_unthrottled_with, value, wait_for};
 
+/// The repository link of every sync, its ID a UUID as AWS forms them.
+const LINK: &str = "11111111-aaaa-bbbb-cccc-000000000001";
 const CONFIG: &str = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: a\n    regions: [us-east-1, eu-west-1]\n  - name: b\n    regions: [us-east-1]\n";
 
 fn world() -> World {
@@ -22,18 +24,18 @@ fn world() -> World {
             Some((execution_id(&format!("e{i}")), if i % 5 == 0 { "Failed" } else { "Succeeded" }.into()));
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
-    world.repository_links.insert("l1".into(), SimRepositoryLink::new("l1", "GitHub", "acme", "infra"));
+    world.repository_links.insert(LINK.into(), SimRepositoryLink::new(LINK, "GitHub", "acme", "infra"));
     for i in 0..6 {
         let branch = format!("branch-{i}");
         world.sync_configurations.push(SimSyncConfiguration {
-            repository_link_id: "l1".into(),
+            repository_link_id: LINK.into(),
             branch: branch.clone(),
             sync_type: "CFN_STACK_SYNC".into(),
             resource_name: format!("stack-{i}"),
             config_file: None,
         });
         world.repository_syncs.insert(
-            ("l1".into(), branch, "CFN_STACK_SYNC".into()),
+            (LINK.into(), branch, "CFN_STACK_SYNC".into()),
             SimSyncAttempt { started_at: 1_700_000_000.0, status: "SUCCEEDED".into(), events: Vec::new() },
         );
     }

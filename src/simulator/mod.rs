@@ -603,7 +603,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         let failure = Failure::new(400, "ExpiredTokenException", "The security token included in the request is expired");
         return Ok(recorded(
             &shared,
-            &call.service,
+            &call.wire_service,
             &call.operation,
             call.protocol.name(),
             protocol::error(call.protocol, &failure),
@@ -623,7 +623,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Some(Fault::Error { status, code, message }) => {
             let query_error = sqs.then(|| format!("{code};Sender"));
             let response = protocol::error(call.protocol, &Failure { status, code, message, query_error });
-            return Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await);
+            return Ok(recorded(&shared, &call.wire_service, &call.operation, call.protocol.name(), response).await);
         }
         Some(Fault::Throttling) => {
             let status = if call.protocol == Protocol::RpcV2Cbor { 429 } else { 400 };
@@ -636,7 +636,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
                 Failure::new(status, "ThrottlingException", "Rate exceeded")
             };
             let response = protocol::error(call.protocol, &failure);
-            return Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await);
+            return Ok(recorded(&shared, &call.wire_service, &call.operation, call.protocol.name(), response).await);
         }
         Some(Fault::Reset) => {
             let (parts, _) = protocol::ok(call.protocol, &ciborium::Value::Null).into_parts();
@@ -678,7 +678,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Ok(output) => protocol::ok(call.protocol, &output),
         Err(failure) => protocol::error(call.protocol, &failure),
     };
-    Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await)
+    Ok(recorded(&shared, &call.wire_service, &call.operation, call.protocol.name(), response).await)
 }
 
 /// Appends an answer to the recording, if one is being made, and passes it on.

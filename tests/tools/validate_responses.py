@@ -42,6 +42,16 @@ COMMON_ERRORS = {
 }
 
 
+# Members AWS added to a model after botocore 1.35.99 that the pinned SDK crates know and the
+# simulator serves as AWS does now, by (botocore service name, shape, member), with the values the
+# crate's model allows. Organizations' Account.State (2025) replaces the deprecated Status, and the
+# exporter reads it first (src/organization.rs); aws-sdk-organizations 1.137.0's AccountState lists
+# these values. Any other member a model lacks is a violation.
+ADDED_MEMBERS = {
+    ("organizations", "Account", "State"): {"PENDING_ACTIVATION", "ACTIVE", "SUSPENDED", "PENDING_CLOSURE", "CLOSED"},
+}
+
+
 class Tag:
     """A CBOR tag around its value."""
 
@@ -136,8 +146,8 @@ def cbor_decode(data):
 
 
 class Checker:
-    def __init__(self, protocol, operation):
-        self.protocol, self.operation = protocol, operation
+    def __init__(self, protocol, operation, service=None):
+        self.protocol, self.operation, self.service = protocol, operation, service
         self.violations = []
 
     def fail(self, path, rule):
@@ -163,7 +173,11 @@ class Checker:
             if not isinstance(key, str):
                 self.fail(path, f"member name {key!r} of {shape.name} is not text")
             elif key not in shape.members:
-                self.fail(f"{path}.{key}".lstrip("."), f"{shape.name} has no member {key}")
+                added = ADDED_MEMBERS.get((self.service, shape.name, key))
+                if added is None:
+                    self.fail(f"{path}.{key}".lstrip("."), f"{shape.name} has no member {key}")
+                elif not isinstance(member, str) or member not in added:
+                    self.fail(f"{path}.{key}".lstrip("."), f"{member!r} is not a value of {shape.name}.{key} ({', '.join(sorted(added))})")
             else:
                 self.value(shape.members[key], member, f"{path}.{key}".lstrip("."))
         for required in shape.required_members:
@@ -325,6 +339,7 @@ def check(record, models):
     if model is None:
         checker.fail("", f"no model has the {record['protocol']} service name {record['service']!r}")
         return checker.violations
+    checker.service = model.service_name
     if operation not in model.operation_names:
         checker.fail("", f"{model.service_name} has no operation {operation}")
         return checker.violations
