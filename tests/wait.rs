@@ -312,8 +312,7 @@ async fn the_queue_depth_follows_inbound_executions() {
     let depth = series("aws_codepipeline_stage_inbound_executions", ",stage=\"Deploy\"");
     let s = wait_for(&bed.exporter, "seeded", |s| value(s, &depth).is_some()).await;
     assert_eq!(value(&s, &depth), Some(0.0));
-    let queue: Vec<(String, String)> =
-        ["q3", "q2", "q1"].iter().map(|id| ((*id).to_string(), "InProgress".to_string())).collect();
+    let queue: Vec<(String, String)> = ["q3", "q2", "q1"].iter().map(|id| (execution_id(id), "InProgress".to_string())).collect();
     bed.simulator.world().pipelines.get_mut("app").unwrap().stages[3].inbound_executions = queue;
     wait_for(&bed.exporter, "three waiting", |s| value(s, &depth) == Some(3.0)).await;
     bed.simulator.world().pipelines.get_mut("app").unwrap().stages[3].inbound_executions.truncate(1);
