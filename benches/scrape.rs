@@ -263,7 +263,7 @@ fn set_runs(simulator: &Simulator, pipelines: usize, name: &str, status: &str) {
     let mut world = simulator.world();
     for i in 0..pipelines {
         let Some(pipeline) = world.pipelines.get_mut(&format!("service-{i:05}-deploy")) else { continue };
-        let id = format!("exec-{i}-{name}");
+        let id = simulator::execution_id(&format!("exec-{i}-{name}"));
         pipeline.executions.retain(|e| e.id != id);
         let mut run = SimExecution::new(&id, status, now - 400.0, now);
         for s in 0..5 {

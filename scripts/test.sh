@@ -2,7 +2,7 @@
 # Runs every test: unit tests, the integration tests that drive the real AWS SDK clients against
 # the in-repo simulated endpoint, the soak test, and the checks with the real tools (promtool, a
 # Prometheus server, amtool, systemd-analyze), which are installed from Debian's packages when
-# missing.
+# missing; then checks every answer the simulated endpoint served against AWS's models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,6 +64,18 @@ unstable_package() { # package directory
 [ -x "$tools/prometheus3/usr/bin/prometheus" ] || unstable_package prometheus "$tools/prometheus3"
 [ -x "$tools/victoria-metrics/usr/bin/victoria-metrics" ] || unstable_package victoria-metrics "$tools/victoria-metrics"
 
+# Every answer a simulated endpoint serves during the tests, in every test process and every demo
+# the tests start, is recorded under target/recordings (src/simulator/record.rs) and then checked
+# against botocore's models of the services: an answer the models do not allow fails the run, with
+# the validator's list of violations. Old recordings are removed first, so that only this run's
+# answers are checked.
+recordings="$PWD/target/recordings"
+rm -rf "$recordings"
+mkdir -p "$recordings"
+
 # The benchmarks (benches/) take minutes and measure rather than check: `cargo bench` runs them.
 # Clippy in .ci/run still compiles them.
-cargo test --locked --lib --bins --tests -- --include-ignored
+SIMULATOR_RECORD_DIR="$recordings" cargo test --locked --lib --bins --tests -- --include-ignored
+
+echo "scripts/test.sh: checking the recorded answers against botocore's models" >&2
+"$tools/bin/python" tests/tools/validate_responses.py "$recordings"

@@ -723,26 +723,26 @@ mod tests {
     fn sync_counters_count_each_outcome_and_event_once_and_not_on_the_first_poll() {
         let mut counters = SyncCounters::default();
         // What is there when the exporter starts is history: recorded, not counted.
-        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")])));
-        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "SYNC_STARTED"), (101_000, "SYNC_FAILED")])));
+        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "INFO"), (101_000, "ERROR")])));
+        counters.observe(Some(&state(100.0, "FAILED", &[(100_500, "INFO"), (101_000, "ERROR")])));
         assert!(counters.attempts.counts.is_empty() && counters.events.is_empty());
 
         // A new attempt: its events are counted as they appear, its outcome once it is final.
-        counters.observe(Some(&state(200.0, "IN_PROGRESS", &[(200_500, "SYNC_STARTED")])));
-        assert_eq!(counts(&counters.events), [("SYNC_STARTED", 1)]);
+        counters.observe(Some(&state(200.0, "IN_PROGRESS", &[(200_500, "INFO")])));
+        assert_eq!(counts(&counters.events), [("INFO", 1)]);
         assert!(counters.attempts.counts.is_empty());
-        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")])));
-        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "SYNC_STARTED"), (201_000, "SYNC_FAILED")])));
+        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "INFO"), (201_000, "ERROR")])));
+        counters.observe(Some(&state(200.0, "FAILED", &[(200_500, "INFO"), (201_000, "ERROR")])));
         assert_eq!(counts(&counters.attempts.counts), [("FAILED", 1)]);
-        assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 1)]);
+        assert_eq!(counts(&counters.events), [("ERROR", 1), ("INFO", 1)]);
 
         // An attempt that started and finished between two polls is counted whole.
-        counters.observe(Some(&state(300.0, "SUCCEEDED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")])));
+        counters.observe(Some(&state(300.0, "SUCCEEDED", &[(300_500, "INFO"), (301_000, "INFO")])));
         assert_eq!(counts(&counters.attempts.counts), [("FAILED", 1), ("SUCCEEDED", 1)]);
-        assert_eq!(counts(&counters.events), [("SYNC_FAILED", 1), ("SYNC_STARTED", 2), ("SYNC_SUCCEEDED", 1)]);
+        assert_eq!(counts(&counters.events), [("ERROR", 1), ("INFO", 3)]);
 
         // The same attempt retried to another final status counts that status too.
-        counters.observe(Some(&state(300.0, "FAILED", &[(300_500, "SYNC_STARTED"), (301_000, "SYNC_SUCCEEDED")])));
+        counters.observe(Some(&state(300.0, "FAILED", &[(300_500, "INFO"), (301_000, "INFO")])));
         assert_eq!(counts(&counters.attempts.counts), [("FAILED", 2), ("SUCCEEDED", 1)]);
     }
 
@@ -753,13 +753,13 @@ mod tests {
         let token_32 = "A".repeat(32);
         let token_33 = "A".repeat(33);
         let mut events: Vec<(i64, &str)> =
-            vec![(1, "SYNC_STARTED"), (2, "Sync started"), (3, ""), (4, "sync_failed"), (5, &token_33), (6, &token_32)];
+            vec![(1, "INFO"), (2, "Fetching changes from the repository"), (3, ""), (4, "error"), (5, &token_33), (6, &token_32)];
         let tokens: Vec<String> = (0..20).map(|n| format!("TYPE_{n:02}")).collect();
         events.extend(tokens.iter().enumerate().map(|(n, kind)| (100 + n as i64, kind.as_str())));
         // A type already named keeps its name after the 16 are taken.
-        events.push((200, "SYNC_STARTED"));
+        events.push((200, "INFO"));
         counters.observe(Some(&state(100.0, "IN_PROGRESS", &events)));
-        let mut expected: Vec<(&str, u64)> = vec![("SYNC_STARTED", 2), (&token_32, 1)];
+        let mut expected: Vec<(&str, u64)> = vec![("INFO", 2), (&token_32, 1)];
         expected.extend(tokens[..14].iter().map(|kind| (kind.as_str(), 1)));
         // Free text, an empty type, lower case, 33 characters, and the tokens after the 16th.
         expected.push(("other", 4 + 6));
@@ -771,9 +771,9 @@ mod tests {
     fn the_first_sync_of_a_branch_that_never_synced_is_counted() {
         let mut counters = SyncCounters::default();
         counters.observe(None);
-        counters.observe(Some(&state(100.0, "SUCCEEDED", &[(100_500, "SYNC_STARTED")])));
+        counters.observe(Some(&state(100.0, "SUCCEEDED", &[(100_500, "INFO")])));
         assert_eq!(counts(&counters.attempts.counts), [("SUCCEEDED", 1)]);
-        assert_eq!(counts(&counters.events), [("SYNC_STARTED", 1)]);
+        assert_eq!(counts(&counters.events), [("INFO", 1)]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use codepipeline_exporter::simulator::{Fault, SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{Fault, SimActionRun, SimExecution, SimPipeline, Simulator, World, execution_id};
 use common::{error_count, samples, scrape, start_exporter_unthrottled, value, wait_for, wait_for_calls};
 
 const FAST: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n";
@@ -25,7 +25,7 @@ fn pipeline(name: &str, pipeline_type: &str) -> SimPipeline {
     for (action, (category, owner, provider)) in pipeline.stages.iter_mut().flat_map(|s| s.actions.iter_mut()).zip(types) {
         action.type_id = Some((category.into(), owner.into(), provider.into()));
     }
-    let mut old = SimExecution::new("e0", "Succeeded", 500.0, 900.0);
+    let mut old = SimExecution::new(&execution_id("e0"), "Succeeded", 500.0, 900.0);
     old.actions = vec![run("Source", "Source", "old-source", "Succeeded", 500.0, 900.0)];
     pipeline.executions = vec![old];
     pipeline
@@ -71,7 +71,7 @@ fn finish(simulator: &Simulator, pipeline: &str, execution: SimExecution) {
 }
 
 fn e1(status: &str, actions: Vec<SimActionRun>) -> SimExecution {
-    let mut execution = SimExecution::new("e1", status, 1_000.0, 1_500.0);
+    let mut execution = SimExecution::new(&execution_id("e1"), status, 1_000.0, 1_500.0);
     execution.actions = actions;
     execution
 }
@@ -209,7 +209,7 @@ async fn a_restart_replays_nothing() {
     assert_eq!(simulator.calls("ListActionExecutions"), calls, "a run that ended before start-up is not read");
 
     // A new run after the restart is read, and only it.
-    let mut e2 = SimExecution::new("e2", "Succeeded", 2_000.0, 2_030.0);
+    let mut e2 = SimExecution::new(&execution_id("e2"), "Succeeded", 2_000.0, 2_030.0);
     e2.actions = vec![run("Source", "Source", "b-source", "Succeeded", 2_000.0, 2_030.0)];
     finish(&simulator, "app", e2);
     let s = wait_for(&second, "e2 read", |s| value(s, &billed("app")) == Some(60.0)).await;

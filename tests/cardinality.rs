@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use codepipeline_exporter::simulator::{
     self, SimActionRun, SimExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
-    Simulator, World,
+    Simulator, World, execution_id,
 };
 use common::{family, samples, scrape, start_exporter_unthrottled, value, wait_for};
 
@@ -15,8 +15,8 @@ const ACCOUNT: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - n
 
 fn world() -> World {
     let mut pipeline = SimPipeline::new("app", &[("Source", &["Source"]), ("Build", &["Build"])]);
-    pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
-    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[0].latest = Some((execution_id("e1"), "Succeeded".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "Succeeded".into()));
     World { pipelines: [(pipeline.name.clone(), pipeline)].into_iter().collect(), ..World::default() }
 }
 
@@ -40,7 +40,7 @@ async fn sparse_state_sets_hold_only_the_current_status() {
         Some(1.0)
     );
 
-    simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some((execution_id("e2"), "Failed".into()));
     wait_for(&exporter, "the failure", |s| value(s, &stage_status("Build", "Failed")).is_some()).await;
     let text = scrape(&exporter).await;
     assert_eq!(
@@ -111,7 +111,7 @@ async fn run_anatomy_adds_76_series_per_pipeline_after_a_run() {
     {
         let mut world = simulator.world();
         let pipeline = world.pipelines.get_mut(name).unwrap();
-        let mut run = SimExecution::new("exec-1-next", "Succeeded", 1_800_000_000.0, 1_800_000_400.0);
+        let mut run = SimExecution::new(&execution_id("exec-1-next"), "Succeeded", 1_800_000_000.0, 1_800_000_400.0);
         for s in 0..5 {
             for a in 0..4 {
                 let start = 1_800_000_000.0 + f64::from(s * 4 + a) * 20.0;
@@ -126,7 +126,7 @@ async fn run_anatomy_adds_76_series_per_pipeline_after_a_run() {
             }
         }
         pipeline.executions.insert(0, run);
-        pipeline.stages[4].latest = Some(("exec-1-next".into(), "Succeeded".into()));
+        pipeline.stages[4].latest = Some((execution_id("exec-1-next"), "Succeeded".into()));
     }
     let billed =
         format!("aws_codepipeline_billed_action_seconds_total{{account=\"test\",region=\"us-east-1\",pipeline=\"{name}\"}}");
@@ -177,8 +177,10 @@ async fn a_pipeline_that_never_rolls_back_gains_no_series() {
     {
         let mut world = simulator.world();
         let pipeline = world.pipelines.get_mut(name).unwrap();
-        pipeline.executions.insert(0, SimExecution::new("exec-1-next", "Succeeded", 1_800_000_000.0, 1_800_000_400.0));
-        pipeline.stages[4].latest = Some(("exec-1-next".into(), "Succeeded".into()));
+        pipeline
+            .executions
+            .insert(0, SimExecution::new(&execution_id("exec-1-next"), "Succeeded", 1_800_000_000.0, 1_800_000_400.0));
+        pipeline.stages[4].latest = Some((execution_id("exec-1-next"), "Succeeded".into()));
     }
     let deployed = format!(
         "aws_codepipeline_executions_total{{account=\"test\",region=\"us-east-1\",pipeline=\"{name}\",status=\"Succeeded\",trigger_type=\"Webhook\",execution_type=\"STANDARD\"}}"
@@ -199,16 +201,16 @@ async fn a_pipeline_that_never_rolls_back_gains_no_series() {
 /// is 13 of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_series_a_synced_stack_costs() {
-    let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
+    let link = SimRepositoryLink::new("11111111-aaaa-bbbb-cccc-000000000001", "GitHub", "acme", "infra");
     let mut world = World::default();
-    world.repository_links.insert(link.id.clone(), link);
     world.sync_configurations.push(SimSyncConfiguration {
-        repository_link_id: "l1".into(),
+        repository_link_id: link.id.clone(),
         branch: "main".into(),
         sync_type: "CFN_STACK_SYNC".into(),
         resource_name: "prod-infra".into(),
         config_file: None,
     });
+    world.repository_links.insert(link.id.clone(), link);
     let deployed = SimSyncAttempt { started_at: 1_700_000_000.0, status: "SUCCEEDED".into(), events: Vec::new() };
     world.resource_syncs.insert(
         ("prod-infra".into(), "CFN_STACK_SYNC".into()),

@@ -62,12 +62,15 @@ fn world() -> World {
         attempt(
             1_700_000_000.0,
             "SUCCEEDED",
-            vec![event(1_700_000_001.0, "SYNC_STARTED", "Started"), event(1_700_000_090.5, "SYNC_SUCCEEDED", "Done")],
+            vec![
+                event(1_700_000_001.0, "INFO", "Fetching changes from the repository"),
+                event(1_700_000_090.5, "INFO", "Sync succeeded"),
+            ],
         ),
     );
     world.repository_syncs.insert(
         (LINK_A.into(), "staging".into(), "CFN_STACK_SYNC".into()),
-        attempt(1_700_000_100.0, "FAILED", vec![event(1_700_000_150.0, "SYNC_FAILED", "Template \"x\" is invalid")]),
+        attempt(1_700_000_100.0, "FAILED", vec![event(1_700_000_150.0, "ERROR", "Template \"x\" is invalid")]),
     );
     world
         .repository_syncs
@@ -295,23 +298,23 @@ async fn a_new_failed_attempt_and_its_events_are_counted_once() {
     let started = SimSyncAttempt {
         started_at: 1_700_001_000.0,
         status: "IN_PROGRESS".into(),
-        events: vec![event(1_700_001_001.0, "SYNC_STARTED", "Started")],
+        events: vec![event(1_700_001_001.0, "INFO", "Fetching changes from the repository")],
     };
     bed.simulator.world().repository_syncs.insert(key.clone(), started.clone());
     let s = wait_for(&bed.exporter, "in progress", |s| value(s, &repo_status("main", "IN_PROGRESS")) == Some(1.0)).await;
-    assert_eq!(value(&s, &events("main", "SYNC_STARTED")), Some(1.0));
+    assert_eq!(value(&s, &events("main", "INFO")), Some(1.0));
 
     let mut failed = started;
     failed.status = "FAILED".into();
-    failed.events.push(event(1_700_001_060.0, "SYNC_FAILED", "Stack rollback"));
+    failed.events.push(event(1_700_001_060.0, "ERROR", "Stack rollback"));
     bed.simulator.world().repository_syncs.insert(key, failed);
     wait_for(&bed.exporter, "the failure counted", |s| value(s, &attempts("main", "FAILED")) == Some(1.0)).await;
     wait_for_calls(&bed.simulator, "GetRepositorySyncStatus", 8).await;
     let s = samples(&scrape(&bed.exporter).await);
     assert_eq!(value(&s, &attempts("main", "FAILED")), Some(1.0), "the same attempt seen again is not counted again");
     assert_eq!(value(&s, &attempts("main", "SUCCEEDED")), Some(0.0));
-    assert_eq!(value(&s, &events("main", "SYNC_STARTED")), Some(1.0));
-    assert_eq!(value(&s, &events("main", "SYNC_FAILED")), Some(1.0));
+    assert_eq!(value(&s, &events("main", "INFO")), Some(1.0));
+    assert_eq!(value(&s, &events("main", "ERROR")), Some(1.0));
     assert_eq!(value(&s, &repo_status("main", "FAILED")), Some(1.0));
 }
 
@@ -344,6 +347,45 @@ async fn a_thousand_distinct_event_types_make_at_most_17_series() {
     assert_eq!(series.into_iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>(), expected);
 }
 
+/// AWS's model makes an event's type a free string and documents no values. A type that is not
+/// shaped like an enum token (quotes, a backslash, a line feed, non-ASCII letters, 10,000
+/// characters) is counted as `other`, so no label ever holds it; the tokens keep their names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_text_event_types_count_as_other_and_never_become_labels() {
+    let bed = start_unthrottled(world(), FAST).await;
+    wait_for(&bed.exporter, "the first poll", |s| value(s, &repo_status("main", "SUCCEEDED")) == Some(1.0)).await;
+    let long = "Stack update in progress ".repeat(400);
+    assert_eq!(long.len(), 10_000);
+    let kinds = [
+        "INFO",
+        "Stack \"prod-infra\" failed",
+        "C:\\deploy\\stack.yaml",
+        "line one\nline two",
+        "Échec du déploiement ✗",
+        "ÉCHEC",
+        long.as_str(),
+        "ERROR",
+    ];
+    let attempt = SimSyncAttempt {
+        started_at: 1_700_003_000.0,
+        status: "IN_PROGRESS".into(),
+        events: kinds.iter().enumerate().map(|(i, kind)| event(1_700_003_001.0 + i as f64, kind, kind)).collect(),
+    };
+    bed.simulator.world().repository_syncs.insert((LINK_A.into(), "main".into(), "CFN_STACK_SYNC".into()), attempt);
+    wait_for(&bed.exporter, "the events", |s| value(s, &repo_status("main", "IN_PROGRESS")) == Some(1.0)).await;
+    let text = scrape(&bed.exporter).await;
+    let series: String = text
+        .lines()
+        .filter(|l| l.starts_with("aws_codeconnections_repository_sync_events_total{") && l.contains("branch=\"main\","))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(series, format!("{} 1\n{} 1\n{} 6\n", events("main", "ERROR"), events("main", "INFO"), events("main", "other")));
+    for fragment in ["prod-infra\\\" failed", "deploy\\\\stack", "line two", "déploiement", "ÉCHEC", "Stack update in progress"]
+    {
+        assert!(!text.contains(fragment), "{fragment:?} is in the exposition");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_sync_of_a_branch_that_never_synced_is_counted() {
     let bed = start_unthrottled(world(), FAST).await;
@@ -355,14 +397,14 @@ async fn the_first_sync_of_a_branch_that_never_synced_is_counted() {
         SimSyncAttempt {
             started_at: 1_700_002_000.0,
             status: "SUCCEEDED".into(),
-            events: vec![event(1_700_002_001.0, "SYNC_STARTED", "Started")],
+            events: vec![event(1_700_002_001.0, "INFO", "Fetching changes from the repository")],
         },
     );
     wait_for(&bed.exporter, "the first sync", |s| value(s, &never) == Some(1.0)).await;
     wait_for_calls(&bed.simulator, "GetRepositorySyncStatus", 8).await;
     let s = samples(&scrape(&bed.exporter).await);
     assert_eq!(value(&s, &attempts("feature/new", "SUCCEEDED")), Some(1.0));
-    assert_eq!(value(&s, &events("feature/new", "SYNC_STARTED")), Some(1.0));
+    assert_eq!(value(&s, &events("feature/new", "INFO")), Some(1.0));
 }
 
 fn stack_attempt(started_at: f64, status: &str) -> SimSyncAttempt {

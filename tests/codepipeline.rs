@@ -2,8 +2,11 @@
 
 mod common;
 
-use codepipeline_exporter::simulator::{Fault, SimActionExecution, SimPipeline, World};
-use common::{family, family_len, samples, scrape, start_unthrottled, target_up, value, wait_for, wait_for_calls};
+use codepipeline_exporter::simulator::{self, Fault, SimActionExecution, SimPipeline, World, execution_id};
+use common::{
+    family, family_len, samples, scrape, start_exporter_unthrottled, start_unthrottled, target_up, value, wait_for,
+    wait_for_calls,
+};
 
 const FAST: &str =
     "interval: 150ms\ndiscovery_interval: 300ms\nrequest_timeout: 5s\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
@@ -40,7 +43,7 @@ fn detailed() -> SimPipeline {
     pipeline.pipeline_type = "V2".into();
     pipeline.execution_mode = "PARALLEL".into();
     let source = &mut pipeline.stages[0];
-    source.latest = Some(("e1".into(), "Succeeded".into()));
+    source.latest = Some((execution_id("e1"), "Succeeded".into()));
     source.actions[0].latest = Some(SimActionExecution {
         id: "a1".into(),
         status: "Succeeded".into(),
@@ -50,8 +53,8 @@ fn detailed() -> SimPipeline {
     source.actions[0].revision = Some(("3f2a9c1".into(), 1_700_000_050.0));
     let build = &mut pipeline.stages[1];
     build.transition = Some((false, 1_700_000_200.0));
-    build.inbound = Some(("e2".into(), "InProgress".into()));
-    build.latest = Some(("e1".into(), "Failed".into()));
+    build.inbound = Some((execution_id("e2"), "InProgress".into()));
+    build.latest = Some((execution_id("e1"), "Failed".into()));
     build.actions[0].latest = Some(SimActionExecution {
         id: "a2".into(),
         status: "Failed".into(),
@@ -227,7 +230,7 @@ async fn every_pipeline_family_has_exact_values() {
         .collect();
     assert_eq!(series, DETAILED_SERIES);
     assert!(!text.contains("free text"), "action summaries never become labels");
-    assert!(!text.contains("e1") && !text.contains("a2"), "execution IDs never become labels");
+    assert!(!text.contains(&execution_id("e1")) && !text.contains("a2"), "execution IDs never become labels");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,7 +259,7 @@ async fn discovery_follows_every_page_and_applies_include_and_exclude() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_transitions_and_counters_count_each_outcome_once() {
     let mut pipeline = simple("app");
-    pipeline.stages[1].latest = Some(("old".into(), "Failed".into()));
+    pipeline.stages[1].latest = Some((execution_id("old"), "Failed".into()));
     let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Failed")) == Some(1.0)).await;
     assert_eq!(
@@ -265,11 +268,11 @@ async fn status_transitions_and_counters_count_each_outcome_once() {
         "a failure from before start-up is not counted"
     );
 
-    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "InProgress".into()));
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some((execution_id("e2"), "InProgress".into()));
     let s = wait_for(&bed.exporter, "InProgress", |s| value(s, &stage_status("app", "Build", "InProgress")) == Some(1.0)).await;
     assert_eq!(value(&s, &stage_status("app", "Build", "Failed")), Some(0.0));
 
-    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some((execution_id("e2"), "Failed".into()));
     wait_for(&bed.exporter, "the failure counted", |s| value(s, &stage_executions("app", "Build", "Failed")) == Some(1.0)).await;
     wait_for_calls(&bed.simulator, "GetPipelineState", 4).await;
     let s = samples(&scrape(&bed.exporter).await);
@@ -280,7 +283,7 @@ async fn status_transitions_and_counters_count_each_outcome_once() {
     );
 
     // A retry of the failed stage finishes the same pipeline execution with another outcome.
-    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some(("e2".into(), "Succeeded".into()));
+    bed.simulator.world().pipelines.get_mut("app").unwrap().stages[1].latest = Some((execution_id("e2"), "Succeeded".into()));
     let s =
         wait_for(&bed.exporter, "the retry counted", |s| value(s, &stage_executions("app", "Build", "Succeeded")) == Some(1.0))
             .await;
@@ -346,7 +349,7 @@ async fn a_pipeline_deleted_between_discovery_and_poll_loses_its_series_at_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_denied_keeps_the_last_values_and_marks_the_target_down() {
     let mut pipeline = simple("app");
-    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "Succeeded".into()));
     let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
     wait_for(&bed.exporter, "the first poll", |s| value(s, &target_up("pipeline", "app")) == Some(1.0)).await;
     // Denied until the test has seen the target down: a few denied polls can pass between two
@@ -433,13 +436,26 @@ async fn explicit_pipelines_are_polled_without_discovery() {
     assert_eq!(bed.simulator.calls("ListPipelines"), 0);
 }
 
+/// A status AWS adds after the SDK was built appears as a state of its own. Such an answer is
+/// outside the model on purpose, so it is scripted (the simulator's own answer with the status
+/// changed), and scripted answers are left out of the conformance check. Polled once, so that the
+/// scripted answer is the one shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_status_values_appear_as_their_own_state() {
-    let mut pipeline = simple("app");
-    pipeline.stages[1].latest = Some(("e1".into(), "Paused".into()));
-    let bed = start_unthrottled(world(vec![pipeline]), FAST).await;
-    let s = wait_for(&bed.exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Paused")) == Some(1.0)).await;
+    let mut paused = simple("app");
+    paused.stages[1].latest = Some((execution_id("e1"), "Paused".into()));
+    let name = ciborium::Value::Map(vec![(ciborium::Value::Text("name".into()), ciborium::Value::Text("app".into()))]);
+    let state = simulator::codepipeline::handle(&world(vec![paused]), simulator::ACCOUNT_ID, "GetPipelineState", &name).unwrap();
+    let simulator = simulator::Simulator::start(world(vec![simple("app")])).await.unwrap();
+    simulator.script("GetPipelineState", Some("app"), [state]);
+    let exporter = start_exporter_unthrottled(
+        &simulator,
+        "interval: 1h\nactive_interval: 1h\ndiscovery_interval: 1h\nrequest_timeout: 5s\naccounts:\n  - name: test\n    regions: [us-east-1]\n",
+    )
+    .await;
+    let s = wait_for(&exporter, "the first poll", |s| value(s, &stage_status("app", "Build", "Paused")) == Some(1.0)).await;
     assert_eq!(value(&s, &stage_status("app", "Build", "InProgress")), Some(0.0));
+    assert_eq!((simulator.calls("GetPipelineState"), simulator.scripted_left()), (1, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

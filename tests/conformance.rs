@@ -4,8 +4,12 @@
 //!
 //! The demo's account is walked through the real SDK clients over two of its longest cycles (its
 //! sync blockers repeat every 600 s; every pipeline, sync and connection loops in less) on a clock
-//! of the test's own, 10 s at a time, every operation the exporter calls asked of every object the listings give;
-//! the other tests' scenarios are recorded by `scripts/test.sh` and checked the same way. The
+//! of the test's own, 10 s at a time, every operation the exporter calls asked of every object the listings give.
+//! Every other test's answers are checked too: `scripts/test.sh` runs the whole suite with
+//! `SIMULATOR_RECORD_DIR` naming `target/recordings`, so that every simulator of every test process
+//! (and of every demo a test starts) records what it serves, and then runs the validator over them;
+//! a single violation fails the run. Scripted answers (`Simulator::script`), which may hold values
+//! outside the model on purpose, and answers broken on purpose by a fault are not recorded. The
 //! validator is also shown to fail, naming the operation, the path and the rule, on an answer
 //! broken in one field.
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{
     ACCOUNT_ID, Fault, SimActionExecution, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration,
-    Simulator, World,
+    Simulator, World, execution_id,
 };
 use common::{error_count, request, samples, scrape, start_exporter_unthrottled, target_up, value, wait_for, wait_for_calls};
 
@@ -31,7 +31,7 @@ fn stage_status(pipeline: &str, stage: &str, status: &str) -> String {
 fn pipeline(name: &str) -> SimPipeline {
     let mut pipeline = SimPipeline::new(name, &[("Source", &["Source"]), ("Build", &["Build"])]);
     for stage in &mut pipeline.stages {
-        stage.latest = Some(("e1".into(), "Succeeded".into()));
+        stage.latest = Some((execution_id("e1"), "Succeeded".into()));
         stage.actions[0].latest =
             Some(SimActionExecution { id: "a1".into(), status: "Succeeded".into(), ..SimActionExecution::default() });
     }
@@ -76,7 +76,7 @@ fn stage_event(account: &str, pipeline: &str, state: &str) -> String {
     serde_json::json!({
         "version": "0", "id": "1", "detail-type": "CodePipeline Stage Execution State Change", "source": "aws.codepipeline",
         "account": account, "time": "2026-11-23T10:00:00Z", "region": "us-east-1", "resources": [],
-        "detail": {"pipeline": pipeline, "execution-id": "e2", "stage": "Build", "state": state, "version": 1}
+        "detail": {"pipeline": pipeline, "execution-id": execution_id("e2"), "stage": "Build", "state": state, "version": 1}
     })
     .to_string()
 }
@@ -95,7 +95,7 @@ async fn an_event_shows_the_new_state_within_two_seconds_while_the_interval_is_a
     wait_for(&exporter, "the first poll", |s| value(s, &stage_status("web", "Build", "Succeeded")) == Some(1.0)).await;
 
     let changed = Instant::now();
-    simulator.world().pipelines.get_mut("web").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    simulator.world().pipelines.get_mut("web").unwrap().stages[1].latest = Some((execution_id("e2"), "Failed".into()));
     wait_for(&exporter, "the failure", |s| value(s, &stage_status("web", "Build", "Failed")) == Some(1.0)).await;
     let seen = changed.elapsed();
     assert!(seen < Duration::from_secs(2), "seen after {seen:?}");
@@ -175,7 +175,7 @@ async fn a_new_pipeline_is_discovered_within_seconds_and_an_excluded_one_is_not(
     {
         let mut world = simulator.world();
         let mut new = pipeline("api");
-        new.stages[0].latest = Some(("n1".into(), "InProgress".into()));
+        new.stages[0].latest = Some((execution_id("n1"), "InProgress".into()));
         world.pipelines.insert("api".into(), new);
         world.pipelines.insert("scratch-1".into(), pipeline("scratch-1"));
     }
@@ -322,7 +322,7 @@ async fn each_shard_reads_its_own_queue_and_deletes_the_events_it_does_not_own()
     {
         let mut world = simulator.world();
         for name in names {
-            world.pipelines.get_mut(name).unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+            world.pipelines.get_mut(name).unwrap().stages[1].latest = Some((execution_id("e2"), "Failed".into()));
         }
     }
     for queue in &queues {
@@ -370,8 +370,9 @@ async fn an_event_goes_ahead_of_a_saturated_schedule_which_still_runs_and_reads_
     let mut world = world(&names.iter().map(String::as_str).collect::<Vec<_>>());
     for pipeline in world.pipelines.values_mut().filter(|p| p.name != "p00") {
         // Running: each poll reads the history too.
-        pipeline.stages[1].latest = Some(("e1".into(), "InProgress".into()));
-        pipeline.executions = vec![codepipeline_exporter::simulator::SimExecution::new("e1", "InProgress", 1_000.0, 1_000.0)];
+        pipeline.stages[1].latest = Some((execution_id("e1"), "InProgress".into()));
+        pipeline.executions =
+            vec![codepipeline_exporter::simulator::SimExecution::new(&execution_id("e1"), "InProgress", 1_000.0, 1_000.0)];
     }
     let simulator = Simulator::start(world).await.unwrap();
     let queue = simulator.create_queue("codepipeline-exporter", true);
@@ -395,7 +396,7 @@ async fn an_event_goes_ahead_of_a_saturated_schedule_which_still_runs_and_reads_
     );
     let (states, histories) = (simulator.calls("GetPipelineState"), simulator.calls("ListPipelineExecutions"));
     let changed = Instant::now();
-    simulator.world().pipelines.get_mut("p00").unwrap().stages[1].latest = Some(("e2".into(), "Failed".into()));
+    simulator.world().pipelines.get_mut("p00").unwrap().stages[1].latest = Some((execution_id("e2"), "Failed".into()));
     wait_for(&exporter, "the failure", |s| value(s, &stage_status("p00", "Build", "Failed")) == Some(1.0)).await;
     let seen = changed.elapsed();
     eprintln!("with the budget saturated, the event's poll was on /metrics {seen:?} after the change");

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use codepipeline_exporter::simulator::{SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{SimExecution, SimPipeline, Simulator, World, execution_id};
 use common::{samples, scrape, start_exporter_unthrottled, start_unthrottled, value, wait_for, wait_for_calls};
 
 const FAST: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codeconnections:\n      discover: false\n";
@@ -32,11 +32,15 @@ fn executions(status: &str) -> String {
 }
 
 /// Changes the pipeline's state so that the next poll reads the history, and adds `new` executions
-/// at the head of it (newest first).
+/// at the head of it (newest first). Without a new execution, the stage's latest run changes to
+/// `stage_status`.
 fn push(simulator: &Simulator, new: Vec<SimExecution>, stage_status: &str) {
     let mut world = simulator.world();
     let pipeline = world.pipelines.get_mut("app").unwrap();
-    let id = new.first().map(|e| e.id.clone()).unwrap_or_default();
+    let id = match new.first() {
+        Some(execution) => execution.id.clone(),
+        None => pipeline.stages[1].latest.as_ref().expect("a run to change").0.clone(),
+    };
     pipeline.stages[1].latest = Some((id, stage_status.into()));
     for execution in new.into_iter().rev() {
         pipeline.executions.insert(0, execution);
@@ -45,7 +49,9 @@ fn push(simulator: &Simulator, new: Vec<SimExecution>, stage_status: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_finishing_between_polls_are_all_counted_once() {
-    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let bed =
+        start_unthrottled(world(app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]), 100), FAST)
+            .await;
     let s = wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     assert_eq!(value(&s, &executions("Succeeded")), Some(0.0), "history from before start-up is not counted");
     assert_eq!(value(&s, &series("aws_codepipeline_execution_last_success_timestamp_seconds", "")), Some(1_100.0));
@@ -54,9 +60,9 @@ async fn executions_finishing_between_polls_are_all_counted_once() {
     push(
         &bed.simulator,
         vec![
-            SimExecution::new("e4", "Succeeded", 1_400.0, 1_460.0),
-            SimExecution::new("e3", "Failed", 1_300.0, 1_330.0),
-            SimExecution::new("e2", "Succeeded", 1_200.0, 1_290.0),
+            SimExecution::new(&execution_id("e4"), "Succeeded", 1_400.0, 1_460.0),
+            SimExecution::new(&execution_id("e3"), "Failed", 1_300.0, 1_330.0),
+            SimExecution::new(&execution_id("e2"), "Succeeded", 1_200.0, 1_290.0),
         ],
         "Succeeded",
     );
@@ -80,14 +86,19 @@ async fn pagination_stops_at_the_first_page_of_known_executions() {
     let history: Vec<SimExecution> = (0..10)
         .rev()
         .map(|i| {
-            SimExecution::new(&format!("old{i}"), "Succeeded", 1_000.0 + f64::from(i) * 100.0, 1_050.0 + f64::from(i) * 100.0)
+            SimExecution::new(
+                &execution_id(&format!("old{i}")),
+                "Succeeded",
+                1_000.0 + f64::from(i) * 100.0,
+                1_050.0 + f64::from(i) * 100.0,
+            )
         })
         .collect();
     let bed = start_unthrottled(world(app(history), 2), FAST).await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 1, "the seed reads only the newest page");
 
-    push(&bed.simulator, vec![SimExecution::new("new1", "Succeeded", 5_000.0, 5_100.0)], "Succeeded");
+    push(&bed.simulator, vec![SimExecution::new(&execution_id("new1"), "Succeeded", 5_000.0, 5_100.0)], "Succeeded");
     let s = wait_for(&bed.exporter, "new1 counted", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
     // [new1, old9] has an unknown execution; [old8, old7] holds only known ones: stop there.
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 3);
@@ -95,7 +106,10 @@ async fn pagination_stops_at_the_first_page_of_known_executions() {
 
     push(
         &bed.simulator,
-        vec![SimExecution::new("new3", "Failed", 5_300.0, 5_310.0), SimExecution::new("new2", "Succeeded", 5_200.0, 5_260.0)],
+        vec![
+            SimExecution::new(&execution_id("new3"), "Failed", 5_300.0, 5_310.0),
+            SimExecution::new(&execution_id("new2"), "Succeeded", 5_200.0, 5_260.0),
+        ],
         "Failed",
     );
     wait_for(&bed.exporter, "new2 and new3 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
@@ -116,7 +130,10 @@ async fn superseded_stopped_and_parallel_executions() {
 
     push(
         &bed.simulator,
-        vec![SimExecution::new("p2", "InProgress", 2_100.0, 2_100.0), SimExecution::new("p1", "InProgress", 2_000.0, 2_000.0)],
+        vec![
+            SimExecution::new(&execution_id("p2"), "InProgress", 2_100.0, 2_100.0),
+            SimExecution::new(&execution_id("p1"), "InProgress", 2_000.0, 2_000.0),
+        ],
         "InProgress",
     );
     let s =
@@ -149,9 +166,9 @@ async fn the_duration_histogram_gets_the_right_observations() {
     push(
         &bed.simulator,
         vec![
-            SimExecution::new("c", "Failed", 10_000.0, 24_400.0),
-            SimExecution::new("b", "Succeeded", 3_000.0, 3_400.0),
-            SimExecution::new("a", "Succeeded", 1_000.0, 1_045.0),
+            SimExecution::new(&execution_id("c"), "Failed", 10_000.0, 24_400.0),
+            SimExecution::new(&execution_id("b"), "Succeeded", 3_000.0, 3_400.0),
+            SimExecution::new(&execution_id("a"), "Succeeded", 1_000.0, 1_045.0),
         ],
         "Failed",
     );
@@ -211,10 +228,12 @@ async fn the_duration_histogram_gets_the_right_observations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_does_not_recount() {
-    let simulator = Simulator::start(world(app(vec![SimExecution::new("e1", "Failed", 1_000.0, 1_100.0)]), 100)).await.unwrap();
+    let simulator = Simulator::start(world(app(vec![SimExecution::new(&execution_id("e1"), "Failed", 1_000.0, 1_100.0)]), 100))
+        .await
+        .unwrap();
     let first = start_exporter_unthrottled(&simulator, FAST).await;
     wait_for(&first, "seeded", |s| value(s, &executions("Failed")) == Some(0.0)).await;
-    push(&simulator, vec![SimExecution::new("e2", "Failed", 2_000.0, 2_100.0)], "Failed");
+    push(&simulator, vec![SimExecution::new(&execution_id("e2"), "Failed", 2_000.0, 2_100.0)], "Failed");
     wait_for(&first, "e2 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
     first.shutdown().await;
 
@@ -230,7 +249,9 @@ async fn a_restart_does_not_recount() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_pipeline_makes_no_list_pipeline_executions_calls() {
-    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let bed =
+        start_unthrottled(world(app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]), 100), FAST)
+            .await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     wait_for_calls(&bed.simulator, "GetPipelineState", 10).await;
     assert_eq!(bed.simulator.calls("ListPipelineExecutions"), 1, "only the seed");
@@ -239,7 +260,9 @@ async fn an_idle_pipeline_makes_no_list_pipeline_executions_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executions_can_be_turned_off() {
     let yaml = "interval: 150ms\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      executions: false\n    codeconnections:\n      discover: false\n";
-    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), yaml).await;
+    let bed =
+        start_unthrottled(world(app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]), 100), yaml)
+            .await;
     let s = wait_for(&bed.exporter, "polled", |s| {
         value(s, "codepipeline_exporter_target_up{account=\"test\",region=\"us-east-1\",kind=\"pipeline\",name=\"app\"}")
             == Some(1.0)
@@ -252,7 +275,9 @@ async fn executions_can_be_turned_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lead_time_is_observed_once_per_succeeded_execution_and_not_replayed_after_a_restart() {
     let simulator =
-        Simulator::start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100)).await.unwrap();
+        Simulator::start(world(app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]), 100))
+            .await
+            .unwrap();
     let first = start_exporter_unthrottled(&simulator, FAST).await;
     let s = wait_for(&first, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     let lead = |suffix: &str, extra: &str| series(&format!("aws_codepipeline_execution_lead_time_seconds{suffix}"), extra);
@@ -263,9 +288,9 @@ async fn lead_time_is_observed_once_per_succeeded_execution_and_not_replayed_aft
     );
 
     // Its revision was created 600 s before it started, and it ran 300 s: a lead time of 900 s.
-    let mut e2 = SimExecution::new("e2", "Succeeded", 2_000.0, 2_300.0);
+    let mut e2 = SimExecution::new(&execution_id("e2"), "Succeeded", 2_000.0, 2_300.0);
     e2.revisions_created = vec![1_700.0, 1_400.0];
-    push(&simulator, vec![e2, SimExecution::new("e3", "Failed", 1_900.0, 1_950.0)], "Succeeded");
+    push(&simulator, vec![e2, SimExecution::new(&execution_id("e3"), "Failed", 1_900.0, 1_950.0)], "Succeeded");
     let s = wait_for(&first, "e2 counted", |s| value(s, &lead("_count", "")) == Some(1.0)).await;
     assert_eq!(value(&s, &lead("_sum", "")), Some(900.0), "from the oldest revision");
     assert_eq!(value(&s, &lead("_bucket", ",le=\"300\"")), Some(0.0));
@@ -301,16 +326,22 @@ fn lead_time_count() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_is_no_deployment_and_its_recovery_is_observed_exactly() {
-    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let bed =
+        start_unthrottled(world(app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]), 100), FAST)
+            .await;
     let s = wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     assert_eq!(value(&s, &recovery("_count")), None, "a pipeline that never failed has no recovery series");
     assert!(!s.keys().any(|k| k.contains("ROLLBACK")), "nor any ROLLBACK series");
 
     // e2 fails in its deploy stage at 2,300 and the stage rolls back to e1, ending at 2,400.
-    push(&bed.simulator, vec![SimExecution::new("e2", "Failed", 2_000.0, 2_300.0)], "Failed");
+    push(&bed.simulator, vec![SimExecution::new(&execution_id("e2"), "Failed", 2_000.0, 2_300.0)], "Failed");
     let s = wait_for(&bed.exporter, "e2 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
     assert_eq!(value(&s, &recovery("_count")), Some(0.0), "a recovery started: the histogram is there, at 0");
-    push(&bed.simulator, vec![SimExecution::rollback("r1", "Succeeded", 2_310.0, 2_400.0, "e1")], "Succeeded");
+    push(
+        &bed.simulator,
+        vec![SimExecution::rollback(&execution_id("r1"), "Succeeded", 2_310.0, 2_400.0, &execution_id("e1"))],
+        "Succeeded",
+    );
     let s =
         wait_for(&bed.exporter, "r1 counted", |s| value(s, &counted("Succeeded", "AutomatedRollback", "ROLLBACK")) == Some(1.0))
             .await;
@@ -341,9 +372,9 @@ async fn a_rollback_is_no_deployment_and_its_recovery_is_observed_exactly() {
 
     // e3 deploys; a person rolls it back to e1, the last good deployment before it. The recovery
     // starts at e3's end, not at e2's, which r1 already recovered.
-    push(&bed.simulator, vec![SimExecution::new("e3", "Succeeded", 3_000.0, 3_100.0)], "Succeeded");
+    push(&bed.simulator, vec![SimExecution::new(&execution_id("e3"), "Succeeded", 3_000.0, 3_100.0)], "Succeeded");
     wait_for(&bed.exporter, "e3 counted", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
-    let mut r2 = SimExecution::rollback("r2", "Succeeded", 3_200.0, 3_300.0, "e1");
+    let mut r2 = SimExecution::rollback(&execution_id("r2"), "Succeeded", 3_200.0, 3_300.0, &execution_id("e1"));
     r2.trigger_type = "ManualRollback".into();
     push(&bed.simulator, vec![r2], "Succeeded");
     let s = wait_for(&bed.exporter, "r2 counted", |s| value(s, &counted("Succeeded", "ManualRollback", "ROLLBACK")) == Some(1.0))
@@ -356,19 +387,24 @@ async fn a_rollback_is_no_deployment_and_its_recovery_is_observed_exactly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_in_a_row_make_one_recovery_ended_by_the_next_success() {
-    let bed = start_unthrottled(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100), FAST).await;
+    let bed =
+        start_unthrottled(world(app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]), 100), FAST)
+            .await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
     // Two failures read at once, newest first: the recovery starts at the older one's end.
     push(
         &bed.simulator,
-        vec![SimExecution::new("e3", "Failed", 2_200.0, 2_250.0), SimExecution::new("e2", "Failed", 2_000.0, 2_100.0)],
+        vec![
+            SimExecution::new(&execution_id("e3"), "Failed", 2_200.0, 2_250.0),
+            SimExecution::new(&execution_id("e2"), "Failed", 2_000.0, 2_100.0),
+        ],
         "Failed",
     );
     let s = wait_for(&bed.exporter, "two failures", |s| value(s, &executions("Failed")) == Some(2.0)).await;
     assert_eq!(value(&s, &recovery("_count")), Some(0.0));
-    push(&bed.simulator, vec![SimExecution::new("e4", "Failed", 2_260.0, 2_280.0)], "Failed");
+    push(&bed.simulator, vec![SimExecution::new(&execution_id("e4"), "Failed", 2_260.0, 2_280.0)], "Failed");
     wait_for(&bed.exporter, "a third", |s| value(s, &executions("Failed")) == Some(3.0)).await;
-    push(&bed.simulator, vec![SimExecution::new("e5", "Succeeded", 2_300.0, 2_500.0)], "Succeeded");
+    push(&bed.simulator, vec![SimExecution::new(&execution_id("e5"), "Succeeded", 2_300.0, 2_500.0)], "Succeeded");
     let s = wait_for(&bed.exporter, "fixed forward", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
     assert_eq!((value(&s, &recovery("_count")), value(&s, &recovery("_sum"))), (Some(1.0), Some(400.0)));
     assert_eq!(value(&s, &series("aws_codepipeline_recovery_duration_seconds_bucket", ",le=\"300\"")), Some(0.0));
@@ -378,10 +414,12 @@ async fn failures_in_a_row_make_one_recovery_ended_by_the_next_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recovery_that_started_before_a_restart_is_not_replayed() {
     let simulator =
-        Simulator::start(world(app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]), 100)).await.unwrap();
+        Simulator::start(world(app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]), 100))
+            .await
+            .unwrap();
     let first = start_exporter_unthrottled(&simulator, FAST).await;
     wait_for(&first, "seeded", |s| value(s, &executions("Failed")).is_some()).await;
-    push(&simulator, vec![SimExecution::new("e2", "Failed", 2_000.0, 2_300.0)], "Failed");
+    push(&simulator, vec![SimExecution::new(&execution_id("e2"), "Failed", 2_000.0, 2_300.0)], "Failed");
     wait_for(&first, "e2 counted", |s| value(s, &executions("Failed")) == Some(1.0)).await;
     first.shutdown().await;
 
@@ -390,7 +428,11 @@ async fn a_recovery_that_started_before_a_restart_is_not_replayed() {
     let second = start_exporter_unthrottled(&simulator, FAST).await;
     let s = wait_for(&second, "seeded again", |s| value(s, &executions("Failed")).is_some()).await;
     assert_eq!(value(&s, &recovery("_count")), Some(0.0), "a pipeline found failing has the histogram from the start");
-    push(&simulator, vec![SimExecution::rollback("r1", "Succeeded", 2_310.0, 2_400.0, "e1")], "Succeeded");
+    push(
+        &simulator,
+        vec![SimExecution::rollback(&execution_id("r1"), "Succeeded", 2_310.0, 2_400.0, &execution_id("e1"))],
+        "Succeeded",
+    );
     let s =
         wait_for(&second, "r1 counted", |s| value(s, &counted("Succeeded", "AutomatedRollback", "ROLLBACK")) == Some(1.0)).await;
     assert_eq!(value(&s, &recovery("_count")), Some(0.0));
@@ -411,12 +453,12 @@ async fn a_recovery_that_started_before_a_restart_is_not_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_execution_without_an_execution_type_is_standard() {
-    let mut pipeline = app(vec![SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0)]);
+    let mut pipeline = app(vec![SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0)]);
     // V1 pipelines' executions leave executionType out.
     pipeline.pipeline_type = "V1".into();
     let bed = start_unthrottled(world(pipeline, 100), FAST).await;
     wait_for(&bed.exporter, "seeded", |s| value(s, &executions("Succeeded")).is_some()).await;
-    push(&bed.simulator, vec![SimExecution::new("e2", "Succeeded", 2_000.0, 2_100.0)], "Succeeded");
+    push(&bed.simulator, vec![SimExecution::new(&execution_id("e2"), "Succeeded", 2_000.0, 2_100.0)], "Succeeded");
     let s = wait_for(&bed.exporter, "e2 counted", |s| value(s, &executions("Succeeded")) == Some(1.0)).await;
     assert_eq!(value(&s, &lead_time_count()), Some(1.0));
 }

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{
-    Fault, SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World,
+    Fault, SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World, execution_id,
 };
 use common::{scrape, start_exporter_unthrottled, value, wait_for};
 
@@ -27,7 +27,7 @@ const TIMEOUT: &str = "8s";
 fn world() -> World {
     let mut world = World::default();
     let mut pipeline = SimPipeline::new("app", &[("Source", &["Source"]), ("Build", &["Build"])]);
-    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "Succeeded".into()));
     world.pipelines.insert("app".into(), pipeline);
     world.repository_links.insert(LINK.into(), SimRepositoryLink::new(LINK, "GitHub", "acme", "infra"));
     world.sync_configurations.push(SimSyncConfiguration {

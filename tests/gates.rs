@@ -3,14 +3,14 @@
 
 mod common;
 
-use codepipeline_exporter::simulator::{SimCondition, SimPipeline, World};
+use codepipeline_exporter::simulator::{SimCondition, SimPipeline, World, execution_id};
 use common::{family, scrape, start_unthrottled, value, wait_for};
 
 const FAST: &str = "interval: 150ms\ndiscovery_interval: 1h\naccounts:\n  - name: test\n    regions: [us-east-1]\n    codepipeline:\n      executions: false\n    codeconnections:\n      discover: false\n      connections: false\n";
 
 fn world() -> World {
     let mut pipeline = SimPipeline::new("deploy", &[("Source", &["Source"]), ("Prod", &["Deploy"])]);
-    pipeline.stages[1].latest = Some(("e1".into(), "InProgress".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "InProgress".into()));
     pipeline.stages[1].latest_type = Some("STANDARD".into());
     pipeline.stages[1].conditions = vec![SimCondition {
         condition_type: "BeforeEntry".into(),
@@ -100,7 +100,7 @@ async fn a_retried_stage_and_a_rollback() {
     {
         let mut world = bed.simulator.world();
         let stage = &mut world.pipelines.get_mut("deploy").unwrap().stages[1];
-        stage.latest = Some(("e2".into(), "InProgress".into()));
+        stage.latest = Some((execution_id("e2"), "InProgress".into()));
         stage.latest_type = Some("ROLLBACK".into());
     }
     let rollback = format!("aws_codepipeline_stage_rollback{{{PROD}}}");

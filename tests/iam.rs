@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use codepipeline_exporter::simulator::{SimExecution, demo};
+use codepipeline_exporter::simulator::{SimExecution, demo, execution_id};
 use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +25,7 @@ async fn the_policy_grants_exactly_the_actions_called() {
         .get_mut("mobile-release")
         .unwrap()
         .executions
-        .insert(0, SimExecution::new("e-iam", "Succeeded", now - 100.0, now));
+        .insert(0, SimExecution::new(&execution_id("e-iam"), "Succeeded", now - 100.0, now));
     let lead_time_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"GetPipelineExecution\"}";
     let anatomy_read = "codepipeline_exporter_aws_requests_total{service=\"codepipeline\",operation=\"ListActionExecutions\"}";
     let deleted = "codepipeline_exporter_aws_requests_total{service=\"sqs\",operation=\"DeleteMessageBatch\"}";

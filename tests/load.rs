@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use codepipeline_exporter::simulator::{SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{SimPipeline, Simulator, World, execution_id};
 use common::heap::{Counting, kept_heap_bytes};
 use common::{request, start_exporter_unthrottled, wait_for};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -25,7 +25,7 @@ fn world() -> World {
         // progress is read anew at each poll, and what the exporter holds of it then varied by
         // up to 120 KB between identical bursts, which hid what the scrapes keep. Idle, the heap
         // kept after six bursts varied by 80 bytes.
-        pipeline.stages[1].latest = Some((format!("e{i}"), "Succeeded".into()));
+        pipeline.stages[1].latest = Some((execution_id(&format!("e{i}")), "Succeeded".into()));
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
     world

@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use codepipeline_exporter::simulator::{SimActionRun, SimExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{SimActionRun, SimExecution, SimPipeline, Simulator, World, execution_id};
 use common::otlp::Receiver;
 use common::{request, samples, scrape, start_exporter_unthrottled, value, wait_for};
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ const BOUNDS: [f64; 15] = [0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0
 
 fn world() -> World {
     let mut pipeline = SimPipeline::new("app", &[("Source", &["Source"]), ("Build", &["Build"])]);
-    pipeline.executions = vec![SimExecution::new("e0", "Succeeded", 500.0, 900.0)];
+    pipeline.executions = vec![SimExecution::new(&execution_id("e0"), "Succeeded", 500.0, 900.0)];
     World { pipelines: [(pipeline.name.clone(), pipeline)].into_iter().collect(), ..World::default() }
 }
 
@@ -34,7 +34,7 @@ fn yaml(receiver: &Receiver, temporality: &str, queue_size: usize, include: bool
 /// Run e1: Source from 1,000 to 1,010, then 20 s queued before Build, which ends the run at 1,100:
 /// 20 s pending, 80 s executing.
 fn e1() -> SimExecution {
-    let mut e1 = SimExecution::new("e1", "Succeeded", 1_000.0, 1_100.0);
+    let mut e1 = SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_100.0);
     e1.actions = vec![
         SimActionRun::new("Build", "Build", "e1-build", "Succeeded", 1_030.0, 1_100.0),
         SimActionRun::new("Source", "Source", "e1-source", "Succeeded", 1_000.0, 1_010.0),
@@ -44,7 +44,7 @@ fn e1() -> SimExecution {
 
 /// Run e2: Build fails on CodeBuild's side (InternalError) 30 s in, without waiting.
 fn e2() -> SimExecution {
-    let mut e2 = SimExecution::new("e2", "Failed", 2_000.0, 2_030.0);
+    let mut e2 = SimExecution::new(&execution_id("e2"), "Failed", 2_000.0, 2_030.0);
     let mut build = SimActionRun::new("Build", "Build", "e2-build", "Failed", 2_010.0, 2_030.0);
     build.error_code = Some("InternalError".into());
     e2.actions = vec![build, SimActionRun::new("Source", "Source", "e2-source", "Succeeded", 2_000.0, 2_010.0)];
@@ -236,7 +236,7 @@ async fn runs_are_pushed_as_the_cicd_metrics_cumulative_across_intervals_and_ane
     let new = after(&points);
     assert!(new.iter().all(|p| p["name"] == "cicd.pipeline.run.active"), "nothing replayed: {new:#?}");
     let mut e3 = e1();
-    e3.id = "e3".into();
+    e3.id = execution_id("e3");
     (e3.start, e3.last_update) = (3_000.0, 3_100.0);
     for (action, id) in e3.actions.iter_mut().zip(["e3-build", "e3-source"]) {
         action.id = id.into();

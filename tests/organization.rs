@@ -10,13 +10,13 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::exporter::Running;
-use codepipeline_exporter::simulator::{Fault, SimActionExecution, SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{Fault, SimActionExecution, SimPipeline, Simulator, World, execution_id};
 use common::{error_count, family, scrape, start_exporter_unthrottled, target_up_in, value, wait_for, wait_for_calls};
 
 /// A pipeline whose one stage succeeded.
 fn pipeline(name: &str, status: &str) -> SimPipeline {
     let mut pipeline = SimPipeline::new(name, &[("Build", &["Build"])]);
-    pipeline.stages[0].latest = Some(("e1".into(), status.into()));
+    pipeline.stages[0].latest = Some((execution_id("e1"), status.into()));
     pipeline.stages[0].actions[0].latest =
         Some(SimActionExecution { id: "a1".into(), status: status.into(), ..SimActionExecution::default() });
     pipeline
@@ -242,7 +242,7 @@ async fn one_queue_routes_the_events_of_three_accounts_and_deletes_those_of_unse
     for (id, name, _) in &accounts {
         let mut member = simulator.member(id);
         let pipeline = member.pipelines.get_mut(&format!("{name}-deploy")).unwrap();
-        pipeline.stages[0].latest = Some(("e2".into(), "Failed".into()));
+        pipeline.stages[0].latest = Some((execution_id("e2"), "Failed".into()));
     }
     let started = Instant::now();
     let samples = wait_for(&exporter, "the three accounts' failures", |s| {
@@ -309,7 +309,7 @@ async fn the_organization_s_queue_is_read_with_its_own_role() {
     assert_eq!(simulator.member_calls(codepipeline_exporter::simulator::ACCOUNT_ID, "AssumeRole"), 2);
     // An event still arrives through it.
     simulator.member("820000000001").pipelines.get_mut("one-deploy").unwrap().stages[0].latest =
-        Some(("e2".into(), "Failed".into()));
+        Some((execution_id("e2"), "Failed".into()));
     wait_for(&exporter, "the failure through the queue", |s| value(s, &stage_status("one", "one-deploy", "Failed")) == Some(1.0))
         .await;
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use codepipeline_exporter::simulator::{SimPipeline, Simulator, World};
+use codepipeline_exporter::simulator::{SimPipeline, Simulator, World, execution_id};
 use common::heap::{Counting, kept_heap_bytes};
 use common::{start_exporter_unthrottled, wait_for};
 
@@ -68,7 +68,7 @@ async fn empty_scopes_cost_little_memory_and_leave_nothing_behind() {
         organization.add_account("700000000001", "anchor", ROOT);
     }
     let mut pipeline = SimPipeline::new("anchor-deploy", &[("Build", &["Build"])]);
-    pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[0].latest = Some((execution_id("e1"), "Succeeded".into()));
     simulator.member("700000000001").pipelines.insert("anchor-deploy".into(), pipeline);
     let yaml = format!(
         "interval: 1h\ndiscovery_interval: 1h\norganization:\n  role_name: codepipeline-exporter\n  regions: [{}]\n  refresh_interval: 300ms\n",

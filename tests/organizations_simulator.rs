@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_credential_types::Credentials;
 use aws_sdk_codepipeline::config::{BehaviorVersion, Region};
 use aws_sdk_sts::error::ProvideErrorMetadata as _;
-use codepipeline_exporter::simulator::{ACCOUNT_ID, Fault, SimAccount, SimExecution, SimPipeline, SimUnit, Simulator, World};
+use codepipeline_exporter::simulator::{
+    ACCOUNT_ID, Fault, SimAccount, SimExecution, SimPipeline, SimUnit, Simulator, World, execution_id,
+};
 
 const MEMBER: &str = "222233334444";
 const OTHER: &str = "333344445555";
@@ -443,9 +445,10 @@ async fn member_events_name_the_member_account() {
     let simulator = Simulator::start(world(&["main-app"])).await.unwrap();
     let queue = simulator.create_queue("events", true);
     let mut pipeline = SimPipeline::new("member-app", &[("Source", &["Source"])]);
-    pipeline.executions = vec![SimExecution::new("e1", "InProgress", 1.0, 2.0)];
+    pipeline.executions = vec![SimExecution::new(&execution_id("e1"), "InProgress", 1.0, 2.0)];
     simulator.member(MEMBER).pipelines.insert("member-app".into(), pipeline);
-    simulator.world().pipelines.get_mut("main-app").unwrap().executions = vec![SimExecution::new("e2", "Succeeded", 1.0, 2.0)];
+    simulator.world().pipelines.get_mut("main-app").unwrap().executions =
+        vec![SimExecution::new(&execution_id("e2"), "Succeeded", 1.0, 2.0)];
     assert_eq!(simulator.queue_depth(&queue), (2, 0));
 
     let config = aws_sdk_sqs::Config::builder()

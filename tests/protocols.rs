@@ -6,13 +6,13 @@ mod common;
 
 use aws_credential_types::Credentials;
 use aws_sdk_codepipeline::config::{BehaviorVersion, Region};
-use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, Simulator, World};
+use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, Simulator, World, execution_id};
 
 #[tokio::test]
 async fn codepipeline_answers_rpc_v2_cbor() {
     let mut world = World::default();
     let mut pipeline = SimPipeline::new("app", &[("Source", &["Source"])]);
-    pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[0].latest = Some((execution_id("e1"), "Succeeded".into()));
     pipeline.created = 1_700_000_000.25;
     world.pipelines.insert("app".into(), pipeline);
     let simulator = Simulator::start(world).await.unwrap();
@@ -52,7 +52,7 @@ async fn codeconnections_aws_json(addr: &str, target: &str) -> String {
 #[tokio::test]
 async fn codeconnections_answers_aws_json_1_0_at_the_models_target_prefix() {
     let mut world = World::default();
-    let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
+    let link = SimRepositoryLink::new("11111111-aaaa-bbbb-cccc-000000000001", "GitHub", "acme", "infra");
     world.repository_links.insert(link.id.clone(), link);
     let simulator = Simulator::start(world).await.unwrap();
     let addr = simulator.endpoint_url().trim_start_matches("http://").to_string();
@@ -60,7 +60,7 @@ async fn codeconnections_answers_aws_json_1_0_at_the_models_target_prefix() {
         codeconnections_aws_json(&addr, "com.amazonaws.codeconnections.CodeConnections_20231201.ListRepositoryLinks").await;
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     assert!(response.contains("content-type: application/x-amz-json-1.0\r\n"), "{response}");
-    assert!(response.ends_with(r#"{"RepositoryLinks":[{"ConnectionArn":"arn:aws:codeconnections:us-east-1:111122223333:connection/l1","OwnerId":"acme","ProviderType":"GitHub","RepositoryLinkArn":"arn:aws:codeconnections:us-east-1:111122223333:repository-link/l1","RepositoryLinkId":"l1","RepositoryName":"infra"}]}"#), "{response}");
+    assert!(response.ends_with(r#"{"RepositoryLinks":[{"ConnectionArn":"arn:aws:codeconnections:us-east-1:111122223333:connection/11111111-aaaa-bbbb-cccc-000000000001","OwnerId":"acme","ProviderType":"GitHub","RepositoryLinkArn":"arn:aws:codeconnections:us-east-1:111122223333:repository-link/11111111-aaaa-bbbb-cccc-000000000001","RepositoryLinkId":"11111111-aaaa-bbbb-cccc-000000000001","RepositoryName":"infra"}]}"#), "{response}");
     let bare = codeconnections_aws_json(&addr, "CodeConnections_20231201.ListRepositoryLinks").await;
     assert!(bare.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{bare}");
     assert!(
@@ -161,7 +161,7 @@ async fn raw(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (
 #[tokio::test]
 async fn every_protocol_is_routed_by_the_models_own_prefixes_and_paths() {
     let mut world = World::default();
-    let link = SimRepositoryLink::new("l1", "GitHub", "acme", "infra");
+    let link = SimRepositoryLink::new("11111111-aaaa-bbbb-cccc-000000000001", "GitHub", "acme", "infra");
     world.repository_links.insert(link.id.clone(), link);
     let simulator = Simulator::start(world).await.unwrap();
     let addr = simulator.endpoint_url().trim_start_matches("http://").to_string();

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World};
+use codepipeline_exporter::simulator::{
+    SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World, execution_id,
+};
 use common::{request, start_exporter_unthrottled_from, target_up_in, value, wait_for, wait_for_calls};
 
 const BASE: &str = "requests_per_second: 10000\nburst: 10000\ninterval: 150ms\ndiscovery_interval: 300ms\n";
@@ -39,7 +41,7 @@ async fn a_valid_file_adds_and_removes_scopes_and_keeps_the_others_running() {
     .await;
 
     // A failure counted before the reload must survive it: the scope of account a is untouched.
-    simulator.world().pipelines.get_mut("p1").unwrap().stages[1].latest = Some(("e1".into(), "Failed".into()));
+    simulator.world().pipelines.get_mut("p1").unwrap().stages[1].latest = Some((execution_id("e1"), "Failed".into()));
     let s = wait_for(&exporter, "failure counted", |s| value(s, &failures("a", "us-east-1")) == Some(1.0)).await;
     let started = value(&s, "codepipeline_exporter_config_last_reload_success_timestamp_seconds").unwrap();
 
@@ -140,7 +142,7 @@ async fn a_change_to_one_service_restarts_only_its_collector() {
         .await;
 
     // One counted outcome in each service before the reload.
-    simulator.world().pipelines.get_mut("p1").unwrap().stages[1].latest = Some(("e1".into(), "Failed".into()));
+    simulator.world().pipelines.get_mut("p1").unwrap().stages[1].latest = Some((execution_id("e1"), "Failed".into()));
     simulator.world().repository_syncs.insert(SYNC.clone(), attempt(1_700_000_500.0, "FAILED"));
     wait_for(&exporter, "both failures counted", |s| {
         value(s, &failures("a", "us-east-1")) == Some(1.0) && value(s, &sync_failures()) == Some(1.0)

@@ -7,30 +7,35 @@ use std::collections::BTreeMap;
 
 use codepipeline_exporter::exporter::Options;
 use codepipeline_exporter::shard::Shard;
-use codepipeline_exporter::simulator::{SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World};
+use codepipeline_exporter::simulator::{
+    SimPipeline, SimRepositoryLink, SimSyncAttempt, SimSyncConfiguration, Simulator, World, execution_id,
+};
 use common::{samples, scrape, start_exporter_unthrottled_with, value, wait_for};
 
+/// The repository link of every sync, its ID a UUID as AWS forms them.
+const LINK: &str = "11111111-aaaa-bbbb-cccc-000000000001";
 const CONFIG: &str = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name: a\n    regions: [us-east-1, eu-west-1]\n  - name: b\n    regions: [us-east-1]\n";
 
 fn world() -> World {
     let mut world = World::default();
     for i in 0..40 {
         let mut pipeline = SimPipeline::new(&format!("pipeline-{i:02}"), &[("Source", &["Source"]), ("Build", &["Build"])]);
-        pipeline.stages[1].latest = Some((format!("e{i}"), if i % 5 == 0 { "Failed" } else { "Succeeded" }.into()));
+        pipeline.stages[1].latest =
+            Some((execution_id(&format!("e{i}")), if i % 5 == 0 { "Failed" } else { "Succeeded" }.into()));
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
-    world.repository_links.insert("l1".into(), SimRepositoryLink::new("l1", "GitHub", "acme", "infra"));
+    world.repository_links.insert(LINK.into(), SimRepositoryLink::new(LINK, "GitHub", "acme", "infra"));
     for i in 0..6 {
         let branch = format!("branch-{i}");
         world.sync_configurations.push(SimSyncConfiguration {
-            repository_link_id: "l1".into(),
+            repository_link_id: LINK.into(),
             branch: branch.clone(),
             sync_type: "CFN_STACK_SYNC".into(),
             resource_name: format!("stack-{i}"),
             config_file: None,
         });
         world.repository_syncs.insert(
-            ("l1".into(), branch, "CFN_STACK_SYNC".into()),
+            (LINK.into(), branch, "CFN_STACK_SYNC".into()),
             SimSyncAttempt { started_at: 1_700_000_000.0, status: "SUCCEEDED".into(), events: Vec::new() },
         );
     }
@@ -94,7 +99,7 @@ async fn organization() -> Simulator {
         if a % 2 == 0 {
             let name = format!("member-{a:02}-deploy");
             let mut pipeline = SimPipeline::new(&name, &[("Build", &["Build"])]);
-            pipeline.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
+            pipeline.stages[0].latest = Some((execution_id("e1"), "Succeeded".into()));
             simulator.member(&id).pipelines.insert(name, pipeline);
         }
     }

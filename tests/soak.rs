@@ -7,10 +7,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{
-    Fault, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, Simulator, World,
+    Fault, SimPipeline, SimRepositoryLink, SimResourceSync, SimSyncAttempt, SimSyncConfiguration, Simulator, World, execution_id,
 };
 use common::{samples, scrape, start_exporter_unthrottled, wait_for};
 
+/// The repository link of every sync, its ID a UUID as AWS forms them.
+const LINK: &str = "11111111-aaaa-bbbb-cccc-000000000001";
 const PIPELINES: usize = 150;
 const SYNCS: usize = 25;
 const SOAK: Duration = Duration::from_secs(180);
@@ -18,7 +20,7 @@ const WARM_UP: Duration = Duration::from_secs(45);
 
 fn pipeline(name: &str) -> SimPipeline {
     let mut pipeline = SimPipeline::new(name, &[("Source", &["Source"]), ("Build", &["Build", "Test"]), ("Deploy", &["Deploy"])]);
-    pipeline.stages[1].latest = Some(("e1".into(), "Succeeded".into()));
+    pipeline.stages[1].latest = Some((execution_id("e1"), "Succeeded".into()));
     pipeline
 }
 
@@ -28,19 +30,19 @@ fn world() -> World {
         let p = pipeline(&format!("p{i:03}"));
         world.pipelines.insert(p.name.clone(), p);
     }
-    world.repository_links.insert("l1".into(), SimRepositoryLink::new("l1", "GitHub", "acme", "infra"));
+    world.repository_links.insert(LINK.into(), SimRepositoryLink::new(LINK, "GitHub", "acme", "infra"));
     for i in 0..SYNCS {
         let branch = format!("b{i:02}");
         let stack = format!("s{i:02}");
         world.sync_configurations.push(SimSyncConfiguration {
-            repository_link_id: "l1".into(),
+            repository_link_id: LINK.into(),
             branch: branch.clone(),
             sync_type: "CFN_STACK_SYNC".into(),
             resource_name: stack.clone(),
             config_file: None,
         });
         let attempt = SimSyncAttempt { started_at: 1_700_000_000.0, status: "SUCCEEDED".into(), events: Vec::new() };
-        world.repository_syncs.insert(("l1".into(), branch, "CFN_STACK_SYNC".into()), attempt.clone());
+        world.repository_syncs.insert((LINK.into(), branch, "CFN_STACK_SYNC".into()), attempt.clone());
         world.resource_syncs.insert(
             (stack, "CFN_STACK_SYNC".into()),
             SimResourceSync { latest: attempt, latest_successful: None, sha: "abc".into(), successful_sha: None },

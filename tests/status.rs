@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use codepipeline_exporter::exporter::Options;
-use codepipeline_exporter::simulator::{Fault, SimPipeline, SimRepositoryLink, SimSyncConfiguration, Simulator, World};
+use codepipeline_exporter::simulator::{
+    Fault, SimPipeline, SimRepositoryLink, SimSyncConfiguration, Simulator, World, execution_id,
+};
 use common::process::{ready_demo, tool};
 use common::{request, start_exporter_unthrottled_with};
 use scraper::{Html, Selector};
@@ -21,8 +23,8 @@ const CONFIG: &str = "interval: 1h\ndiscovery_interval: 1h\naccounts:\n  - name:
 fn world() -> World {
     let mut world = World::default();
     let mut app = SimPipeline::new("app", &[("Source", &["Source"]), ("Build", &["Build"])]);
-    app.stages[0].latest = Some(("e1".into(), "Succeeded".into()));
-    app.stages[1].latest = Some(("e1".into(), "Failed".into()));
+    app.stages[0].latest = Some((execution_id("e1"), "Succeeded".into()));
+    app.stages[1].latest = Some((execution_id("e1"), "Failed".into()));
     let mut restricted = SimPipeline::new("restricted", &[("Source", &["Source"])]);
     restricted.denied = true;
     for pipeline in [app, restricted] {

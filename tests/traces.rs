@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use codepipeline_exporter::simulator::{
-    SimActionRun, SimBuild, SimCondition, SimExecution, SimPhase, SimPipeline, SimRuleRun, Simulator, World,
+    SimActionRun, SimBuild, SimCondition, SimExecution, SimPhase, SimPipeline, SimRuleRun, Simulator, World, execution_id,
 };
 use common::otlp::Receiver;
 use common::process::Exporter;
@@ -44,7 +44,7 @@ fn pipeline() -> SimPipeline {
         SimPipeline::new("app", &[("Source", &["Source"]), ("Build", &["Build", "Test"]), ("Deploy", &["Deploy"])]);
     pipeline.stages[0].actions[0].type_id = Some(("Source".into(), "AWS".into(), "CodeStarSourceConnection".into()));
     pipeline.stages[2].actions[0].type_id = Some(("Deploy".into(), "AWS".into(), "CloudFormation".into()));
-    pipeline.executions = vec![SimExecution::new("e0", "Succeeded", 500.0, 900.0)];
+    pipeline.executions = vec![SimExecution::new(&execution_id("e0"), "Succeeded", 500.0, 900.0)];
     pipeline
 }
 
@@ -55,7 +55,7 @@ fn world() -> World {
 
 /// Run e1: the source and the build succeed, the tests fail after 39.5 s, so deploy never runs.
 fn e1_failed() -> SimExecution {
-    let mut e1 = SimExecution::new("e1", "Failed", 1_000.123, 1_050.5);
+    let mut e1 = SimExecution::new(&execution_id("e1"), "Failed", 1_000.123, 1_050.5);
     e1.actions = vec![
         run("Build", "Test", "a-test-1", "Failed", 1_010.5, 1_050.0),
         run("Build", "Build", "a-build", "Succeeded", 1_010.5, 1_100.25),
@@ -113,8 +113,11 @@ async fn a_run_is_one_trace_of_its_stages_and_actions_the_same_after_a_restart_a
     let expected_resource = serde_json::json!({
         "service.name": "ci-traces",
         "cicd.pipeline.name": "app",
-        "cicd.pipeline.run.id": "e1",
-        "cicd.pipeline.run.url.full": "https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/app/executions/e1/timeline?region=us-east-1",
+        "cicd.pipeline.run.id": execution_id("e1"),
+        "cicd.pipeline.run.url.full": format!(
+            "https://us-east-1.console.aws.amazon.com/codesuite/codepipeline/pipelines/app/executions/{}/timeline?region=us-east-1",
+            execution_id("e1")
+        ),
         "cloud.provider": "aws",
         "cloud.account.id": "111122223333",
         "cloud.region": "us-east-1",
@@ -240,7 +243,7 @@ async fn a_gated_stage_and_a_build_waiting_for_capacity_show_as_wait_rule_and_ph
             ],
         },
     );
-    let mut e2 = SimExecution::new("e2", "Succeeded", 2_000.0, 2_100.0);
+    let mut e2 = SimExecution::new(&execution_id("e2"), "Succeeded", 2_000.0, 2_100.0);
     let mut compile = run("Build", "Build", "b-build", "Succeeded", 2_010.0, 2_060.0);
     compile.external_id = Some("app-build:t1".into());
     e2.actions = vec![
@@ -315,8 +318,12 @@ async fn a_gated_stage_and_a_build_waiting_for_capacity_show_as_wait_rule_and_ph
         branch: None,
     };
     let hex = |id: [u8; 8]| id.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    assert_eq!(wait["span_id"], hex(pipeline.wait_span_id("e2", "Deploy", "b-deploy")).as_str(), "IDs derive from the run alone");
-    assert_eq!(rule["span_id"], hex(pipeline.rule_span_id("e2", "rule-1")).as_str());
+    assert_eq!(
+        wait["span_id"],
+        hex(pipeline.wait_span_id(&execution_id("e2"), "Deploy", "b-deploy")).as_str(),
+        "IDs derive from the run alone"
+    );
+    assert_eq!(rule["span_id"], hex(pipeline.rule_span_id(&execution_id("e2"), "rule-1")).as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -330,7 +337,7 @@ async fn a_receiver_down_for_30_seconds_gets_every_span_once_and_past_the_bound_
     let started = Instant::now();
     for (i, id) in ["r1", "r2", "r3"].iter().enumerate() {
         let start = 2_000.0 + 100.0 * i as f64;
-        let mut execution = SimExecution::new(id, "Succeeded", start, start + 20.0);
+        let mut execution = SimExecution::new(&execution_id(id), "Succeeded", start, start + 20.0);
         execution.actions = vec![
             run("Source", "Source", &format!("{id}-source"), "Succeeded", start, start + 10.0),
             run("Build", "Build", &format!("{id}-build"), "Succeeded", start + 10.0, start + 20.0),
@@ -360,7 +367,8 @@ async fn a_receiver_down_for_30_seconds_gets_every_span_once_and_past_the_bound_
     let ids: BTreeSet<&str> = spans.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 10, "each span once");
     let runs: BTreeSet<&str> = spans.iter().map(|s| s["resource"]["cicd.pipeline.run.id"].as_str().unwrap()).collect();
-    assert_eq!(runs, ["r1", "r2"].into_iter().collect());
+    let (r1, r2) = (execution_id("r1"), execution_id("r2"));
+    assert_eq!(runs, [r1.as_str(), r2.as_str()].into_iter().collect());
     let s = wait_for(&exporter, "the queue empty", |s| value(s, "codepipeline_exporter_trace_queue_spans") == Some(0.0)).await;
     assert_eq!(value(&s, "codepipeline_exporter_trace_spans_exported_total"), Some(10.0));
     assert_eq!(value(&s, "codepipeline_exporter_trace_spans_dropped_total{reason=\"queue_full\"}"), Some(5.0), "what was lost");
@@ -370,7 +378,7 @@ async fn a_receiver_down_for_30_seconds_gets_every_span_once_and_past_the_bound_
 
     // A partial success: the receiver keeps all but one span, and says so; nothing is sent again.
     receiver.control("reject=1").await;
-    let mut r4 = SimExecution::new("r4", "Succeeded", 3_000.0, 3_010.0);
+    let mut r4 = SimExecution::new(&execution_id("r4"), "Succeeded", 3_000.0, 3_010.0);
     r4.actions = vec![run("Source", "Source", "r4-source", "Succeeded", 3_000.0, 3_010.0)];
     finish(&simulator, r4);
     let s = wait_for(&exporter, "the partial success", |s| {

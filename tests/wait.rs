@@ -6,7 +6,7 @@
 mod common;
 
 use codepipeline_exporter::simulator::{
-    SimActionRun, SimBuild, SimCondition, SimExecution, SimPhase, SimPipeline, SimRuleRun, Simulator, World,
+    SimActionRun, SimBuild, SimCondition, SimExecution, SimPhase, SimPipeline, SimRuleRun, Simulator, World, execution_id,
 };
 use common::{samples, scrape, start_exporter_unthrottled, start_unthrottled, value, wait_for, wait_for_calls};
 
@@ -36,7 +36,7 @@ fn pipeline() -> SimPipeline {
         status: Some("Succeeded".into()),
         rules: vec![("Window".into(), "Succeeded".into())],
     }];
-    pipeline.executions = vec![SimExecution::new("e0", "Succeeded", 500.0, 900.0)];
+    pipeline.executions = vec![SimExecution::new(&execution_id("e0"), "Succeeded", 500.0, 900.0)];
     pipeline
 }
 
@@ -83,7 +83,7 @@ fn build(id: &str, start: f64, queued: f64, end: f64) -> SimBuild {
 /// the build (1,030–1,090) waits 6 s QUEUED and 4 s PROVISIONING; the approval is open 1,095–1,150;
 /// the Deploy stage's Window rule runs 1,155–1,175 and Deploy runs 1,180–1,195.
 fn e1(simulator: &Simulator) -> SimExecution {
-    let mut run = SimExecution::new("e1", "Succeeded", 1_000.0, 1_200.0);
+    let mut run = SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_200.0);
     let mut compile = action("Build", "Build", "a-build", 1_030.0, 1_090.0);
     compile.external_id = Some("app-build:b1".into());
     run.actions = vec![
@@ -190,7 +190,7 @@ async fn rule_executions_on_two_pages_are_counted_once_each_and_a_restart_replay
 
     // Read again after a change of state: nothing is counted twice.
     let reads = simulator.calls("ListPipelineExecutions");
-    simulator.world().pipelines.get_mut("app").unwrap().stages[3].latest = Some(("e1".into(), "InProgress".into()));
+    simulator.world().pipelines.get_mut("app").unwrap().stages[3].latest = Some((execution_id("e1"), "InProgress".into()));
     wait_for_calls(&simulator, "ListPipelineExecutions", reads + 2).await;
     let s = samples(&scrape(&first).await);
     assert_eq!((value(&s, &window), value(&s, &alarm), value(&s, &wait_count)), (Some(2.0), Some(1.0), Some(1.0)));
@@ -236,7 +236,7 @@ async fn a_hundred_and_fifty_builds_take_two_calls() {
     let bed = start_unthrottled(world(pipeline), FAST).await;
     let wait_count = series("aws_codepipeline_execution_wait_seconds_count", "");
     wait_for(&bed.exporter, "seeded", |s| value(s, &wait_count).is_some()).await;
-    let mut run = SimExecution::new("e1", "Succeeded", 1_000.0, 1_200.0);
+    let mut run = SimExecution::new(&execution_id("e1"), "Succeeded", 1_000.0, 1_200.0);
     run.actions.push(action("Source", "Source", "a-source", 1_000.0, 1_010.0));
     for (i, name) in actions.iter().enumerate() {
         let mut shard = action("Build", name, &format!("a-{name}"), 1_010.0, 1_100.0);
@@ -257,7 +257,7 @@ async fn builds_not_found_or_denied_are_counted_and_leave_the_rest_intact() {
     let pipeline = pipeline();
     let mut other = SimPipeline::new("other", &[("Source", &["Source"]), ("Build", &["Build"])]);
     other.stages[0].actions[0].type_id = Some(("Source".into(), "AWS".into(), "CodeStarSourceConnection".into()));
-    other.executions = vec![SimExecution::new("o0", "Succeeded", 500.0, 900.0)];
+    other.executions = vec![SimExecution::new(&execution_id("o0"), "Succeeded", 500.0, 900.0)];
     let mut world = world(pipeline);
     world.pipelines.insert("other".into(), other);
     world.denied_build_projects.insert("secret-build".into());
@@ -272,14 +272,14 @@ async fn builds_not_found_or_denied_are_counted_and_leave_the_rest_intact() {
     run.actions[2].external_id = Some("cross-account-build:b9".into());
     finish(&bed.simulator, run);
     // other's build is in a project the exporter may not read: denied.
-    let mut denied = SimExecution::new("o1", "Succeeded", 2_000.0, 2_100.0);
+    let mut denied = SimExecution::new(&execution_id("o1"), "Succeeded", 2_000.0, 2_100.0);
     let mut compile = action("Build", "Build", "o-build", 2_010.0, 2_100.0);
     compile.external_id = Some("secret-build:b1".into());
     denied.actions = vec![compile, action("Source", "Source", "o-source", 2_000.0, 2_010.0)];
     {
         let mut world = bed.simulator.world();
         let other = world.pipelines.get_mut("other").unwrap();
-        other.stages[1].latest = Some(("o1".into(), "Succeeded".into()));
+        other.stages[1].latest = Some((execution_id("o1"), "Succeeded".into()));
         other.executions.insert(0, denied);
     }
     let s =
@@ -312,8 +312,7 @@ async fn the_queue_depth_follows_inbound_executions() {
     let depth = series("aws_codepipeline_stage_inbound_executions", ",stage=\"Deploy\"");
     let s = wait_for(&bed.exporter, "seeded", |s| value(s, &depth).is_some()).await;
     assert_eq!(value(&s, &depth), Some(0.0));
-    let queue: Vec<(String, String)> =
-        ["q3", "q2", "q1"].iter().map(|id| ((*id).to_string(), "InProgress".to_string())).collect();
+    let queue: Vec<(String, String)> = ["q3", "q2", "q1"].iter().map(|id| (execution_id(id), "InProgress".to_string())).collect();
     bed.simulator.world().pipelines.get_mut("app").unwrap().stages[3].inbound_executions = queue;
     wait_for(&bed.exporter, "three waiting", |s| value(s, &depth) == Some(3.0)).await;
     bed.simulator.world().pipelines.get_mut("app").unwrap().stages[3].inbound_executions.truncate(1);

@@ -58,6 +58,21 @@ pub fn queue_url(name: &str) -> String {
     format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{name}")
 }
 
+/// A pipeline execution ID as AWS forms them, a version-4 UUID (the model's `PipelineExecutionId`
+/// pattern), derived from `name` alone. Fixtures name their runs (`e1`, `old3`) and write the ID
+/// they expect as `execution_id("e1")`: the same name always gives the same ID, in every process.
+pub fn execution_id(name: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    // The version (4) and variant (RFC 9562) bits of a random UUID.
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
 /// Everything the simulated account holds.
 #[derive(Debug, Default)]
 pub struct World {
@@ -108,8 +123,9 @@ pub fn fleet(pipelines: usize) -> World {
     let stages_ref: Vec<(&str, &[&str])> = stages_ref.iter().map(|(s, a)| (*s, a.as_slice())).collect();
     for i in 0..pipelines {
         let mut pipeline = SimPipeline::new(&format!("service-{i:05}-deploy"), &stages_ref);
+        let id = execution_id(&format!("exec-{i}"));
         for (s, stage) in pipeline.stages.iter_mut().enumerate() {
-            stage.latest = Some((format!("exec-{i}"), "Succeeded".into()));
+            stage.latest = Some((id.clone(), "Succeeded".into()));
             for (a, action) in stage.actions.iter_mut().enumerate() {
                 action.latest = Some(SimActionExecution {
                     id: format!("act-{i}-{s}-{a}"),
@@ -122,7 +138,7 @@ pub fn fleet(pipelines: usize) -> World {
                 }
             }
         }
-        pipeline.executions = vec![SimExecution::new(&format!("exec-{i}"), "Succeeded", 1_700_000_000.0, 1_700_000_300.0)];
+        pipeline.executions = vec![SimExecution::new(&id, "Succeeded", 1_700_000_000.0, 1_700_000_300.0)];
         world.pipelines.insert(pipeline.name.clone(), pipeline);
     }
     world
@@ -587,7 +603,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         let failure = Failure::new(400, "ExpiredTokenException", "The security token included in the request is expired");
         return Ok(recorded(
             &shared,
-            &call.service,
+            &call.wire_service,
             &call.operation,
             call.protocol.name(),
             protocol::error(call.protocol, &failure),
@@ -607,7 +623,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Some(Fault::Error { status, code, message }) => {
             let query_error = sqs.then(|| format!("{code};Sender"));
             let response = protocol::error(call.protocol, &Failure { status, code, message, query_error });
-            return Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await);
+            return Ok(recorded(&shared, &call.wire_service, &call.operation, call.protocol.name(), response).await);
         }
         Some(Fault::Throttling) => {
             let status = if call.protocol == Protocol::RpcV2Cbor { 429 } else { 400 };
@@ -620,7 +636,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
                 Failure::new(status, "ThrottlingException", "Rate exceeded")
             };
             let response = protocol::error(call.protocol, &failure);
-            return Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await);
+            return Ok(recorded(&shared, &call.wire_service, &call.operation, call.protocol.name(), response).await);
         }
         Some(Fault::Reset) => {
             let (parts, _) = protocol::ok(call.protocol, &ciborium::Value::Null).into_parts();
@@ -662,7 +678,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
         Ok(output) => protocol::ok(call.protocol, &output),
         Err(failure) => protocol::error(call.protocol, &failure),
     };
-    Ok(recorded(&shared, &call.service, &call.operation, call.protocol.name(), response).await)
+    Ok(recorded(&shared, &call.wire_service, &call.operation, call.protocol.name(), response).await)
 }
 
 /// Appends an answer to the recording, if one is being made, and passes it on.

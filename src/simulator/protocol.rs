@@ -45,6 +45,9 @@ impl Protocol {
 #[derive(Debug)]
 pub struct Call {
     pub service: String,
+    /// The service as the request named it, which the recording keeps: the awsJson target prefix
+    /// (CodeConnections' with its namespace) or the RPC v2 CBOR path's service.
+    pub wire_service: String,
     pub operation: String,
     pub protocol: Protocol,
     pub input: Value,
@@ -80,6 +83,7 @@ pub fn decode(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Result<Cal
         };
         return Some(input.map(|input| Call {
             service: service.to_string(),
+            wire_service: service.to_string(),
             operation: operation.to_string(),
             protocol: Protocol::RpcV2Cbor,
             input,
@@ -104,6 +108,7 @@ pub fn decode(path: &str, headers: &HeaderMap, body: &[u8]) -> Option<Result<Cal
     };
     Some(input.map(|input| Call {
         service: service.to_string(),
+        wire_service: prefix.to_string(),
         operation: operation.to_string(),
         protocol: Protocol::AwsJson(version),
         input,
