@@ -151,6 +151,7 @@ async fn discover(scope: &Scope) -> Result<Discovered, CallError> {
         },
     )
     .await?;
+    discovered.links = health::first_of_each(std::mem::take(&mut discovered.links), |link| link.id.clone());
     for link in &discovered.links {
         for sync_type in SyncConfigurationType::values() {
             aws::for_each_page(

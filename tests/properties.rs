@@ -1,21 +1,34 @@
 //! Every answer AWS's model allows, through the real SDK into the exporter: property tests.
 //!
-//! A seeded generator builds answers from botocore's model of CodePipeline (the one `scripts/test.sh`
-//! installs into `target/tools`) for the calls of a pipeline's poll: GetPipelineState, GetPipeline
-//! and ListPipelineExecutions. It picks every enum value and values the SDK does not know (with
-//! quotes, backslashes, line feeds and non-ASCII), leaves optional members out or puts them in,
-//! makes lists empty, short or long, strings at their length limits (with the same characters
-//! where the model's pattern allows them), timestamps at the epoch and in year 9999, and pages
-//! that name a next page that ends early. The simulator serves each answer in the SDK's protocol
-//! (its scripted-answer hook), and the real exporter polls it.
+//! A seeded generator builds answers from botocore's models of CodePipeline, CodeConnections and
+//! CodeBuild (the ones `scripts/test.sh` installs into `target/tools`) for every call the
+//! collectors make: ListPipelines, GetPipelineState, GetPipeline, ListTagsForResource,
+//! ListPipelineExecutions, GetPipelineExecution, ListActionExecutions and ListRuleExecutions;
+//! CodeBuild's BatchGetBuilds; and CodeConnections' ListRepositoryLinks, ListSyncConfigurations,
+//! GetRepositorySyncStatus, GetResourceSyncStatus, GetSyncBlockerSummary, ListConnections and
+//! ListHosts. It picks every enum value and values the SDK does not know (with quotes,
+//! backslashes, line feeds and non-ASCII), leaves optional members out or puts them in, makes
+//! lists empty, short or long (and lists an entry twice now and then, as a listing paged while it
+//! changes does), strings at their length limits (with the same characters where the model's
+//! pattern allows them), timestamps at the epoch and in year 9999, and pages that name a next page
+//! that ends early. The simulator serves each answer in the SDK's protocol, awsJson 1.1 or RPC v2
+//! CBOR (its scripted-answer hook, which tells calls apart by pipeline, branch, stack, repository
+//! link or build, and serves what stays the same to every later poll), and the real exporter
+//! polls it.
 //!
-//! A case is one pipeline, `case-NNNNNN`, seeded by its number; cases run 200 at a time, each batch
-//! with a fresh simulator and exporter. For every case it must hold that the exporter does not
-//! panic, its target reports `target_up` (no poll is stuck), every series is unique and its label
-//! values escaped, and each stage and action status AWS gave is the one 1 of its state set,
-//! unknown values included. Each batch's exposition is parsed here, and checked by
-//! `promtool check metrics` too (one promtool run per batch, which covers all its cases). The
-//! resident memory after the last batch must stay within 256 MiB of that after the first.
+//! A case is one pipeline, `case-NNNNNN`, with up to two repository links of up to two sync
+//! configurations each (a branch and a stack of its own), and connections and hosts; it is seeded
+//! by its number. Cases run 200 at a time, each batch with a fresh simulator and exporter polling
+//! every 8 s: a pipeline's first poll primes its history, the second counts the runs that ended
+//! since, and reads their revisions, action and rule executions and builds (or the third, when
+//! counting gave birth to a series). For every case it must hold that the exporter does not
+//! panic, every target reports `target_up` at 1 (no poll is stuck, every answer is taken), every
+//! series is unique and its label values escaped, each state set has one 1 at most, and each
+//! stage's, action's, branch's, stack's, connection's and host's status AWS gave is the one 1 of
+//! its state set, unknown values included, and each stack's active blockers are those AWS gave.
+//! Each batch's exposition is parsed here, and checked by `promtool check metrics` too (one
+//! promtool run per batch, which covers all its cases). The resident memory after the last batch
+//! must stay within 256 MiB of that after the first.
 //!
 //! `PROPERTY_CASES` sets the number of cases (2,000 by default) and `PROPERTY_SEED` the seed:
 //! `PROPERTY_CASES=100000 cargo test --release --test properties`.
@@ -158,6 +171,13 @@ impl<'a> Generator<'a> {
             "arn:aws:iam::111122223333:role/r".to_string(),
             "arn:aws:lambda:us-east-1:111122223333:function:f".to_string(),
             "arn:aws:codepipeline:us-east-1:111122223333:p".to_string(),
+            "arn:aws:codeconnections:us-east-1:111122223333:host/h".to_string(),
+            "arn:aws:codeconnections:us-east-1:111122223333:repository-link/l".to_string(),
+            "arn:aws:kms:us-east-1:111122223333:key/k".to_string(),
+            "arn:aws:codebuild:us-east-1:111122223333:build/b:1".to_string(),
+            "sg-0123abcd".to_string(),
+            "subnet-0123abcd".to_string(),
+            "vpc-0123abcd".to_string(),
             "a".to_string(),
         ];
         let fits = |s: &String| {
@@ -182,19 +202,123 @@ fn set(value: &mut Value, name: &str, to: Value) {
     entries.push((Value::Text(name.into()), to));
 }
 
-/// One case: the answers for its pipeline, and the status each stage and action had, as AWS gave
-/// it (the first of a name, as the exporter keeps the first).
-struct Case {
-    name: String,
-    state: Value,
-    pipeline: Value,
-    executions: Vec<Value>,
-    stage_statuses: BTreeMap<String, Option<String>>,
-    action_statuses: BTreeMap<(String, String), Option<String>>,
+/// Sets the members of `value`, a structure of shape `shape`, that the exporter needs to take an
+/// entry at all (it skips one without them), each with probability `p` when the model left it
+/// out: most entries of a list are then read, and some are skipped.
+fn fill(generator: &mut Generator, value: &mut Value, shape: &str, members: &[&str], p: f64) {
+    for name in members {
+        if member(value, name).is_none() && generator.rng.random_bool(p) {
+            let target = generator.shapes[shape]["members"][*name]["shape"].as_str().unwrap().to_string();
+            let generated = generator.value(&target, 5);
+            set(value, name, generated);
+        }
+    }
 }
 
-fn case(generator: &mut Generator, seed: u64, number: usize) -> Case {
-    generator.reseed(seed ^ (number as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+fn remove(value: &mut Value, name: &str) {
+    let Value::Map(entries) = value else { panic!("not a map") };
+    entries.retain(|(k, _)| k.as_text() != Some(name));
+}
+
+/// The entries of a generated answer's list member, at most `max` of them.
+fn entries(value: &Value, list: &str, max: usize) -> Vec<Value> {
+    member(value, list).and_then(Value::as_array).into_iter().flatten().take(max).cloned().collect()
+}
+
+/// Splits `items` into pages of the answer `output`, each a generated answer with its list
+/// replaced: a page ends after an entry with probability `breaks`, and the last page that names a
+/// next one may be followed by an empty page, as a listing that ends early.
+fn paginate(generator: &mut Generator, output: &str, list: &str, token: &str, items: Vec<Value>, breaks: f64) -> Vec<Value> {
+    let mut chunks = vec![Vec::new()];
+    for item in items {
+        chunks.last_mut().unwrap().push(item);
+        if generator.rng.random_bool(breaks) {
+            chunks.push(Vec::new());
+        }
+    }
+    if generator.rng.random_bool(0.2) {
+        chunks.push(Vec::new());
+    }
+    let count = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, items)| {
+            let mut page = generator.value(output, 1);
+            set(&mut page, list, Value::Array(items));
+            if index + 1 < count {
+                set(&mut page, token, Value::Text(format!("page-{}", index + 2)));
+            } else {
+                remove(&mut page, token);
+            }
+            page
+        })
+        .collect()
+}
+
+/// A name unique to `number` and `index` that fills `limit` characters half the time, ending
+/// in `tail` (the characters the shape's pattern allows beyond letters and digits).
+fn unique(rng: &mut StdRng, prefix: &str, number: usize, index: usize, tail: &str, pad: char, limit: usize) -> String {
+    let mut name = format!("{prefix}{number:06}x{index}{tail}");
+    if rng.random_bool(0.5) {
+        while name.chars().count() < limit {
+            name.push(pad);
+        }
+    }
+    name
+}
+
+/// The generators of the three services' models.
+struct Models<'a> {
+    pipeline: Generator<'a>,
+    connections: Generator<'a>,
+    build: Generator<'a>,
+}
+
+/// One case: the answers for its pipeline and its Git sync resources, and what AWS gave in them
+/// that the exposition must show.
+struct Case {
+    name: String,
+    /// ListPipelines: the case's entries, its own name among them.
+    summaries: Vec<Value>,
+    /// GetPipelineState: the first poll's, then the one every later poll gets.
+    states: [Value; 2],
+    pipeline: Value,
+    /// The pipeline's ARN as GetPipeline's metadata gives it, and the pages of its tags.
+    arn: Option<String>,
+    tags: Vec<Value>,
+    /// ListPipelineExecutions: the first read's page, then the pages of the second, of which the
+    /// last answers every later read.
+    executions_first: Value,
+    executions_later: Vec<Value>,
+    /// GetPipelineExecution, and the pages of ListActionExecutions and ListRuleExecutions of each
+    /// run that ends (the last page answering for ever).
+    execution: Value,
+    action_executions: Vec<Value>,
+    rule_executions: Vec<Value>,
+    /// The IDs of the builds its CodeBuild actions ran, and BatchGetBuilds' answer for them.
+    builds: Vec<String>,
+    builds_answer: Value,
+    stage_statuses: BTreeMap<String, Option<String>>,
+    action_statuses: BTreeMap<(String, String), Option<String>>,
+    /// CodeConnections: repository links, and the pages of each link's sync configurations.
+    links: Vec<Value>,
+    sync_configurations: Vec<(String, Vec<Value>)>,
+    /// GetRepositorySyncStatus by branch, and the status it gives.
+    repository_syncs: Vec<(String, Value, String)>,
+    /// GetResourceSyncStatus and GetSyncBlockerSummary by resource, the status and the number of
+    /// ACTIVE blockers they give.
+    resource_syncs: Vec<(String, Value, String, Value, usize)>,
+    connections: Vec<Value>,
+    hosts: Vec<Value>,
+}
+
+fn case(models: &mut Models, seed: u64, number: usize) -> Case {
+    let case_seed = seed ^ (number as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    models.pipeline.reseed(case_seed);
+    models.connections.reseed(case_seed.rotate_left(17));
+    models.build.reseed(case_seed.rotate_left(34));
+    let generator = &mut models.pipeline;
     let name = format!("case-{number:06}");
     let mut state = generator.value("GetPipelineStateOutput", 0);
     set(&mut state, "pipelineName", Value::Text(name.clone()));
@@ -223,10 +347,34 @@ fn case(generator: &mut Generator, seed: u64, number: usize) -> Case {
         }
         stages.push((stage_name.to_string(), actions));
     }
+    // The first poll's state differs from the later ones', so that the second poll reads the
+    // history again, and counts the runs that ended since.
+    let first_state = Value::Map(vec![
+        (Value::Text("pipelineName".into()), Value::Text(name.clone())),
+        (Value::Text("created".into()), Value::Tag(1, Box::new(Value::Float(12_345.5)))),
+    ]);
+    // ListPipelines: this pipeline, now and then listed twice (a listing shifts while it is
+    // paged), and entries without a name.
+    let mut summaries = Vec::new();
+    for _ in 0..generator.rng.random_range(0..3) {
+        let mut summary = generator.value("PipelineSummary", 2);
+        remove(&mut summary, "name");
+        summaries.push(summary);
+    }
+    for _ in 0..(1 + usize::from(generator.rng.random_bool(0.05))) {
+        let mut summary = generator.value("PipelineSummary", 2);
+        set(&mut summary, "name", Value::Text(name.clone()));
+        summaries.push(summary);
+    }
     // The declaration names the stages and actions the state has, as AWS's does.
     let mut pipeline = generator.value("GetPipelineOutput", 0);
     let mut declaration = generator.value("PipelineDeclaration", 1);
     set(&mut declaration, "name", Value::Text(name.clone()));
+    // Of the version the state names, as AWS's is: otherwise every poll reads it again.
+    match member(&state, "pipelineVersion") {
+        Some(version) => set(&mut declaration, "version", version.clone()),
+        None => remove(&mut declaration, "version"),
+    }
     let declared = stages
         .iter()
         .map(|(stage, actions)| {
@@ -246,25 +394,222 @@ fn case(generator: &mut Generator, seed: u64, number: usize) -> Case {
         .collect();
     set(&mut declaration, "stages", Value::Array(declared));
     set(&mut pipeline, "pipeline", declaration);
-    // Pages of the history, the first naming a next page that may end early (empty).
-    let mut first = generator.value("ListPipelineExecutionsOutput", 0);
-    let mut executions = Vec::new();
-    if generator.rng.random_bool(0.3) {
-        set(&mut first, "nextToken", Value::Text("page-2".into()));
-        executions.push(first);
-        let mut second = generator.value("ListPipelineExecutionsOutput", 0);
-        if generator.rng.random_bool(0.5) {
-            set(&mut second, "pipelineExecutionSummaries", Value::Array(Vec::new()));
-        }
-        let Value::Map(entries) = &mut second else { unreachable!() };
-        entries.retain(|(k, _)| k.as_text() != Some("nextToken"));
-        executions.push(second);
-    } else {
-        let Value::Map(entries) = &mut first else { unreachable!() };
-        entries.retain(|(k, _)| k.as_text() != Some("nextToken"));
-        executions.push(first);
+    // Its ARN, which its tags are read by; the allowlisted key `team` now and then among them.
+    let arn = generator.rng.random_bool(0.9).then(|| format!("arn:aws:codepipeline:us-east-1:111122223333:{name}"));
+    let mut metadata = member(&pipeline, "metadata").cloned().unwrap_or_else(|| generator.value("PipelineMetadata", 1));
+    match &arn {
+        Some(arn) => set(&mut metadata, "pipelineArn", Value::Text(arn.clone())),
+        None => remove(&mut metadata, "pipelineArn"),
     }
-    Case { name, state, pipeline, executions, stage_statuses, action_statuses }
+    set(&mut pipeline, "metadata", metadata);
+    let mut tags = entries(&generator.value("ListTagsForResourceOutput", 0), "tags", 40);
+    if generator.rng.random_bool(0.5) {
+        let value = generator.value("TagValue", 1);
+        let at = generator.rng.random_range(0..=tags.len());
+        tags.insert(
+            at,
+            Value::Map(vec![(Value::Text("key".into()), Value::Text("team".into())), (Value::Text("value".into()), value)]),
+        );
+    }
+    let tags = paginate(generator, "ListTagsForResourceOutput", "tags", "nextToken", tags, 0.1);
+    // The history: the first read takes one page (the exporter reads no further at start-up),
+    // the second its own pages, whose runs are new to it: up to 8 a page, since each run that
+    // ended costs three calls more, one after the other.
+    let summaries_of = |generator: &mut Generator, max: usize| {
+        let mut page = generator.value("ListPipelineExecutionsOutput", 0);
+        let mut executions = entries(&page, "pipelineExecutionSummaries", max);
+        for execution in &mut executions {
+            fill(generator, execution, "PipelineExecutionSummary", &["pipelineExecutionId", "status", "startTime"], 0.8);
+        }
+        set(&mut page, "pipelineExecutionSummaries", Value::Array(executions));
+        page
+    };
+    let mut executions_first = summaries_of(generator, 40);
+    if generator.rng.random_bool(0.3) {
+        set(&mut executions_first, "nextToken", Value::Text("page-2".into()));
+    } else {
+        remove(&mut executions_first, "nextToken");
+    }
+    let mut executions_later = Vec::new();
+    if generator.rng.random_bool(0.3) {
+        let mut first = summaries_of(generator, 8);
+        set(&mut first, "nextToken", Value::Text("page-2".into()));
+        executions_later.push(first);
+    }
+    let mut last = summaries_of(generator, 8);
+    if generator.rng.random_bool(0.3) {
+        set(&mut last, "pipelineExecutionSummaries", Value::Array(Vec::new()));
+    }
+    remove(&mut last, "nextToken");
+    executions_later.push(last);
+    let execution = generator.value("GetPipelineExecutionOutput", 0);
+    // The action executions of each run: mostly of the declared actions, some of them CodeBuild or
+    // Commands actions that ran builds.
+    let declared: Vec<(String, String)> =
+        stages.iter().flat_map(|(stage, actions)| actions.iter().map(move |a| (stage.clone(), a.clone()))).collect();
+    let mut builds = Vec::new();
+    let mut details = entries(&generator.value("ListActionExecutionsOutput", 0), "actionExecutionDetails", 40);
+    for detail in &mut details {
+        if !declared.is_empty() && generator.rng.random_bool(0.8) {
+            let (stage, action) = declared[generator.rng.random_range(0..declared.len())].clone();
+            set(detail, "stageName", Value::Text(stage));
+            set(detail, "actionName", Value::Text(action));
+        }
+        fill(
+            generator,
+            detail,
+            "ActionExecutionDetail",
+            &["stageName", "actionName", "actionExecutionId", "status", "startTime"],
+            0.8,
+        );
+        if generator.rng.random_bool(0.4) {
+            let provider = if generator.rng.random_bool(0.8) { "CodeBuild" } else { "Commands" };
+            let type_id = Value::Map(
+                [("category", "Build"), ("owner", "AWS"), ("provider", provider), ("version", "1")]
+                    .iter()
+                    .map(|(k, v)| (Value::Text((*k).into()), Value::Text((*v).into())))
+                    .collect(),
+            );
+            let mut input = member(detail, "input").cloned().unwrap_or_else(|| Value::Map(Vec::new()));
+            set(&mut input, "actionTypeId", type_id);
+            set(detail, "input", input);
+            let id = format!("{name}-build:{}", generator.string("PipelineExecutionId"));
+            let mut output = member(detail, "output").cloned().unwrap_or_else(|| Value::Map(Vec::new()));
+            let mut result = member(&output, "executionResult").cloned().unwrap_or_else(|| Value::Map(Vec::new()));
+            set(&mut result, "externalExecutionId", Value::Text(id.clone()));
+            set(&mut output, "executionResult", result);
+            set(detail, "output", output);
+            builds.push(id);
+        }
+    }
+    let action_executions =
+        paginate(generator, "ListActionExecutionsOutput", "actionExecutionDetails", "nextToken", details, 0.1);
+    let mut rules = entries(&generator.value("ListRuleExecutionsOutput", 0), "ruleExecutionDetails", 40);
+    for rule in &mut rules {
+        if !stages.is_empty() && generator.rng.random_bool(0.8) {
+            set(rule, "stageName", Value::Text(stages[generator.rng.random_range(0..stages.len())].0.clone()));
+        }
+        fill(generator, rule, "RuleExecutionDetail", &["stageName", "ruleName", "ruleExecutionId", "status", "startTime"], 0.8);
+    }
+    let rule_executions = paginate(generator, "ListRuleExecutionsOutput", "ruleExecutionDetails", "nextToken", rules, 0.1);
+    // BatchGetBuilds: some of the builds asked for, with their phases, the others not found.
+    let build_generator = &mut models.build;
+    let mut builds_answer = build_generator.value("BatchGetBuildsOutput", 0);
+    let mut found = Vec::new();
+    let mut not_found = Vec::new();
+    for id in &builds {
+        if build_generator.rng.random_bool(0.8) {
+            let mut build = build_generator.value("Build", 1);
+            set(&mut build, "id", Value::Text(id.clone()));
+            let mut phases = entries(&build_generator.value("Build", 1), "phases", 40);
+            for phase in &mut phases {
+                fill(build_generator, phase, "BuildPhase", &["phaseType", "startTime", "endTime"], 0.8);
+            }
+            set(&mut build, "phases", Value::Array(phases));
+            found.push(build);
+        } else {
+            not_found.push(Value::Text(id.clone()));
+        }
+    }
+    set(&mut builds_answer, "builds", Value::Array(found));
+    set(&mut builds_answer, "buildsNotFound", Value::Array(not_found));
+    // CodeConnections: up to two repository links (one now and then listed twice), up to two sync
+    // configurations each, of branches and stacks unique to the case and at their length limits,
+    // with the characters their patterns allow.
+    let generator = &mut models.connections;
+    let mut links: Vec<Value> = Vec::new();
+    let count = generator.rng.random_range(0..3);
+    for mut link in entries(&generator.value("ListRepositoryLinksOutput", 0), "RepositoryLinks", count) {
+        let again = links.last().cloned().filter(|_| generator.rng.random_bool(0.1));
+        links.push(again.unwrap_or_else(|| {
+            set(&mut link, "RepositoryLinkId", Value::Text(generator.string("RepositoryLinkId")));
+            link
+        }));
+    }
+    let link_ids: BTreeSet<String> =
+        links.iter().filter_map(|l| member(l, "RepositoryLinkId").and_then(Value::as_text)).map(str::to_string).collect();
+    let mut sync_configurations = Vec::new();
+    let mut repository_syncs = Vec::new();
+    let mut resource_syncs = Vec::new();
+    let mut index = 0;
+    for link in link_ids {
+        let mut configurations = Vec::new();
+        let count = generator.rng.random_range(0..3);
+        for configuration in entries(&generator.value("ListSyncConfigurationsOutput", 0), "SyncConfigurations", count) {
+            index += 1;
+            let mut configuration = configuration;
+            set(&mut configuration, "RepositoryLinkId", Value::Text(link.clone()));
+            let branch = unique(&mut generator.rng, "case-", number, index, " q\"b\\s ñ€😀", 'é', 255);
+            let resource = unique(&mut generator.rng, "case", number, index, "_-z", 'a', 100);
+            set(&mut configuration, "Branch", Value::Text(branch.clone()));
+            set(&mut configuration, "ResourceName", Value::Text(resource.clone()));
+            configurations.push(configuration);
+            let status = generator.value("GetRepositorySyncStatusOutput", 0);
+            let given =
+                member(&status, "LatestSync").and_then(|s| member(s, "Status")).and_then(Value::as_text).unwrap().to_string();
+            repository_syncs.push((branch, status, given));
+            let sync = generator.value("GetResourceSyncStatusOutput", 0);
+            let given =
+                member(&sync, "LatestSync").and_then(|s| member(s, "Status")).and_then(Value::as_text).unwrap().to_string();
+            let mut blockers = generator.value("GetSyncBlockerSummaryOutput", 0);
+            let mut summary = member(&blockers, "SyncBlockerSummary").unwrap().clone();
+            set(&mut summary, "ResourceName", Value::Text(resource.clone()));
+            set(&mut blockers, "SyncBlockerSummary", summary.clone());
+            let active = member(&summary, "LatestBlockers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|b| member(b, "Status").and_then(Value::as_text) == Some("ACTIVE"))
+                .count();
+            resource_syncs.push((resource, sync, given, blockers, active));
+        }
+        // Now and then one configuration listed twice.
+        if let Some(first) = configurations.first().cloned()
+            && generator.rng.random_bool(0.1)
+        {
+            configurations.push(first);
+        }
+        let pages = paginate(generator, "ListSyncConfigurationsOutput", "SyncConfigurations", "NextToken", configurations, 0.3);
+        sync_configurations.push((link, pages));
+    }
+    // Connections and hosts, most with an ARN unique to the case, the others with the model's
+    // (shared with other cases') or none.
+    let mut connections = entries(&generator.value("ListConnectionsOutput", 0), "Connections", 40);
+    for (i, connection) in connections.iter_mut().enumerate() {
+        if generator.rng.random_bool(0.8) {
+            let arn = format!("arn:aws:codeconnections:us-east-1:111122223333:connection/{name}-{i}");
+            set(connection, "ConnectionArn", Value::Text(arn));
+        }
+    }
+    let mut hosts = entries(&generator.value("ListHostsOutput", 0), "Hosts", 40);
+    for (i, host) in hosts.iter_mut().enumerate() {
+        if generator.rng.random_bool(0.8) {
+            set(host, "HostArn", Value::Text(format!("arn:aws:codeconnections:us-east-1:111122223333:host/{name}-{i}")));
+        }
+    }
+    Case {
+        name,
+        summaries,
+        states: [first_state, state],
+        pipeline,
+        arn,
+        tags,
+        executions_first,
+        executions_later,
+        execution,
+        action_executions,
+        rule_executions,
+        builds,
+        builds_answer,
+        stage_statuses,
+        action_statuses,
+        links,
+        sync_configurations,
+        repository_syncs,
+        resource_syncs,
+        connections,
+        hosts,
+    }
 }
 
 /// A label value as the exposition escapes it.
@@ -337,24 +682,118 @@ fn resident() -> u64 {
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
+/// The listings of one batch, every case's entries in turn, split into pages, and the status of
+/// each connection and host they list: the first of each ARN's (a missing ARN is the empty one),
+/// as the exporter keeps the first.
+struct Listings {
+    pipelines: Vec<Value>,
+    links: Vec<Value>,
+    connections: Vec<Value>,
+    hosts: Vec<Value>,
+    connection_statuses: BTreeMap<String, Option<String>>,
+    host_statuses: BTreeMap<String, Option<String>>,
+}
+
+fn listings(models: &mut Models, seed: u64, start: usize, cases: &[Case]) -> Listings {
+    models.pipeline.reseed(seed ^ (start as u64).wrapping_mul(0xd6e8_feb8_6659_fd93) ^ 1);
+    models.connections.reseed(seed ^ (start as u64).wrapping_mul(0xd6e8_feb8_6659_fd93) ^ 2);
+    let all = |of: &dyn Fn(&Case) -> &Vec<Value>| cases.iter().flat_map(|c| of(c).iter().cloned()).collect::<Vec<Value>>();
+    let pipelines = paginate(&mut models.pipeline, "ListPipelinesOutput", "pipelines", "nextToken", all(&|c| &c.summaries), 0.1);
+    let generator = &mut models.connections;
+    let links = paginate(generator, "ListRepositoryLinksOutput", "RepositoryLinks", "NextToken", all(&|c| &c.links), 0.2);
+    let statuses = |entries: &[Value], arn: &str, status: &str| {
+        let mut statuses = BTreeMap::new();
+        for entry in entries {
+            let arn = member(entry, arn).and_then(Value::as_text).unwrap_or_default().to_string();
+            let status = member(entry, status).and_then(Value::as_text).map(str::to_string);
+            statuses.entry(arn).or_insert(status);
+        }
+        statuses
+    };
+    let (connections, hosts) = (all(&|c| &c.connections), all(&|c| &c.hosts));
+    let connection_statuses = statuses(&connections, "ConnectionArn", "ConnectionStatus");
+    let host_statuses = statuses(&hosts, "HostArn", "Status");
+    let connections = paginate(generator, "ListConnectionsOutput", "Connections", "NextToken", connections, 0.05);
+    let hosts = paginate(generator, "ListHostsOutput", "Hosts", "NextToken", hosts, 0.05);
+    Listings { pipelines, links, connections, hosts, connection_statuses, host_statuses }
+}
+
+/// The creation time of every pipeline's first state, as exposed: no later state has it.
+const FIRST_CREATED: &str = "} 12345.5\n";
+
+/// The families whose series are state sets: at most one 1 among the statuses of each.
+const STATE_SETS: &[&str] = &[
+    "aws_codepipeline_stage_status",
+    "aws_codepipeline_stage_inbound_status",
+    "aws_codepipeline_stage_condition_status",
+    "aws_codepipeline_stage_rule_status",
+    "aws_codepipeline_action_status",
+    "aws_codepipeline_execution_status",
+    "aws_codeconnections_repository_sync_status",
+    "aws_codeconnections_resource_sync_status",
+    "aws_codeconnections_connection_status",
+    "aws_codeconnections_host_status",
+];
+
 /// Runs a batch of cases against one simulator and exporter; the problems found, by case.
-async fn batch(cases: &[Case]) -> (Vec<String>, String) {
+async fn batch(cases: &[Case], listings: &Listings) -> (Vec<String>, String) {
     let mut world = World::default();
     for case in cases {
         world.pipelines.insert(case.name.clone(), SimPipeline::new(&case.name, &[("Source", &["Source"])]));
     }
     let simulator = Simulator::start(world).await.unwrap();
+    // Every target is polled again and again: what is to stay the same answers for ever.
+    simulator.script("ListPipelines", None, listings.pipelines.clone());
+    simulator.script("ListRepositoryLinks", None, listings.links.clone());
+    simulator.script_cycle("ListConnections", None, listings.connections.clone());
+    simulator.script_cycle("ListHosts", None, listings.hosts.clone());
+    let cycle = |operation: &str, subject: &str, pages: &[Value]| {
+        let (last, once) = pages.split_last().unwrap();
+        simulator.script(operation, Some(subject), once.iter().cloned());
+        simulator.script_cycle(operation, Some(subject), [last.clone()]);
+    };
+    let mut repository_targets = BTreeSet::new();
+    let mut resource_targets = BTreeSet::new();
     for case in cases {
-        simulator.script("GetPipelineState", Some(&case.name), [case.state.clone()]);
-        simulator.script("GetPipeline", Some(&case.name), [case.pipeline.clone()]);
-        simulator.script("ListPipelineExecutions", Some(&case.name), case.executions.clone());
+        simulator.script("GetPipelineState", Some(&case.name), [case.states[0].clone()]);
+        simulator.script_cycle("GetPipelineState", Some(&case.name), [case.states[1].clone()]);
+        simulator.script_cycle("GetPipeline", Some(&case.name), [case.pipeline.clone()]);
+        if let Some(arn) = &case.arn {
+            cycle("ListTagsForResource", arn, &case.tags);
+        }
+        simulator.script("ListPipelineExecutions", Some(&case.name), [case.executions_first.clone()]);
+        cycle("ListPipelineExecutions", &case.name, &case.executions_later);
+        simulator.script_cycle("GetPipelineExecution", Some(&case.name), [case.execution.clone()]);
+        cycle("ListActionExecutions", &case.name, &case.action_executions);
+        cycle("ListRuleExecutions", &case.name, &case.rule_executions);
+        for id in &case.builds {
+            simulator.script_cycle("BatchGetBuilds", Some(id), [case.builds_answer.clone()]);
+        }
+        for (link, pages) in &case.sync_configurations {
+            cycle("ListSyncConfigurations", link, pages);
+            for configuration in pages.iter().filter_map(|p| member(p, "SyncConfigurations")?.as_array()).flatten() {
+                let text = |name: &str| member(configuration, name).and_then(Value::as_text).unwrap_or_default().to_string();
+                repository_targets.insert((text("RepositoryLinkId"), text("Branch"), text("SyncType")));
+                resource_targets.insert((text("ResourceName"), text("SyncType")));
+            }
+        }
+        for (branch, status, _) in &case.repository_syncs {
+            simulator.script_cycle("GetRepositorySyncStatus", Some(branch), [status.clone()]);
+        }
+        for (resource, sync, _, blockers, _) in &case.resource_syncs {
+            simulator.script_cycle("GetResourceSyncStatus", Some(resource), [sync.clone()]);
+            simulator.script_cycle("GetSyncBlockerSummary", Some(resource), [blockers.clone()]);
+        }
     }
-    let yaml = "interval: 1h\nactive_interval: 1h\ndiscovery_interval: 1h\nrequest_timeout: 5s\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
-    // Polled once: a pipeline in progress would be polled again after `active_interval`, and then
-    // answered from the world instead of its case.
+    // Every target polled every 8 s: a pipeline's first poll primes its history, its second
+    // counts the runs that ended, and its third their action executions, rules and builds when
+    // counting them gave birth to a series (see `History::settle`). The pipelines are one
+    // account's and the Git sync another's (both the simulated one), so that neither's calls wait
+    // behind the other's in one request budget; and 64 calls run at once, so that a run's
+    // details, read one call after the other, do not wait behind 200 pipelines' polls each time.
+    let yaml = "interval: 8s\nactive_interval: 8s\ndiscovery_interval: 1h\nrequest_timeout: 5s\nmax_concurrent_requests: 64\naccounts:\n  - name: test\n    regions: [us-east-1]\n    tags: [team]\n    codepipeline:\n      build_phases: true\n    codeconnections:\n      enabled: false\n  - name: git\n    regions: [us-east-1]\n    codepipeline:\n      discover: false\n";
     let exporter = common::start_exporter_unthrottled(&simulator, yaml).await;
-    // Every case polled once and its details read: then the exposition settles.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(150);
     let mut problems = Vec::new();
     let mut last = String::new();
     let mut stable = 0;
@@ -374,20 +813,46 @@ async fn batch(cases: &[Case]) -> (Vec<String>, String) {
             hasher.finish()
         };
         // The assembler publishes a new body at most every ten times its last assembly took, so
-        // the exposition counts as settled once it stayed the same for a second.
+        // the exposition counts as settled once it stayed the same for a second, after the
+        // pipelines were polled three times each (about: with the jitter some were polled less)
+        // and no first state is shown any more, and every branch, stack, blocker summary and list
+        // has its target.
         if aws(&text) == aws(&last) {
             stable += 1;
         } else {
             stable = 0;
         }
-        let settled = up == cases.len() && simulator.calls("GetPipeline") >= cases.len() as u64 && stable >= 5;
+        let n = cases.len() as u64;
+        let targets = |kind: &str| {
+            let kind = format!("kind=\"{kind}\"");
+            text.lines().filter(|l| l.starts_with("codepipeline_exporter_target_up{") && l.contains(&kind)).count()
+        };
+        let settled = up == cases.len()
+            && simulator.calls("GetPipelineState") >= 3 * n
+            && !text.contains(FIRST_CREATED)
+            && targets("repository_sync") >= repository_targets.len()
+            && targets("resource_sync") >= resource_targets.len()
+            && targets("sync_blocker") >= resource_targets.len()
+            && targets("connections") == 1
+            && targets("hosts") == 1
+            && stable >= 5;
         last = text;
         if settled {
             break;
         }
         if Instant::now() > deadline {
             for case in cases.iter().filter(|c| !last.contains(&format!("kind=\"pipeline\",name=\"{}\"}}", c.name))) {
-                problems.push(format!("{}: no target_up within 60 s: a stuck poll", case.name));
+                problems.push(format!("{}: no target_up within 150 s: a stuck poll", case.name));
+            }
+            if problems.is_empty() {
+                problems.push(format!(
+                    "not settled within 150 s: {} GetPipelineState calls for {n} pipelines, {} GetRepositorySyncStatus for {} branches, {} GetResourceSyncStatus for {} stacks, the exposition stable for {stable} scrapes",
+                    simulator.calls("GetPipelineState"),
+                    simulator.calls("GetRepositorySyncStatus"),
+                    repository_targets.len(),
+                    simulator.calls("GetResourceSyncStatus"),
+                    resource_targets.len(),
+                ));
             }
             break;
         }
@@ -402,32 +867,70 @@ async fn batch(cases: &[Case]) -> (Vec<String>, String) {
             return (problems, text);
         }
     };
-    // Each state set: one 1 at most among a stage's or action's statuses, and exactly one, at the
-    // status AWS gave, where it gave one.
+    let label = |labels: &[(String, String)], name: &str| labels.iter().find(|(l, _)| l == name).map(|(_, v)| v.clone());
+    // Every target polled fine: each answer is one the model allows.
+    for ((name, labels), value) in &series {
+        if name == "codepipeline_exporter_target_up" && *value != 1.0 {
+            problems.push(format!("target down: {labels:?}"));
+        }
+    }
+    // Each state set: one 1 at most among a series' statuses.
     let mut sets: BTreeMap<Series, Vec<(String, f64)>> = BTreeMap::new();
     for ((name, labels), value) in &series {
-        if name == "aws_codepipeline_stage_status" || name == "aws_codepipeline_action_status" {
-            let status = labels.iter().find(|(l, _)| l == "status").map(|(_, v)| v.clone()).unwrap_or_default();
+        if STATE_SETS.contains(&name.as_str()) {
+            let status = label(labels, "status").unwrap_or_default();
             let key: Vec<(String, String)> = labels.iter().filter(|(l, _)| l != "status").cloned().collect();
             sets.entry((name.clone(), key)).or_default().push((status, *value));
         }
     }
-    for case in cases {
-        let of = |labels: &[(String, String)]| labels.iter().any(|(l, v)| l == "pipeline" && *v == case.name);
-        for ((family, labels), statuses) in sets.iter().filter(|((_, labels), _)| of(labels)) {
-            let ones: Vec<&str> = statuses.iter().filter(|(_, v)| *v == 1.0).map(|(s, _)| s.as_str()).collect();
-            let label = |name: &str| labels.iter().find(|(l, _)| l == name).map(|(_, v)| v.clone()).unwrap_or_default();
-            let given = if family == "aws_codepipeline_stage_status" {
-                case.stage_statuses.get(&label("stage")).cloned().flatten()
-            } else {
-                case.action_statuses.get(&(label("stage"), label("action"))).cloned().flatten()
-            };
-            match given {
-                Some(ref given) if ones != [given.as_str()] => {
-                    problems.push(format!("{}: {family}{labels:?}: AWS gave {given:?}, the ones are {ones:?}", case.name))
+    let ones = |statuses: &[(String, f64)]| -> Vec<String> {
+        statuses.iter().filter(|(_, v)| *v == 1.0).map(|(s, _)| s.clone()).collect()
+    };
+    for ((family, labels), statuses) in &sets {
+        if ones(statuses).len() > 1 {
+            problems.push(format!("{family}{labels:?}: several ones {:?}", ones(statuses)));
+        }
+    }
+    // And exactly one, at the status AWS gave, where it gave one: each of `expected` names a label,
+    // its value, and the status given for the sets of `family` with that label value, which must
+    // exist where a status was given.
+    let exactly = |what: &str, family: &str, expected: &mut dyn Iterator<Item = (&str, String, Option<String>)>| {
+        let mut problems = Vec::new();
+        for (label_name, value, given) in expected {
+            let matching: Vec<&Vec<(String, f64)>> = sets
+                .iter()
+                .filter(|((f, labels), _)| f == family && label(labels, label_name).as_deref() == Some(value.as_str()))
+                .map(|(_, statuses)| statuses)
+                .collect();
+            if matching.is_empty() && given.is_some() {
+                problems.push(format!("{what}: no {family} for {label_name} {value:?}"));
+            }
+            for statuses in matching {
+                let found = ones(statuses);
+                let want: Vec<String> = given.iter().cloned().collect();
+                if found != want {
+                    problems
+                        .push(format!("{what}: {family} of {label_name} {value:?}: AWS gave {given:?}, the ones are {found:?}"));
                 }
-                None if ones.len() > 1 => problems.push(format!("{}: {family}{labels:?}: several ones {ones:?}", case.name)),
-                _ => {}
+            }
+        }
+        problems
+    };
+    for case in cases {
+        let of = |labels: &[(String, String)]| label(labels, "pipeline").as_deref() == Some(case.name.as_str());
+        let stage_or_action = |f: &str| f == "aws_codepipeline_stage_status" || f == "aws_codepipeline_action_status";
+        for ((family, labels), statuses) in sets.iter().filter(|((f, labels), _)| stage_or_action(f) && of(labels)) {
+            let found = ones(statuses);
+            let stage = label(labels, "stage").unwrap_or_default();
+            let given = if family == "aws_codepipeline_stage_status" {
+                case.stage_statuses.get(&stage).cloned().flatten()
+            } else {
+                case.action_statuses.get(&(stage, label(labels, "action").unwrap_or_default())).cloned().flatten()
+            };
+            if let Some(given) = given
+                && found != [given.clone()]
+            {
+                problems.push(format!("{}: {family}{labels:?}: AWS gave {given:?}, the ones are {found:?}", case.name));
             }
         }
         for (stage, _) in case.stage_statuses.iter().filter(|(_, status)| status.is_some()) {
@@ -444,7 +947,44 @@ async fn batch(cases: &[Case]) -> (Vec<String>, String) {
                 problems.push(format!("{}: no aws_codepipeline_stage_status for stage {stage}", case.name));
             }
         }
+        problems.extend(exactly(
+            &case.name,
+            "aws_codeconnections_repository_sync_status",
+            &mut case.repository_syncs.iter().map(|(branch, _, given)| ("branch", branch.clone(), Some(given.clone()))),
+        ));
+        problems.extend(exactly(
+            &case.name,
+            "aws_codeconnections_resource_sync_status",
+            &mut case
+                .resource_syncs
+                .iter()
+                .map(|(resource, _, given, _, _)| ("resource_name", resource.clone(), Some(given.clone()))),
+        ));
+        for (resource, _, _, _, active) in &case.resource_syncs {
+            let found: Vec<f64> = series
+                .iter()
+                .filter(|((name, labels), _)| {
+                    name == "aws_codeconnections_sync_blockers_active"
+                        && label(labels, "resource_name").as_deref() == Some(resource)
+                })
+                .map(|(_, value)| *value)
+                .collect();
+            if found.iter().any(|v| *v != *active as f64) || found.is_empty() {
+                problems
+                    .push(format!("{}: sync_blockers_active of {resource:?} are {found:?}, AWS gave {active} ACTIVE", case.name));
+            }
+        }
     }
+    problems.extend(exactly(
+        "connections",
+        "aws_codeconnections_connection_status",
+        &mut listings.connection_statuses.iter().map(|(arn, given)| ("connection_arn", arn.clone(), given.clone())),
+    ));
+    problems.extend(exactly(
+        "hosts",
+        "aws_codeconnections_host_status",
+        &mut listings.host_statuses.iter().map(|(arn, given)| ("host_arn", arn.clone(), given.clone())),
+    ));
     // The escaping as exposed, for a status with every character to escape.
     for value in UNKNOWN_ENUM_VALUES {
         let given = cases.iter().any(|c| c.stage_statuses.values().any(|s| s.as_deref() == Some(value)));
@@ -481,14 +1021,20 @@ async fn every_answer_the_model_allows() {
         PANICS.fetch_add(1, Ordering::SeqCst);
         previous(info);
     }));
-    let model = common::botocore_model("codepipeline");
-    let mut generator = Generator::new(&model, seed);
+    let (pipeline, connections, build) =
+        (common::botocore_model("codepipeline"), common::botocore_model("codeconnections"), common::botocore_model("codebuild"));
+    let mut models = Models {
+        pipeline: Generator::new(&pipeline, seed),
+        connections: Generator::new(&connections, seed),
+        build: Generator::new(&build, seed),
+    };
     let started = Instant::now();
     let mut first_resident = None;
     let mut problems = Vec::new();
     for start in (0..cases).step_by(BATCH) {
-        let batch_cases: Vec<Case> = (start..(start + BATCH).min(cases)).map(|n| case(&mut generator, seed, n)).collect();
-        let (mut found, text) = batch(&batch_cases).await;
+        let batch_cases: Vec<Case> = (start..(start + BATCH).min(cases)).map(|n| case(&mut models, seed, n)).collect();
+        let listings = listings(&mut models, seed, start, &batch_cases);
+        let (mut found, text) = batch(&batch_cases, &listings).await;
         if let Err(report) = promtool(&text) {
             found.push(format!("promtool check metrics, cases {start}..: {report}"));
         }
@@ -578,6 +1124,131 @@ async fn stages_and_actions_of_one_name_make_one_series_each() {
         })
         .collect();
     assert_eq!(actions, expected);
+    let text = common::scrape(&exporter).await;
+    parse(&text).unwrap();
+}
+
+/// Found by the property test (seed 1592639710, cases 0 to 199): a connection or a host listed
+/// twice, or two without an ARN (which the model allows, and which then share the empty one), and
+/// a repository link listed twice (a listing paged while it changes repeats entries), made two
+/// series of one name and labels, and Prometheus rejects such a scrape whole. The first of each is
+/// kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_hosts_and_links_listed_twice_make_one_series_each() {
+    let text = |s: &str| Value::Text(s.into());
+    let map = |entries: Vec<(&str, Value)>| Value::Map(entries.into_iter().map(|(k, v)| (text(k), v)).collect());
+    let arn = "arn:aws:codeconnections:us-east-1:111122223333:connection/c1";
+    let connection = |arn: Option<&str>, name: &str, status: &str| {
+        let mut entries =
+            vec![("ConnectionName", text(name)), ("ProviderType", text("GitHub")), ("ConnectionStatus", text(status))];
+        entries.extend(arn.map(|arn| ("ConnectionArn", text(arn))));
+        map(entries)
+    };
+    let host_arn = "arn:aws:codeconnections:us-east-1:111122223333:host/h1";
+    let host = |arn: Option<&str>, name: &str, status: &str| {
+        let mut entries = vec![("Name", text(name)), ("ProviderType", text("GitLabSelfManaged")), ("Status", text(status))];
+        entries.extend(arn.map(|arn| ("HostArn", text(arn))));
+        map(entries)
+    };
+    let link_id = "0f9a8b7c-1d2e-4f30-8a4b-5c6d7e8f9a0b";
+    let link = |owner: &str| {
+        map(vec![
+            ("ConnectionArn", text(arn)),
+            ("OwnerId", text(owner)),
+            ("ProviderType", text("GitHub")),
+            ("RepositoryLinkArn", text(&format!("arn:aws:codeconnections:us-east-1:111122223333:repository-link/{link_id}"))),
+            ("RepositoryLinkId", text(link_id)),
+            ("RepositoryName", text("infra")),
+        ])
+    };
+    let simulator = Simulator::start(World::default()).await.unwrap();
+    let page = |list: &str, items: Vec<Value>, next: Option<&str>| {
+        let mut entries = vec![(list, Value::Array(items))];
+        entries.extend(next.map(|next| ("NextToken", text(next))));
+        map(entries)
+    };
+    simulator.script_cycle(
+        "ListConnections",
+        None,
+        [
+            page(
+                "Connections",
+                vec![connection(Some(arn), "first", "AVAILABLE"), connection(None, "none-1", "PENDING")],
+                Some("2"),
+            ),
+            page("Connections", vec![connection(Some(arn), "again", "ERROR"), connection(None, "none-2", "ERROR")], None),
+        ],
+    );
+    simulator.script_cycle(
+        "ListHosts",
+        None,
+        [page(
+            "Hosts",
+            vec![
+                host(Some(host_arn), "first", "AVAILABLE"),
+                host(Some(host_arn), "again", "PENDING"),
+                host(None, "none", "PENDING"),
+            ],
+            None,
+        )],
+    );
+    simulator.script(
+        "ListRepositoryLinks",
+        None,
+        [page("RepositoryLinks", vec![link("acme")], Some("2")), page("RepositoryLinks", vec![link("again")], None)],
+    );
+    simulator.script_cycle("ListSyncConfigurations", Some(link_id), [page("SyncConfigurations", Vec::new(), None)]);
+    let yaml = "interval: 1h\nactive_interval: 1h\ndiscovery_interval: 1h\nrequest_timeout: 5s\naccounts:\n  - name: test\n    regions: [us-east-1]\n";
+    let exporter = common::start_exporter_unthrottled(&simulator, yaml).await;
+    let families =
+        ["aws_codeconnections_connection_status", "aws_codeconnections_host_status", "aws_codeconnections_repository_link_info"];
+    let samples =
+        common::wait_for(&exporter, "connections, hosts and links", |s| families.iter().all(|f| common::family_len(s, f) > 0))
+            .await;
+    let base = "account=\"test\",region=\"us-east-1\"";
+    let found = |name: &str| -> Vec<(String, f64)> {
+        samples.iter().filter(|(k, _)| k.split('{').next() == Some(name)).map(|(k, v)| (k.clone(), *v)).collect()
+    };
+    let state_set = |family: &str, label: &str, arn: &str, current: &str, statuses: &[&str]| -> Vec<(String, f64)> {
+        statuses
+            .iter()
+            .map(|s| (format!("{family}{{{base},{label}=\"{arn}\",status=\"{s}\"}}"), if *s == current { 1.0 } else { 0.0 }))
+            .collect()
+    };
+    let connections = ["AVAILABLE", "ERROR", "PENDING"];
+    let mut expected = state_set("aws_codeconnections_connection_status", "connection_arn", "", "PENDING", &connections);
+    expected.extend(state_set("aws_codeconnections_connection_status", "connection_arn", arn, "AVAILABLE", &connections));
+    assert_eq!(found("aws_codeconnections_connection_status"), expected);
+    assert_eq!(
+        found("aws_codeconnections_connection_info"),
+        [
+            (
+                format!(
+                    "aws_codeconnections_connection_info{{{base},connection_arn=\"\",connection_name=\"none-1\",provider_type=\"GitHub\",host_arn=\"\"}}"
+                ),
+                1.0
+            ),
+            (
+                format!(
+                    "aws_codeconnections_connection_info{{{base},connection_arn=\"{arn}\",connection_name=\"first\",provider_type=\"GitHub\",host_arn=\"\"}}"
+                ),
+                1.0
+            ),
+        ]
+    );
+    let hosts = ["AVAILABLE", "PENDING", "VPC_CONFIG_DELETING", "VPC_CONFIG_FAILED_INITIALIZATION", "VPC_CONFIG_INITIALIZING"];
+    let mut expected = state_set("aws_codeconnections_host_status", "host_arn", "", "PENDING", &hosts);
+    expected.extend(state_set("aws_codeconnections_host_status", "host_arn", host_arn, "AVAILABLE", &hosts));
+    assert_eq!(found("aws_codeconnections_host_status"), expected);
+    assert_eq!(
+        found("aws_codeconnections_repository_link_info"),
+        [(
+            format!(
+                "aws_codeconnections_repository_link_info{{{base},repository_link_id=\"{link_id}\",repository=\"acme/infra\",provider_type=\"GitHub\",connection_arn=\"{arn}\"}}"
+            ),
+            1.0
+        )]
+    );
     let text = common::scrape(&exporter).await;
     parse(&text).unwrap();
 }

@@ -68,6 +68,15 @@ const HOST_STATUSES: [&str; 5] =
 /// The name of the connection and host list targets: one of each per account and region.
 pub const ALL: &str = "all";
 
+/// The first item of each key, in order. A listing paged while its items are created or deleted
+/// can show one item on two pages, and AWS's model lets a connection or a host come without its
+/// ARN (all those then share the empty one); two items of one key would render two series with
+/// the same name and labels, which Prometheus rejects as a whole scrape.
+pub fn first_of_each<T>(items: Vec<T>, key: impl Fn(&T) -> String) -> Vec<T> {
+    let mut seen = HashSet::new();
+    items.into_iter().filter(|item| seen.insert(key(item))).collect()
+}
+
 /// A connection, as ListConnections describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Connection {
@@ -113,7 +122,7 @@ impl Target for ConnectionsTarget {
         .await;
         match listed {
             Ok(()) => {
-                self.last = Some(connections);
+                self.last = Some(first_of_each(connections, |c| c.arn.clone()));
                 Outcome::Polled
             }
             Err(err) => Outcome::Failed(err),
@@ -188,7 +197,7 @@ impl Target for HostsTarget {
         .await;
         match listed {
             Ok(()) => {
-                self.last = Some(hosts);
+                self.last = Some(first_of_each(hosts, |h| h.arn.clone()));
                 Outcome::Polled
             }
             Err(err) => Outcome::Failed(err),

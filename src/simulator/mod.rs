@@ -243,7 +243,39 @@ struct Shared {
     recorder: Mutex<Option<record::Recorder>>,
     /// Answers a test scripted, served instead of the world's by operation (see
     /// [`Simulator::script`]).
-    scripted: Mutex<HashMap<String, VecDeque<Value>>>,
+    scripted: Mutex<HashMap<String, Script>>,
+}
+
+/// The answers a test scripted for one operation (about one subject): each of `once` a single
+/// time, in order, then those of `cycle` in turn, over and over.
+#[derive(Debug, Default)]
+struct Script {
+    once: VecDeque<Value>,
+    cycle: VecDeque<Value>,
+}
+
+impl Script {
+    fn next(&mut self) -> Option<Value> {
+        if let Some(output) = self.once.pop_front() {
+            return Some(output);
+        }
+        let output = self.cycle.pop_front()?;
+        self.cycle.push_back(output.clone());
+        Some(output)
+    }
+}
+
+/// The input members that name what a call is about, the first present one being its subject:
+/// a pipeline (`name`, `pipelineName`, or its ARN for its tags), a branch of a repository link
+/// (`Branch`, which GetRepositorySyncStatus gives beside the link), a synced resource, or a
+/// repository link. BatchGetBuilds is about the first build it asks for.
+const SUBJECTS: [&str; 6] = ["name", "pipelineName", "resourceArn", "Branch", "ResourceName", "RepositoryLinkId"];
+
+fn subject(input: &Value) -> Option<&str> {
+    SUBJECTS.iter().find_map(|name| protocol::member(input, name)).or_else(|| {
+        let ids = input.as_map()?.iter().find(|(k, _)| k.as_text() == Some("ids"))?.1.as_array()?;
+        ids.first()?.as_text()
+    })
 }
 
 impl Shared {
@@ -517,17 +549,30 @@ impl Simulator {
     /// since they may hold values outside the model on purpose (an enum value the SDK does not
     /// know).
     ///
-    /// With a `subject`, only calls about it are answered so: those whose input's `name` or
-    /// `pipelineName` is `subject`, so that concurrent polls of many pipelines each get their own.
+    /// With a `subject`, only calls about it are answered so, so that concurrent polls of many
+    /// pipelines, branches or stacks each get their own: those whose input's first member of
+    /// [`SUBJECTS`] present is `subject` (a pipeline's `name` or `pipelineName`, its
+    /// `resourceArn`, a `Branch`, a `ResourceName` or a `RepositoryLinkId`), or, for
+    /// BatchGetBuilds, whose first build ID is `subject`.
     pub fn script(&self, operation: &str, subject: Option<&str>, outputs: impl IntoIterator<Item = Value>) {
         let key = subject.map_or_else(|| operation.to_string(), |subject| format!("{operation}/{subject}"));
         let mut scripted = self.shared.scripted.lock().unwrap_or_else(|e| e.into_inner());
-        scripted.entry(key).or_default().extend(outputs);
+        scripted.entry(key).or_default().once.extend(outputs);
     }
 
-    /// Scripted answers not yet served, of every operation.
+    /// As [`Simulator::script`], but `outputs` answer in turn for ever, once the answers scripted
+    /// to be served once are served: a target polled again and again gets the same answers (a
+    /// listing its same pages), as from an account where nothing changes.
+    pub fn script_cycle(&self, operation: &str, subject: Option<&str>, outputs: impl IntoIterator<Item = Value>) {
+        let key = subject.map_or_else(|| operation.to_string(), |subject| format!("{operation}/{subject}"));
+        let mut scripted = self.shared.scripted.lock().unwrap_or_else(|e| e.into_inner());
+        scripted.entry(key).or_default().cycle.extend(outputs);
+    }
+
+    /// Scripted answers not yet served, of every operation; those served in turn for ever do not
+    /// count.
     pub fn scripted_left(&self) -> usize {
-        self.shared.scripted.lock().unwrap_or_else(|e| e.into_inner()).values().map(VecDeque::len).sum()
+        self.shared.scripted.lock().unwrap_or_else(|e| e.into_inner()).values().map(|s| s.once.len()).sum()
     }
 
     /// How many calls arrived in all.
@@ -650,9 +695,8 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Answer {
     }
     let scripted = {
         let mut scripted = shared.scripted.lock().unwrap_or_else(|e| e.into_inner());
-        let subject = protocol::member(&call.input, "name").or_else(|| protocol::member(&call.input, "pipelineName"));
-        let own = subject.and_then(|subject| scripted.get_mut(&format!("{}/{subject}", call.operation))?.pop_front());
-        own.or_else(|| scripted.get_mut(&call.operation)?.pop_front())
+        let own = subject(&call.input).and_then(|subject| scripted.get_mut(&format!("{}/{subject}", call.operation))?.next());
+        own.or_else(|| scripted.get_mut(&call.operation)?.next())
     };
     if let Some(output) = scripted {
         return Ok(boxed(protocol::ok(call.protocol, &output)));
