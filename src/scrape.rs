@@ -74,7 +74,7 @@ impl Scrapes {
             Chunks(prefix.gzip(end).into()).boxed()
         } else {
             let remaining = prefix.text_len() + own.text.len() as u64;
-            Inflating::start(exposition, format, own.text.clone(), remaining).boxed()
+            Inflating::new(exposition, format, own.text.clone(), remaining).boxed()
         };
         let mut response = Response::new(body);
         let headers = response.headers_mut();
@@ -153,40 +153,30 @@ impl hyper::body::Body for Chunks {
     }
 }
 
-/// Pieces an uncompressed scrape inflates ahead of the one being sent.
-const INFLATED_AHEAD: usize = 4;
-
 /// The most an uncompressed scrape inflates into one buffer: under the allocator's mapping
 /// threshold (see [`crate::compression::Prefix::inflate_pieces`]).
 const INFLATED_PIECE: usize = 128 * 1024;
 
-/// An uncompressed body: the kept deflated segments, inflated as the client reads, so that an
-/// uncompressed scrape holds a few pieces of them in memory rather than the whole body.
-///
-/// A blocking thread inflates while the connection's task sends what it inflated before: sending
-/// and inflating each cost about as much as the other, and in turn, one after the other, they
-/// made the uncompressed scrape three times as slow as sending its bytes alone.
+/// An uncompressed body: the kept deflated segments, inflated a segment at a time as the client
+/// reads, so that an uncompressed scrape holds about one segment in memory rather than the whole
+/// body. It is inflated in the connection's own task: a thread per scrape would let many clients
+/// that do not take gzip start as many threads.
 struct Inflating {
-    segments: tokio::sync::mpsc::Receiver<Bytes>,
+    exposition: Arc<Exposition>,
+    format: Format,
+    next: usize,
+    decompress: Decompress,
+    /// The inflated pieces of the segment being sent.
+    pieces: std::collections::VecDeque<Bytes>,
     /// The scrape's own part, sent after the segments.
     tail: Option<Bytes>,
     remaining: u64,
 }
 
 impl Inflating {
-    fn start(exposition: Arc<Exposition>, format: Format, tail: Bytes, remaining: u64) -> Inflating {
-        let (sender, segments) = tokio::sync::mpsc::channel(INFLATED_AHEAD);
-        tokio::task::spawn_blocking(move || {
-            let prefix = exposition.deflated(format);
-            let mut decompress = Decompress::new(false);
-            for index in 0..prefix.segments() {
-                // The client went away when the body, and with it the receiver, was dropped.
-                if !prefix.inflate_pieces(index, &mut decompress, INFLATED_PIECE, |piece| sender.blocking_send(piece).is_ok()) {
-                    return;
-                }
-            }
-        });
-        Inflating { segments, tail: Some(tail), remaining }
+    fn new(exposition: Arc<Exposition>, format: Format, tail: Bytes, remaining: u64) -> Inflating {
+        let (decompress, pieces) = (Decompress::new(false), std::collections::VecDeque::new());
+        Inflating { exposition, format, next: 0, decompress, pieces, tail: Some(tail), remaining }
     }
 }
 
@@ -196,18 +186,29 @@ impl hyper::body::Body for Inflating {
 
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
-        let frame = match std::task::ready!(this.segments.poll_recv(cx)) {
-            Some(segment) => segment,
-            None => match this.tail.take() {
-                Some(tail) => tail,
-                None => return std::task::Poll::Ready(None),
-            },
-        };
-        this.remaining = this.remaining.saturating_sub(frame.len() as u64);
-        std::task::Poll::Ready(Some(Ok(Frame::data(frame))))
+        loop {
+            if let Some(piece) = this.pieces.pop_front() {
+                this.remaining = this.remaining.saturating_sub(piece.len() as u64);
+                return std::task::Poll::Ready(Some(Ok(Frame::data(piece))));
+            }
+            let prefix = this.exposition.deflated(this.format);
+            if this.next < prefix.segments() {
+                let pieces = &mut this.pieces;
+                prefix.inflate_pieces(this.next, &mut this.decompress, INFLATED_PIECE, |piece| {
+                    pieces.push_back(piece);
+                    true
+                });
+                this.next += 1;
+                continue;
+            }
+            return std::task::Poll::Ready(this.tail.take().map(|tail| {
+                this.remaining = this.remaining.saturating_sub(tail.len() as u64);
+                Ok(Frame::data(tail))
+            }));
+        }
     }
 
     fn is_end_stream(&self) -> bool {
